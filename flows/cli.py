@@ -1,0 +1,255 @@
+"""The ``mlops`` command line: the entry point where config is loaded and the home resolved.
+
+Heavy libraries are imported inside the commands so that ``mlops --help`` stays instant and
+environment defaults (project home, telemetry off) are in place before Prefect is imported.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from flows.home import ProjectHome
+from models.errors import UserInputError
+
+app = typer.Typer(
+    name="mlops",
+    help="Train, evaluate, approve, serve and monitor tabular models with Prefect pipelines.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+data_app = typer.Typer(help="Generate and profile datasets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+# Tables wider than 80 columns stay readable when output is piped or captured.
+out = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+
+EXIT_INVALID_DATA = 1
+EXIT_USER_ERROR = 2
+
+ConfigOption = Annotated[
+    Path, typer.Option("--config", "-c", help="Pipeline config YAML (see configs/crm_leads.yaml).")
+]
+DataOption = Annotated[
+    Path | None, typer.Option("--data", "-d", help="Data file to use instead of the config's data.path.")
+]
+
+
+class _HideUserErrorTracebacks(logging.Filter):
+    """Prefect logs task failures with a traceback; for input errors the one-line reason is enough."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], UserInputError):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def _quiet_logging(verbose: bool) -> None:
+    """Console shows warnings and errors unless --verbose; set before Prefect is imported."""
+    if not verbose:
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+    os.environ.setdefault(
+        "PREFECT_LOGGING_HANDLERS_CONSOLE_FLOW_RUNS_LEVEL",
+        os.environ.get("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "INFO"),
+    )
+
+
+_TRACEBACK_FILTER = _HideUserErrorTracebacks()
+
+
+def _install_traceback_filter() -> None:
+    from prefect.logging.configuration import ensure_logging_setup
+
+    ensure_logging_setup()
+
+    names = [n for n in list(logging.root.manager.loggerDict) if n.startswith("prefect")]
+    for logger in (logging.getLogger("prefect"), *map(logging.getLogger, names)):
+        for handler in logger.handlers:
+            if _TRACEBACK_FILTER not in handler.filters:
+                handler.addFilter(_TRACEBACK_FILTER)
+
+
+def fail(message: str, code: int = EXIT_USER_ERROR) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show Prefect's task and flow logs.")
+    ] = False,
+) -> None:
+    """Resolve the project home (MLOPS_HOME, default ./.mlops) and point the libraries at it."""
+    home = ProjectHome.from_env()
+    home.configure_environment()
+    _quiet_logging(verbose)
+    ctx.obj = home
+
+
+def _home(ctx: typer.Context) -> ProjectHome:
+    return ctx.obj if isinstance(ctx.obj, ProjectHome) else ProjectHome.from_env()
+
+
+def _load(config_path: Path, data: Path | None, home: ProjectHome):
+    from flows.config import load_config
+
+    overrides = {"data.path": str(data.resolve())} if data else None
+    return load_config(config_path, home=home.root, overrides=overrides)
+
+
+@data_app.command("generate")
+def data_generate(
+    out_path: Annotated[
+        Path, typer.Option("--out", "-o", help="Output file; .csv or .parquet decides the format.")
+    ],
+    rows: Annotated[int, typer.Option(help="Number of leads to generate.", min=1)] = 50_000,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same file.")] = 42,
+    drift: Annotated[
+        float,
+        typer.Option(
+            help="0 = reference population; up to 1 shifts features, mix and label rate.", min=0.0, max=1.0
+        ),
+    ] = 0.0,
+) -> None:
+    """Generate a synthetic CRM leads dataset with a learnable, nonlinear conversion label."""
+    from models.data.io import file_format, write_table
+    from models.data.synthetic import generate_leads
+
+    try:
+        file_format(out_path)
+        df = generate_leads(rows, seed, drift)
+        write_table(df, out_path)
+    except UserInputError as exc:
+        raise fail(str(exc)) from None
+    out.print(
+        f"wrote {len(df):,} rows x {df.shape[1]} columns to {out_path} (conversion rate {df['converted'].mean():.3f})"
+    )
+
+
+@data_app.command("profile")
+def data_profile(
+    path: Annotated[Path, typer.Argument(help="CSV or Parquet file to profile.")],
+    target: Annotated[str, typer.Option("--target", "-t", help="Binary label column.")],
+    out_dir: Annotated[Path, typer.Option("--out-dir", help="Where pipeline.yaml and expectations.json go.")],
+    name: Annotated[
+        str | None, typer.Option(help="Pipeline and model name; default from the file name.")
+    ] = None,
+) -> None:
+    """Infer column roles and write a runnable pipeline config and a starter expectation suite."""
+    from flows.scaffold import slug, write_scaffold
+    from models.data.io import file_format, read_table, sniff_delimiter
+    from models.data.profile import profile_frame
+
+    try:
+        df = read_table(path)
+        delimiter = sniff_delimiter(path) if file_format(path) == "csv" else None
+        profile = profile_frame(df, target)
+        if profile.na_values or profile.names("datetime"):
+            # Re-read as validation and training will: blanks as missing, dates as datetimes.
+            df = read_table(
+                path, delimiter=delimiter, na_values=profile.na_values, parse_dates=profile.names("datetime")
+            )
+        result = write_scaffold(
+            df, profile, data_path=path, out_dir=out_dir, delimiter=delimiter, name=name or slug(path.stem)
+        )
+    except UserInputError as exc:
+        raise fail(str(exc)) from None
+    table = Table(
+        "column", "role", "dtype", "nulls", "distinct", "note", title=f"{path.name}: {profile.rows:,} rows"
+    )
+    for c in profile.columns:
+        table.add_row(c.name, c.role, c.dtype, f"{c.null_rate:.1%}", str(c.n_unique), c.note)
+    out.print(table)
+    for issue in profile.issues:
+        out.print(f"[yellow]check:[/] {issue}", highlight=False)
+    out.print(f"wrote {result.config_path} and {result.suite_path}")
+    out.print(f"next: mlops validate --config {result.config_path}")
+
+
+@app.command("validate")
+def validate(ctx: typer.Context, config: ConfigOption, data: DataOption = None) -> None:
+    """Validate data against the config's expectation suite (exit 0 pass, 1 fail, 2 unusable input)."""
+    home = _home(ctx)
+    try:
+        cfg = _load(config, data, home)
+        from models.data.io import check_data_file
+        from models.data.suite import load_suite
+
+        check_data_file(cfg.data.path)
+        load_suite(cfg.data.expectations)  # a broken suite is a config error: fail before starting Prefect
+    except UserInputError as exc:
+        raise fail(str(exc)) from None
+    _install_traceback_filter()
+    from flows.validation import data_validation
+
+    state = data_validation(cfg, home.data_docs, return_state=True)
+    report = state.result(raise_on_failure=False)
+    if isinstance(report, BaseException):
+        if isinstance(report, UserInputError):
+            raise fail(str(report))
+        raise report
+    _print_report(report, cfg.data.path)
+    if not report.success:
+        raise typer.Exit(EXIT_INVALID_DATA)
+
+
+def _collapse_missing_columns(failed: list) -> list:
+    """A missing column fails every expectation on it; show it once."""
+    seen: set[str | None] = set()
+    kept = []
+    for f in failed:
+        if f.detail == "missing column":
+            if f.column in seen:
+                continue
+            seen.add(f.column)
+        kept.append(f)
+    return kept
+
+
+def _print_report(report, data_path: Path) -> None:
+    if report.success:
+        out.print(
+            f"[green]passed[/]: {report.evaluated} expectations on {report.row_count:,} rows of {data_path}"
+        )
+    else:
+        table = Table(
+            "column",
+            "expectation",
+            "unexpected",
+            "%",
+            "sample values",
+            "detail",
+            title=f"{len(report.failed)} of {report.evaluated} expectations failed on {data_path}",
+        )
+        for f in _collapse_missing_columns(report.failed):
+            table.add_row(
+                f.column or "(table)",
+                f.expectation.removeprefix("expect_").removeprefix("column_values_to_"),
+                "" if f.unexpected_count is None else f"{f.unexpected_count:,}",
+                "" if f.unexpected_percent is None else f"{f.unexpected_percent:.2f}",
+                ", ".join(repr(v) for v in f.sample_values[:5]),
+                f.detail,
+            )
+        out.print(table)
+    if report.docs_path:
+        out.print(f"Data Docs: {report.docs_path}")
+
+
+def run() -> None:  # pragma: no cover - console script shim
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

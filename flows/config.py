@@ -1,0 +1,169 @@
+"""The pipeline config: one YAML file, validated once at the entry point, passed down.
+
+Each layer owns its section's model and defaults (``models/``, ``serving/``, ``monitoring/``);
+this module only composes them. Errors name the file, the field path and the bad value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from models.config import FeatureConfig, ModelConfig
+from models.data.config import DataConfig, SplitConfig
+from models.errors import UserInputError
+from models.params import EvaluationConfig, PromotionPolicy, SweepConfig
+from monitoring.config import MonitoringConfig
+from serving.config import ServingConfig
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
+
+
+class ConfigError(UserInputError):
+    """An invalid or unreadable pipeline config; the message names file, field and value."""
+
+
+class RegistryConfig(BaseModel):
+    """Where runs and model versions are recorded in MLflow."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_name: str = Field(pattern=NAME_PATTERN, description="Registered model name.")
+    experiment: str | None = Field(default=None, description="MLflow experiment; null = model_name.")
+
+
+class PipelineConfig(BaseModel):
+    """Everything one training pipeline needs, composed from the layers' own sections."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=NAME_PATTERN, description="Pipeline name, used for deployments.")
+    seed: int = Field(
+        default=42, description="Root seed: split, training, sweep and bootstrap derive from it."
+    )
+    data: DataConfig
+    features: FeatureConfig
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    sweep: SweepConfig = Field(default_factory=SweepConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    promotion: PromotionPolicy = Field(default_factory=PromotionPolicy)
+    registry: RegistryConfig
+    serving: ServingConfig = Field(default_factory=ServingConfig)
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
+
+    @model_validator(mode="after")
+    def _consistent_columns(self) -> PipelineConfig:
+        features = [*self.features.numeric, *self.features.categorical]
+        if not features:
+            raise ValueError("features: list at least one numeric or categorical column")
+        seen: set[str] = set()
+        for column in features:
+            if column in seen:
+                raise ValueError(f"features: column {column!r} is listed twice")
+            seen.add(column)
+        for role, column in (("data.target", self.data.target), ("data.id_column", self.data.id_column)):
+            if column and column in seen:
+                raise ValueError(f"{role} {column!r} must not also be a feature")
+        unknown = sorted(set(self.sweep.search_space) - set(ModelConfig.model_fields))
+        if unknown:
+            raise ValueError(
+                f"sweep.search_space: unknown model parameter(s) {unknown}; "
+                f"choose from {sorted(ModelConfig.model_fields)}"
+            )
+        return self
+
+    @property
+    def feature_columns(self) -> list[str]:
+        return [*self.features.numeric, *self.features.categorical]
+
+    @property
+    def input_columns(self) -> list[str]:
+        """Columns a scoring request must carry (features only; id and target are optional)."""
+        return self.feature_columns
+
+    def config_hash(self) -> str:
+        """Stable hash of the validated config, for lineage tags."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _format_loc(loc: tuple[Any, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        else:
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts) or "(top level)"
+
+
+def _describe(error: dict[str, Any]) -> str:
+    field = _format_loc(tuple(error["loc"]))
+    if error["type"] == "extra_forbidden":
+        return f"{field}: unknown key"
+    if error["type"] == "missing":
+        return f"{field}: required field is missing"
+    value = error.get("input")
+    shown = repr(value) if not isinstance(value, dict | list) else type(value).__name__
+    return f"{field}: {error['msg']} (got {shown})"
+
+
+def _expand(raw: str, home: Path) -> str:
+    return re.sub(r"\$\{MLOPS_HOME\}|\$MLOPS_HOME\b", lambda _m: str(home), raw)
+
+
+def load_config(
+    path: Path, *, home: Path | None = None, overrides: dict[str, Any] | None = None
+) -> PipelineConfig:
+    """Read, validate and resolve a pipeline config.
+
+    Relative ``data.path`` and ``data.expectations`` are resolved against the config file's
+    folder; ``${MLOPS_HOME}`` expands to ``home``. ``overrides`` (dotted keys, from the CLI)
+    are applied before validation so they are checked like the file's own values.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: unreadable config ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{path}: expected a mapping of sections at the top level, got {type(raw).__name__}"
+        )
+    for dotted, value in (overrides or {}).items():
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    try:
+        config = PipelineConfig.model_validate(raw)
+    except ValidationError as exc:
+        details = "; ".join(_describe(e) for e in exc.errors())
+        raise ConfigError(f"{path}: {details}") from exc
+    home_dir = home if home is not None else Path(os.environ.get("MLOPS_HOME", ".mlops")).resolve()
+    base = path.resolve().parent
+
+    def resolve(p: Path) -> Path:
+        expanded = Path(_expand(str(p), home_dir)).expanduser()
+        return expanded if expanded.is_absolute() else (base / expanded).resolve()
+
+    data = config.data.model_copy(
+        update={"path": resolve(config.data.path), "expectations": resolve(config.data.expectations)}
+    )
+    return config.model_copy(update={"data": data})

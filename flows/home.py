@@ -1,0 +1,95 @@
+"""The project home: the one folder where the embedded default keeps its state.
+
+Resolved once at the entry point from ``MLOPS_HOME`` (default ``./.mlops``) and passed down;
+nothing is created at import time.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import MutableMapping
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_HOME = ".mlops"
+
+# Telemetry off: the platform must run offline and quietly.
+TELEMETRY_OFF = {
+    "DO_NOT_TRACK": "1",
+    "BENTOML_DO_NOT_TRACK": "true",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+}
+
+
+@dataclass(frozen=True)
+class ProjectHome:
+    """Locations of everything the embedded default writes; each is derived from ``root``."""
+
+    root: Path
+
+    @classmethod
+    def from_env(cls, environ: MutableMapping[str, str] | None = None) -> ProjectHome:
+        env = os.environ if environ is None else environ
+        return cls(Path(env.get("MLOPS_HOME") or DEFAULT_HOME).expanduser().resolve())
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def data_docs(self) -> Path:
+        return self.root / "data_docs"
+
+    @property
+    def mlflow_db(self) -> Path:
+        return self.root / "mlflow.db"
+
+    @property
+    def tracking_uri(self) -> str:
+        return f"sqlite:///{self.mlflow_db}"
+
+    @property
+    def mlflow_artifacts(self) -> Path:
+        return self.root / "mlartifacts"
+
+    @property
+    def ray_results(self) -> Path:
+        return self.root / "ray"
+
+    @property
+    def bentoml(self) -> Path:
+        return self.root / "bentoml"
+
+    @property
+    def prefect(self) -> Path:
+        return self.root / "prefect"
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def prediction_logs(self) -> Path:
+        return self.root / "predictions"
+
+    @property
+    def runtime(self) -> Path:
+        """Pid files and logs of servers started by ``mlops up``."""
+        return self.root / "run"
+
+    def configure_environment(self, environ: MutableMapping[str, str] | None = None) -> None:
+        """Point the libraries at this home unless the user already pointed them elsewhere.
+
+        Must run before Prefect is imported: Prefect reads its settings at import.
+        """
+        env = os.environ if environ is None else environ
+        env.setdefault("MLOPS_HOME", str(self.root))
+        env.setdefault("PREFECT_HOME", str(self.prefect))
+        env.setdefault("MLFLOW_TRACKING_URI", self.tracking_uri)
+        env.setdefault("BENTOML_HOME", str(self.bentoml))
+        # A cold ephemeral Prefect server on a loaded 2-core machine can need more than 20 s.
+        env.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+        for key, value in TELEMETRY_OFF.items():
+            env.setdefault(key, value)

@@ -1,0 +1,61 @@
+"""Typed parameters of the data layer: where the data is, how to read it, how to split it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class DataConfig(BaseModel):
+    """The data source, its column roles and its data contract (the expectation suite)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: Path = Field(
+        description="CSV or Parquet file. Relative paths are relative to the config file; "
+        "${MLOPS_HOME} expands to the project home."
+    )
+    expectations: Path = Field(
+        description="Great Expectations suite (JSON), relative to the config file; edit it by hand."
+    )
+    target: str = Field(min_length=1, description="Binary label column.")
+    positive_class: str | int | bool = Field(
+        default=1, description="Label value counted as the positive class (e.g. 1, 'Yes', true)."
+    )
+    id_column: str | None = Field(
+        default=None, description="Unique row id: checked for uniqueness, never used as a feature."
+    )
+    time_column: str | None = Field(
+        default=None, description="Event time; when set, the split is by time instead of random."
+    )
+    parse_dates: list[str] = Field(
+        default_factory=list, description="Columns read as datetimes (CSV stores them as text)."
+    )
+    delimiter: str | None = Field(
+        default=None, description="CSV delimiter; null sniffs it from the file (',' ';' tab '|')."
+    )
+    na_values: list[str] = Field(
+        default_factory=list,
+        description="Extra tokens read as missing, e.g. ' ' for blanks in an exported numeric column.",
+    )
+
+    @model_validator(mode="after")
+    def _time_column_is_parsed(self) -> DataConfig:
+        if self.time_column and self.time_column not in self.parse_dates:
+            self.parse_dates = [*self.parse_dates, self.time_column]
+        return self
+
+
+class SplitConfig(BaseModel):
+    """Train/validation/test split. The test split is never seen before final evaluation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    test_fraction: float = Field(default=0.2, gt=0.0, lt=0.5)
+    val_fraction: float = Field(default=0.1, gt=0.0, lt=0.5)
+    strategy: Literal["auto", "random", "time"] = Field(
+        default="auto", description="auto = time-based when data.time_column is set, else random."
+    )
+    stratify: bool = Field(default=True, description="Keep the label rate equal across random splits.")

@@ -1,0 +1,105 @@
+"""Typed parameters of the sweep, the evaluation and the promotion policy (pure ML layer)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Param(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class UniformParam(_Param):
+    type: Literal["uniform"]
+    low: float
+    high: float
+
+    @model_validator(mode="after")
+    def _ordered(self) -> UniformParam:
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        return self
+
+
+class LogUniformParam(UniformParam):
+    type: Literal["loguniform"]  # type: ignore[assignment]
+
+    @model_validator(mode="after")
+    def _positive(self) -> LogUniformParam:
+        if self.low <= 0:
+            raise ValueError(f"loguniform needs low > 0, got {self.low}")
+        return self
+
+
+class IntParam(_Param):
+    type: Literal["int"]
+    low: int
+    high: int  # inclusive
+
+
+class ChoiceParam(_Param):
+    type: Literal["choice"]
+    values: list[Any] = Field(min_length=1)
+
+
+SearchParam = Annotated[UniformParam | LogUniformParam | IntParam | ChoiceParam, Field(discriminator="type")]
+
+
+class SweepConfig(BaseModel):
+    """Ray Tune sweep: search space over ModelConfig fields, budget and scheduler."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    num_samples: int = Field(default=6, ge=1, description="Trials to sample.")
+    max_concurrent_trials: int = Field(
+        default=2, ge=1, description="Trials at once; one per CPU core on the default machine."
+    )
+    cpus_per_trial: float = Field(default=1.0, gt=0)
+    gpus_per_trial: float = Field(default=0.0, ge=0, description="Set >0 to place trials on GPUs.")
+    grace_period: int = Field(
+        default=2, ge=1, description="ASHA: epochs every trial runs before it can be stopped."
+    )
+    reduction_factor: int = Field(default=3, ge=2, description="ASHA: keep 1/reduction_factor per rung.")
+    max_failures: int = Field(
+        default=1, ge=0, description="Retries of a failed trial, restarted from its last checkpoint."
+    )
+    time_budget_s: float | None = Field(default=None, gt=0, description="Stop the sweep after this long.")
+    ray_address: str | None = Field(
+        default=None,
+        description="Existing Ray cluster ('auto' or host:port); RAY_ADDRESS overrides; null = local.",
+    )
+    search_space: dict[str, SearchParam] = Field(
+        default_factory=dict, description="ModelConfig field -> distribution to sample it from."
+    )
+
+
+class EvaluationConfig(BaseModel):
+    """How the final model is judged on the untouched test split."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n_bootstrap: int = Field(default=1000, ge=100, description="Resamples for confidence intervals.")
+    confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
+    threshold: float = Field(default=0.5, gt=0.0, lt=1.0, description="Decision threshold for F1.")
+    slice_min_count: int = Field(default=30, ge=1, description="Smaller slices get no AUC.")
+    importance_repeats: int = Field(default=3, ge=1)
+    max_eval_rows: int | None = Field(
+        default=None, ge=1000, description="Subsample the test split for slow diagnostics."
+    )
+
+
+class PromotionPolicy(BaseModel):
+    """When a challenger may replace the champion."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    require_beat_baseline: bool = Field(
+        default=True, description="The challenger's AUC must exceed the best baseline's."
+    )
+    require_significant_gain: bool = Field(
+        default=True,
+        description="Against an existing champion, the paired AUC-difference interval must be above 0.",
+    )
+    min_auc: float = Field(default=0.5, ge=0.0, le=1.0, description="Absolute floor on test ROC AUC.")

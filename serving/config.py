@@ -1,0 +1,25 @@
+"""Typed parameters of the serving layer."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ServingConfig(BaseModel):
+    """How the champion is packaged and served with BentoML."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bento_name: str | None = Field(
+        default=None, description="Bento and service name; null uses the registered model's name."
+    )
+    token_env: str = Field(
+        default="MLOPS_SERVING_TOKEN", description="Environment variable holding the bearer token."
+    )
+    port: int = Field(default=3000, ge=1, le=65535)
+    max_batch_size: int = Field(default=256, ge=1)
+    max_latency_ms: int = Field(
+        default=1000,
+        ge=1,
+        description="Adaptive batching window; below ~200 ms BentoML sheds load with 503s.",
+    )

@@ -1,0 +1,137 @@
+"""Shared fixtures: an isolated project home, generated data, and one real Prefect server.
+
+The Prefect server is started once per test session (``prefect server start`` on a free
+loopback port) and stopped by the fixture; every test that runs a flow talks to it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+# Quiet and offline for every library the tests touch.
+os.environ.update(
+    {
+        "DO_NOT_TRACK": "1",
+        "BENTOML_DO_NOT_TRACK": "true",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
+    }
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(
+    url: str, timeout: float, proc: subprocess.Popen | None = None, log: Path | None = None
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            tail = log.read_text()[-3000:] if log and log.exists() else ""
+            raise RuntimeError(f"server exited with {proc.returncode} before {url} answered:\n{tail}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status < 500:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{url} did not answer within {timeout} s")
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 20) -> None:
+    """Stop a process group started with start_new_session=True: SIGTERM, then SIGKILL."""
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Prefect server for the whole session; yields its API URL."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    home = tmp_path_factory.mktemp("prefect-home")
+    port = free_port()
+    log = home / "server.log"
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env.pop("PREFECT_API_URL", None)
+    with log.open("w") as handle:
+        proc = subprocess.Popen(
+            [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}/api"
+    try:
+        wait_http(f"{url}/health", timeout=120, proc=proc, log=log)
+        os.environ["PREFECT_API_URL"] = url
+        with temporary_settings(updates={PREFECT_API_URL: url}):
+            yield url
+    finally:
+        # Drain queued run logs while the server is still up, or the log worker retries
+        # against a dead server at interpreter exit.
+        from prefect.logging.handlers import APILogWorker
+
+        APILogWorker.drain_all(timeout=10)
+        os.environ.pop("PREFECT_API_URL", None)
+        stop_process(proc)
+
+
+@pytest.fixture
+def mlops_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty project home for one test."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("MLOPS_HOME", str(home))
+    return home
+
+
+@pytest.fixture(scope="session")
+def leads_frame():
+    from models.data.synthetic import generate_leads
+
+    return generate_leads(3000, seed=11)
+
+
+@pytest.fixture
+def leads_csv(tmp_path: Path, leads_frame) -> Path:
+    from models.data.io import write_table
+
+    return write_table(leads_frame, tmp_path / "leads.csv")
+
+
+@pytest.fixture
+def default_config_copy(tmp_path: Path, leads_csv: Path) -> Path:
+    """The shipped default config and suite, copied next to a small generated CSV."""
+    shutil.copy(REPO / "configs" / "crm_leads.expectations.json", tmp_path / "crm_leads.expectations.json")
+    text = (REPO / "configs" / "crm_leads.yaml").read_text()
+    text = text.replace("${MLOPS_HOME}/data/crm_leads.parquet", leads_csv.name)
+    path = tmp_path / "crm_leads.yaml"
+    path.write_text(text)
+    return path
