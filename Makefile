@@ -25,10 +25,10 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 $(DATA): | $(STAMP)
-	$(BIN)/mlops data generate --rows 50000 --seed 7 --out $(DATA)
+	$(BIN)/mlops data generate --rows 200000 --seed 7 --out $(DATA)
 
 run: $(STAMP) $(DATA)
-	$(BIN)/mlops validate --config $(CONFIG)
+	$(BIN)/mlops run --config $(CONFIG)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

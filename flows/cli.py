@@ -58,6 +58,9 @@ def _quiet_logging(verbose: bool) -> None:
     """Console shows warnings and errors unless --verbose; set before Prefect is imported."""
     if not verbose:
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+        # The pipeline logs its model deliberately as a Python object; the advice is noise here.
+        logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
     os.environ.setdefault(
         "PREFECT_LOGGING_HANDLERS_CONSOLE_FLOW_RUNS_LEVEL",
         os.environ.get("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "INFO"),
@@ -205,6 +208,112 @@ def validate(ctx: typer.Context, config: ConfigOption, data: DataOption = None) 
         raise typer.Exit(EXIT_INVALID_DATA)
 
 
+def _tracking_uri(home: ProjectHome) -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or home.tracking_uri
+
+
+def _mlflow_ui_hint(tracking_uri: str) -> str:
+    if tracking_uri.startswith("sqlite:"):
+        return f"mlflow ui --backend-store-uri {tracking_uri} --host 127.0.0.1 --port 5000"
+    return f"open {tracking_uri}"
+
+
+@app.command("run")
+def run(ctx: typer.Context, config: ConfigOption, data: DataOption = None) -> None:
+    """Run the training pipeline: validate, train, sweep, evaluate, register, promote, package."""
+    home = _home(ctx)
+    try:
+        cfg = _load(config, data, home)
+        from models.data.io import check_data_file
+        from models.data.suite import load_suite
+
+        check_data_file(cfg.data.path)
+        load_suite(cfg.data.expectations)
+    except UserInputError as exc:
+        raise fail(str(exc)) from None
+    _install_traceback_filter()
+    from flows.training import InvalidDataError, training_pipeline
+
+    tracking_uri = _tracking_uri(home)
+    out.print(f"training pipeline [bold]{cfg.name}[/] on {cfg.data.path}", highlight=False)
+    state = training_pipeline(cfg, home.root, tracking_uri, return_state=True)
+    summary = state.result(raise_on_failure=False)
+    if isinstance(summary, InvalidDataError):
+        _print_report(summary.report, cfg.data.path)
+        raise fail("invalid data: nothing was trained and no model version was created", EXIT_INVALID_DATA)
+    if isinstance(summary, UserInputError):
+        raise fail(str(summary))
+    if isinstance(summary, BaseException):
+        raise summary
+    auc = summary.test_auc
+    base_name, base_auc = summary.best_baseline
+    out.print(
+        f"model: {summary.model_name} v{summary.version} (MLflow run {summary.run_id})", highlight=False
+    )
+    out.print(
+        f"test ROC AUC {auc.value:.4f} (95% CI {auc.low:.4f}-{auc.high:.4f}); "
+        f"best baseline {base_name} {base_auc:.4f}",
+        highlight=False,
+    )
+    verdict = "[green]promoted to champion[/]" if summary.promoted else "[yellow]not promoted[/]"
+    out.print(f"{verdict}: {summary.reason}", highlight=False)
+    out.print(
+        f"champion: {'v' + summary.champion_version if summary.champion_version else 'none'}", highlight=False
+    )
+    out.print(
+        f"sweep: {summary.trials} trials{' (resumed)' if summary.resumed_sweep else ''}, best {summary.best_params}",
+        highlight=False,
+    )
+    if summary.bento_tag:
+        out.print(
+            f"bento: {summary.bento_tag} (serve it: bentoml serve {summary.bento_tag})", highlight=False
+        )
+    out.print(f"MLflow UI: {_mlflow_ui_hint(tracking_uri)}", highlight=False)
+
+
+@app.command("predict")
+def predict(
+    ctx: typer.Context,
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="Registered model as NAME@ALIAS or NAME/VERSION.")
+    ],
+    input_path: Annotated[Path, typer.Option("--input", "-i", help="CSV or Parquet rows to score.")],
+    output_path: Annotated[
+        Path, typer.Option("--output", "-o", help="Where to write the rows plus a score column.")
+    ],
+) -> None:
+    """Batch-score a file with a registered model; the logged feature transform is applied."""
+    home = _home(ctx)
+    import re
+
+    match = re.fullmatch(r"([^@/]+)(?:@([\w-]+)|/(\d+))", model)
+    if not match:
+        raise fail(f"--model {model!r}: expected NAME@ALIAS (e.g. crm-leads@champion) or NAME/VERSION")
+    try:
+        from models.data.io import file_format, read_table, write_table
+
+        file_format(output_path)
+        df = read_table(input_path)
+        import mlflow
+        from mlflow.exceptions import MlflowException
+
+        mlflow.set_tracking_uri(_tracking_uri(home))
+        name, alias, number = match.groups()
+        uri = f"models:/{name}@{alias}" if alias else f"models:/{name}/{number}"
+        try:
+            loaded = mlflow.pyfunc.load_model(uri)
+        except MlflowException as exc:
+            raise UserInputError(
+                f"--model {model}: not found in the registry at {_tracking_uri(home)} ({exc.message})"
+            ) from None
+        transform = loaded.unwrap_python_model().scorer.transform
+        scores = loaded.predict(transform.canonical_inputs(df))
+        write_table(df.assign(score=scores), output_path)
+    except UserInputError as exc:
+        raise fail(str(exc)) from None
+    out.print(f"scored {len(df):,} rows with {model}; wrote {output_path}")
+
+
 def _collapse_missing_columns(failed: list) -> list:
     """A missing column fails every expectation on it; show it once."""
     seen: set[str | None] = set()
@@ -245,10 +354,6 @@ def _print_report(report, data_path: Path) -> None:
         out.print(table)
     if report.docs_path:
         out.print(f"Data Docs: {report.docs_path}")
-
-
-def run() -> None:  # pragma: no cover - console script shim
-    app()
 
 
 if __name__ == "__main__":  # pragma: no cover

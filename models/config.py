@@ -20,6 +20,11 @@ class FeatureConfig(BaseModel):
         default_factory=list,
         description="Categorical columns: cast to str and embedded; one embedding table per column.",
     )
+    log_transform_skewed: bool = Field(
+        default=True,
+        description="log1p-scale numeric columns that are never negative and strongly right-skewed "
+        "(amounts, sizes, counts) before standardising, so a heavy tail does not squeeze most rows together.",
+    )
     min_category_count: int = Field(
         default=1,
         ge=1,

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from models.config import FeatureConfig
+from models.errors import UserInputError
 
 MISSING_INDEX = 0  # categorical index of a missing value (NaN/None)
 UNKNOWN_INDEX = 1  # categorical index of a value not in the training vocabulary
@@ -20,7 +21,7 @@ N_RESERVED = 2  # known values start here
 _FORMAT_VERSION = 1
 
 
-class MissingColumnsError(ValueError):
+class MissingColumnsError(UserInputError):
     """Raised when a frame lacks columns the transform was fitted on; `columns` lists them."""
 
     def __init__(self, columns: list[str]) -> None:
@@ -49,12 +50,39 @@ def _numeric_block(df: pd.DataFrame, columns: list[str]) -> np.ndarray:
     for column in columns:
         dtype = df[column].dtype
         if not (pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)):
-            raise ValueError(f"numeric column {column!r} has non-numeric dtype {dtype}")
+            raise UserInputError(f"numeric column {column!r} has non-numeric dtype {dtype}")
     if not columns:
         return np.empty((len(df), 0), dtype=np.float64)
     block = df[columns].to_numpy(dtype=np.float64, na_value=np.nan)  # [n, k]
     block[~np.isfinite(block)] = np.nan  # inf is as uninformative as a missing value
     return block
+
+
+SKEW_THRESHOLD = 2.0
+
+
+def _skewed_non_negative(block: np.ndarray) -> np.ndarray:
+    """Columns to log-scale: never negative and strongly right-skewed (amounts, counts, sizes).
+
+    Standardising a heavy tail squeezes most rows into a sliver of the input range; trees do not
+    care, a network does.
+    """
+    flags = np.zeros(block.shape[1], dtype=bool)
+    for j in range(block.shape[1]):
+        x = block[:, j][~np.isnan(block[:, j])]
+        if len(x) < 3 or x.min() < 0 or x.std() == 0:
+            continue
+        skew = float(np.mean(((x - x.mean()) / x.std()) ** 3))
+        flags[j] = skew > SKEW_THRESHOLD
+    return flags
+
+
+def _log_scale(block: np.ndarray, flags: np.ndarray) -> np.ndarray:
+    if not flags.any():
+        return block
+    out = block.copy()
+    out[:, flags] = np.log1p(np.maximum(out[:, flags], 0.0))  # NaN stays NaN
+    return out
 
 
 def _category_str(value: Any) -> str:
@@ -96,8 +124,11 @@ class FeatureTransform:
         means: list[float],
         stds: list[float],
         vocabularies: list[list[str]],
+        log_scaled: list[bool] | None = None,
     ) -> None:
         assert len(medians) == len(means) == len(stds) == len(spec.numeric)
+        self.log_scaled = [bool(v) for v in (log_scaled or [False] * len(spec.numeric))]
+        assert len(self.log_scaled) == len(spec.numeric)
         assert len(vocabularies) == len(spec.categorical)
         self.spec = spec
         self.medians = [float(v) for v in medians]
@@ -111,12 +142,17 @@ class FeatureTransform:
         self._medians = np.asarray(self.medians, dtype=np.float64)
         self._means = np.asarray(self.means, dtype=np.float64)
         self._stds = np.asarray(self.stds, dtype=np.float64)
+        self._log = np.asarray(self.log_scaled, dtype=bool)
 
     @classmethod
     def fit(cls, df: pd.DataFrame, spec: FeatureConfig) -> FeatureTransform:
         """Fit on the training split only, so validation/test rows never leak into the statistics."""
         _check_columns(df, spec.numeric + spec.categorical)
         block = _numeric_block(df, spec.numeric)  # [n, k] float64 with NaN
+        log_scaled = (
+            _skewed_non_negative(block) if spec.log_transform_skewed else np.zeros(block.shape[1], bool)
+        )
+        block = _log_scale(block, log_scaled)
         medians = np.zeros(block.shape[1])
         observed = ~np.isnan(block).all(axis=0)
         medians[observed] = np.nanmedian(block[:, observed], axis=0)  # all-missing column -> 0
@@ -140,6 +176,7 @@ class FeatureTransform:
             means=means.tolist(),
             stds=stds.tolist(),
             vocabularies=vocabularies,
+            log_scaled=log_scaled.tolist(),
         )
 
     @property
@@ -155,10 +192,32 @@ class FeatureTransform:
         """Raise `MissingColumnsError` naming every fitted column absent from `df`."""
         _check_columns(df, self.spec.numeric + self.spec.categorical)
 
+    def canonical_inputs(self, df: pd.DataFrame) -> pd.DataFrame:
+        """The feature columns in the one schema every scoring path accepts.
+
+        Numerics as float64 (an int column turns float as soon as a batch holds a missing value),
+        categoricals as the strings the vocabulary holds, missing values as NaN/None. Encoding the
+        result gives exactly the same arrays as encoding ``df``.
+        """
+        self.check_columns(df)
+        out = pd.DataFrame(index=df.index)
+        for column in self.spec.numeric:
+            block = _numeric_block(df, [column])[:, 0]  # raises naming a non-numeric column
+            out[column] = block
+        for column in self.spec.categorical:
+            codes, uniques = _factorize_as_str(df[column])
+            values = (
+                np.asarray(uniques, dtype=object)[np.maximum(codes, 0)]
+                if len(uniques)
+                else np.full(len(df), None)
+            )
+            out[column] = np.where(codes >= 0, values, None)
+        return out
+
     def transform(self, df: pd.DataFrame) -> EncodedFeatures:
         """Encode `df` (extra columns are ignored); vectorised, about a second for 1M rows."""
         self.check_columns(df)
-        block = _numeric_block(df, self.spec.numeric)  # [n, n_numeric] float64 with NaN
+        block = _log_scale(_numeric_block(df, self.spec.numeric), self._log)  # [n, n_numeric] with NaN
         block = np.where(np.isnan(block), self._medians, block)
         numeric = ((block - self._means) / self._stds).astype(np.float32)  # [n, n_numeric]
 
@@ -183,6 +242,7 @@ class FeatureTransform:
             "means": list(self.means),
             "stds": list(self.stds),
             "vocabularies": [list(v) for v in self.vocabularies],
+            "log_scaled": list(self.log_scaled),
         }
 
     @classmethod
@@ -196,6 +256,7 @@ class FeatureTransform:
             means=state["means"],
             stds=state["stds"],
             vocabularies=state["vocabularies"],
+            log_scaled=state["log_scaled"],
         )
 
     def __eq__(self, other: object) -> bool:

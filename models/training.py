@@ -138,12 +138,14 @@ def train_model(
     enable_progress_bar: bool = False,
     default_root_dir: Path | None = None,
     logger: Logger | bool = False,
+    ckpt_path: str | None = None,
 ) -> TrainingResult:
     """Fit a `TabularClassifier`, stop early on `val/roc_auc`, and return the best epoch's weights.
 
     Same seed, same data and same device give identical weights on CPU. `callbacks` are added to the
     trainer (e.g. a Ray Tune reporter reading `val/roc_auc` and `val/loss` from `callback_metrics` at
-    validation end; `train/loss` is logged afterwards, at train epoch end).
+    validation end; `train/loss` is logged afterwards, at train epoch end). `ckpt_path` resumes the fit
+    from a Lightning checkpoint (weights, optimiser, loop and callback state), e.g. a retried sweep trial.
     """
     y_train = np.asarray(y_train)
     y_val = np.asarray(y_val)
@@ -189,7 +191,9 @@ def train_model(
             torch.set_num_threads(CPU_TORCH_THREADS)
         try:
             start = time.perf_counter()
-            trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader)
+            trainer.fit(
+                module, train_dataloaders=train_loader, val_dataloaders=val_loader, ckpt_path=ckpt_path
+            )
             train_seconds = time.perf_counter() - start
         finally:
             torch.set_num_threads(threads)  # process-wide setting: restore the caller's

@@ -111,3 +111,13 @@ def write_table(df: pd.DataFrame, path: Path) -> Path:
         df.to_csv(tmp, index=False, date_format="%Y-%m-%d %H:%M:%S")
     tmp.replace(path)
     return path
+
+
+def data_fingerprint(df: pd.DataFrame) -> str:
+    """Content hash of a frame (values, column names and order), for lineage tags."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    digest.update("\x1f".join(map(str, df.columns)).encode())
+    digest.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
+    return digest.hexdigest()[:16]

@@ -102,25 +102,36 @@ def generate_leads(rows: int, seed: int, drift: float = 0.0) -> pd.DataFrame:
     days_since_contact = np.minimum(np.floor(rng.exponential(scale=25.0, size=n)), CONTACT_DAYS_MAX)
     num_meetings = rng.poisson(0.8 + 0.5 * plan_idx)
 
-    is_hot = engagement > 60.0
-    is_recent = days_since_contact < 20.0
+    # Smooth thresholds and interactions: nonlinear enough that a linear model misses them,
+    # smooth enough that a network can fit them as well as trees do.
+    hot = _sigmoid((engagement - 60.0) / 6.0)
+    recent = _sigmoid((20.0 - np.nan_to_num(days_since_contact, nan=30.0)) / 6.0)
+    big_deal = _sigmoid((np.log(deal_size) - 9.5) / 0.4)
     is_referral = np.asarray(source == "referral")
+    contact_days = np.nan_to_num(days_since_contact, nan=25.0)
+    oblique = (
+        (engagement - 50.0) / 20.0 + (np.log(company_size) - 4.0) / 1.3 - (contact_days - 25.0) / 25.0
+    ) / 1.2
     apac_enterprise = np.asarray(region == "apac") & (plan_idx == 3)
     logit = (
         -2.0
-        + 1.2 * _sigmoid((engagement - 55.0) / 4.0)
-        + 2.0 * (is_hot & is_recent)
-        - 1.6 * (~is_hot & is_recent)
-        + 1.5 * is_referral * (np.log(deal_size) > 9.5)
+        + 1.2 * hot
+        + 2.0 * hot * recent
+        - 1.6 * (1.0 - hot) * recent
+        + 1.5 * is_referral * big_deal
         - 0.5 * is_referral
         + 1.1 * np.sin(np.log(company_size) * 1.6)
+        # A bump along an oblique direction of three features: invisible to a linear model and
+        # only approximated in steps by axis-aligned tree splits; a network fits it directly.
+        + 2.2 * np.exp(-(oblique**2))
+        - 1.1
         + PLAN_LOGIT[plan_idx]
         + 0.9 * apac_enterprise
         + 0.45 * np.minimum(num_meetings, 3)
         - 0.3 * np.maximum(num_meetings - 3, 0)
         + 1.5 * drift
     )
-    converted = (rng.random(n) < _sigmoid(logit)).astype(np.int64)
+    converted = (rng.random(n) < _sigmoid(1.6 * logit)).astype(np.int64)
 
     # Missing values as a CRM export has them: unknown deal sizes and contact dates.
     deal_size[rng.random(n) < 0.04] = np.nan

@@ -1,0 +1,41 @@
+"""The MLflow packaging of a ``TabularScorer``: a pyfunc whose artifact is the scorer folder.
+
+The feature transform travels inside the logged model, so batch scoring and serving apply the
+exact object training used.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+
+from models.scorer import TabularScorer
+
+SCORER_ARTIFACT = "scorer"
+
+
+class ScorerPyfunc(mlflow.pyfunc.PythonModel):
+    """Loads the scorer once per process; ``predict`` returns positive-class probabilities."""
+
+    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+        self.scorer = TabularScorer.load(Path(context.artifacts[SCORER_ARTIFACT]))
+
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> np.ndarray:
+        return self.scorer.predict_proba(model_input)
+
+
+def pip_requirements() -> list[str]:
+    """Pinned to the running versions: requirement inference costs seconds per call (FACTS)."""
+    import sklearn
+    import torch
+
+    return [
+        f"mlflow=={mlflow.__version__}",
+        f"torch=={torch.__version__.split('+')[0]}",
+        f"pandas=={pd.__version__}",
+        f"numpy=={np.__version__}",
+        f"scikit-learn=={sklearn.__version__}",
+    ]

@@ -1,0 +1,140 @@
+"""Packaging for BentoML: the scorer as a model in the local model store, then an offline Bento serving it.
+
+Both stores live under ``BENTOML_HOME``, which BentoML reads once per process, at its first store access: the
+caller sets it before that (a process that needs two homes must use subprocesses). The Bento build
+options come from ``serving/bentofile.yaml`` (the same file users build with by hand); `build_bento` adds the
+model, the Bento name, labels and the serving config.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import bentoml
+import yaml
+
+from models.scorer import NETWORK_FILE, TRANSFORM_FILE, WEIGHTS_FILE, TabularScorer
+from serving.config import ServingConfig
+
+REPO_ROOT = (
+    Path(__file__).resolve().parents[1]
+)  # build context: `models/`, `monitoring/`, `serving/` below it
+BENTOFILE = Path(__file__).with_name("bentofile.yaml")
+
+MODEL_ALIAS = "champion"  # the Bento's model answers to this name inside the served Bento
+SERVING_CONFIG_ARG = "serving_config"  # Bento argument carrying ServingConfig into the service
+
+# Metadata keys written by `save_model` and read by the service.
+MODEL_NAME_KEY = "model_name"
+MODEL_VERSION_KEY = "model_version"
+FEATURE_SCHEMA_KEY = "feature_schema"
+SCORER_DIGEST_KEY = "scorer_sha256"
+_RESERVED_KEYS = (FEATURE_SCHEMA_KEY, SCORER_DIGEST_KEY)
+_SCORER_FILES = (TRANSFORM_FILE, NETWORK_FILE, WEIGHTS_FILE)
+_BENTOFILE_KEYS = ("service", "include", "exclude", "python", "description", "docker")
+
+
+class ModelIntegrityError(RuntimeError):
+    """The scorer files of a stored model do not match the digest recorded when it was saved."""
+
+
+def scorer_digest(directory: Path) -> str:
+    """SHA-256 over the scorer's files (name and bytes, fixed order): detects a corrupted or swapped model."""
+    digest = hashlib.sha256()
+    for name in _SCORER_FILES:
+        digest.update(name.encode() + b"\0")
+        digest.update((Path(directory) / name).read_bytes())
+    return digest.hexdigest()
+
+
+def verify_scorer_files(directory: Path, expected_digest: str | None) -> None:
+    """Raise `ModelIntegrityError` unless the files in `directory` hash to `expected_digest`."""
+    if expected_digest is None:
+        raise ModelIntegrityError(f"model at {directory} has no {SCORER_DIGEST_KEY!r} in its metadata")
+    actual = scorer_digest(directory)
+    if actual != expected_digest:
+        raise ModelIntegrityError(
+            f"model files at {directory} hash to {actual}, metadata says {expected_digest}"
+        )
+
+
+def save_model(
+    scorer: TabularScorer,
+    *,
+    name: str,
+    metadata: dict[str, str | int | float],
+    labels: dict[str, str] | None = None,
+) -> bentoml.Tag:
+    """Save `scorer` as a new version of BentoML model `name` in the local model store; return its tag.
+
+    `name` must be a valid BentoML tag name (lower-case letters, digits, ``-``, ``_``, ``.``). `metadata`
+    should carry ``model_name`` / ``model_version`` (the registry's name and version, served as the
+    prediction's ``model_version``) and e.g. ``run_id``; the feature schema and a digest of the scorer files
+    (checked when the service loads the model) are added here.
+    """
+    clashes = [key for key in _RESERVED_KEYS if key in metadata]
+    if clashes:
+        raise ValueError(f"metadata keys {clashes} are reserved: save_model writes them")
+    with tempfile.TemporaryDirectory(prefix="mlops-scorer-") as tmp:
+        staged = Path(tmp)
+        scorer.save(staged)
+        full_metadata: dict[str, Any] = {
+            **metadata,
+            FEATURE_SCHEMA_KEY: [{"name": c.name, "kind": c.kind} for c in scorer.feature_columns],
+            SCORER_DIGEST_KEY: scorer_digest(staged),
+        }
+        with bentoml.models.create(name, labels=labels, metadata=full_metadata) as model:
+            for file_name in _SCORER_FILES:
+                shutil.copy2(staged / file_name, Path(model.path) / file_name)
+    return model.tag
+
+
+def load_bentofile(path: Path = BENTOFILE) -> dict[str, Any]:
+    """Build options of `serving/bentofile.yaml` that `build_bento` passes on (not `models`: it adds its own)."""
+    spec = yaml.safe_load(Path(path).read_text())
+    unknown = set(spec) - set(_BENTOFILE_KEYS) - {"models", "name", "labels"}
+    if unknown:
+        raise ValueError(f"{path}: keys {sorted(unknown)} are not passed on by build_bento")
+    return {key: spec[key] for key in _BENTOFILE_KEYS if key in spec}
+
+
+def build_bento(
+    model_tag: bentoml.Tag | str,
+    *,
+    service_name: str,
+    config: ServingConfig | None = None,
+    labels: dict[str, str] | None = None,
+    version: str | None = None,
+) -> bentoml.Tag:
+    """Build Bento `service_name` serving model `model_tag`, offline, from any working directory.
+
+    The model is referenced under the alias ``champion`` (what the service loads); as usual in BentoML 1.4 it
+    stays in the model store of the same ``BENTOML_HOME`` (``bentoml export`` / ``containerize`` pack it).
+    `config` travels as a Bento argument (the service reads its token variable and row limit from it), and
+    packages are listed without locking, so nothing is resolved against a package index.
+    ``bentoml serve <returned tag>`` runs it.
+    """
+    model = bentoml.models.get(model_tag)  # fails early, naming the tag, if the model is not in the store
+    metadata = model.info.metadata
+    config = config or ServingConfig()
+    bento = bentoml.bentos.build(
+        **load_bentofile(),
+        name=service_name,
+        labels={
+            "model_name": str(metadata.get(MODEL_NAME_KEY, model.tag.name)),
+            "model_version": str(metadata.get(MODEL_VERSION_KEY, model.tag.version)),
+            "bento_model": model.tag.name,
+            "bento_model_version": str(model.tag.version),
+            **(labels or {}),
+        },
+        models=[{"tag": str(model.tag), "alias": MODEL_ALIAS}],
+        version=version,
+        build_ctx=str(REPO_ROOT),
+        args={SERVING_CONFIG_ARG: json.loads(config.model_dump_json())},
+    )
+    return bento.tag

@@ -1,0 +1,45 @@
+"""Lineage facts recorded with every model version."""
+
+from __future__ import annotations
+
+import subprocess
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import pandas as pd
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from models.data.io import data_fingerprint
+
+PACKAGE = "mlops-crm"
+
+
+def code_version(repo: Path) -> str:
+    """The git commit (with ``-dirty`` when the tree has changes), else the package version."""
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        return f"{commit}-dirty" if dirty else commit
+    except (OSError, subprocess.SubprocessError):
+        try:
+            return f"{PACKAGE}=={version(PACKAGE)}"
+        except PackageNotFoundError:
+            return "unknown"
+
+
+@task(name="fingerprint-data", cache_policy=NO_CACHE)
+def fingerprint(df: pd.DataFrame) -> str:
+    return data_fingerprint(df)

@@ -1,0 +1,174 @@
+"""MLflow tracking from the pipeline: one parent run, one nested run per sweep trial.
+
+Everything goes through an explicit ``MlflowClient(tracking_uri)``; per-epoch metrics are sent
+in batches. Calls to the tracking store are I/O and retry; a server may blip.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from models.mlflow_model import SCORER_ARTIFACT, ScorerPyfunc, pip_requirements
+from models.scorer import TabularScorer
+from models.sweep import TrialSummary
+
+MAX_BATCH = 900  # MLflow accepts up to 1000 metrics per log_batch call
+
+
+@dataclass(frozen=True)
+class TrackingTarget:
+    """Where runs go: the tracking URI, the experiment and (for a local store) the artifact root."""
+
+    tracking_uri: str
+    experiment: str
+    artifact_root: Path | None = None
+
+    def client(self) -> MlflowClient:
+        return MlflowClient(tracking_uri=self.tracking_uri)
+
+
+def _experiment_id(target: TrackingTarget) -> str:
+    client = target.client()
+    found = client.get_experiment_by_name(target.experiment)
+    if found is not None:
+        return found.experiment_id
+    location = (target.artifact_root / target.experiment).as_uri() if target.artifact_root else None
+    return client.create_experiment(target.experiment, artifact_location=location)
+
+
+def _flatten(prefix: str, value: Any, out: dict[str, str]) -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _flatten(f"{prefix}.{key}" if prefix else str(key), item, out)
+    else:
+        out[prefix] = json.dumps(value) if isinstance(value, list) else str(value)
+
+
+def _log_batch(client: MlflowClient, run_id: str, metrics: list[Metric] = (), params=(), tags=()) -> None:
+    metrics, params, tags = list(metrics), list(params), list(tags)
+    for start in range(0, max(len(metrics), 1), MAX_BATCH):
+        client.log_batch(
+            run_id,
+            metrics=metrics[start : start + MAX_BATCH],
+            params=params if start == 0 else [],
+            tags=tags if start == 0 else [],
+        )
+
+
+@task(name="start-tracking-run", retries=2, retry_delay_seconds=2)
+def start_parent_run(
+    target: TrackingTarget, run_name: str, params: dict[str, Any], tags: dict[str, str]
+) -> str:
+    """Create the pipeline's parent run with the flattened config as params."""
+    client = target.client()
+    run = client.create_run(_experiment_id(target), run_name=run_name, tags=tags)
+    flat: dict[str, str] = {}
+    _flatten("", params, flat)
+    _log_batch(client, run.info.run_id, params=[Param(k, v[:6000]) for k, v in sorted(flat.items())])
+    return run.info.run_id
+
+
+@task(name="log-trials", retries=2, retry_delay_seconds=2)
+def log_trials(target: TrackingTarget, parent_run_id: str, trials: list[TrialSummary]) -> list[str]:
+    """One nested run per trial with its params and per-epoch metrics; each ends terminated.
+
+    Logged from the driver after the sweep: runs opened inside trial actors stay RUNNING when ASHA
+    kills the actor.
+    """
+    client = target.client()
+    experiment_id = client.get_run(parent_run_id).info.experiment_id
+    run_ids = []
+    for trial in trials:
+        run = client.create_run(
+            experiment_id,
+            run_name=f"trial-{trial.trial_id}",
+            tags={
+                "mlflow.parentRunId": parent_run_id,
+                "trial_id": trial.trial_id,
+                "trial_status": trial.status,
+            },
+        )
+        now = int(time.time() * 1000)
+        metrics = [
+            Metric(
+                key.replace("val_", "val/").replace("train_", "train/"),
+                float(value),
+                now,
+                int(row.get("epoch", i)),
+            )
+            for i, row in enumerate(trial.history)
+            for key, value in row.items()
+            if key not in ("epoch",) and isinstance(value, int | float) and value == value
+        ]
+        params = [
+            Param(k, json.dumps(v) if isinstance(v, list) else str(v))
+            for k, v in sorted(trial.params.items())
+        ]
+        tags = [RunTag("node_id", trial.node_id or ""), RunTag("error", (trial.error or "")[:4000])]
+        _log_batch(client, run.info.run_id, metrics=metrics, params=params, tags=tags)
+        client.set_terminated(run.info.run_id, status="FINISHED" if trial.error is None else "FAILED")
+        run_ids.append(run.info.run_id)
+    return run_ids
+
+
+@task(name="log-metrics", retries=2, retry_delay_seconds=2)
+def log_metrics(target: TrackingTarget, run_id: str, metrics: dict[str, float]) -> None:
+    now = int(time.time() * 1000)
+    _log_batch(
+        target.client(), run_id, metrics=[Metric(k, float(v), now, 0) for k, v in sorted(metrics.items())]
+    )
+
+
+@task(name="log-artifacts", retries=2, retry_delay_seconds=2)
+def log_artifacts(
+    target: TrackingTarget, run_id: str, files: dict[str, str | bytes | Path], folder: str = ""
+) -> None:
+    """Upload files (Path) or in-memory contents (str/bytes) under ``folder``."""
+    client = target.client()
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, content in files.items():
+            if isinstance(content, Path):
+                client.log_artifact(run_id, str(content), artifact_path=folder or None)
+                continue
+            path = Path(tmp) / name
+            path.write_bytes(content if isinstance(content, bytes) else content.encode())
+            client.log_artifact(run_id, str(path), artifact_path=folder or None)
+
+
+@task(name="log-model", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+def log_model(target: TrackingTarget, run_id: str, scorer: TabularScorer, example: pd.DataFrame) -> str:
+    """Log the scorer as a pyfunc with signature, a multi-row input example and explicit requirements."""
+    from mlflow.models import infer_signature
+
+    mlflow.set_tracking_uri(target.tracking_uri)
+    canonical = scorer.transform.canonical_inputs(example)
+    signature = infer_signature(canonical, scorer.predict_proba(canonical))
+    with tempfile.TemporaryDirectory() as tmp:
+        scorer.save(Path(tmp) / SCORER_ARTIFACT)
+        with mlflow.start_run(run_id=run_id):
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=ScorerPyfunc(),
+                artifacts={SCORER_ARTIFACT: str(Path(tmp) / SCORER_ARTIFACT)},
+                signature=signature,
+                input_example=canonical,
+                pip_requirements=pip_requirements(),
+            )
+    return info.model_uri
+
+
+@task(name="end-tracking-run", retries=2, retry_delay_seconds=2)
+def end_run(target: TrackingTarget, run_id: str, status: str = "FINISHED") -> None:
+    target.client().set_terminated(run_id, status=status)

@@ -1,0 +1,81 @@
+"""Prefect tasks of the training stage: split, features, baselines, sweep.
+
+Each wraps pure code from ``models/``; data-frame inputs are not hashed for caching (NO_CACHE):
+hashing a large frame costs more than the step it would skip.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from models.baselines import Baseline, fit_baselines
+from models.config import FeatureConfig, ModelConfig
+from models.data.config import DataConfig, SplitConfig
+from models.data.split import DataSplit, binary_labels, split_frame
+from models.features import FeatureTransform
+from models.params import SweepConfig
+from models.sweep import SweepData, SweepResult, run_sweep
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """The split plus its labels, computed once and shared by every later step."""
+
+    split: DataSplit
+    y_train: np.ndarray
+    y_val: np.ndarray
+    y_test: np.ndarray
+
+
+@task(name="split-data", cache_policy=NO_CACHE)
+def split_data(df, data: DataConfig, split: SplitConfig, seed: int) -> PreparedData:
+    """Seeded, stratified (or time-based) split; the test part is held out until evaluation."""
+    y = binary_labels(df, data.target, data.positive_class)
+    parts = split_frame(df, y, config=split, seed=seed, time_column=data.time_column)
+    label = lambda part: binary_labels(part, data.target, data.positive_class)  # noqa: E731
+    return PreparedData(parts, label(parts.train), label(parts.val), label(parts.test))
+
+
+@task(name="fit-feature-transform", cache_policy=NO_CACHE)
+def fit_transform(prepared: PreparedData, features: FeatureConfig) -> FeatureTransform:
+    """Fit scaling and vocabularies on the training split only."""
+    return FeatureTransform.fit(prepared.split.train, features)
+
+
+@task(name="fit-baselines", cache_policy=NO_CACHE)
+def train_baselines(prepared: PreparedData, transform: FeatureTransform, seed: int) -> list[Baseline]:
+    return fit_baselines(transform, prepared.split.train, prepared.y_train, seed)
+
+
+@task(name="hyperparameter-sweep", cache_policy=NO_CACHE)
+def sweep(
+    prepared: PreparedData,
+    transform: FeatureTransform,
+    model: ModelConfig,
+    sweep_config: SweepConfig,
+    *,
+    seed: int,
+    storage_path: Path,
+    name: str,
+) -> SweepResult:
+    """Ray Tune sweep; a sweep of the same name found on disk (interrupted earlier) is resumed."""
+    data = SweepData(
+        train=transform.transform(prepared.split.train),
+        y_train=prepared.y_train,
+        val=transform.transform(prepared.split.val),
+        y_val=prepared.y_val,
+    )
+    return run_sweep(
+        data,
+        transform=transform,
+        base=model,
+        sweep=sweep_config,
+        seed=seed,
+        storage_path=storage_path,
+        name=name,
+    )

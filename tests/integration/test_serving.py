@@ -1,0 +1,270 @@
+"""The serving Bento end to end: package a freshly trained scorer, `bentoml serve` it, call it over HTTP.
+
+Packaging runs in a subprocess started outside the repository: BentoML reads BENTOML_HOME once per process,
+and the build must not depend on the working directory. The server starts once for the module on a free
+loopback port and is stopped by its fixture.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import free_port, stop_process, wait_http
+
+from models.config import FeatureConfig, ModelConfig
+from models.data.synthetic import LeadSchema, generate_leads
+from models.features import FeatureTransform
+from models.scorer import WEIGHTS_FILE, TabularScorer
+from models.training import train_model
+from monitoring.prediction_log import log_files, read_records
+from serving.packaging import ModelIntegrityError, scorer_digest, verify_scorer_files
+
+pytestmark = pytest.mark.integration
+
+BIN = Path(sys.executable).parent
+TOKEN = "secret"
+MODEL_VERSION = "7"
+SCHEMA = LeadSchema()
+FEATURES = [*SCHEMA.numeric, *SCHEMA.categorical]
+
+PACKAGE = """
+import json, sys
+from pathlib import Path
+from models.scorer import WEIGHTS_FILE, TabularScorer
+from serving.config import ServingConfig
+from serving.packaging import build_bento, save_model
+scorer = TabularScorer.load(Path(sys.argv[1]))
+tag = save_model(scorer, name="crm-leads", metadata={"model_name": "crm-leads", "model_version": "7", "run_id": "r1"})
+bento = build_bento(tag, service_name="crm-leads-service", config=ServingConfig(max_batch_size=50))
+print(json.dumps({"model": str(tag), "bento": str(bento)}))
+"""
+
+
+@dataclass(frozen=True)
+class Served:
+    url: str
+    scorer: TabularScorer
+    rows: pd.DataFrame  # held-out leads to score
+    bento_tag: str
+    model_tag: str
+    home: Path  # MLOPS_HOME of the server
+
+
+@pytest.fixture(scope="module")
+def scorer() -> TabularScorer:
+    leads = generate_leads(2_500, seed=5)
+    train, val = leads.iloc[:2_000], leads.iloc[2_000:]
+    spec = FeatureConfig(numeric=list(SCHEMA.numeric), categorical=list(SCHEMA.categorical))
+    transform = FeatureTransform.fit(train, spec)
+    result = train_model(
+        transform.transform(train),
+        train[SCHEMA.target].to_numpy(),
+        transform.transform(val),
+        val[SCHEMA.target].to_numpy(),
+        transform=transform,
+        config=ModelConfig(hidden_sizes=[16], batch_size=256, max_epochs=2),
+        seed=3,
+    )
+    return result.scorer
+
+
+@pytest.fixture(scope="module")
+def served(scorer: TabularScorer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    root = tmp_path_factory.mktemp("serving")
+    scorer.save(root / "scorer")
+    env = {
+        **os.environ,
+        "BENTOML_HOME": str(root / "bentoml"),
+        "MLOPS_HOME": str(root / "home"),
+        "MLOPS_SERVING_TOKEN": TOKEN,
+        "DO_NOT_TRACK": "1",
+        "BENTOML_DO_NOT_TRACK": "true",
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    env.pop("MLOPS_BENTO_MODEL", None)
+    packaged = subprocess.run(
+        [sys.executable, "-c", PACKAGE, str(root / "scorer")],
+        cwd=root,  # not the repository: the build must find its context by itself
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert packaged.returncode == 0, packaged.stderr[-3000:]
+    tags = json.loads(packaged.stdout.strip().splitlines()[-1])
+
+    port = free_port()
+    log = root / "server.log"
+    with log.open("w") as handle:
+        proc = subprocess.Popen(
+            [str(BIN / "bentoml"), "serve", tags["bento"], "--host", "127.0.0.1", "--port", str(port)],
+            cwd=root,
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        try:
+            # A failing __init__ makes BentoML restart the worker forever: the timeout is what ends it.
+            wait_http(f"{url}/readyz", timeout=90, proc=proc, log=log)
+        except TimeoutError as exc:
+            raise AssertionError(f"{exc}; server log tail:\n{log.read_text()[-3000:]}") from None
+        rows = generate_leads(40, seed=99)
+        yield Served(url, scorer, rows, tags["bento"], tags["model"], root / "home")
+    finally:
+        stop_process(proc)
+
+
+def call(url: str, path: str, body: Any | None = None, token: str | None = TOKEN) -> tuple[int, Any]:
+    """POST (or GET without body) and return status and parsed JSON (or text)."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url + path, data=data, method="GET" if data is None else "POST")
+    request.add_header("Content-Type", "application/json")
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            status, text = response.status, response.read().decode()
+    except urllib.error.HTTPError as err:
+        status, text = err.code, err.read().decode()
+    try:
+        return status, json.loads(text)
+    except json.JSONDecodeError:
+        return status, text
+
+
+def as_request_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Feature dicts as a client sends them: JSON null for missing values, plus an unused extra column."""
+    records = frame[[*FEATURES, SCHEMA.id_column]].to_dict(orient="records")
+    return [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()} for r in records]
+
+
+def error_locations(body: Any) -> list[list[Any]]:
+    return [error["loc"] for error in body["detail"]]
+
+
+def test_scores_match_the_scorer(served: Served) -> None:
+    rows = as_request_rows(served.rows)
+    status, body = call(served.url, "/predict", {"rows": rows})
+    assert status == 200, body
+    expected = served.scorer.predict_proba(served.rows)
+    scores = np.array([p["score"] for p in body["predictions"]])
+    np.testing.assert_allclose(scores, expected, rtol=0, atol=1e-6)
+    assert {p["model_version"] for p in body["predictions"]} == {MODEL_VERSION}
+    assert body["variant"] == "champion"
+    # One row alone scores the same as inside a batch.
+    status, single = call(served.url, "/predict", {"rows": [{**rows[3], "request_id": "lead-3"}]})
+    assert status == 200, single
+    assert single["predictions"][0]["request_id"] == "lead-3"
+    assert single["predictions"][0]["score"] == pytest.approx(expected[3], abs=1e-6)
+
+
+def test_every_scored_row_is_logged(served: Served) -> None:
+    rows = as_request_rows(served.rows.iloc[:5])
+    ids = [f"log-{i}" for i in range(5)]
+    before = list(read_records(log_files(served.home / "predictions")))
+    status, body = call(
+        served.url, "/predict", {"rows": [{**r, "id": i} for r, i in zip(rows, ids, strict=True)]}
+    )
+    assert status == 200, body
+    after = list(read_records(log_files(served.home / "predictions")))
+    assert [r.request_id for r in after[len(before) :]] == ids  # one line per row, flushed with the response
+    records = {r.request_id: r for r in after}
+    for request_id, row, prediction in zip(ids, rows, body["predictions"], strict=True):
+        record = records[request_id]
+        assert (record.variant, record.model_version) == ("champion", MODEL_VERSION)
+        assert record.score == pytest.approx(prediction["score"])
+        assert record.features == {name: row[name] for name in FEATURES}
+
+
+def test_missing_token_is_rejected_but_probes_stay_open(served: Served) -> None:
+    row = as_request_rows(served.rows.iloc[:1])
+    assert call(served.url, "/predict", {"rows": row}, token=None)[0] == 401
+    assert call(served.url, "/predict", {"rows": row}, token="wrong")[0] == 401
+    assert call(served.url, "/metadata", {}, token=None)[0] == 401
+    for path in ("/livez", "/readyz"):
+        assert call(served.url, path, token=None)[0] == 200
+
+
+@pytest.mark.parametrize(
+    ("change", "location"),
+    [
+        pytest.param(
+            lambda r: {k: v for k, v in r.items() if k != "deal_size"},
+            ["rows", 0, "deal_size"],
+            id="missing-feature",
+        ),
+        pytest.param(lambda r: {**r, "deal_size": "lots"}, ["rows", 0, "deal_size"], id="string-for-number"),
+        pytest.param(lambda r: {**r, "plan": ["pro"]}, ["rows", 0, "plan"], id="list-for-category"),
+    ],
+)
+def test_malformed_rows_are_rejected_naming_the_field(served: Served, change, location) -> None:
+    good = as_request_rows(served.rows.iloc[:2])
+    status, body = call(served.url, "/predict", {"rows": [change(good[0]), good[1]]})
+    assert status == 400, body
+    assert error_locations(body) == [location]
+
+
+def test_malformed_requests_are_rejected(served: Served) -> None:
+    rows = as_request_rows(served.rows.iloc[:1])
+    status, body = call(served.url, "/predict", {"rows": []})
+    assert status == 400 and error_locations(body) == [["rows"]], body
+    status, body = call(served.url, "/predict", {"rows": rows * 51})  # built with max_batch_size=50
+    assert status == 400 and error_locations(body) == [["rows"]], body
+    status, body = call(served.url, "/predict", {"records": rows})
+    assert status == 400 and ["rows"] in error_locations(body), body
+    status, body = call(served.url, "/predict", {"rows": ["not a row"]})
+    assert status == 400 and error_locations(body) == [["rows", 0]], body
+
+
+def test_categorical_numbers_are_cast_like_training(served: Served) -> None:
+    row = as_request_rows(served.rows.iloc[:1])[0]
+    status, body = call(served.url, "/predict", {"rows": [{**row, "plan": 3}, {**row, "plan": "3"}]})
+    assert status == 200, body
+    first, second = (p["score"] for p in body["predictions"])
+    assert first == second
+
+
+def test_metadata_describes_the_served_model(served: Served) -> None:
+    status, body = call(served.url, "/metadata", {})
+    assert status == 200, body
+    assert (body["model_name"], body["model_version"]) == ("crm-leads", MODEL_VERSION)
+    assert body["bento_model_tag"] == served.model_tag
+    assert body["bento_tag"] == served.bento_tag
+    assert body["max_rows"] == 50
+    assert [f["name"] for f in body["features"]] == FEATURES
+    assert body["metadata"]["run_id"] == "r1"
+
+
+def test_metrics_are_exposed_without_token(served: Served) -> None:
+    assert call(served.url, "/predict", {"rows": as_request_rows(served.rows.iloc[:1])})[0] == 200
+    status, text = call(served.url, "/metrics", token=None)
+    assert status == 200
+    assert 'bentoml_service_request_total{endpoint="/predict",http_response_code="200"' in text
+
+
+def test_tampered_model_files_fail_the_integrity_check(scorer: TabularScorer, tmp_path: Path) -> None:
+    scorer.save(tmp_path)
+    digest = scorer_digest(tmp_path)
+    verify_scorer_files(tmp_path, digest)
+    weights = tmp_path / WEIGHTS_FILE
+    data = weights.read_bytes()
+    weights.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))  # one flipped byte
+    with pytest.raises(ModelIntegrityError, match="hash to"):
+        verify_scorer_files(tmp_path, digest)
+    with pytest.raises(ModelIntegrityError, match="no 'scorer_sha256'"):
+        verify_scorer_files(tmp_path, None)

@@ -1,0 +1,256 @@
+"""The training pipeline end to end on the embedded stack: real Prefect server, SQLite MLflow
+under a temporary project home, a local Ray runtime, a real Bento built and served."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
+
+from flows.cli import app
+from flows.config import load_config
+from flows.home import ProjectHome
+from models.data.io import read_table, write_table
+from models.data.synthetic import generate_leads
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+MODEL = "crm-leads-test"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, prefect_server: str):
+    """A project home, a small dataset and a shrunken copy of the default config."""
+    root = tmp_path_factory.mktemp("pipeline")
+    home = ProjectHome(root / "home")
+    previous = {k: os.environ.get(k) for k in ("MLOPS_HOME", "MLFLOW_TRACKING_URI", "BENTOML_HOME")}
+    os.environ.update(
+        {
+            "MLOPS_HOME": str(home.root),
+            "MLFLOW_TRACKING_URI": home.tracking_uri,
+            "BENTOML_HOME": str(home.bentoml),
+        }
+    )
+    data = write_table(generate_leads(4000, seed=5), root / "leads.parquet")
+    raw = yaml.safe_load((REPO / "configs" / "crm_leads.yaml").read_text())
+    raw["data"]["path"] = str(data)
+    raw["data"]["expectations"] = str(REPO / "configs" / "crm_leads.expectations.json")
+    raw["registry"] = {"model_name": MODEL}
+    raw["model"] = {"max_epochs": 3, "hidden_sizes": [32, 16]}
+    raw["sweep"] = {
+        "num_samples": 2,
+        "max_concurrent_trials": 2,
+        "grace_period": 1,
+        "search_space": raw["sweep"]["search_space"],
+    }
+    raw["evaluation"] = {"n_bootstrap": 200, "importance_repeats": 1}
+    # The first model must become champion whatever the tiny data says about the baselines.
+    raw["promotion"] = {"require_beat_baseline": False}
+    config_path = root / "pipeline.yaml"
+    config_path.write_text(yaml.safe_dump(raw))
+    yield {"home": home, "config_path": config_path, "data": data, "root": root}
+    for key, value in previous.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def _run(stack, data: Path | None = None):
+    from flows.training import training_pipeline
+
+    config = load_config(
+        stack["config_path"], home=stack["home"].root, overrides={"data.path": str(data)} if data else None
+    )
+    return training_pipeline(config, stack["home"].root, stack["home"].tracking_uri, return_state=True)
+
+
+@pytest.fixture(scope="module")
+def first_run(stack):
+    state = _run(stack)
+    assert state.is_completed(), state.message
+    return state.result()
+
+
+def test_first_run_registers_and_promotes(first_run, stack) -> None:
+    assert first_run.version == "1"
+    assert first_run.promoted and first_run.reason.startswith("first model")
+    assert first_run.champion_version == "1"
+    assert 0.5 < first_run.test_auc.low <= first_run.test_auc.value <= first_run.test_auc.high
+    client = MlflowClient(stack["home"].tracking_uri)
+    assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "1"
+    tags = client.get_model_version(MODEL, "1").tags
+    for key in (
+        "data.fingerprint",
+        "config.hash",
+        "code.version",
+        "prefect.flow_run_id",
+        "sweep.best_trial_id",
+        "data.rows_train",
+        "promotion.decision",
+        "promotion.reason",
+    ):
+        assert tags.get(key), f"lineage/decision tag {key} missing"
+    assert tags["promotion.decision"] == "approved"
+
+
+def test_no_mlflow_run_left_running(first_run, stack) -> None:
+    client = MlflowClient(stack["home"].tracking_uri)
+    experiment = client.get_experiment_by_name(MODEL)
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 1 + first_run.trials, "one parent run plus one nested run per trial"
+    assert {r.info.status for r in runs} <= {"FINISHED", "FAILED"}
+    assert all(
+        r.data.tags.get("mlflow.parentRunId") == first_run.run_id
+        for r in runs
+        if r.info.run_id != first_run.run_id
+    )
+    parent = client.get_run(first_run.run_id)
+    assert "test/roc_auc" in parent.data.metrics and "test/roc_auc_low" in parent.data.metrics
+    artifacts = {a.path for a in client.list_artifacts(first_run.run_id)}
+    assert {"plots", "evaluation.json", "config.json", "validation.json"} <= artifacts
+    trial = next(r for r in runs if r.info.run_id != first_run.run_id)
+    assert len(client.get_metric_history(trial.info.run_id, "val/roc_auc")) >= 1
+
+
+def test_second_run_decides_against_champion(first_run, stack) -> None:
+    state = _run(stack)
+    second = state.result()
+    assert second.version == "2"
+    assert second.resumed_sweep, "the finished sweep of the same data and config is found on disk"
+    client = MlflowClient(stack["home"].tracking_uri)
+    tags = client.get_model_version(MODEL, "2").tags
+    assert "champion v1" in second.reason or "champion v1" in tags["promotion.reason"]
+    champion = str(client.get_model_version_by_alias(MODEL, "champion").version)
+    assert champion == ("2" if second.promoted else "1")
+    assert str(client.get_model_version_by_alias(MODEL, "challenger").version) == "2"
+
+
+def test_invalid_data_stops_before_training(first_run, stack) -> None:
+    client = MlflowClient(stack["home"].tracking_uri)
+    before = len(client.search_model_versions(f"name='{MODEL}'"))
+    bad = read_table(stack["data"]).drop(columns=["region"])
+    path = write_table(bad, stack["root"] / "bad.parquet")
+    state = _run(stack, data=path)
+    assert state.is_failed()
+    assert "region" in str(state.result(raise_on_failure=False))
+    assert len(client.search_model_versions(f"name='{MODEL}'")) == before
+
+
+def test_predict_cli_matches_registry_and_bento(first_run, stack, tmp_path) -> None:
+    rows = read_table(stack["data"]).head(20)
+    rows.loc[0, "deal_size"] = np.nan
+    rows.loc[1, "region"] = "atlantis"  # unseen category: the unknown bucket
+    input_path = write_table(rows, tmp_path / "rows.csv")
+    output_path = tmp_path / "scored.csv"
+    result = CliRunner().invoke(
+        app,
+        ["predict", "--model", f"{MODEL}@champion", "--input", str(input_path), "--output", str(output_path)],
+    )
+    assert result.exit_code == 0, result.output
+    cli_scores = pd.read_csv(output_path)["score"].to_numpy()
+
+    mlflow.set_tracking_uri(stack["home"].tracking_uri)
+    loaded = mlflow.pyfunc.load_model(f"models:/{MODEL}@champion")
+    scorer = loaded.unwrap_python_model().scorer
+    registry_scores = loaded.predict(scorer.transform.canonical_inputs(read_table(input_path)))
+    np.testing.assert_allclose(cli_scores, registry_scores, rtol=0, atol=1e-12)
+
+    missing = write_table(rows.drop(columns=["plan"]), tmp_path / "missing.csv")
+    result = CliRunner().invoke(
+        app,
+        ["predict", "--model", f"{MODEL}@champion", "--input", str(missing), "--output", str(output_path)],
+    )
+    assert result.exit_code == 2 and "plan" in result.output
+
+    bento_scores = served_scores(first_run.bento_tag, rows.head(3), home=stack["home"])
+    np.testing.assert_allclose(bento_scores, cli_scores[:3], rtol=0, atol=1e-6)
+
+
+def served_scores(bento_tag: str, rows: pd.DataFrame, *, home: ProjectHome) -> np.ndarray:
+    """Serve a built Bento with `bentoml serve` on a free loopback port, score ``rows``, stop it."""
+    import json
+    import urllib.request
+
+    from conftest import free_port, stop_process, wait_http
+
+    port = free_port()
+    env = {
+        **os.environ,
+        "BENTOML_HOME": str(home.bentoml),
+        "MLOPS_HOME": str(home.root),
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    env.pop("MLOPS_SERVING_TOKEN", None)
+    env.pop("MLOPS_BENTO_MODEL", None)
+    log = home.root / "bento-serve.log"
+    with log.open("w") as handle:
+        proc = subprocess.Popen(
+            [str(BIN / "bentoml"), "serve", bento_tag, "--host", "127.0.0.1", "--port", str(port)],
+            env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True, cwd=home.root,
+        )  # fmt: skip
+    try:
+        wait_http(f"http://127.0.0.1:{port}/readyz", timeout=120, proc=proc, log=log)
+        records = json.loads(rows.to_json(orient="records"))
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/predict",
+            data=json.dumps({"rows": records}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            body = json.loads(response.read())
+        return np.array([p["score"] for p in body["predictions"]])
+    finally:
+        stop_process(proc)
+
+
+def test_in_memory_registry_and_loaded_scorer_agree(stack, tmp_path) -> None:
+    """The scorer in memory, the pyfunc from the registry and the scorer reloaded from MLflow give
+    identical scores: the transform travels inside the logged model."""
+    from flows.training import tracking_target
+    from models.config import FeatureConfig, ModelConfig
+    from models.data.split import binary_labels
+    from models.features import FeatureTransform
+    from models.training import train_model
+    from tasks.registry import load_scorer, register_challenger
+    from tasks.tracking import end_run, log_model, start_parent_run
+
+    df = generate_leads(1500, seed=8)
+    config = load_config(stack["config_path"], home=stack["home"].root)
+    transform = FeatureTransform.fit(df, FeatureConfig(**config.features.model_dump()))
+    y = binary_labels(df, "converted", 1)
+    encoded = transform.transform(df)
+    scorer = train_model(
+        encoded, y, encoded, y, transform=transform, config=ModelConfig(max_epochs=1), seed=1
+    ).scorer
+
+    target = tracking_target(
+        config.model_copy(update={"registry": config.registry.model_copy(update={"experiment": "parity"})}),
+        stack["home"],
+        stack["home"].tracking_uri,
+    )
+    run_id = start_parent_run.fn(target, "parity", {}, {})
+    uri = log_model.fn(target, run_id, scorer, df.head(5))
+    end_run.fn(target, run_id)
+    version = register_challenger.fn(target, "parity-model", uri, run_id, {})
+
+    rows = generate_leads(200, seed=9)
+    rows.loc[:10, "days_since_last_contact"] = np.nan
+    in_memory = scorer.predict_proba(rows)
+    reloaded = load_scorer(stack["home"].tracking_uri, version.uri).predict_proba(rows)
+    mlflow.set_tracking_uri(stack["home"].tracking_uri)
+    pyfunc = mlflow.pyfunc.load_model(version.uri)
+    from_registry = pyfunc.predict(scorer.transform.canonical_inputs(rows))
+    np.testing.assert_array_equal(in_memory, reloaded)
+    np.testing.assert_array_equal(in_memory, from_registry)

@@ -1,0 +1,79 @@
+"""Prediction log: one JSON line per record, per-writer per-day files, read back exactly."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+from monitoring.prediction_log import PredictionLog, PredictionRecord, log_files, read_records
+
+
+def record(request_id: str, score: float = 0.25) -> PredictionRecord:
+    return PredictionRecord(
+        request_id=request_id,
+        variant="champion",
+        model_version="3",
+        features={"deal_size": 1200.5, "plan": "pro", "region": None, "code": 7},
+        score=score,
+    )
+
+
+def test_records_round_trip_one_line_each(tmp_path: Path) -> None:
+    directory = tmp_path / "predictions"
+    log = PredictionLog(directory, writer_id="w1")
+    assert not directory.exists()  # nothing is created before the first write
+    written = [record("a", 0.1), record("b", 0.9)]
+    with log:
+        log.append(written)
+        log.append([record("c")])
+        log.append([])
+    files = log_files(directory)
+    assert len(files) == 1 and files[0].name.endswith("-w1.jsonl")
+    lines = files[0].read_text().splitlines()
+    assert len(lines) == 3
+    assert json.loads(lines[0])["features"]["region"] is None
+    back = list(read_records(files))
+    assert back[:2] == written and back[2].request_id == "c"
+    assert datetime.fromisoformat(back[0].timestamp).tzinfo is not None
+
+
+def test_lines_are_visible_before_close(tmp_path: Path) -> None:
+    log = PredictionLog(tmp_path, writer_id="w1")
+    log.append([record("a")])
+    assert [r.request_id for r in read_records(log_files(tmp_path))] == ["a"]  # flushed per append
+    log.close()
+
+
+def test_new_day_new_file_and_writers_do_not_share(tmp_path: Path) -> None:
+    now = [datetime(2025, 3, 1, 23, 59, tzinfo=UTC)]
+    first = PredictionLog(tmp_path, writer_id="w1", clock=lambda: now[0])
+    second = PredictionLog(tmp_path, writer_id="w2", clock=lambda: now[0])
+    first.append([record("a")])
+    second.append([record("b")])
+    now[0] = datetime(2025, 3, 2, 0, 1, tzinfo=UTC)
+    first.append([record("c")])
+    first.close()
+    second.close()
+    names = [p.name for p in log_files(tmp_path)]
+    assert names == [
+        "predictions-2025-03-01-w1.jsonl",
+        "predictions-2025-03-01-w2.jsonl",
+        "predictions-2025-03-02-w1.jsonl",
+    ]
+    assert [r.request_id for r in read_records(log_files(tmp_path))] == ["a", "b", "c"]
+
+
+def test_reopening_appends_and_torn_last_line_is_skipped(tmp_path: Path) -> None:
+    with PredictionLog(tmp_path, writer_id="w1") as log:
+        log.append([record("a")])
+    with PredictionLog(tmp_path, writer_id="w1") as log:
+        log.append([record("b")])
+    (path,) = log_files(tmp_path)
+    with path.open("a") as handle:
+        handle.write(record("torn").to_json()[:20])  # a writer killed mid-line
+    assert [r.request_id for r in read_records([path])] == ["a", "b"]
+
+
+def test_missing_folder_has_no_files(tmp_path: Path) -> None:
+    assert log_files(tmp_path / "absent") == []
