@@ -236,7 +236,7 @@ def run(ctx: typer.Context, config: ConfigOption, data: DataOption = None) -> No
 
     tracking_uri = _tracking_uri(home)
     out.print(f"training pipeline [bold]{cfg.name}[/] on {cfg.data.path}", highlight=False)
-    state = training_pipeline(cfg, home.root, tracking_uri, return_state=True)
+    state = training_pipeline(str(config.resolve()), str(cfg.data.path), return_state=True)
     summary = state.result(raise_on_failure=False)
     if isinstance(summary, InvalidDataError):
         _print_report(summary.report, cfg.data.path)

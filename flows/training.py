@@ -7,13 +7,14 @@ Wiring only: every step is a task over pure code in ``models/``.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from prefect import flow, runtime
 from prefect.artifacts import create_markdown_artifact
 
-from flows.config import PipelineConfig
+from flows.config import PipelineConfig, load_config
 from flows.home import ProjectHome
 from flows.validation import docs_dir_for_run
 from models.data.validation import ValidationReport
@@ -85,10 +86,24 @@ def _decision_tags(decision: PromotionDecision, report: EvaluationReport) -> dic
     }
 
 
+def resolve_runtime() -> tuple[ProjectHome, str]:
+    """The project home and tracking URI of this process (set up by the CLI or the deployment runner)."""
+    home = ProjectHome.from_env()
+    home.configure_environment()
+    return home, os.environ["MLFLOW_TRACKING_URI"]
+
+
 @flow(name="training-pipeline")
-def training_pipeline(config: PipelineConfig, home_root: Path, tracking_uri: str) -> PipelineSummary:
-    """Train, evaluate and (by policy) promote a model for ``config``; see the module docstring."""
-    home = ProjectHome(Path(home_root))
+def training_pipeline(config_path: str, data_path: str | None = None) -> PipelineSummary:
+    """Train, evaluate and (by policy) promote a model for the config at ``config_path``.
+
+    The flow is the entry point both for ``mlops run`` and for deployment runs, so it takes the
+    config's path (readable in the Prefect UI) and loads and validates it itself.
+    """
+    home, tracking_uri = resolve_runtime()
+    config = load_config(
+        Path(config_path), home=home.root, overrides={"data.path": data_path} if data_path else None
+    )
     df = load_data(config.data)
     report = validate_data(df, config.data.expectations, docs_dir_for_run(home.data_docs))
     validation_md = publish_validation(report, config.data.path)

@@ -103,3 +103,11 @@ class PromotionPolicy(BaseModel):
         description="Against an existing champion, the paired AUC-difference interval must be above 0.",
     )
     min_auc: float = Field(default=0.5, ge=0.0, le=1.0, description="Absolute floor on test ROC AUC.")
+
+
+# What `mlops data profile` writes into a new pipeline config: a small, sensible space to edit.
+STARTER_SEARCH_SPACE: dict[str, dict[str, Any]] = {
+    "learning_rate": {"type": "loguniform", "low": 0.0005, "high": 0.01},
+    "dropout": {"type": "uniform", "low": 0.0, "high": 0.3},
+    "hidden_sizes": {"type": "choice", "values": [[64, 32], [128, 64]]},
+}

@@ -334,7 +334,8 @@ def run_sweep(
                         grace_period=sweep.grace_period,
                         reduction_factor=sweep.reduction_factor,
                     ),
-                    num_samples=sweep.num_samples,
+                    # With nothing to search, repeated samples would train the same configuration.
+                    num_samples=sweep.num_samples if sweep.search_space else 1,
                     # The concurrency limit lives in the search algorithm: Tune ignores
                     # `max_concurrent_trials` when a search algorithm instance is passed.
                     search_alg=BasicVariantGenerator(

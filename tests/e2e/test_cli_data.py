@@ -74,3 +74,25 @@ def test_validate_failure_prints_table_without_traceback(tmp_path: Path, prefect
     assert result.returncode == 1
     assert "Contract" in result.stdout and "Ten year" in result.stdout
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_profile_then_run_trains_on_the_unseen_dataset(tmp_path: Path, prefect_server) -> None:
+    """`mlops data profile` + `mlops run` on a schema the project never generated."""
+    data = tmp_path / "telco.csv"
+    data.write_text(TELCO.read_text())
+    out_dir = tmp_path / "telco"
+    assert (
+        mlops(
+            "data", "profile", str(data), "--target", "Churn", "--out-dir", str(out_dir), home=tmp_path
+        ).returncode
+        == 0
+    )
+    config = out_dir / "pipeline.yaml"
+    # Shrink the sweep for the test machine; everything else is as profiled.
+    config.write_text(config.read_text() + "model:\n  max_epochs: 4\n")
+    run = mlops("run", "--config", str(config), home=tmp_path / "home", timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "model: telco v1" in run.stdout
+    assert "test ROC AUC" in run.stdout and "best baseline" in run.stdout
+    assert "MLflow UI: mlflow ui --backend-store-uri sqlite:///" in run.stdout
+    assert "Traceback" not in run.stderr

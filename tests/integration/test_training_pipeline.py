@@ -70,10 +70,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, prefect_server: str):
 def _run(stack, data: Path | None = None):
     from flows.training import training_pipeline
 
-    config = load_config(
-        stack["config_path"], home=stack["home"].root, overrides={"data.path": str(data)} if data else None
-    )
-    return training_pipeline(config, stack["home"].root, stack["home"].tracking_uri, return_state=True)
+    return training_pipeline(str(stack["config_path"]), str(data) if data else None, return_state=True)
 
 
 @pytest.fixture(scope="module")
