@@ -28,6 +28,10 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Generate and profile datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+approvals_app = typer.Typer(
+    help="Decide the approval gates of paused runs (as in the Prefect UI).", no_args_is_help=True
+)
+app.add_typer(approvals_app, name="approvals")
 
 # Tables wider than 80 columns stay readable when output is piped or captured.
 out = Console(width=None if sys.stdout.isatty() else 160)
@@ -96,6 +100,11 @@ def main(
 ) -> None:
     """Resolve the project home (MLOPS_HOME, default ./.mlops) and point the libraries at it."""
     home = ProjectHome.from_env()
+    # After `mlops up`, talk to that stack unless the user pointed elsewhere.
+    from flows.stack import endpoints
+
+    for key, value in endpoints(home).items():
+        os.environ.setdefault(key, value)
     home.configure_environment()
     _quiet_logging(verbose)
     ctx.obj = home
@@ -245,6 +254,14 @@ def run(ctx: typer.Context, config: ConfigOption, data: DataOption = None) -> No
         raise fail(str(summary))
     if isinstance(summary, BaseException):
         raise summary
+    est = summary.estimate
+    out.print(
+        f"estimate: {est.trials} trials on {est.device}, {est.sweep_seconds / 60:.1f} min, "
+        f"{est.cost:.4f} {est.currency}; budget gate: {summary.budget.reason}",
+        highlight=False,
+    )
+    if summary.version is None:
+        raise fail(f"stopped at the budget gate: {summary.budget.reason}", EXIT_INVALID_DATA)
     auc = summary.test_auc
     base_name, base_auc = summary.best_baseline
     out.print(
@@ -260,8 +277,10 @@ def run(ctx: typer.Context, config: ConfigOption, data: DataOption = None) -> No
     out.print(
         f"champion: {'v' + summary.champion_version if summary.champion_version else 'none'}", highlight=False
     )
+    error = summary.estimate_errors.get("sweep_seconds_error")
     out.print(
-        f"sweep: {summary.trials} trials{' (resumed)' if summary.resumed_sweep else ''}, best {summary.best_params}",
+        f"sweep: {summary.trials} trials{' (resumed)' if summary.resumed_sweep else ''}, best {summary.best_params}"
+        + (f"; sweep time estimate off by {error:+.0%}" if error is not None and error == error else ""),
         highlight=False,
     )
     if summary.bento_tag:
@@ -312,6 +331,260 @@ def predict(
     except UserInputError as exc:
         raise fail(str(exc)) from None
     out.print(f"scored {len(df):,} rows with {model}; wrote {output_path}")
+
+
+@app.command("up")
+def up(
+    ctx: typer.Context,
+    prefect_port: Annotated[int, typer.Option(help="Port of the Prefect server (UI and API).")] = 4200,
+    mlflow_port: Annotated[int, typer.Option(help="Port of the MLflow tracking server.")] = 5000,
+    database_url: Annotated[
+        str | None,
+        typer.Option(help="postgresql://user:pass@host/db for both servers; default SQLite in MLOPS_HOME."),
+    ] = None,
+) -> None:
+    """Start the local stack (Prefect server, MLflow server) as processes bound to 127.0.0.1."""
+    from flows.stack import up as stack_up
+
+    home = _home(ctx)
+    try:
+        services = stack_up(
+            home, prefect_port=prefect_port, mlflow_port=mlflow_port, database_url=database_url
+        )
+    except UserInputError as exc:
+        raise fail(str(exc)) from None
+    for service in services:
+        out.print(service.describe(), highlight=False)
+    out.print("runs started from this shell now use the stack; stop it with `mlops down`", highlight=False)
+
+
+@app.command("status")
+def status(ctx: typer.Context) -> None:
+    """Show the local stack's servers and runners: running, healthy, URL, pid and log."""
+    from flows.stack import status as stack_status
+
+    services = stack_status(_home(ctx))
+    if not services:
+        out.print("the local stack is not running (start it with `mlops up`)")
+        return
+    for service in services:
+        out.print(service.describe(), highlight=False)
+
+
+@app.command("down")
+def down(ctx: typer.Context) -> None:
+    """Stop exactly the processes `mlops up` and `mlops deploy --detach` started."""
+    from flows.stack import down as stack_down
+
+    stopped = stack_down(_home(ctx))
+    out.print(f"stopped: {', '.join(s.name for s in stopped)}" if stopped else "nothing was running")
+
+
+@app.command("estimate")
+def estimate_cmd(ctx: typer.Context, config: ConfigOption, data: DataOption = None) -> None:
+    """Estimate the sweep's parameters, FLOPs, memory, time, storage and cost (with a short profiling run)."""
+    home = _home(ctx)
+    try:
+        cfg = _load(config, data, home)
+        from models.data.io import read_table
+        from models.data.split import binary_labels, split_frame
+        from models.estimate import estimate_resources
+        from models.features import FeatureTransform
+
+        df = read_table(
+            cfg.data.path,
+            delimiter=cfg.data.delimiter,
+            na_values=cfg.data.na_values,
+            parse_dates=cfg.data.parse_dates,
+        )
+        y = binary_labels(df, cfg.data.target, cfg.data.positive_class)
+        parts = split_frame(df, y, config=cfg.split, seed=cfg.seed, time_column=cfg.data.time_column)
+        transform = FeatureTransform.fit(parts.train, cfg.features)
+        est = estimate_resources(
+            transform.transform(parts.train),
+            len(parts.val),
+            transform=transform,
+            model=cfg.model,
+            sweep=cfg.sweep,
+            prices=cfg.estimate,
+            seed=cfg.seed,
+        )
+    except UserInputError as exc:
+        raise fail(str(exc)) from None
+    from rich.markdown import Markdown
+
+    out.print(Markdown(est.to_markdown()))
+
+
+@app.command("deploy")
+def deploy(
+    ctx: typer.Context,
+    config: ConfigOption,
+    detach: Annotated[
+        bool, typer.Option(help="Run the deployment runner in the background; `mlops down` stops it.")
+    ] = False,
+) -> None:
+    """Register the training pipeline as a Prefect deployment on the config's schedule and run it.
+
+    Runs the process that executes the deployment's runs (like `prefect serve`); with --detach it
+    goes to the background and is stopped by `mlops down`.
+    """
+    home = _home(ctx)
+    try:
+        cfg = _load(config, None, home)
+        if not os.environ.get("PREFECT_API_URL"):
+            raise UserInputError("deployments need a Prefect server: start the local stack with `mlops up`")
+    except UserInputError as exc:
+        raise fail(str(exc)) from None
+    config_path = str(config.resolve())
+    if detach:
+        import subprocess
+
+        from flows.stack import add_process
+
+        home.runtime.mkdir(parents=True, exist_ok=True)
+        log = home.runtime / f"deploy-{cfg.name}.log"
+        with log.open("a") as handle:
+            proc = subprocess.Popen(
+                [sys.argv[0], "deploy", "--config", config_path],
+                stdout=handle, stderr=subprocess.STDOUT, start_new_session=True, env=os.environ.copy(),
+            )  # fmt: skip
+        add_process(home, f"deploy-{cfg.name}", proc.pid, log=log)
+        out.print(
+            f"deployment runner for {cfg.name} started (pid {proc.pid}, log {log}); stop it with `mlops down`"
+        )
+        return
+    from prefect import serve
+
+    from flows.training import training_pipeline
+
+    schedule = (
+        f"cron {cfg.schedule.cron!r}" if cfg.schedule.cron else f"every {cfg.schedule.interval_seconds} s"
+    )
+    deployment = training_pipeline.to_deployment(
+        name=cfg.name,
+        cron=cfg.schedule.cron,
+        interval=cfg.schedule.interval_seconds,
+        parameters={"config_path": config_path},
+        tags=["mlops", "training"],
+        description=f"Training pipeline for {cfg.registry.model_name} ({config_path}), {schedule}.",
+    )
+    out.print(
+        f"serving deployment training-pipeline/{cfg.name} ({schedule}); Ctrl+C stops it", highlight=False
+    )
+    serve(deployment)
+
+
+def _paused_runs(client) -> list:
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
+    from prefect.client.schemas.objects import StateType
+
+    state = FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))
+    return client.read_flow_runs(flow_run_filter=FlowRunFilter(state=state))
+
+
+def _gate_artifact(client, flow_run_id, suffix: str):
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    artifacts = client.read_artifacts(
+        artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+    )
+    matching = [a for a in artifacts if (a.key or "").endswith(suffix)]
+    return max(matching, key=lambda a: a.created) if matching else None
+
+
+def _require_api() -> None:
+    if not os.environ.get("PREFECT_API_URL"):
+        raise fail(
+            "approvals live on a Prefect server: start the local stack with `mlops up` (or set PREFECT_API_URL)"
+        )
+
+
+@approvals_app.command("list")
+def approvals_list() -> None:
+    """Runs waiting at a gate, with the gate, model, cost and key metric."""
+    import json
+
+    from prefect.client.orchestration import get_client
+
+    _require_api()
+    with get_client(sync_client=True) as client:
+        runs = _paused_runs(client)
+        table = Table("run id", "run", "gate", "model", "version", "cost", "ROC AUC", "waiting since")
+        for run in runs:
+            artifact = _gate_artifact(client, run.id, "-gate")
+            row = json.loads(artifact.data)[0] if artifact and isinstance(artifact.data, str) else {}
+            table.add_row(
+                str(run.id), run.name, str(row.get("gate", "?")), str(row.get("model", "")), str(row.get("version") or ""),
+                str(row.get("cost", "")), str(row.get("roc_auc") or ""), str(run.state.timestamp)[:19] if run.state else "",
+            )  # fmt: skip
+    out.print(table if runs else "no run is waiting for approval")
+
+
+@approvals_app.command("show")
+def approvals_show(
+    run_id: Annotated[str, typer.Argument(help="Flow run id from `mlops approvals list`.")],
+) -> None:
+    """Print the evidence an approver sees for a waiting run."""
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from rich.markdown import Markdown
+
+    _require_api()
+    with get_client(sync_client=True) as client:
+        try:
+            artifact = _gate_artifact(client, UUID(run_id), "-gate-evidence")
+        except ValueError:
+            raise fail(f"{run_id!r} is not a flow run id") from None
+    if artifact is None:
+        raise fail(f"no gate evidence found for flow run {run_id}")
+    out.print(Markdown(artifact.data))
+
+
+def _decide(run_id: str, approved: bool, approver: str, comment: str) -> None:
+    from uuid import UUID
+
+    from prefect.exceptions import PrefectHTTPStatusError
+    from prefect.flow_runs import resume_flow_run
+
+    _require_api()
+    try:
+        resume_flow_run(
+            UUID(run_id), run_input={"approved": approved, "approver": approver, "comment": comment}
+        )
+    except ValueError:
+        raise fail(f"{run_id!r} is not a flow run id") from None
+    except (PrefectHTTPStatusError, RuntimeError) as exc:
+        detail = getattr(getattr(exc, "response", None), "text", "") or str(exc)
+        raise fail(f"could not resume flow run {run_id}: {detail}") from None
+    out.print(f"{'approved' if approved else 'rejected'} flow run {run_id} as {approver}")
+
+
+ApproverOption = Annotated[
+    str, typer.Option("--approver", "-a", help="Your name, recorded with the decision.")
+]
+CommentOption = Annotated[str, typer.Option("--comment", help="Why; recorded on the model version.")]
+
+
+@approvals_app.command("approve")
+def approvals_approve(
+    run_id: Annotated[str, typer.Argument(help="Flow run id.")],
+    approver: ApproverOption,
+    comment: CommentOption = "",
+) -> None:
+    """Approve the gate a run is waiting at; the run resumes."""
+    _decide(run_id, True, approver, comment)
+
+
+@approvals_app.command("reject")
+def approvals_reject(
+    run_id: Annotated[str, typer.Argument(help="Flow run id.")],
+    approver: ApproverOption,
+    comment: CommentOption = "",
+) -> None:
+    """Reject the gate a run is waiting at; the candidate never becomes champion."""
+    _decide(run_id, False, approver, comment)
 
 
 def _collapse_missing_columns(failed: list) -> list:

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from models.config import FeatureConfig, ModelConfig
 from models.data.config import DataConfig, SplitConfig
 from models.errors import UserInputError
-from models.params import EvaluationConfig, PromotionPolicy, SweepConfig
+from models.params import ApprovalConfig, EstimateConfig, EvaluationConfig, PromotionPolicy, SweepConfig
 from monitoring.config import MonitoringConfig
 from serving.config import ServingConfig
 
@@ -39,6 +39,26 @@ class RegistryConfig(BaseModel):
     experiment: str | None = Field(default=None, description="MLflow experiment; null = model_name.")
 
 
+class ScheduleConfig(BaseModel):
+    """When the training deployment runs on its own (`mlops deploy`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cron: str | None = Field(
+        default="0 3 * * 1", description="Cron schedule; the default retrains Mondays 03:00."
+    )
+    interval_seconds: int | None = Field(
+        default=None, ge=10, description="Alternative to cron: run every N seconds."
+    )
+    timezone: str = Field(default="UTC")
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> ScheduleConfig:
+        if self.cron and self.interval_seconds:
+            raise ValueError("set either cron or interval_seconds, not both")
+        return self
+
+
 class PipelineConfig(BaseModel):
     """Everything one training pipeline needs, composed from the layers' own sections."""
 
@@ -55,6 +75,9 @@ class PipelineConfig(BaseModel):
     sweep: SweepConfig = Field(default_factory=SweepConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     promotion: PromotionPolicy = Field(default_factory=PromotionPolicy)
+    estimate: EstimateConfig = Field(default_factory=EstimateConfig)
+    approval: ApprovalConfig = Field(default_factory=ApprovalConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     registry: RegistryConfig
     serving: ServingConfig = Field(default_factory=ServingConfig)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)

@@ -88,6 +88,7 @@ class ProjectHome:
         env = os.environ if environ is None else environ
         env.setdefault("MLOPS_HOME", str(self.root))
         env.setdefault("PREFECT_HOME", str(self.prefect))
+        Path(env["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)  # Prefect will not create parents
         env.setdefault("MLFLOW_TRACKING_URI", self.tracking_uri)
         env.setdefault("BENTOML_HOME", str(self.bentoml))
         # A cold ephemeral Prefect server on a loaded 2-core machine can need more than 20 s.

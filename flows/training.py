@@ -15,13 +15,16 @@ from prefect import flow, runtime
 from prefect.artifacts import create_markdown_artifact
 
 from flows.config import PipelineConfig, load_config
+from flows.gates import GateDecision, require_server_for, run_gate
 from flows.home import ProjectHome
 from flows.validation import docs_dir_for_run
 from models.data.validation import ValidationReport
 from models.errors import UserInputError
+from models.estimate import ResourceEstimate, actual_from_sweep, compare
 from models.evaluation import MetricInterval
 from models.promotion import PromotionDecision, decide_promotion
 from tasks.data import load_data, publish_validation, validate_data
+from tasks.estimate import estimate
 from tasks.evaluate import EvaluationReport, evaluate
 from tasks.lineage import code_version, fingerprint
 from tasks.packaging import package_champion
@@ -50,21 +53,29 @@ class InvalidDataError(UserInputError):
 
 @dataclass
 class PipelineSummary:
-    """What a run produced, for the console and the flow's result."""
+    """What a run produced, for the console and the flow's result.
+
+    A run stopped at the budget gate has no version, metrics or sweep: only the estimate and
+    the gate's decision.
+    """
 
     model_name: str
-    version: str
-    run_id: str
     tracking_uri: str
-    test_auc: MetricInterval
-    best_baseline: tuple[str, float]
-    promoted: bool
-    reason: str
-    champion_version: str | None
-    bento_tag: str | None
-    trials: int
-    resumed_sweep: bool
+    estimate: ResourceEstimate
+    budget: GateDecision
+    champion_version: str | None = None
+    version: str | None = None
+    run_id: str | None = None
+    test_auc: MetricInterval | None = None
+    best_baseline: tuple[str, float] | None = None
+    promoted: bool = False
+    reason: str = ""
+    promotion: GateDecision | None = None
+    bento_tag: str | None = None
+    trials: int = 0
+    resumed_sweep: bool = False
     best_params: dict = field(default_factory=dict)
+    estimate_errors: dict[str, float] = field(default_factory=dict)
 
 
 def tracking_target(config: PipelineConfig, home: ProjectHome, tracking_uri: str) -> TrackingTarget:
@@ -76,14 +87,80 @@ def tracking_target(config: PipelineConfig, home: ProjectHome, tracking_uri: str
     )
 
 
-def _decision_tags(decision: PromotionDecision, report: EvaluationReport) -> dict[str, str]:
+def _decision_tags(policy: PromotionDecision, gate: GateDecision, report: EvaluationReport) -> dict[str, str]:
+    """The final outcome under ``promotion.*``, the policy's own verdict under ``policy.*``."""
     return {
-        "promotion.decision": "approved" if decision.promote else "rejected",
-        "promotion.decided_by": decision.decided_by,
-        "promotion.reason": decision.reason[:5000],
-        "promotion.checks": json.dumps(decision.checks),
+        "promotion.decision": "approved" if gate.approved else "rejected",
+        "promotion.decided_by": gate.decided_by,
+        "promotion.reason": gate.reason[:5000],
+        "policy.verdict": "approve" if policy.promote else "reject",
+        "policy.reason": policy.reason[:5000],
+        "policy.checks": json.dumps(policy.checks),
         "test.roc_auc": f"{report.metrics['roc_auc'].value:.5f}",
+        **gate.tags(),
     }
+
+
+def _run_link(tracking_uri: str, experiment_id: str, run_id: str) -> str:
+    if tracking_uri.startswith("http"):
+        return (
+            f"[MLflow run {run_id}]({tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id})"
+        )
+    return f"MLflow run `{run_id}` in `{tracking_uri}`"
+
+
+def budget_evidence(
+    config: PipelineConfig, est: ResourceEstimate, validation_md: str, rows: dict[str, int]
+) -> str:
+    return "\n".join(
+        [
+            f"## Budget gate: {config.name}",
+            "",
+            f"Approve to run a sweep of **{est.trials} trials** on **{est.device}**: estimated "
+            f"**{est.sweep_seconds / 60:.1f} min** wall time and **{est.cost:.4f} {est.currency}**.",
+            f"Training rows {rows['train']:,}, validation {rows['val']:,}, test {rows['test']:,}.",
+            "",
+            "### Resource and cost estimate",
+            est.to_markdown(),
+            "",
+            validation_md,
+        ]
+    )
+
+
+def promotion_evidence(
+    config: PipelineConfig,
+    version: str,
+    est: ResourceEstimate,
+    errors: dict[str, float],
+    actual_seconds: float,
+    policy: PromotionDecision,
+    evaluation: EvaluationReport,
+    validation_md: str,
+    run_link: str,
+) -> str:
+    checks = ", ".join(f"{k}: {'pass' if v else 'FAIL'}" for k, v in policy.checks.items())
+    return "\n".join(
+        [
+            f"## Promotion gate: {config.registry.model_name} v{version}",
+            "",
+            f"Approve to make v{version} the champion. Policy verdict: **{'approve' if policy.promote else 'reject'}** "
+            f"({checks}). {policy.reason}.",
+            "",
+            "### Cost: estimate vs actual",
+            "",
+            "| | estimate | actual | error |",
+            "|---|---|---|---|",
+            f"| sweep wall time (s) | {est.sweep_seconds:.0f} | {actual_seconds:.0f} | {errors.get('sweep_seconds_error', float('nan')):+.0%} |",
+            f"| compute cost ({est.currency}) | {est.cost:.4f} | {est.cost * actual_seconds / max(est.sweep_seconds, 1e-9):.4f} | |",
+            "",
+            evaluation.markdown(),
+            "",
+            validation_md,
+            "",
+            run_link,
+        ]
+    )
 
 
 def resolve_runtime() -> tuple[ProjectHome, str]:
@@ -104,6 +181,7 @@ def training_pipeline(config_path: str, data_path: str | None = None) -> Pipelin
     config = load_config(
         Path(config_path), home=home.root, overrides={"data.path": data_path} if data_path else None
     )
+    require_server_for(config.approval)
     df = load_data(config.data)
     report = validate_data(df, config.data.expectations, docs_dir_for_run(home.data_docs))
     validation_md = publish_validation(report, config.data.path)
@@ -114,6 +192,23 @@ def training_pipeline(config_path: str, data_path: str | None = None) -> Pipelin
     prepared = split_data(df, config.data, config.split, config.seed)
     transform = fit_transform(prepared, config.features)
     baselines = train_baselines(prepared, transform, config.seed)
+    est = estimate(prepared, transform, config.model, config.sweep, config.estimate, config.seed)
+    budget = run_gate(
+        "budget",
+        budget_evidence(config, est, validation_md, prepared.split.sizes()),
+        policy=config.approval.budget,
+        approval=config.approval,
+        policy_approves=True,
+        policy_reason=f"estimated cost {est.cost:.4f} {est.currency}",
+        cost=est.cost,
+        resource_id=f"mlops.pipeline.{config.name}",
+        summary={"model": config.registry.model_name, "version": None, "cost": round(est.cost, 4),
+                 "sweep_minutes": round(est.sweep_seconds / 60, 1), "roc_auc": None},
+    )  # fmt: skip
+    if not budget.approved:
+        return PipelineSummary(
+            config.registry.model_name, tracking_uri, est, budget, reason=f"budget gate: {budget.reason}"
+        )
 
     target = tracking_target(config, home, tracking_uri)
     flow_run_id = str(runtime.flow_run.id or "")
@@ -129,6 +224,8 @@ def training_pipeline(config_path: str, data_path: str | None = None) -> Pipelin
             seed=config.seed, storage_path=home.ray_results, name=f"{config.name}-{data_hash[:10]}-{config.config_hash()[:10]}",
         )  # fmt: skip
         log_trials(target, run_id, sweep_result.trials)
+        actual = actual_from_sweep(sweep_result, est.device)
+        errors = compare(est, actual)
         champion = load_champion(target, config.registry.model_name)
         evaluation = evaluate(
             sweep_result.scorer,
@@ -143,8 +240,13 @@ def training_pipeline(config_path: str, data_path: str | None = None) -> Pipelin
             plots_dir=home.reports / "plots" / run_id,
         )
         log_metrics(
-            target, run_id, evaluation.flat_metrics() | {"sweep/best_val_auc": sweep_result.best_val_auc}
-        )
+            target,
+            run_id,
+            evaluation.flat_metrics()
+            | {"sweep/best_val_auc": sweep_result.best_val_auc, "estimate/sweep_seconds": est.sweep_seconds,
+               "actual/sweep_seconds": actual.sweep_seconds, "estimate/cost": est.cost}
+            | {f"estimate/{k}": v for k, v in errors.items() if v == v},
+        )  # fmt: skip
         log_artifacts(target, run_id, {p.name: p for p in evaluation.plots}, folder="plots")
         log_artifacts(
             target,
@@ -155,6 +257,8 @@ def training_pipeline(config_path: str, data_path: str | None = None) -> Pipelin
                 "evaluation.json": json.dumps(evaluation.to_dict(), indent=2, default=str),
                 "evaluation.md": evaluation.markdown(),
                 "validation.md": validation_md,
+                "estimate.json": json.dumps(est.to_dict(), indent=2, default=str),
+                "estimate.md": est.to_markdown(),
             },
         )
         model_uri = log_model(target, run_id, sweep_result.scorer, prepared.split.test.head(5))
@@ -175,19 +279,41 @@ def training_pipeline(config_path: str, data_path: str | None = None) -> Pipelin
                 "prefect.flow_run_id": flow_run_id,
                 "sweep.best_trial_id": sweep_result.best_trial_id,
                 "mlflow.run_id": run_id,
+                "actual.sweep_seconds": f"{actual.sweep_seconds:.1f}",
+                "actual.epochs_total": str(actual.epochs_total),
+                "actual.sweep_seconds_error": f"{errors['sweep_seconds_error']:+.3f}",
+                **est.to_tags(),
+                **budget.tags(),
             },
         )
-        decision = decide_promotion(
+        policy = decide_promotion(
             challenger_auc=evaluation.metrics["roc_auc"],
             best_baseline=evaluation.best_baseline,
             vs_champion=evaluation.vs_champion,
             champion_version=champion.version.version if champion else None,
             policy=config.promotion,
         )
-        record_decision(target, version, _decision_tags(decision, evaluation))
+        experiment_id = target.client().get_run(run_id).info.experiment_id
+        gate = run_gate(
+            "promotion",
+            promotion_evidence(
+                config, version.version, est, errors, actual.sweep_seconds, policy, evaluation, validation_md,
+                _run_link(tracking_uri, experiment_id, run_id),
+            ),
+            policy=config.approval.promotion,
+            approval=config.approval,
+            policy_approves=policy.promote,
+            policy_reason=policy.reason,
+            cost=est.cost,
+            resource_id=f"mlops.model.{config.registry.model_name}.{version.version}",
+            summary={"model": config.registry.model_name, "version": version.version, "cost": round(est.cost, 4),
+                     "sweep_minutes": round(actual.sweep_seconds / 60, 1),
+                     "roc_auc": round(evaluation.metrics["roc_auc"].value, 4)},
+        )  # fmt: skip
+        record_decision(target, version, _decision_tags(policy, gate, evaluation))
         champion_version = champion.version.version if champion else None
         bento_tag = None
-        if decision.promote:
+        if gate.approved:
             promote(target, version)
             champion_version = version.version
             bento_tag = package_champion(
@@ -198,24 +324,29 @@ def training_pipeline(config_path: str, data_path: str | None = None) -> Pipelin
                 run_id=run_id,
             )
         end_run(target, run_id)
-    except BaseException:
+    except Exception:
+        # Not BaseException: a suspended run exits through Prefect's Pause signal and resumes later.
         end_run(target, run_id, status="FAILED")
         raise
 
     summary = PipelineSummary(
         model_name=config.registry.model_name,
+        tracking_uri=tracking_uri,
+        estimate=est,
+        budget=budget,
+        champion_version=champion_version,
         version=version.version,
         run_id=run_id,
-        tracking_uri=tracking_uri,
         test_auc=evaluation.metrics["roc_auc"],
         best_baseline=evaluation.best_baseline,
-        promoted=decision.promote,
-        reason=decision.reason,
-        champion_version=champion_version,
+        promoted=gate.approved,
+        reason=gate.reason,
+        promotion=gate,
         bento_tag=bento_tag,
         trials=len(sweep_result.trials),
         resumed_sweep=sweep_result.resumed,
         best_params=sweep_result.best_params,
+        estimate_errors=errors,
     )
     create_markdown_artifact(
         key="training-summary",

@@ -111,3 +111,91 @@ STARTER_SEARCH_SPACE: dict[str, dict[str, Any]] = {
     "dropout": {"type": "uniform", "low": 0.0, "high": 0.3},
     "hidden_sizes": {"type": "choice", "values": [[64, 32], [128, 64]]},
 }
+
+
+class GatePolicy(BaseModel):
+    """Who decides at one approval gate."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["auto", "human", "threshold"] = Field(
+        default="auto",
+        description="auto: the policy decides alone; human: always a person; threshold: the policy "
+        "approves when the estimated cost is under max_cost and no check failed, otherwise a person decides.",
+    )
+    max_cost: float | None = Field(
+        default=None, ge=0, description="threshold mode: estimated sweep cost above this needs a person."
+    )
+
+    @model_validator(mode="after")
+    def _threshold_needs_cost(self) -> GatePolicy:
+        if self.mode == "threshold" and self.max_cost is None:
+            raise ValueError("mode 'threshold' needs max_cost")
+        return self
+
+
+class ApprovalConfig(BaseModel):
+    """The two gates: budget (before the sweep) and promotion (before the champion alias moves)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    budget: GatePolicy = Field(default_factory=GatePolicy)
+    promotion: GatePolicy = Field(default_factory=GatePolicy)
+    timeout_seconds: int = Field(
+        default=86_400, ge=10, description="A gate left undecided this long counts as rejected."
+    )
+    allowlist: list[str] = Field(
+        default_factory=list, description="Approvers allowed to decide; empty allows anyone."
+    )
+
+    @property
+    def may_need_human(self) -> bool:
+        return any(g.mode != "auto" for g in (self.budget, self.promotion))
+
+
+class EstimateConfig(BaseModel):
+    """Prices and measurement settings of the pre-flight estimate (the pipeline's `estimate:` section)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    price_per_hour: dict[str, Annotated[float, Field(ge=0.0)]] = Field(
+        default_factory=lambda: {"cpu": 0.05, "gpu": 2.50},
+        description="Price of one device for one hour: 'cpu' is one CPU core-hour (cloud vCPU list price), "
+        "'gpu' one GPU-hour; a lower-case torch.cuda.get_device_name() key (e.g. 'nvidia h200') overrides "
+        "'gpu' for that model. Defaults are on-demand cloud list prices, enough to rank sweeps by cost.",
+    )
+    currency: str = Field(default="USD", min_length=1, description="Currency of the prices, shown as is.")
+    profile_steps: int = Field(
+        default=30,
+        ge=5,
+        description="Optimiser steps in the timed profiling run (after a few warm-up steps): enough to average "
+        "out timer noise, few enough to take about a second on CPU.",
+    )
+    trial_overhead_seconds: float = Field(
+        default=1.5,
+        ge=0.0,
+        description="Per-trial start-up outside training (actor reuse, data fetch from the object store, "
+        "Trainer set-up); benchmarks/bench_sweep_overhead.py measured about 1.2 s with actor reuse.",
+    )
+    epoch_overhead_seconds: float = Field(
+        default=0.1,
+        ge=0.0,
+        description="Per-epoch cost inside a Tune trial that profiling cannot see: the reported checkpoint "
+        "copied to trial storage and Tune's experiment-state snapshot (calibrated with bench_estimate.py).",
+    )
+    worker_start_seconds: float = Field(
+        default=5.0,
+        ge=0.0,
+        description="Start of a fresh Ray worker process (Python, torch and Lightning imports) paid once per "
+        "concurrency slot by its first trial; later trials reuse the actor (reuse_actors=True).",
+    )
+    storage_price_per_gb_month: float | None = Field(
+        default=None, ge=0.0, description="Object-storage price per GB-month; null = no storage cost shown."
+    )
+
+    @model_validator(mode="after")
+    def _has_device_prices(self) -> EstimateConfig:
+        missing = {"cpu", "gpu"} - set(self.price_per_hour)
+        if missing:
+            raise ValueError(f"price_per_hour needs the keys 'cpu' and 'gpu'; missing {sorted(missing)}")
+        return self

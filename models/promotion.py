@@ -58,12 +58,14 @@ def decide_promotion(
                 )
     promote = all(checks.values())
     if promote:
+        versus = "beats" if challenger_auc.value > baseline_auc else "does not beat (not required)"
+        baseline = f"{versus} the {baseline_name} baseline ({baseline_auc:.4f})"
         if champion_version is None:
-            reason = f"first model: test ROC AUC {challenger_auc.value:.4f} beats the {baseline_name} baseline ({baseline_auc:.4f})"
+            reason = f"first model: test ROC AUC {challenger_auc.value:.4f} {baseline}"
         else:
             reason = (
                 f"beats champion v{champion_version} by {vs_champion.diff:+.4f} AUC "
-                f"(95% CI {vs_champion.low:+.4f} to {vs_champion.high:+.4f}) and the {baseline_name} baseline"
+                f"(95% CI {vs_champion.low:+.4f} to {vs_champion.high:+.4f}); {baseline}"
             )
     else:
         reason = "; ".join(reasons)

@@ -11,15 +11,15 @@ from pathlib import Path
 import pandas as pd
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NO_CACHE
 
 from models.data.config import DataConfig
 from models.data.io import read_table
 from models.data.suite import load_suite
 from models.data.validation import ValidationReport, validate_frame
+from tasks.caching import ONCE_PER_RUN, REPLAYABLE
 
 
-@task(name="load-data", cache_policy=NO_CACHE)
+@task(name="load-data", cache_policy=ONCE_PER_RUN, **REPLAYABLE)
 def load_data(source: DataConfig) -> pd.DataFrame:
     """Read the configured file with its delimiter, missing-value tokens and date columns."""
     return read_table(
@@ -27,7 +27,7 @@ def load_data(source: DataConfig) -> pd.DataFrame:
     )
 
 
-@task(name="validate-data", cache_policy=NO_CACHE)
+@task(name="validate-data", cache_policy=ONCE_PER_RUN, **REPLAYABLE)
 def validate_data(df: pd.DataFrame, suite_path: Path, docs_dir: Path) -> ValidationReport:
     """Run the expectation suite on ``df`` and build Data Docs under ``docs_dir``."""
     return validate_frame(df, load_suite(suite_path), docs_dir=docs_dir)

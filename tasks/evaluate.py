@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from prefect import task
-from prefect.cache_policies import NO_CACHE
 
 from models.baselines import Baseline
 from models.evaluation import (
@@ -28,6 +27,7 @@ from models.evaluation import (
 from models.params import EvaluationConfig
 from models.plots import plot_calibration, plot_confusion, plot_importance, plot_pr, plot_roc
 from models.scorer import TabularScorer
+from tasks.caching import ONCE_PER_RUN, REPLAYABLE
 
 
 @dataclass
@@ -117,7 +117,7 @@ def _subsample(
     return df.iloc[idx].reset_index(drop=True), y[idx]
 
 
-@task(name="evaluate-model", cache_policy=NO_CACHE)
+@task(name="evaluate-model", cache_policy=ONCE_PER_RUN, **REPLAYABLE)
 def evaluate(
     scorer: TabularScorer,
     test: pd.DataFrame,

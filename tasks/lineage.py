@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 from prefect import task
-from prefect.cache_policies import NO_CACHE
 
 from models.data.io import data_fingerprint
+from tasks.caching import ONCE_PER_RUN, REPLAYABLE
 
 PACKAGE = "mlops-crm"
 
@@ -40,6 +40,6 @@ def code_version(repo: Path) -> str:
             return "unknown"
 
 
-@task(name="fingerprint-data", cache_policy=NO_CACHE)
+@task(name="fingerprint-data", cache_policy=ONCE_PER_RUN, **REPLAYABLE)
 def fingerprint(df: pd.DataFrame) -> str:
     return data_fingerprint(df)

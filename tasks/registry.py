@@ -9,10 +9,10 @@ from pathlib import Path
 import mlflow
 from mlflow.exceptions import MlflowException
 from prefect import task
-from prefect.cache_policies import NO_CACHE
 
 from models.mlflow_model import SCORER_ARTIFACT
 from models.scorer import TabularScorer
+from tasks.caching import ONCE_PER_RUN, PER_RUN_INPUTS, REPLAYABLE
 from tasks.tracking import TrackingTarget
 
 CHALLENGER = "challenger"
@@ -55,7 +55,7 @@ def version_by_alias(target: TrackingTarget, name: str, alias: str) -> Registere
     return RegisteredVersion(mv.name, str(mv.version), mv.run_id)
 
 
-@task(name="load-champion", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+@task(name="load-champion", retries=2, retry_delay_seconds=2, cache_policy=ONCE_PER_RUN, **REPLAYABLE)
 def load_champion(target: TrackingTarget, name: str) -> LoadedModel | None:
     """The current champion and its scorer, or None before the first promotion."""
     version = version_by_alias(target, name, CHAMPION)
@@ -64,7 +64,7 @@ def load_champion(target: TrackingTarget, name: str) -> LoadedModel | None:
     return LoadedModel(version, load_scorer(target.tracking_uri, version.uri))
 
 
-@task(name="register-challenger", retries=2, retry_delay_seconds=2)
+@task(name="register-challenger", retries=2, retry_delay_seconds=2, cache_policy=ONCE_PER_RUN, **REPLAYABLE)
 def register_challenger(
     target: TrackingTarget, name: str, model_uri: str, run_id: str, tags: dict[str, str]
 ) -> RegisteredVersion:
@@ -76,7 +76,7 @@ def register_challenger(
     return RegisteredVersion(name, str(mv.version), run_id)
 
 
-@task(name="record-decision", retries=2, retry_delay_seconds=2)
+@task(name="record-decision", retries=2, retry_delay_seconds=2, cache_policy=PER_RUN_INPUTS, **REPLAYABLE)
 def record_decision(target: TrackingTarget, version: RegisteredVersion, tags: dict[str, str]) -> None:
     client = target.client()
     for key, value in tags.items():

@@ -18,11 +18,11 @@ import pandas as pd
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from prefect import task
-from prefect.cache_policies import NO_CACHE
 
 from models.mlflow_model import SCORER_ARTIFACT, ScorerPyfunc, pip_requirements
 from models.scorer import TabularScorer
 from models.sweep import TrialSummary
+from tasks.caching import ONCE_PER_RUN, PER_RUN_INPUTS, REPLAYABLE
 
 MAX_BATCH = 900  # MLflow accepts up to 1000 metrics per log_batch call
 
@@ -67,7 +67,7 @@ def _log_batch(client: MlflowClient, run_id: str, metrics: list[Metric] = (), pa
         )
 
 
-@task(name="start-tracking-run", retries=2, retry_delay_seconds=2)
+@task(name="start-tracking-run", retries=2, retry_delay_seconds=2, cache_policy=PER_RUN_INPUTS, **REPLAYABLE)
 def start_parent_run(
     target: TrackingTarget, run_name: str, params: dict[str, Any], tags: dict[str, str]
 ) -> str:
@@ -80,7 +80,7 @@ def start_parent_run(
     return run.info.run_id
 
 
-@task(name="log-trials", retries=2, retry_delay_seconds=2)
+@task(name="log-trials", retries=2, retry_delay_seconds=2, cache_policy=ONCE_PER_RUN, **REPLAYABLE)
 def log_trials(target: TrackingTarget, parent_run_id: str, trials: list[TrialSummary]) -> list[str]:
     """One nested run per trial with its params and per-epoch metrics; each ends terminated.
 
@@ -123,7 +123,7 @@ def log_trials(target: TrackingTarget, parent_run_id: str, trials: list[TrialSum
     return run_ids
 
 
-@task(name="log-metrics", retries=2, retry_delay_seconds=2)
+@task(name="log-metrics", retries=2, retry_delay_seconds=2, cache_policy=PER_RUN_INPUTS, **REPLAYABLE)
 def log_metrics(target: TrackingTarget, run_id: str, metrics: dict[str, float]) -> None:
     now = int(time.time() * 1000)
     _log_batch(
@@ -131,7 +131,7 @@ def log_metrics(target: TrackingTarget, run_id: str, metrics: dict[str, float]) 
     )
 
 
-@task(name="log-artifacts", retries=2, retry_delay_seconds=2)
+@task(name="log-artifacts", retries=2, retry_delay_seconds=2, cache_policy=PER_RUN_INPUTS, **REPLAYABLE)
 def log_artifacts(
     target: TrackingTarget, run_id: str, files: dict[str, str | bytes | Path], folder: str = ""
 ) -> None:
@@ -147,7 +147,7 @@ def log_artifacts(
             client.log_artifact(run_id, str(path), artifact_path=folder or None)
 
 
-@task(name="log-model", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+@task(name="log-model", retries=2, retry_delay_seconds=2, cache_policy=ONCE_PER_RUN, **REPLAYABLE)
 def log_model(target: TrackingTarget, run_id: str, scorer: TabularScorer, example: pd.DataFrame) -> str:
     """Log the scorer as a pyfunc with signature, a multi-row input example and explicit requirements."""
     from mlflow.models import infer_signature

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 from prefect import task
-from prefect.cache_policies import NO_CACHE
 
 from models.baselines import Baseline, fit_baselines
 from models.config import FeatureConfig, ModelConfig
@@ -20,6 +19,7 @@ from models.data.split import DataSplit, binary_labels, split_frame
 from models.features import FeatureTransform
 from models.params import SweepConfig
 from models.sweep import SweepData, SweepResult, run_sweep
+from tasks.caching import ONCE_PER_RUN, REPLAYABLE
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class PreparedData:
     y_test: np.ndarray
 
 
-@task(name="split-data", cache_policy=NO_CACHE)
+@task(name="split-data", cache_policy=ONCE_PER_RUN, **REPLAYABLE)
 def split_data(df, data: DataConfig, split: SplitConfig, seed: int) -> PreparedData:
     """Seeded, stratified (or time-based) split; the test part is held out until evaluation."""
     y = binary_labels(df, data.target, data.positive_class)
@@ -41,18 +41,18 @@ def split_data(df, data: DataConfig, split: SplitConfig, seed: int) -> PreparedD
     return PreparedData(parts, label(parts.train), label(parts.val), label(parts.test))
 
 
-@task(name="fit-feature-transform", cache_policy=NO_CACHE)
+@task(name="fit-feature-transform", cache_policy=ONCE_PER_RUN, **REPLAYABLE)
 def fit_transform(prepared: PreparedData, features: FeatureConfig) -> FeatureTransform:
     """Fit scaling and vocabularies on the training split only."""
     return FeatureTransform.fit(prepared.split.train, features)
 
 
-@task(name="fit-baselines", cache_policy=NO_CACHE)
+@task(name="fit-baselines", cache_policy=ONCE_PER_RUN, **REPLAYABLE)
 def train_baselines(prepared: PreparedData, transform: FeatureTransform, seed: int) -> list[Baseline]:
     return fit_baselines(transform, prepared.split.train, prepared.y_train, seed)
 
 
-@task(name="hyperparameter-sweep", cache_policy=NO_CACHE)
+@task(name="hyperparameter-sweep", cache_policy=ONCE_PER_RUN, **REPLAYABLE)
 def sweep(
     prepared: PreparedData,
     transform: FeatureTransform,

@@ -1,0 +1,155 @@
+"""Approval gates against a real Prefect server: policy decisions, the resume form's validation,
+the approver allowlist, timeouts, and the refusal to wait on the ephemeral default."""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+import time
+from uuid import UUID
+
+import httpx
+import pytest
+from prefect import flow
+from prefect.client.orchestration import get_client
+from prefect.flow_runs import resume_flow_run
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from flows.gates import EVENT_DECIDED, GateDecision, GateNeedsServerError, require_server_for, run_gate
+from models.params import ApprovalConfig, GatePolicy
+
+pytestmark = pytest.mark.integration
+
+EVIDENCE = "## Promotion gate: demo v1\n\n| metric | value |\n|---|---|\n| ROC AUC | 0.91 |"
+
+
+@flow(name="gate-under-test")
+def gate_flow(approval: ApprovalConfig, policy_approves: bool = True, cost: float = 1.0) -> GateDecision:
+    return run_gate(
+        "promotion",
+        EVIDENCE,
+        policy=approval.promotion,
+        approval=approval,
+        policy_approves=policy_approves,
+        policy_reason="checks passed" if policy_approves else "does not beat the champion",
+        cost=cost,
+        resource_id="mlops.model.demo.1",
+        summary={"model": "demo", "version": "1", "cost": cost, "roc_auc": 0.91},
+    )
+
+
+class Background:
+    """Runs the gate flow in a thread (Prefect context copied, as FACTS notes) and keeps its result."""
+
+    def __init__(self, approval: ApprovalConfig) -> None:
+        self.result: object = None
+        context = contextvars.copy_context()
+        self.thread = threading.Thread(target=lambda: context.run(self._run, approval), daemon=True)
+        self.thread.start()
+
+    def _run(self, approval: ApprovalConfig) -> None:
+        self.result = gate_flow(approval, return_state=True)
+
+    def join(self, timeout: float = 60) -> object:
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "the gate flow did not finish"
+        return self.result
+
+
+def _paused_run(after: float, timeout: float = 60) -> UUID:
+    """The gate flow's run once it is paused (created after ``after``)."""
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            for run in client.read_flow_runs(limit=20):
+                if run.state and run.state.is_paused() and run.created and run.created.timestamp() >= after:
+                    return run.id
+            time.sleep(0.5)
+    raise TimeoutError("no paused gate run appeared")
+
+
+def _wait_paused_again(run_id: UUID, key_suffix: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            state = client.read_flow_run(run_id).state
+            if state.is_paused() and str(state.state_details.pause_key).endswith(key_suffix):
+                return
+            time.sleep(0.5)
+    raise TimeoutError(f"run {run_id} did not pause again")
+
+
+def test_auto_policy_decides_without_waiting(prefect_server) -> None:
+    approval = ApprovalConfig()  # both gates auto
+    decision = gate_flow(approval, policy_approves=False)
+    assert (decision.approved, decision.decided_by) == (False, "policy")
+    assert "does not beat the champion" in decision.reason
+    assert decision.tags()["approval.promotion.outcome"] == "rejected"
+
+
+def test_threshold_policy_asks_a_person_only_above_the_cost(prefect_server) -> None:
+    approval = ApprovalConfig(promotion=GatePolicy(mode="threshold", max_cost=5.0))
+    assert gate_flow(approval, cost=1.0).decided_by == "policy"
+
+
+def test_person_decides_after_invalid_input_and_a_refused_approver(prefect_server) -> None:
+    approval = ApprovalConfig(promotion=GatePolicy(mode="human"), timeout_seconds=120, allowlist=["alice"])
+    started = time.time() - 1
+    background = Background(approval)
+    run_id = _paused_run(started)
+
+    # The server validates the form against its schema: an empty approver is refused, the run waits on.
+    with pytest.raises(Exception, match="approver"):
+        resume_flow_run(run_id, run_input={"approved": True, "approver": "", "comment": ""})
+    with get_client(sync_client=True) as client:
+        assert client.read_flow_run(run_id).state.is_paused()
+
+    # Someone outside the allowlist: refused and recorded; the gate waits for someone else.
+    resume_flow_run(run_id, run_input={"approved": True, "approver": "mallory", "comment": "ship it"})
+    _wait_paused_again(run_id, "-1")
+    resume_flow_run(run_id, run_input={"approved": True, "approver": "alice", "comment": "metrics hold up"})
+
+    state = background.join()
+    decision = state.result()
+    assert decision.approved and decision.decided_by == "human"
+    assert decision.approver == "alice" and decision.comment == "metrics hold up"
+    assert decision.refused == ["mallory"]
+    assert decision.tags()["approval.promotion.refused_approvers"] == "mallory"
+
+    response = httpx.post(
+        f"{prefect_server}/events/filter",
+        json={
+            "filter": {"event": {"name": [EVENT_DECIDED]}, "related": {"id": [f"prefect.flow-run.{run_id}"]}}
+        },
+        timeout=10,
+    )
+    response.raise_for_status()
+    payloads = [e["payload"] for e in response.json()["events"]]
+    assert any(p.get("approver") == "alice" and p.get("approved") for p in payloads), "decision event missing"
+
+
+def test_rejection_by_a_person(prefect_server) -> None:
+    approval = ApprovalConfig(promotion=GatePolicy(mode="human"), timeout_seconds=120)
+    started = time.time() - 1
+    background = Background(approval)
+    resume_flow_run(
+        _paused_run(started), run_input={"approved": False, "approver": "bob", "comment": "too costly"}
+    )
+    decision = background.join().result()
+    assert not decision.approved and decision.reason == "rejected by bob: too costly"
+
+
+def test_timeout_rejects(prefect_server) -> None:
+    approval = ApprovalConfig(promotion=GatePolicy(mode="human"), timeout_seconds=10)
+    decision = gate_flow(approval)
+    assert (decision.approved, decision.decided_by) == (False, "timeout")
+
+
+def test_human_gate_on_the_ephemeral_default_fails_at_once() -> None:
+    approval = ApprovalConfig(promotion=GatePolicy(mode="human"))
+    with (
+        temporary_settings(updates={PREFECT_API_URL: None}),
+        pytest.raises(GateNeedsServerError, match="mlops up"),
+    ):
+        require_server_for(approval)
+    require_server_for(ApprovalConfig())  # all-auto gates never need a server

@@ -1,0 +1,240 @@
+"""The local stack as real processes: ``up``, ``status``, ``endpoints``, ``down`` (flows/stack.py).
+
+One stack (real Prefect and MLflow servers on free loopback ports) is shared by the module and
+stopped by its fixture; the tests that break it (crash, down) run last. Failure paths use
+their own homes and never leave a process behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import pytest
+from conftest import free_port
+
+from flows import stack
+from flows.home import ProjectHome
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass(frozen=True)
+class RunningStack:
+    home: ProjectHome
+    prefect_port: int
+    mlflow_port: int
+    started: dict[str, stack.ServiceStatus]
+
+
+def _two_ports() -> tuple[int, int]:
+    first = free_port()
+    second = free_port()
+    while second == first:
+        second = free_port()
+    return first, second
+
+
+def _processes_using(port: int) -> list[psutil.Process]:
+    """Live processes whose command line names ``port`` (the servers take it as an argument)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        if proc.info["status"] != psutil.STATUS_ZOMBIE and str(port) in (proc.info["cmdline"] or []):
+            found.append(proc)
+    return found
+
+
+def _get(url: str) -> tuple[int, str]:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return response.status, response.read().decode()
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    home = ProjectHome(tmp_path_factory.mktemp("stack") / "home")
+    prefect_port, mlflow_port = _two_ports()
+    try:
+        statuses = stack.up(home, prefect_port=prefect_port, mlflow_port=mlflow_port)
+        yield RunningStack(home, prefect_port, mlflow_port, {s.name: s for s in statuses})
+    finally:
+        stack.down(home)
+
+
+def test_up_starts_both_servers_healthy(running: RunningStack) -> None:
+    assert [s.name for s in running.started.values()] == ["prefect", "mlflow"]
+    assert all(s.running and s.healthy and s.pid for s in running.started.values())
+    assert _get(f"http://127.0.0.1:{running.prefect_port}/api/health") == (200, "true")
+    assert _get(f"http://127.0.0.1:{running.mlflow_port}/health") == (200, "OK")
+    for name in ("prefect", "mlflow"):
+        assert running.started[name].log == running.home.runtime / f"{name}.log"
+        assert running.started[name].log.exists()
+    assert (running.home.runtime / "stack.json").exists()
+
+
+def test_status_reports_both_running_and_healthy(running: RunningStack) -> None:
+    statuses = {s.name: s for s in stack.status(running.home)}
+    assert set(statuses) == {"prefect", "mlflow"}
+    for name, current in statuses.items():
+        assert current.running and current.healthy
+        assert current.pid == running.started[name].pid
+        assert "healthy" in current.describe() and current.url in current.describe()
+    assert statuses["mlflow"].url == f"http://127.0.0.1:{running.mlflow_port}"
+
+
+def test_second_up_reports_the_running_servers(running: RunningStack) -> None:
+    # Other ports on purpose: a running stack is reported as it is, not moved or restarted.
+    again = stack.up(running.home, prefect_port=free_port(), mlflow_port=free_port())
+    assert {s.name: s.pid for s in again} == {name: s.pid for name, s in running.started.items()}
+    assert {s.name: s.url for s in again} == {name: s.url for name, s in running.started.items()}
+
+
+def test_endpoints_serve_real_clients(running: RunningStack) -> None:
+    urls = stack.endpoints(running.home)
+    assert urls == {
+        "PREFECT_API_URL": f"http://127.0.0.1:{running.prefect_port}/api",
+        "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{running.mlflow_port}",
+    }
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=urls["MLFLOW_TRACKING_URI"])
+    experiment_id = client.create_experiment("stack-smoke")
+    assert client.get_experiment(experiment_id).artifact_location.startswith("mlflow-artifacts:")
+    run = client.create_run(experiment_id)
+    client.log_text(run.info.run_id, "hello", "note.txt")
+    # --serve-artifacts: the upload went through the server into the home's artifact folder.
+    assert [p.read_text() for p in running.home.mlflow_artifacts.rglob("note.txt")] == ["hello"]
+
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    async def talk() -> tuple[Exception | None, str]:
+        async with get_client() as prefect:
+            flow_id = await prefect.create_flow_from_name("stack-smoke")
+            return await prefect.api_healthcheck(), (await prefect.read_flow(flow_id)).name
+
+    with temporary_settings(updates={PREFECT_API_URL: urls["PREFECT_API_URL"]}):
+        assert asyncio.run(talk()) == (None, "stack-smoke")
+
+
+def test_busy_port_is_named_and_nothing_starts(tmp_path: Path) -> None:
+    home = ProjectHome(tmp_path / "home")
+    prefect_port = free_port()
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        busy = holder.getsockname()[1]
+        with pytest.raises(stack.StackError, match=f"port {busy} .*mlflow.*--mlflow-port"):
+            stack.up(home, prefect_port=prefect_port, mlflow_port=busy)
+    assert not (home.runtime / "stack.json").exists()
+    assert _processes_using(prefect_port) == []
+    assert stack.status(home) == [] and stack.endpoints(home) == {}
+
+
+def test_port_taken_during_start_up_stops_the_other_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = ProjectHome(tmp_path / "home")
+    mlflow_port = free_port()
+    # Someone binds the port between the check and the server's own bind.
+    monkeypatch.setattr(stack, "_port_free", lambda port, grace=0.0: True)
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        busy = holder.getsockname()[1]
+        with pytest.raises(stack.StackError, match=f"port {busy} .*prefect.*--prefect-port"):
+            stack.up(home, prefect_port=busy, mlflow_port=mlflow_port)
+    assert not (home.runtime / "stack.json").exists()
+    assert _processes_using(mlflow_port) == []
+
+
+def test_server_not_healthy_in_time_names_its_log_and_is_stopped(tmp_path: Path) -> None:
+    home = ProjectHome(tmp_path / "home")
+    prefect_port, mlflow_port = _two_ports()
+    with pytest.raises(stack.StackError, match="did not become healthy") as raised:
+        stack.up(home, prefect_port=prefect_port, mlflow_port=mlflow_port, timeout=1)
+    assert str(home.runtime / "prefect.log") in str(raised.value)
+    assert not (home.runtime / "stack.json").exists()
+    assert _processes_using(prefect_port) == [] and _processes_using(mlflow_port) == []
+
+
+def test_database_url_is_checked_before_anything_starts(tmp_path: Path) -> None:
+    home = ProjectHome(tmp_path / "home")
+    with pytest.raises(stack.StackError, match="postgresql://"):
+        stack.up(home, database_url="mysql://user:pw@db:3306", prefect_port=free_port())
+    with pytest.raises(stack.StackError, match="database 'prefect'"):
+        stack.up(home, database_url="postgresql://user:pw@db:5432/prefect", prefect_port=free_port())
+    assert not (home.runtime / "stack.json").exists()
+
+
+def test_crashed_server_shows_as_stopped_and_up_restarts_only_it(running: RunningStack) -> None:
+    crashed = running.started["mlflow"]
+    os.killpg(crashed.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while (statuses := {s.name: s for s in stack.status(running.home)})["mlflow"].running:
+        assert time.monotonic() < deadline, "the killed MLflow server still shows as running"
+        time.sleep(0.1)
+    assert not statuses["mlflow"].running and not statuses["mlflow"].healthy
+    assert statuses["mlflow"].log == running.home.runtime / "mlflow.log"
+    assert "stopped" in statuses["mlflow"].describe()
+    assert statuses["prefect"].running and statuses["prefect"].healthy
+    assert stack.endpoints(running.home) == {}
+
+    restarted = {
+        s.name: s
+        for s in stack.up(running.home, prefect_port=running.prefect_port, mlflow_port=running.mlflow_port)
+    }
+    assert restarted["prefect"].pid == running.started["prefect"].pid
+    assert restarted["mlflow"].pid != crashed.pid and restarted["mlflow"].healthy
+
+
+def test_down_stops_exactly_what_it_started(running: RunningStack) -> None:
+    unrelated = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    runner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    try:
+        registered = stack.add_process(running.home, "runner", runner.pid)
+        assert registered.running and registered.healthy
+        with pytest.raises(stack.StackError, match="prefect"):
+            stack.add_process(running.home, "prefect", unrelated.pid)
+        statuses = stack.status(running.home)
+        assert [s.name for s in statuses] == ["prefect", "mlflow", "runner"]
+        # Each server's whole process group: MLflow runs its uvicorn worker as a child.
+        pids = {
+            p.pid
+            for s in statuses
+            for p in [psutil.Process(s.pid), *psutil.Process(s.pid).children(recursive=True)]
+        }
+        assert len(pids) > 3
+
+        stopped = stack.down(running.home)
+
+        assert sorted(s.name for s in stopped) == ["mlflow", "prefect", "runner"]
+        assert not any(s.running for s in stopped)
+        assert all(_gone(pid) for pid in pids)
+        # Our own children are reaped by `down`, so they do not linger as zombies.
+        assert not any(psutil.pid_exists(s.pid) for s in statuses)
+        assert unrelated.poll() is None
+        assert not (running.home.runtime / "stack.json").exists()
+        assert stack.down(running.home) == [] and stack.status(running.home) == []
+        assert stack.endpoints(running.home) == {}
+    finally:
+        for proc in (unrelated, runner):
+            proc.kill()
+            proc.wait()
