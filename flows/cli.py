@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from flows.home import ProjectHome
+from flows.stack import DEFAULT_MLFLOW_PORT, DEFAULT_PREFECT_PORT
 from models.errors import UserInputError
 
 app = typer.Typer(
@@ -336,8 +337,12 @@ def predict(
 @app.command("up")
 def up(
     ctx: typer.Context,
-    prefect_port: Annotated[int, typer.Option(help="Port of the Prefect server (UI and API).")] = 4200,
-    mlflow_port: Annotated[int, typer.Option(help="Port of the MLflow tracking server.")] = 5000,
+    prefect_port: Annotated[
+        int, typer.Option(help="Port of the Prefect server (UI and API).")
+    ] = DEFAULT_PREFECT_PORT,
+    mlflow_port: Annotated[
+        int, typer.Option(help="Port of the MLflow tracking server.")
+    ] = DEFAULT_MLFLOW_PORT,
     database_url: Annotated[
         str | None,
         typer.Option(help="postgresql://user:pass@host/db for both servers; default SQLite in MLOPS_HOME."),

@@ -289,6 +289,8 @@ def _server_specs(
         "PREFECT_HOME": str(home.prefect),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "DO_NOT_TRACK": "1",
+        # The UI asks the server where its API is; without this it assumes port 4200.
+        "PREFECT_SERVER_UI_API_URL": f"http://127.0.0.1:{prefect_port}/api",
     }
     mlflow_env = {
         **base_env,

@@ -116,16 +116,19 @@ def test_person_decides_after_invalid_input_and_a_refused_approver(prefect_serve
     assert decision.refused == ["mallory"]
     assert decision.tags()["approval.promotion.refused_approvers"] == "mallory"
 
-    response = httpx.post(
-        f"{prefect_server}/events/filter",
-        json={
-            "filter": {"event": {"name": [EVENT_DECIDED]}, "related": {"id": [f"prefect.flow-run.{run_id}"]}}
-        },
-        timeout=10,
-    )
-    response.raise_for_status()
-    payloads = [e["payload"] for e in response.json()["events"]]
-    assert any(p.get("approver") == "alice" and p.get("approved") for p in payloads), "decision event missing"
+    # Events reach the server asynchronously (the client batches them over a websocket).
+    payloads: list[dict] = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not any(p.get("approver") == "alice" for p in payloads):
+        time.sleep(1)
+        response = httpx.post(
+            f"{prefect_server}/events/filter",
+            json={"filter": {"event": {"name": [EVENT_DECIDED]}, "resource": {"id": ["mlops.model.demo.1"]}}},
+            timeout=10,
+        )
+        response.raise_for_status()
+        payloads = [e["payload"] for e in response.json()["events"]]
+    assert any(p.get("approver") == "alice" and p.get("approved") for p in payloads), payloads
 
 
 def test_rejection_by_a_person(prefect_server) -> None:

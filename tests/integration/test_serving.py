@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import free_port, stop_process, wait_http
 
 from models.config import FeatureConfig, ModelConfig
 from models.data.synthetic import LeadSchema, generate_leads
@@ -30,6 +29,8 @@ from models.scorer import WEIGHTS_FILE, TabularScorer
 from models.training import train_model
 from monitoring.prediction_log import log_files, read_records
 from serving.packaging import ModelIntegrityError, scorer_digest, verify_scorer_files
+
+from conftest import free_port, stop_process, wait_http
 
 pytestmark = pytest.mark.integration
 

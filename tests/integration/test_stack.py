@@ -21,10 +21,11 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import free_port
 
 from flows import stack
 from flows.home import ProjectHome
+
+from conftest import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -1,0 +1,218 @@
+"""The approver's journey in a browser: `mlops run` pauses at the promotion gate, a person opens the
+run in the Prefect UI, reads the evidence in the resume form, approves, and the model becomes champion.
+
+Drives Debian's Chromium (not a Playwright-downloaded browser) through Playwright's sync API.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+import yaml
+
+from flows.home import ProjectHome
+from models.data.io import write_table
+from models.data.synthetic import generate_leads
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+MLOPS = str(Path(sys.executable).parent / "mlops")
+ARTIFACTS = REPO / "test-artifacts"
+MODEL = "crm-leads-e2e"
+APPROVER = "Ada Approver"
+COMMENT = "Evidence reviewed in the UI: ship it."
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PAUSE_TIMEOUT_S = 240  # generate, train, sweep and evaluate the shrunken pipeline up to the gate
+FINISH_TIMEOUT_S = 180  # champion alias and Bento build after the resume
+UI_TIMEOUT_MS = 30_000
+
+
+@pytest.fixture
+def chromium() -> str:
+    """Debian's Chromium: skipped on a user's machine without it, a failure in CI (which installs it)."""
+    path = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+    if path is None:
+        reason = "Chromium not found: install Debian's `chromium` package (`apt-get install chromium`)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason}; .ci/run installs it before `make test`")
+        pytest.skip(reason)
+    return path
+
+
+@pytest.fixture
+def gated_config(tmp_path: Path) -> tuple[ProjectHome, Path]:
+    """A fresh project home and the shrunken pipeline config with a human promotion gate."""
+    home = ProjectHome(tmp_path / "home")
+    data = write_table(generate_leads(4000, seed=5), tmp_path / "leads.parquet")
+    raw = yaml.safe_load((REPO / "configs" / "crm_leads.yaml").read_text())
+    raw["data"]["path"] = str(data)
+    raw["data"]["expectations"] = str(REPO / "configs" / "crm_leads.expectations.json")
+    raw["registry"] = {"model_name": MODEL}
+    raw["model"] = {"max_epochs": 3, "hidden_sizes": [32, 16]}
+    raw["sweep"] = {
+        "num_samples": 2,
+        "max_concurrent_trials": 2,
+        "grace_period": 1,
+        "search_space": raw["sweep"]["search_space"],
+    }
+    raw["evaluation"] = {"n_bootstrap": 200, "importance_repeats": 1}
+    # The policy's verdict on tiny data must not matter: the person decides.
+    raw["promotion"] = {"require_beat_baseline": False}
+    raw["approval"] = {"promotion": {"mode": "human"}, "timeout_seconds": 900}
+    config_path = tmp_path / "pipeline.yaml"
+    config_path.write_text(yaml.safe_dump(raw))
+    return home, config_path
+
+
+class PipelineProcess:
+    """`mlops run` as a user starts it: its own process group, output to a log file."""
+
+    def __init__(self, config_path: Path, home: ProjectHome, api_url: str, log: Path) -> None:
+        self.config_path = config_path.resolve()
+        self.home = home
+        self.log = log
+        env = {
+            **os.environ,
+            "MLOPS_HOME": str(home.root),
+            "MLFLOW_TRACKING_URI": home.tracking_uri,
+            "BENTOML_HOME": str(home.bentoml),
+            "PREFECT_API_URL": api_url,
+        }
+        with log.open("w") as handle:
+            self.proc = subprocess.Popen(
+                [MLOPS, "run", "--config", str(self.config_path)],
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=home.root.parent,
+                start_new_session=True,
+            )
+
+    def output(self) -> str:
+        return self.log.read_text() if self.log.exists() else ""
+
+    def wait_until_paused(self, timeout: float) -> UUID:
+        """The id of this process's training flow run once it waits at a gate."""
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+        deadline = time.monotonic() + timeout
+        flows = FlowFilter(name=FlowFilterName(any_=["training-pipeline"]))
+        with get_client(sync_client=True) as client:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    pytest.fail(
+                        f"`mlops run` exited with {self.proc.returncode} before pausing:\n{self.output()}"
+                    )
+                for run in client.read_flow_runs(flow_filter=flows, limit=50):
+                    ours = run.parameters.get("config_path") == str(self.config_path)
+                    if ours and run.state is not None and run.state.is_paused():
+                        return run.id
+                time.sleep(1)
+        pytest.fail(f"no paused training run within {timeout} s; `mlops run` output:\n{self.output()}")
+
+    def wait(self, timeout: float) -> int:
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"`mlops run` did not finish within {timeout} s after the resume:\n{self.output()}")
+
+
+@pytest.fixture
+def pipeline(
+    gated_config: tuple[ProjectHome, Path], prefect_server: str, tmp_path: Path
+) -> Iterator[PipelineProcess]:
+    from conftest import stop_process
+
+    home, config_path = gated_config
+    process = PipelineProcess(config_path, home, prefect_server, tmp_path / "mlops-run.log")
+    try:
+        yield process
+    finally:
+        stop_process(process.proc)
+
+
+def _route_offline(page, base: str) -> None:
+    """Keep the browser on the loopback server: the V2 UI's analytics calls are aborted."""
+    page.route(lambda url: not url.startswith(base), lambda route: route.abort())
+
+
+def test_approver_resumes_promotion_gate_in_prefect_ui(
+    chromium: str, pipeline: PipelineProcess, prefect_server: str, tmp_path: Path
+) -> None:
+    from mlflow.tracking import MlflowClient
+    from playwright.sync_api import expect, sync_playwright
+
+    run_id = pipeline.wait_until_paused(PAUSE_TIMEOUT_S)
+    base = prefect_server.removesuffix("/api")
+    ARTIFACTS.mkdir(exist_ok=True)
+    screenshot = ARTIFACTS / "approval-form.png"
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+        # Tall enough that the whole resume form (evidence and fields) fits in one screenshot.
+        page = browser.new_page(viewport={"width": 1400, "height": 3000})
+        try:
+            page.set_default_timeout(UI_TIMEOUT_MS)
+            _route_offline(page, base)
+            # The UI a person lands on: `/` redirects to the V2 UI, whose run page has the actions
+            # behind the "⋮" menu.
+            page.goto(f"{base}/v2/runs/flow-run/{run_id}")
+            page.get_by_role("button", name="Open menu").click()
+            page.get_by_role("menuitem", name="Resume").click()
+
+            form = page.get_by_role("dialog", name="Resume Flow Run")
+            # The form carries the gate's evidence: the markdown description, rendered.
+            heading = form.get_by_role("heading", name=re.compile(rf"^Promotion gate: {MODEL} v1"))
+            expect(heading).to_be_visible()
+            expect(form).to_contain_text("ROC AUC")
+            approved = form.get_by_role("switch", name="Approved")
+            expect(approved).not_to_be_checked()
+            approved.click()
+            expect(approved).to_be_checked()
+            form.get_by_role("textbox", name="Approver").fill(APPROVER)
+            form.get_by_role("textbox", name="Comment").fill(COMMENT)
+            form.screenshot(path=screenshot)
+            shutil.copy(screenshot, tmp_path / screenshot.name)
+
+            form.get_by_role("button", name="Resume", exact=True).click()
+            expect(page.get_by_text("Flow run resumed")).to_be_visible()
+            expect(form).to_be_hidden()
+        except Exception:
+            page.screenshot(path=ARTIFACTS / "approval-ui-failure.png", full_page=True)
+            raise
+        finally:
+            browser.close()
+
+    returncode = pipeline.wait(FINISH_TIMEOUT_S)
+    output = pipeline.output()
+    assert returncode == 0, output
+    assert "promoted to champion" in output, output
+
+    client = MlflowClient(pipeline.home.tracking_uri)
+    (version,) = client.search_model_versions(f"name='{MODEL}'")
+    tags = version.tags
+    assert tags["prefect.flow_run_id"] == str(run_id)
+    assert tags["approval.promotion.approver"] == APPROVER
+    assert tags["approval.promotion.outcome"] == "approved"
+    assert tags["approval.promotion.decided_by"] == "human"
+    assert tags["approval.promotion.comment"] == COMMENT
+    assert client.get_model_version_by_alias(MODEL, "champion").version == version.version
