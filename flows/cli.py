@@ -122,6 +122,22 @@ def _load(config_path: Path, data: Path | None, home: ProjectHome):
     return load_config(config_path, home=home.root, overrides=overrides)
 
 
+def _preflight(config: Path, data: Path | None, home: ProjectHome):
+    """Config, data file and suite checked in a second, before Prefect starts: a user error costs
+    no server start-up and shows no traceback."""
+    try:
+        cfg = _load(config, data, home)
+        from models.data.io import check_data_file
+        from models.data.suite import load_suite
+
+        check_data_file(cfg.data.path)
+        load_suite(cfg.data.expectations)
+    except UserInputError as exc:
+        raise fail(str(exc)) from None
+    _install_traceback_filter()
+    return cfg
+
+
 @data_app.command("generate")
 def data_generate(
     out_path: Annotated[
@@ -195,16 +211,7 @@ def data_profile(
 def validate(ctx: typer.Context, config: ConfigOption, data: DataOption = None) -> None:
     """Validate data against the config's expectation suite (exit 0 pass, 1 fail, 2 unusable input)."""
     home = _home(ctx)
-    try:
-        cfg = _load(config, data, home)
-        from models.data.io import check_data_file
-        from models.data.suite import load_suite
-
-        check_data_file(cfg.data.path)
-        load_suite(cfg.data.expectations)  # a broken suite is a config error: fail before starting Prefect
-    except UserInputError as exc:
-        raise fail(str(exc)) from None
-    _install_traceback_filter()
+    cfg = _preflight(config, data, home)
     from flows.validation import data_validation
 
     state = data_validation(cfg, home.data_docs, return_state=True)
@@ -232,16 +239,7 @@ def _mlflow_ui_hint(tracking_uri: str) -> str:
 def run(ctx: typer.Context, config: ConfigOption, data: DataOption = None) -> None:
     """Run the training pipeline: validate, train, sweep, evaluate, register, promote, package."""
     home = _home(ctx)
-    try:
-        cfg = _load(config, data, home)
-        from models.data.io import check_data_file
-        from models.data.suite import load_suite
-
-        check_data_file(cfg.data.path)
-        load_suite(cfg.data.expectations)
-    except UserInputError as exc:
-        raise fail(str(exc)) from None
-    _install_traceback_filter()
+    cfg = _preflight(config, data, home)
     from flows.training import InvalidDataError, training_pipeline
 
     tracking_uri = _tracking_uri(home)

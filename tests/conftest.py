@@ -147,3 +147,28 @@ def default_config_copy(tmp_path: Path, leads_csv: Path) -> Path:
     path = tmp_path / "crm_leads.yaml"
     path.write_text(text)
     return path
+
+
+def small_pipeline_config(path: Path, data: Path, *, model_name: str, **sections) -> Path:
+    """The shipped default config shrunk for tests (tiny network, 2 trials, 3 epochs), writing to
+    ``path``; ``sections`` replace top-level sections (e.g. ``approval=...``, ``name=...``)."""
+    import yaml
+
+    raw = yaml.safe_load((REPO / "configs" / "crm_leads.yaml").read_text())
+    raw["data"].update(path=str(data), expectations=str(REPO / "configs" / "crm_leads.expectations.json"))
+    raw.update(
+        registry={"model_name": model_name},
+        model={"max_epochs": 3, "hidden_sizes": [32, 16]},
+        sweep={
+            "num_samples": 2,
+            "max_concurrent_trials": 2,
+            "grace_period": 1,
+            "search_space": raw["sweep"]["search_space"],
+        },
+        evaluation={"n_bootstrap": 200, "importance_repeats": 1},
+        # The first model must become champion whatever the tiny data says about the baselines.
+        promotion={"require_beat_baseline": False},
+    )
+    raw.update(sections)
+    path.write_text(yaml.safe_dump(raw))
+    return path

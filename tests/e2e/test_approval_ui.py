@@ -17,11 +17,12 @@ from pathlib import Path
 from uuid import UUID
 
 import pytest
-import yaml
 
 from flows.home import ProjectHome
 from models.data.io import write_table
 from models.data.synthetic import generate_leads
+
+from conftest import small_pipeline_config
 
 pytestmark = pytest.mark.e2e
 
@@ -62,23 +63,13 @@ def gated_config(tmp_path: Path) -> tuple[ProjectHome, Path]:
     """A fresh project home and the shrunken pipeline config with a human promotion gate."""
     home = ProjectHome(tmp_path / "home")
     data = write_table(generate_leads(4000, seed=5), tmp_path / "leads.parquet")
-    raw = yaml.safe_load((REPO / "configs" / "crm_leads.yaml").read_text())
-    raw["data"]["path"] = str(data)
-    raw["data"]["expectations"] = str(REPO / "configs" / "crm_leads.expectations.json")
-    raw["registry"] = {"model_name": MODEL}
-    raw["model"] = {"max_epochs": 3, "hidden_sizes": [32, 16]}
-    raw["sweep"] = {
-        "num_samples": 2,
-        "max_concurrent_trials": 2,
-        "grace_period": 1,
-        "search_space": raw["sweep"]["search_space"],
-    }
-    raw["evaluation"] = {"n_bootstrap": 200, "importance_repeats": 1}
-    # The policy's verdict on tiny data must not matter: the person decides.
-    raw["promotion"] = {"require_beat_baseline": False}
-    raw["approval"] = {"promotion": {"mode": "human"}, "timeout_seconds": 900}
-    config_path = tmp_path / "pipeline.yaml"
-    config_path.write_text(yaml.safe_dump(raw))
+    # The policy's verdict on tiny data does not matter: the person decides.
+    config_path = small_pipeline_config(
+        tmp_path / "pipeline.yaml",
+        data,
+        model_name=MODEL,
+        approval={"promotion": {"mode": "human"}, "timeout_seconds": 900},
+    )
     return home, config_path
 
 

@@ -17,7 +17,6 @@ from pathlib import Path
 from uuid import UUID
 
 import pytest
-import yaml
 from mlflow.tracking import MlflowClient
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
@@ -33,7 +32,7 @@ from flows.home import ProjectHome
 from models.data.io import write_table
 from models.data.synthetic import generate_leads
 
-from conftest import stop_process
+from conftest import small_pipeline_config, stop_process
 
 pytestmark = pytest.mark.integration
 
@@ -43,25 +42,14 @@ MODEL = "crm-deploy-test"
 
 
 def _config(root: Path, data: Path, name: str, schedule: dict) -> Path:
-    raw = yaml.safe_load((REPO / "configs" / "crm_leads.yaml").read_text())
-    raw.update(
+    return small_pipeline_config(
+        root / f"{name}.yaml",
+        data,
+        model_name=MODEL,
         name=name,
-        data={
-            **raw["data"],
-            "path": str(data),
-            "expectations": str(REPO / "configs" / "crm_leads.expectations.json"),
-        },
-        registry={"model_name": MODEL},
-        model={"max_epochs": 3, "hidden_sizes": [32, 16]},
-        sweep={"num_samples": 2, "grace_period": 1, "search_space": raw["sweep"]["search_space"]},
-        evaluation={"n_bootstrap": 200, "importance_repeats": 1},
-        promotion={"require_beat_baseline": False},
         approval={"promotion": {"mode": "human"}, "timeout_seconds": 900},
         schedule=schedule,
     )
-    path = root / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
@@ -21,6 +20,8 @@ from flows.config import load_config
 from flows.home import ProjectHome
 from models.data.io import read_table, write_table
 from models.data.synthetic import generate_leads
+
+from conftest import small_pipeline_config
 
 pytestmark = pytest.mark.integration
 
@@ -43,22 +44,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, prefect_server: str):
         }
     )
     data = write_table(generate_leads(4000, seed=5), root / "leads.parquet")
-    raw = yaml.safe_load((REPO / "configs" / "crm_leads.yaml").read_text())
-    raw["data"]["path"] = str(data)
-    raw["data"]["expectations"] = str(REPO / "configs" / "crm_leads.expectations.json")
-    raw["registry"] = {"model_name": MODEL}
-    raw["model"] = {"max_epochs": 3, "hidden_sizes": [32, 16]}
-    raw["sweep"] = {
-        "num_samples": 2,
-        "max_concurrent_trials": 2,
-        "grace_period": 1,
-        "search_space": raw["sweep"]["search_space"],
-    }
-    raw["evaluation"] = {"n_bootstrap": 200, "importance_repeats": 1}
-    # The first model must become champion whatever the tiny data says about the baselines.
-    raw["promotion"] = {"require_beat_baseline": False}
-    config_path = root / "pipeline.yaml"
-    config_path.write_text(yaml.safe_dump(raw))
+    config_path = small_pipeline_config(root / "pipeline.yaml", data, model_name=MODEL)
     yield {"home": home, "config_path": config_path, "data": data, "root": root}
     for key, value in previous.items():
         if value is None:
