@@ -145,7 +145,7 @@ def promotion_evidence(
             f"## Promotion gate: {config.registry.model_name} v{version}",
             "",
             f"Approve to make v{version} the champion. Policy verdict: **{'approve' if policy.promote else 'reject'}** "
-            f"({checks}). {policy.reason}.",
+            f"({checks}): {policy.reason}.",
             "",
             "### Cost: estimate vs actual",
             "",
