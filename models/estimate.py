@@ -291,6 +291,7 @@ def simulate_asha(
     trial_overhead_seconds: float,
     worker_start_seconds: float,
     seed: int,
+    patience: int | None = None,
     simulations: int = 400,
 ) -> AshaOutcome:
     """Expected epochs per trial and sweep wall time of asynchronous successive halving, by simulation.
@@ -302,8 +303,10 @@ def simulate_asha(
     `trial_overhead_seconds` then one epoch per
     `epoch_seconds` (drawn uniformly from the list: one entry per architecture the sampler can pick); at a
     rung a trial stops when its score is below the (1 - 1/r) percentile of the scores recorded there
-    earlier. Scores are a fixed per-trial quality (learning curves do not cross). Early stopping is not
-    modelled: trials that pass every rung run to max_t, so the result is an upper bound.
+    earlier. Scores are a fixed per-trial quality (learning curves do not cross). Early stopping with
+    ``patience``: each trial's validation metric peaks at an epoch drawn uniformly from 1..max_t and the
+    trial stops ``patience`` epochs later (or at max_t); without it trials that pass every rung run to
+    max_t, an upper bound.
     """
     rungs = asha_rungs(grace_period, reduction_factor, max_t)
     rng = np.random.default_rng(seed)
@@ -311,9 +314,11 @@ def simulate_asha(
     total_epochs = 0
     total_wall = 0.0
     for _ in range(simulations):
+        peak = rng.integers(1, max_t + 1, size=trials)
         epochs, wall = _simulate_once(
             quality=rng.random(trials),
             seconds=rng.choice(choices, size=trials),
+            limits=np.minimum(peak + patience, max_t) if patience is not None else np.full(trials, max_t),
             concurrency=concurrency,
             rungs=rungs,
             reduction_factor=reduction_factor,
@@ -332,6 +337,7 @@ def _simulate_once(
     *,
     quality: np.ndarray,
     seconds: np.ndarray,
+    limits: np.ndarray,
     concurrency: int,
     rungs: list[int],
     reduction_factor: int,
@@ -349,7 +355,7 @@ def _simulate_once(
     epochs_total, end = 0, 0.0
     while events:
         now, trial, epoch = heapq.heappop(events)
-        stop = epoch >= max_t
+        stop = epoch >= limits[trial]
         earlier = recorded.get(epoch)
         if earlier is not None:
             cutoff = np.percentile(earlier, (1 - 1 / reduction_factor) * 100) if earlier else None
@@ -592,6 +598,7 @@ def estimate_resources(
         trial_overhead_seconds=prices.trial_overhead_seconds,
         worker_start_seconds=prices.worker_start_seconds,
         seed=seed,
+        patience=model.early_stopping_patience,
     )
     mean_epoch_seconds = float(np.mean(epoch_seconds))
     seconds_per_trial = prices.trial_overhead_seconds + outcome.epochs_per_trial * mean_epoch_seconds
@@ -634,8 +641,8 @@ def estimate_resources(
         f"survive each rung ({asha_expected_epochs(sweep.grace_period, sweep.reduction_factor, max_t):.1f} epochs "
         f"per trial); with {trials} trials on {concurrency} slots more survive (early arrivals face no "
         "competition), simulated with Ray's cutoff rule.",
-        f"Early stopping (patience {model.early_stopping_patience}) can end trials sooner: epochs, time and cost "
-        "are upper bounds.",
+        f"Early stopping (patience {model.early_stopping_patience}): a trial's validation AUC is assumed to peak "
+        f"at an epoch uniform in 1..{max_t}, the trial stopping {model.early_stopping_patience} epochs later.",
         f"Each trial pays {prices.trial_overhead_seconds:g} s of start-up (actor reuse), the first on each slot "
         f"{prices.worker_start_seconds:g} s more for a fresh worker process; sweep wall time is the "
         "simulated slot schedule, not total / concurrency, since long survivors leave slots idle at the end.",
