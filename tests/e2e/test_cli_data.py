@@ -20,6 +20,18 @@ def mlops(*args: str, home: Path, timeout: float = 300) -> subprocess.CompletedP
     return subprocess.run([MLOPS, *args], capture_output=True, text=True, env=env, timeout=timeout)
 
 
+def _profiled_telco(tmp_path: Path, name: str) -> tuple[Path, Path]:
+    """The Telco sample copied to ``tmp_path`` and profiled into ``tmp_path/name``."""
+    data = tmp_path / "telco.csv"
+    data.write_text(TELCO.read_text())
+    out_dir = tmp_path / name
+    profiled = mlops(
+        "data", "profile", str(data), "--target", "Churn", "--out-dir", str(out_dir), home=tmp_path
+    )
+    assert profiled.returncode == 0, profiled.stderr
+    return data, out_dir
+
+
 def test_generate_is_deterministic(tmp_path: Path) -> None:
     a, b = tmp_path / "a.csv", tmp_path / "b.csv"
     for path in (a, b):
@@ -57,15 +69,7 @@ def test_profile_then_validate_an_unseen_real_dataset(tmp_path: Path, prefect_se
 
 
 def test_validate_failure_prints_table_without_traceback(tmp_path: Path, prefect_server) -> None:
-    data = tmp_path / "telco.csv"
-    data.write_text(TELCO.read_text())
-    out_dir = tmp_path / "p"
-    assert (
-        mlops(
-            "data", "profile", str(data), "--target", "Churn", "--out-dir", str(out_dir), home=tmp_path
-        ).returncode
-        == 0
-    )
+    data, out_dir = _profiled_telco(tmp_path, "p")
     lines = data.read_text().splitlines()
     lines[5] = lines[5].replace("Month-to-month", "Ten year", 1)
     bad = tmp_path / "bad.csv"
@@ -78,15 +82,7 @@ def test_validate_failure_prints_table_without_traceback(tmp_path: Path, prefect
 
 def test_profile_then_run_trains_on_the_unseen_dataset(tmp_path: Path, prefect_server) -> None:
     """`mlops data profile` + `mlops run` on a schema the project never generated."""
-    data = tmp_path / "telco.csv"
-    data.write_text(TELCO.read_text())
-    out_dir = tmp_path / "telco"
-    assert (
-        mlops(
-            "data", "profile", str(data), "--target", "Churn", "--out-dir", str(out_dir), home=tmp_path
-        ).returncode
-        == 0
-    )
+    data, out_dir = _profiled_telco(tmp_path, "telco")
     config = out_dir / "pipeline.yaml"
     # Shrink the sweep for the test machine; everything else is as profiled.
     config.write_text(config.read_text() + "model:\n  max_epochs: 4\n")
