@@ -4,6 +4,12 @@ Each trial is a function trainable (`train_trial`) that runs the ordinary `train
 Lightning callback reporting metrics and a Lightning checkpoint to Tune after every epoch. A failed trial
 is retried from its last checkpoint (`FailureConfig`); an interrupted sweep is resumed from its experiment
 directory (`Tuner.restore`) when `run_sweep` is called again with the same `storage_path` and `name`.
+
+Checkpoints are all kept while the sweep runs and pruned once it has finished (`_prune_checkpoints`).
+Tune's own rotation (`num_to_keep`) deletes a checkpoint as soon as a better one is registered, but the
+experiment-state snapshot that `Tuner.restore` reads is written later and throttled: a sweep killed in
+between leaves a state that points at deleted checkpoints, and its resume fails with "Could not recover
+from checkpoint as it does not exist on storage anymore".
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -264,18 +271,48 @@ def _summarize(result: Any) -> TrialSummary:
 
 def _best(grid: ResultGrid, trials: list[TrialSummary]) -> tuple[int, Checkpoint, float]:
     """Index, best checkpoint and its val AUC of the trial whose best kept checkpoint scores highest."""
-    candidates = []
-    for index, result in enumerate(grid):
-        for checkpoint, metrics in result.best_checkpoints or []:
-            score = metrics.get(METRIC)
-            if score is not None and math.isfinite(score):
-                candidates.append((float(score), index, checkpoint))
+    candidates = [
+        (score, index, checkpoint)
+        for index, result in enumerate(grid)
+        for score, checkpoint in _scored(result)
+    ]
     if not candidates:
         errors = [trial.error for trial in trials if trial.error]
         first = errors[0] if errors else "no trial reported a finite val_roc_auc"
         raise SweepError(f"all {len(trials)} sweep trials failed; first error: {first}")
     score, index, checkpoint = max(candidates, key=lambda candidate: candidate[0])
     return index, checkpoint, score
+
+
+def _scored(result: Any) -> list[tuple[float, Checkpoint]]:
+    """A trial's checkpoints with a finite validation AUC, in the order Tune registered them."""
+    scored = []
+    for checkpoint, metrics in result.best_checkpoints or []:
+        score = metrics.get(METRIC)
+        if score is not None and math.isfinite(score):
+            scored.append((float(score), checkpoint))
+    return scored
+
+
+def _prune_checkpoints(grid: ResultGrid) -> int:
+    """Delete each finished trial's checkpoints but its best and its latest; returns how many went.
+
+    The best one is what `_best` picks again when a finished sweep is restored (the first of equal
+    scores, as `max` keeps it); the latest one is where an errored trial resumes from.
+    """
+    removed = 0
+    for result in grid:
+        scored = _scored(result)
+        keep: set[Path] = set()
+        if scored:
+            keep.add(Path(max(scored, key=lambda pair: pair[0])[1].path))
+        if result.checkpoint is not None:
+            keep.add(Path(result.checkpoint.path))
+        for directory in Path(result.path).glob("checkpoint_*"):
+            if directory.is_dir() and directory not in keep:
+                shutil.rmtree(directory, ignore_errors=True)
+                removed += 1
+    return removed
 
 
 def _load_scorer(checkpoint: Checkpoint, transform: FeatureTransform) -> TabularScorer:
@@ -348,8 +385,9 @@ def run_sweep(
                     name=name,
                     storage_path=str(experiment.parent),
                     failure_config=FailureConfig(max_failures=sweep.max_failures),
+                    # Keep all while running (see the module docstring); pruned after `fit`.
                     checkpoint_config=CheckpointConfig(
-                        num_to_keep=2, checkpoint_score_attribute=METRIC, checkpoint_score_order=MODE
+                        num_to_keep=None, checkpoint_score_attribute=METRIC, checkpoint_score_order=MODE
                     ),
                     verbose=0,
                 ),
@@ -360,6 +398,7 @@ def run_sweep(
         trials = [_summarize(result) for result in grid]
         index, checkpoint, best_val_auc = _best(grid, trials)
         scorer = _load_scorer(checkpoint, transform)
+        _prune_checkpoints(grid)
     finally:
         if started:
             ray.shutdown()

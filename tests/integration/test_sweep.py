@@ -239,6 +239,18 @@ def test_sweep_completes_and_returns_best_scorer(ray_runtime, sweep_data, tmp_pa
     auc = roc_auc(torch.from_numpy(proba), torch.from_numpy(data.y_val.astype(np.float64))).item()
     assert auc == pytest.approx(result.best_val_auc, abs=1e-4)
 
+    # Once finished, each trial keeps at most its best and its latest checkpoint on disk ...
+    trial_dirs = [path for path in (tmp_path / "full").iterdir() if path.is_dir()]
+    assert len(trial_dirs) == sweep.num_samples
+    assert all(1 <= len(list(path.glob("checkpoint_*"))) <= 2 for path in trial_dirs)
+    # ... and a second call restores the finished sweep instead of training again, same best model.
+    again = run_sweep(
+        data, transform=transform, base=BASE, sweep=sweep, seed=SWEEP_SEED, storage_path=tmp_path, name="full"
+    )
+    assert again.resumed and again.best_trial_id == result.best_trial_id
+    assert again.best_val_auc == pytest.approx(result.best_val_auc)
+    assert np.allclose(again.scorer.predict_proba(val_frame), proba)
+
 
 def test_failed_trial_resumes_from_its_checkpoint(ray_runtime, sweep_data, tmp_path: Path) -> None:
     data, transform, _ = sweep_data
