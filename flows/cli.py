@@ -506,20 +506,21 @@ def _require_api() -> None:
 @approvals_app.command("list")
 def approvals_list() -> None:
     """Runs waiting at a gate, with the gate, model, cost and key metric."""
-    import json
 
     from prefect.client.orchestration import get_client
 
     _require_api()
     with get_client(sync_client=True) as client:
         runs = _paused_runs(client)
-        table = Table("run id", "run", "gate", "model", "version", "cost", "ROC AUC", "waiting since")
+        table = Table(
+            "run id", "run", "gate", "model", "version", "cost", "ROC AUC", "approvers", "waiting since"
+        )
         for run in runs:
-            artifact = _gate_artifact(client, run.id, "-gate")
-            row = json.loads(artifact.data)[0] if artifact and isinstance(artifact.data, str) else {}
+            row = _gate_row(client, run.id)
             table.add_row(
                 str(run.id), run.name, str(row.get("gate", "?")), str(row.get("model", "")), str(row.get("version") or ""),
-                str(row.get("cost", "")), str(row.get("roc_auc") or ""), str(run.state.timestamp)[:19] if run.state else "",
+                str(row.get("cost", "")), str(row.get("roc_auc") or ""), str(row.get("allowlist") or "anyone"),
+                str(run.state.timestamp)[:19] if run.state else "",
             )  # fmt: skip
     out.print(table if runs else "no run is waiting for approval")
 
@@ -545,23 +546,57 @@ def approvals_show(
     out.print(Markdown(artifact.data))
 
 
+def _gate_row(client, flow_run_id) -> dict:
+    """The waiting gate's summary row (gate, model, cost, allowlist, ...), or {} when there is none."""
+    import json
+
+    artifact = _gate_artifact(client, flow_run_id, "-gate")
+    return json.loads(artifact.data)[0] if artifact and isinstance(artifact.data, str) else {}
+
+
 def _decide(run_id: str, approved: bool, approver: str, comment: str) -> None:
+    """Resume the run with the form's answer, as the Prefect UI does.
+
+    An approver outside the gate's allowlist is still sent: the run records the refusal (tags, event) and
+    waits on. The command then says so and exits 1 instead of reporting a decision that did not happen.
+    """
     from uuid import UUID
 
-    from prefect.exceptions import PrefectHTTPStatusError
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
     from prefect.flow_runs import resume_flow_run
 
     _require_api()
     try:
-        resume_flow_run(
-            UUID(run_id), run_input={"approved": approved, "approver": approver, "comment": comment}
-        )
+        flow_run_id = UUID(run_id)
     except ValueError:
         raise fail(f"{run_id!r} is not a flow run id") from None
+    with get_client(sync_client=True) as client:
+        try:
+            state = client.read_flow_run(flow_run_id).state
+        except ObjectNotFound:
+            raise fail(f"no flow run {run_id} on {os.environ['PREFECT_API_URL']}") from None
+        if state is None or not state.is_paused():
+            raise fail(
+                f"flow run {run_id} is not waiting for approval (state: {state.name if state else 'none'})"
+            )
+        row = _gate_row(client, flow_run_id)
+    try:
+        resume_flow_run(
+            flow_run_id, run_input={"approved": approved, "approver": approver, "comment": comment}
+        )
     except (PrefectHTTPStatusError, RuntimeError) as exc:
         detail = getattr(getattr(exc, "response", None), "text", "") or str(exc)
         raise fail(f"could not resume flow run {run_id}: {detail}") from None
-    out.print(f"{'approved' if approved else 'rejected'} flow run {run_id} as {approver}")
+    allowlist = [name.strip() for name in str(row.get("allowlist") or "").split(",") if name.strip()]
+    gate = row.get("gate", "approval")
+    if allowlist and approver.strip() not in allowlist:
+        err.print(
+            f"refused: {approver!r} is not on the {gate} gate's approver allowlist ({', '.join(allowlist)}); "
+            "the refusal is recorded and the run still waits for an allowed approver"
+        )
+        raise typer.Exit(1)
+    out.print(f"{'approved' if approved else 'rejected'} the {gate} gate of flow run {run_id} as {approver}")
 
 
 ApproverOption = Annotated[

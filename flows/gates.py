@@ -153,7 +153,10 @@ def run_gate(
         return decision
     if not server_available():
         raise GateNeedsServerError(f"the {gate} gate needs a person: start the local stack with `mlops up`")
-    create_table_artifact(key=f"{gate}-gate", table=[{"gate": gate, "waiting": True, **summary}])
+    create_table_artifact(
+        key=f"{gate}-gate",
+        table=[{"gate": gate, "waiting": True, "allowlist": ", ".join(approval.allowlist), **summary}],
+    )
     refused: list[str] = []
     attempt = 0
     while True:

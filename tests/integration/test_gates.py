@@ -4,8 +4,12 @@ the approver allowlist, timeouts, and the refusal to wait on the ephemeral defau
 from __future__ import annotations
 
 import contextvars
+import os
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 from uuid import UUID
 
 import httpx
@@ -19,6 +23,8 @@ from flows.gates import EVENT_DECIDED, GateDecision, GateNeedsServerError, requi
 from models.params import ApprovalConfig, GatePolicy
 
 pytestmark = pytest.mark.integration
+
+BIN = Path(sys.executable).parent
 
 EVIDENCE = "## Promotion gate: demo v1\n\n| metric | value |\n|---|---|\n| ROC AUC | 0.91 |"
 
@@ -156,3 +162,45 @@ def test_human_gate_on_the_ephemeral_default_fails_at_once() -> None:
     ):
         require_server_for(approval)
     require_server_for(ApprovalConfig())  # all-auto gates never need a server
+
+
+def _mlops(*args: str, home) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MLOPS_HOME": str(home), "COLUMNS": "200"}
+    return subprocess.run(
+        [str(BIN / "mlops"), *args], capture_output=True, text=True, env=env, timeout=120, check=False
+    )
+
+
+def test_approver_cli_lists_shows_refuses_and_approves(prefect_server, tmp_path) -> None:
+    approval = ApprovalConfig(promotion=GatePolicy(mode="human"), timeout_seconds=180, allowlist=["alice"])
+    started = time.time() - 1
+    background = Background(approval)
+    run_id = str(_paused_run(started))
+
+    listed = _mlops("approvals", "list", home=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    line = next(line for line in listed.stdout.splitlines() if run_id in line)
+    assert "promotion" in line and "demo" in line and "alice" in line
+
+    shown = _mlops("approvals", "show", run_id, home=tmp_path)
+    assert shown.returncode == 0 and "Promotion gate: demo v1" in shown.stdout and "0.91" in shown.stdout
+
+    # Outside the allowlist: the run records the refusal and waits on; the command says so and fails.
+    refused = _mlops("approvals", "approve", run_id, "--approver", "mallory", home=tmp_path)
+    assert refused.returncode == 1, refused.stdout
+    assert "'mallory' is not on the promotion gate's approver allowlist (alice)" in refused.stderr
+    _wait_paused_again(UUID(run_id), "-1")
+
+    approved = _mlops(
+        "approvals", "approve", run_id, "-a", "alice", "--comment", "looks right", home=tmp_path
+    )
+    assert approved.returncode == 0, approved.stderr
+    assert f"approved the promotion gate of flow run {run_id} as alice" in approved.stdout
+    decision = background.join().result()
+    assert decision.approved and decision.approver == "alice" and decision.refused == ["mallory"]
+
+    # The run no longer waits: a second decision is a user error, not a silent success.
+    again = _mlops("approvals", "reject", run_id, "-a", "alice", home=tmp_path)
+    assert again.returncode == 2 and "is not waiting for approval" in again.stderr
+    unknown = _mlops("approvals", "show", "not-a-run", home=tmp_path)
+    assert unknown.returncode == 2 and "'not-a-run' is not a flow run id" in unknown.stderr
