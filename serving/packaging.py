@@ -8,7 +8,9 @@ model, the Bento name, labels and the serving config.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import importlib.metadata
 import json
 import shutil
 import tempfile
@@ -103,6 +105,22 @@ def load_bentofile(path: Path = BENTOFILE) -> dict[str, Any]:
     return {key: spec[key] for key in _BENTOFILE_KEYS if key in spec}
 
 
+def pin_installed(packages: list[str]) -> list[str]:
+    """``name`` -> ``name==<version installed here>``; entries with a specifier, or not installed, unchanged.
+
+    A Bento's container then gets the versions the model was trained and tested with, without locking
+    (which would resolve against a package index).
+    """
+    pinned = []
+    for requirement in packages:
+        name = requirement.strip()
+        if name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+            with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+                name = f"{name}=={importlib.metadata.version(name)}"
+        pinned.append(name)
+    return pinned
+
+
 def build_bento(
     model_tag: bentoml.Tag | str,
     *,
@@ -116,14 +134,18 @@ def build_bento(
     The model is referenced under the alias ``champion`` (what the service loads); as usual in BentoML 1.4 it
     stays in the model store of the same ``BENTOML_HOME`` (``bentoml export`` / ``containerize`` pack it).
     `config` travels as a Bento argument (the service reads its token variable and row limit from it), and
-    packages are listed without locking, so nothing is resolved against a package index.
+    packages are pinned to the versions installed here (`pin_installed`) but not locked, so nothing is
+    resolved against a package index.
     ``bentoml serve <returned tag>`` runs it.
     """
     model = bentoml.models.get(model_tag)  # fails early, naming the tag, if the model is not in the store
     metadata = model.info.metadata
     config = config or ServingConfig()
+    options = load_bentofile()
+    python = dict(options.get("python") or {})
+    python["packages"] = pin_installed(list(python.get("packages") or []))
     bento = bentoml.bentos.build(
-        **load_bentofile(),
+        **(options | {"python": python}),
         name=service_name,
         labels={
             "model_name": str(metadata.get(MODEL_NAME_KEY, model.tag.name)),

@@ -7,6 +7,7 @@ loopback port and is stopped by its fixture.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import subprocess
@@ -249,6 +250,15 @@ def test_metadata_describes_the_served_model(served: Served) -> None:
     assert body["max_rows"] == 50
     assert [f["name"] for f in body["features"]] == FEATURES
     assert body["metadata"]["run_id"] == "r1"
+
+
+def test_bento_pins_the_packages_installed_here(served: Served) -> None:
+    name, version = served.bento_tag.split(":")
+    bento_dir = served.home.parent / "bentoml" / "bentos" / name / version
+    [requirements] = bento_dir.glob("env/python/requirements*.txt")
+    lines = requirements.read_text().splitlines()
+    for package in ("torch", "numpy", "pandas", "pydantic"):
+        assert f"{package}=={importlib.metadata.version(package)}" in lines, lines
 
 
 def test_metrics_are_exposed_without_token(served: Served) -> None:
