@@ -45,6 +45,8 @@ from models.params import ChoiceParam, IntParam, LogUniformParam, SweepConfig, U
 from models.scorer import TabularScorer
 from models.training import train_model
 
+_log = logging.getLogger(__name__)
+
 METRIC = "val_roc_auc"  # Tune-side names: no "/" (Tune treats "/" in keys as nesting)
 MODE = "max"
 CHECKPOINT_FILE = "model.ckpt"  # Lightning checkpoint inside each reported Tune checkpoint
@@ -104,6 +106,9 @@ class SweepResult:
     wall_seconds: float  # this call only: a resumed sweep does not count the interrupted run
     resumed: bool
     storage_path: str  # experiment directory: storage_path / name
+    set_aside: str | None = (
+        None  # where an experiment that could not be resumed was moved before starting over
+    )
 
 
 def search_space(sweep: SweepConfig) -> dict[str, Any]:
@@ -339,7 +344,9 @@ def run_sweep(
     Ray: an initialised runtime is reused; otherwise this joins `ray_address`, then `RAY_ADDRESS`, then
     `sweep.ray_address`, or starts a local runtime sized for the sweep, and shuts down only what it
     started. If `storage_path / name` holds a restorable experiment (an interrupted run of the same
-    sweep), it is resumed: unfinished and errored trials continue from their last checkpoints.
+    sweep), it is resumed: unfinished and errored trials continue from their last checkpoints. An
+    experiment that cannot be resumed (its state unreadable) is moved aside (`SweepResult.set_aside`) and
+    the sweep starts over, rather than blocking every later run of the same data and config.
     `trainable` replaces `train_trial` (same signature), e.g. to inject failures in tests;
     `reuse_actors=False` (a fresh process per trial) exists only as the benchmark's reference.
     Raises `SweepError` when no trial produced a checkpointed validation AUC.
@@ -355,11 +362,24 @@ def run_sweep(
         experiment = Path(storage_path).resolve() / name
         start = time.perf_counter()
         resumed = tune.Tuner.can_restore(experiment)
+        set_aside: Path | None = None
+        grid: ResultGrid | None = None
         if resumed:
-            tuner = tune.Tuner.restore(
-                str(experiment), trainable=fn, resume_unfinished=True, resume_errored=True
-            )
-        else:
+            try:
+                with _quiet_tune():
+                    grid = tune.Tuner.restore(
+                        str(experiment), trainable=fn, resume_unfinished=True, resume_errored=True
+                    ).fit()
+            except Exception as exc:  # any unreadable state: start over, keep it for a post-mortem
+                set_aside = experiment.with_name(f"{name}.unrestorable-{time.strftime('%Y%m%d-%H%M%S')}")
+                experiment.rename(set_aside)
+                _log.warning(
+                    "sweep %s could not be resumed (%s: %s); moved to %s, starting over",
+                    name, type(exc).__name__, exc, set_aside,
+                )  # fmt: skip
+                resumed = False
+                start = time.perf_counter()
+        if grid is None:
             tuner = tune.Tuner(
                 fn,
                 param_space=search_space(sweep),
@@ -392,8 +412,8 @@ def run_sweep(
                     verbose=0,
                 ),
             )
-        with _quiet_tune():
-            grid = tuner.fit()
+            with _quiet_tune():
+                grid = tuner.fit()
         wall_seconds = time.perf_counter() - start
         trials = [_summarize(result) for result in grid]
         index, checkpoint, best_val_auc = _best(grid, trials)
@@ -412,4 +432,5 @@ def run_sweep(
         wall_seconds=wall_seconds,
         resumed=resumed,
         storage_path=str(experiment),
+        set_aside=None if set_aside is None else str(set_aside),
     )

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from prefect import task
+from prefect import get_run_logger, task
 
 from models.baselines import Baseline, fit_baselines
 from models.config import FeatureConfig, ModelConfig
@@ -70,7 +70,7 @@ def sweep(
         val=transform.transform(prepared.split.val),
         y_val=prepared.y_val,
     )
-    return run_sweep(
+    result = run_sweep(
         data,
         transform=transform,
         base=model,
@@ -79,3 +79,9 @@ def sweep(
         storage_path=storage_path,
         name=name,
     )
+    if result.set_aside:
+        get_run_logger().warning(
+            "the sweep on disk could not be resumed; it was moved to %s and the sweep started over",
+            result.set_aside,
+        )
+    return result

@@ -345,6 +345,29 @@ def test_interrupted_sweep_resumes(ray_runtime, sweep_data, tmp_path: Path) -> N
     assert result.best_val_auc > 0.6
 
 
+def test_unrestorable_sweep_is_set_aside_and_started_over(ray_runtime, sweep_data, tmp_path: Path) -> None:
+    data, transform, _ = sweep_data
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "tuner.pkl").write_bytes(b"truncated by a full disk")  # what `Tuner.can_restore` looks for
+    sweep = sweep_config(num_samples=2)
+    result = run_sweep(
+        data,
+        transform=transform,
+        base=BASE,
+        sweep=sweep,
+        seed=SWEEP_SEED,
+        storage_path=tmp_path,
+        name="broken",
+    )
+    assert result.resumed is False and result.set_aside
+    aside = Path(result.set_aside)
+    assert aside.parent == tmp_path and aside.name.startswith("broken.unrestorable-")
+    assert (aside / "tuner.pkl").read_bytes() == b"truncated by a full disk"  # kept for a post-mortem
+    assert len(result.trials) == 2 and all(trial.status == "TERMINATED" for trial in result.trials)
+    assert tune.Tuner.can_restore(broken)  # the fresh sweep is resumable again
+
+
 @pytest.mark.timeout(300)
 def test_sweep_spreads_trials_over_a_two_node_cluster(tmp_path: Path) -> None:
     # Short root: Ray's unix socket paths (session dir + sockets/...) must stay under 107 characters.
