@@ -194,6 +194,15 @@ def sweep_data() -> tuple[SweepData, FeatureTransform, np.ndarray]:
     return make_data()
 
 
+def sweep_into(storage: Path, name: str, sweep: SweepConfig, data_and_transform, **options) -> SweepResult:
+    """`run_sweep` of the test data with the test's base config and seed."""
+    data, transform, *_ = data_and_transform
+    return run_sweep(
+        data, transform=transform, base=BASE, sweep=sweep, seed=SWEEP_SEED, storage_path=storage, name=name,
+        **options,
+    )  # fmt: skip
+
+
 def test_search_space_maps_each_param_type() -> None:
     sweep = SweepConfig.model_validate(
         {
@@ -213,11 +222,9 @@ def test_search_space_maps_each_param_type() -> None:
 
 
 def test_sweep_completes_and_returns_best_scorer(ray_runtime, sweep_data, tmp_path: Path) -> None:
-    data, transform, val_frame = sweep_data
+    data, _, val_frame = sweep_data
     sweep = sweep_config()
-    result = run_sweep(
-        data, transform=transform, base=BASE, sweep=sweep, seed=SWEEP_SEED, storage_path=tmp_path, name="full"
-    )
+    result = sweep_into(tmp_path, "full", sweep, sweep_data)
 
     assert isinstance(result, SweepResult) and not result.resumed
     assert ray.is_initialized(), "run_sweep must not shut down a runtime it did not start"
@@ -244,16 +251,13 @@ def test_sweep_completes_and_returns_best_scorer(ray_runtime, sweep_data, tmp_pa
     assert len(trial_dirs) == sweep.num_samples
     assert all(1 <= len(list(path.glob("checkpoint_*"))) <= 2 for path in trial_dirs)
     # ... and a second call restores the finished sweep instead of training again, same best model.
-    again = run_sweep(
-        data, transform=transform, base=BASE, sweep=sweep, seed=SWEEP_SEED, storage_path=tmp_path, name="full"
-    )
+    again = sweep_into(tmp_path, "full", sweep, sweep_data)
     assert again.resumed and again.best_trial_id == result.best_trial_id
     assert again.best_val_auc == pytest.approx(result.best_val_auc)
     assert np.allclose(again.scorer.predict_proba(val_frame), proba)
 
 
 def test_failed_trial_resumes_from_its_checkpoint(ray_runtime, sweep_data, tmp_path: Path) -> None:
-    data, transform, _ = sweep_data
     markers = tmp_path / "markers"
     markers.mkdir()
 
@@ -276,16 +280,7 @@ def test_failed_trial_resumes_from_its_checkpoint(ray_runtime, sweep_data, tmp_p
 
     # One trial at a time: the crashing trial is then first at every ASHA rung and never stopped early.
     sweep = sweep_config(num_samples=2, max_concurrent_trials=1, max_failures=1)
-    result = run_sweep(
-        data,
-        transform=transform,
-        base=BASE,
-        sweep=sweep,
-        seed=SWEEP_SEED,
-        storage_path=tmp_path,
-        name="retry",
-        trainable=flaky_trial,
-    )
+    result = sweep_into(tmp_path, "retry", sweep, sweep_data, trainable=flaky_trial)
 
     [crashing] = [path.name.removeprefix("crashing-") for path in markers.glob("crashing-*")]
     assert (markers / f"resumed-{crashing}").exists(), "the retry did not get the trial's checkpoint"
@@ -298,7 +293,6 @@ def test_failed_trial_resumes_from_its_checkpoint(ray_runtime, sweep_data, tmp_p
 
 
 def test_interrupted_sweep_resumes(ray_runtime, sweep_data, tmp_path: Path) -> None:
-    data, transform, _ = sweep_data
     script = tmp_path / "sweep_script.py"
     script.write_text(SCRIPT)
     experiment = tmp_path / "runs" / "interrupted"
@@ -330,15 +324,7 @@ def test_interrupted_sweep_resumes(ray_runtime, sweep_data, tmp_path: Path) -> N
     assert proc.returncode == -signal.SIGKILL
 
     sweep = sweep_config()
-    result = run_sweep(
-        data,
-        transform=transform,
-        base=BASE,
-        sweep=sweep,
-        seed=SWEEP_SEED,
-        storage_path=experiment.parent,
-        name=experiment.name,
-    )
+    result = sweep_into(experiment.parent, experiment.name, sweep, sweep_data)
     assert result.resumed is True
     assert len(result.trials) == sweep.num_samples
     assert all(trial.status == "TERMINATED" and trial.history for trial in result.trials)
@@ -346,20 +332,11 @@ def test_interrupted_sweep_resumes(ray_runtime, sweep_data, tmp_path: Path) -> N
 
 
 def test_unrestorable_sweep_is_set_aside_and_started_over(ray_runtime, sweep_data, tmp_path: Path) -> None:
-    data, transform, _ = sweep_data
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "tuner.pkl").write_bytes(b"truncated by a full disk")  # what `Tuner.can_restore` looks for
     sweep = sweep_config(num_samples=2)
-    result = run_sweep(
-        data,
-        transform=transform,
-        base=BASE,
-        sweep=sweep,
-        seed=SWEEP_SEED,
-        storage_path=tmp_path,
-        name="broken",
-    )
+    result = sweep_into(tmp_path, "broken", sweep, sweep_data)
     assert result.resumed is False and result.set_aside
     aside = Path(result.set_aside)
     assert aside.parent == tmp_path and aside.name.startswith("broken.unrestorable-")
