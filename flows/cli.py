@@ -283,9 +283,8 @@ def run(ctx: typer.Context, config: ConfigOption, data: DataOption = None) -> No
         highlight=False,
     )
     if summary.bento_tag:
-        out.print(
-            f"bento: {summary.bento_tag} (serve it: bentoml serve {summary.bento_tag})", highlight=False
-        )
+        serve = f"BENTOML_HOME={os.environ['BENTOML_HOME']} MLOPS_HOME={home.root} bentoml serve {summary.bento_tag}"
+        out.print(f"bento: {summary.bento_tag} (serve it: {serve} --port 3000)", highlight=False)
     out.print(f"MLflow UI: {_mlflow_ui_hint(tracking_uri)}", highlight=False)
 
 
