@@ -7,6 +7,7 @@ Wiring only: every step is a task over pure code in ``models/``.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,6 +129,11 @@ def budget_evidence(
     )
 
 
+def _fmt_error(value: float, pattern: str) -> str:
+    """A relative error, or "n/a" when there is none (NaN: e.g. the wall time of a resumed sweep)."""
+    return pattern.format(value) if math.isfinite(value) else "n/a"
+
+
 def promotion_evidence(
     config: PipelineConfig,
     version: str,
@@ -151,7 +157,7 @@ def promotion_evidence(
             "",
             "| | estimate | actual | error |",
             "|---|---|---|---|",
-            f"| sweep wall time (s) | {est.sweep_seconds:.0f} | {actual_seconds:.0f} | {errors.get('sweep_seconds_error', float('nan')):+.0%} |",
+            f"| sweep wall time (s) | {est.sweep_seconds:.0f} | {actual_seconds:.0f} | {_fmt_error(errors.get('sweep_seconds_error', float('nan')), '{:+.0%}')} |",
             f"| compute cost ({est.currency}) | {est.cost:.4f} | {est.cost * actual_seconds / max(est.sweep_seconds, 1e-9):.4f} | |",
             "",
             evaluation.markdown(),
@@ -281,7 +287,8 @@ def training_pipeline(config_path: str, data_path: str | None = None) -> Pipelin
                 "mlflow.run_id": run_id,
                 "actual.sweep_seconds": f"{actual.sweep_seconds:.1f}",
                 "actual.epochs_total": str(actual.epochs_total),
-                "actual.sweep_seconds_error": f"{errors['sweep_seconds_error']:+.3f}",
+                "actual.sweep_resumed": str(actual.resumed).lower(),
+                "actual.sweep_seconds_error": _fmt_error(errors["sweep_seconds_error"], "{:+.3f}"),
                 **est.to_tags(),
                 **budget.tags(),
             },

@@ -174,6 +174,7 @@ class ActualUsage:
     epochs_total: int
     train_seconds_total: float
     device: str
+    resumed: bool = False  # restored from disk: `sweep_seconds` covers only this call, not the whole sweep
 
 
 @dataclass(frozen=True)
@@ -690,18 +691,25 @@ def actual_from_sweep(result: SweepResult, device: str) -> ActualUsage:
         epochs_total=sum(trial.epochs for trial in result.trials),
         train_seconds_total=sum(trial.train_seconds for trial in result.trials),
         device=device,
+        resumed=result.resumed,
     )
 
 
 def compare(estimate: ResourceEstimate, actual: ActualUsage) -> dict[str, float]:
-    """Relative errors (estimate - actual) / actual: positive means the estimate was too high."""
+    """Relative errors (estimate - actual) / actual: positive means the estimate was too high.
+
+    NaN where there is nothing to compare: a measured zero, or the wall time of a resumed sweep (part of
+    it, or all of it, ran in an earlier call). Per-trial epochs and training seconds survive a resume.
+    """
 
     def error(estimated: float, measured: float) -> float:
         return (estimated - measured) / measured if measured else float("nan")
 
     estimated_train = estimate.sweep_epochs * estimate.seconds_per_epoch
     return {
-        "sweep_seconds_error": error(estimate.sweep_seconds, actual.sweep_seconds),
+        "sweep_seconds_error": float("nan")
+        if actual.resumed
+        else error(estimate.sweep_seconds, actual.sweep_seconds),
         "epochs_error": error(estimate.sweep_epochs, actual.epochs_total),
         "train_seconds_error": error(estimated_train, actual.train_seconds_total),
         "seconds_per_epoch_error": error(

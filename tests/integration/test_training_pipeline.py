@@ -3,6 +3,7 @@ under a temporary project home, a local Ray runtime, a real Bento built and serv
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -86,6 +87,7 @@ def test_first_run_registers_and_promotes(first_run, stack) -> None:
     ):
         assert tags.get(key), f"lineage/decision tag {key} missing"
     assert tags["promotion.decision"] == "approved"
+    assert tags["actual.sweep_resumed"] == "false" and float(tags["actual.sweep_seconds_error"]) > -1
 
 
 def test_no_mlflow_run_left_running(first_run, stack) -> None:
@@ -115,6 +117,9 @@ def test_second_run_decides_against_champion(first_run, stack) -> None:
     client = MlflowClient(stack["home"].tracking_uri)
     tags = client.get_model_version(MODEL, "2").tags
     assert "champion v1" in second.reason or "champion v1" in tags["promotion.reason"]
+    # Restored from disk, the sweep took no comparable wall time: no estimate error is made up for it.
+    assert tags["actual.sweep_resumed"] == "true" and tags["actual.sweep_seconds_error"] == "n/a"
+    assert math.isnan(second.estimate_errors["sweep_seconds_error"])
     champion = str(client.get_model_version_by_alias(MODEL, "champion").version)
     assert champion == ("2" if second.promoted else "1")
     assert str(client.get_model_version_by_alias(MODEL, "challenger").version) == "2"

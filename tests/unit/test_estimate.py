@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 
@@ -214,6 +215,13 @@ def test_compare_and_actual_from_sweep(estimate: ResourceEstimate) -> None:
     )
     errors = compare(estimate, actual)
     assert errors["sweep_seconds_error"] == pytest.approx((estimate.sweep_seconds - 10.0) / 10.0)
+    assert errors["epochs_error"] == pytest.approx((estimate.sweep_epochs - 6) / 6)
+
+    # A resumed sweep's wall time is only this call's share: no wall-time error; per-trial figures stand.
+    resumed = actual_from_sweep(dataclasses.replace(result, resumed=True), "cpu")
+    assert resumed.resumed
+    errors = compare(estimate, resumed)
+    assert math.isnan(errors["sweep_seconds_error"])
     assert errors["epochs_error"] == pytest.approx((estimate.sweep_epochs - 6) / 6)
 
 
