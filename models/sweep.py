@@ -233,6 +233,13 @@ def _quiet_tune() -> Iterator[None]:
                 os.environ.pop(key, None)
 
 
+_AUTH_LOGGER = logging.getLogger("ray._private.authentication.authentication_token_setup")
+
+
+def _drop_token_auth_notice(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("Token authentication is enabled for this Ray cluster")
+
+
 def _connect(sweep: SweepConfig, ray_address: str | None) -> bool:
     """Join or start Ray unless already initialised; True when this call started it (and must stop it)."""
     if ray.is_initialized():
@@ -243,6 +250,10 @@ def _connect(sweep: SweepConfig, ray_address: str | None) -> bool:
         ray.init(address=address, **quiet)
     else:
         # "local", not None: None would join whatever cluster `ray start` last recorded on this machine.
+        # Ray enables token auth for a local cluster by default and says so at every start; keep the
+        # default (a token under ~/.ray) and drop only that notice. Setting RAY_AUTH_MODE=token here instead
+        # is too late: Ray reads its config when it is imported.
+        _AUTH_LOGGER.addFilter(_drop_token_auth_notice)
         num_cpus = max(1, math.ceil(sweep.max_concurrent_trials * sweep.cpus_per_trial))
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **quiet)
     return True
