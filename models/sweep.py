@@ -111,6 +111,22 @@ class SweepResult:
     )
 
 
+class ResumableVariantGenerator(BasicVariantGenerator):
+    """`BasicVariantGenerator` whose concurrency count starts from zero when a sweep is resumed.
+
+    The generator counts its live trials to honour `max_concurrent` and forgets one only when Tune reports
+    it complete. Its saved state can name trials as live that the restored experiment state already has
+    TERMINATED (or has never heard of): Tune never reports those complete again, the count stays at the
+    limit, and the resumed sweep waits for a next trial forever. After a restore, the trials Tune re-runs
+    are not counted, so until they finish up to `max_concurrent` new ones may run beside them (still within
+    the cluster's free CPUs; a local runtime is sized for `max_concurrent`).
+    """
+
+    def set_state(self, state: dict) -> None:
+        super().set_state(state)
+        self._live_trials = set()
+
+
 def search_space(sweep: SweepConfig) -> dict[str, Any]:
     """Tune distributions for the configured search space (`int` bounds are inclusive)."""
     space: dict[str, Any] = {}
@@ -406,7 +422,7 @@ def run_sweep(
                     num_samples=sweep.num_samples if sweep.search_space else 1,
                     # The concurrency limit lives in the search algorithm: Tune ignores
                     # `max_concurrent_trials` when a search algorithm instance is passed.
-                    search_alg=BasicVariantGenerator(
+                    search_alg=ResumableVariantGenerator(
                         max_concurrent=sweep.max_concurrent_trials, random_state=seed
                     ),
                     reuse_actors=reuse_actors,  # about 3 s instead of 17 s of process start-up per trial

@@ -26,6 +26,7 @@ import numpy as np
 import psutil
 import pytest
 import ray
+import ray.cloudpickle as cloudpickle
 import torch
 from ray import tune
 
@@ -329,6 +330,26 @@ def test_interrupted_sweep_resumes(ray_runtime, sweep_data, tmp_path: Path) -> N
     assert len(result.trials) == sweep.num_samples
     assert all(trial.status == "TERMINATED" and trial.history for trial in result.trials)
     assert result.best_val_auc > 0.6
+
+
+@pytest.mark.timeout(240)
+def test_resume_with_stale_searcher_state_finishes(ray_runtime, sweep_data, tmp_path: Path) -> None:
+    """Tune writes the trials' states and the generator's state apart; a sweep killed in between can
+    leave a generator that still counts as live two trials the experiment state has TERMINATED. The
+    resumed sweep must not wait for them (it did, forever: seen once in CI). Reproduced by writing
+    that state into a finished sweep; the file is Tune's own (`BasicVariantGenerator.save_to_dir`)."""
+    sweep = sweep_config()
+    first = sweep_into(tmp_path, "stale", sweep, sweep_data)
+    [state_file] = (tmp_path / "stale").glob("basic-variant-state-*.json")
+    state = cloudpickle.loads(state_file.read_bytes())
+    assert state["_finished"] and not state["_live_trials"]
+    state["_finished"] = False
+    state["_live_trials"] = {trial.trial_id for trial in first.trials[: sweep.max_concurrent_trials]}
+    state_file.write_bytes(cloudpickle.dumps(state))
+
+    again = sweep_into(tmp_path, "stale", sweep, sweep_data)
+    assert again.resumed and len(again.trials) == sweep.num_samples
+    assert again.best_trial_id == first.best_trial_id
 
 
 def test_unrestorable_sweep_is_set_aside_and_started_over(ray_runtime, sweep_data, tmp_path: Path) -> None:
