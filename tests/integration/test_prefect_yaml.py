@@ -1,0 +1,113 @@
+"""`prefect.yaml` as a platform owner uses it: `prefect deploy --all` against a real Prefect server, and
+a real process worker executing a run of the deployment it registers.
+
+It must register the same training deployment that `mlops deploy --config configs/crm_leads.yaml`
+serves: the same flow, config parameter and schedule, and a pull step that lets a worker started
+anywhere find the repository's code.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.responses import DeploymentResponse
+from prefect.deployments import run_deployment
+
+from flows.config import load_config
+from flows.home import ProjectHome
+from models.data.io import write_table
+from models.data.synthetic import generate_leads
+
+from conftest import small_pipeline_config, stop_process
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+POOL = "mlops-process"  # the work pool prefect.yaml names
+DEPLOYMENT = "training-pipeline/crm-leads"
+
+
+def _git_status() -> str:
+    return subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True).stdout
+
+
+def _prefect(*args: str, api_url: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PREFECT_API_URL": api_url}
+    return subprocess.run(
+        [str(BIN / "prefect"), "--no-prompt", *args],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=180, check=False,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def deployment(prefect_server: str) -> DeploymentResponse:
+    """The README's steps: create the process pool, then `prefect deploy --all` from the repository root."""
+    before = _git_status()
+    pool = _prefect("work-pool", "create", POOL, "--type", "process", "--overwrite", api_url=prefect_server)
+    assert pool.returncode == 0, pool.stdout + pool.stderr
+    deployed = _prefect("deploy", "--all", api_url=prefect_server)
+    assert deployed.returncode == 0, deployed.stdout[-3000:] + deployed.stderr[-3000:]
+    assert _git_status() == before, "prefect deploy must not change the repository"
+    with get_client(sync_client=True) as client:
+        return client.read_deployment_by_name(DEPLOYMENT)
+
+
+def test_prefect_yaml_matches_the_default_config(tmp_path: Path) -> None:
+    [spec] = yaml.safe_load((REPO / "prefect.yaml").read_text())["deployments"]
+    config = load_config(REPO / spec["parameters"]["config_path"], home=tmp_path)
+    [schedule] = spec["schedules"]
+    assert (schedule["cron"], schedule["timezone"]) == (config.schedule.cron, config.schedule.timezone)
+    assert spec["entrypoint"] == "flows/training.py:training_pipeline"
+
+
+def test_prefect_deploy_registers_the_training_deployment(deployment: DeploymentResponse) -> None:
+    assert deployment.work_pool_name == POOL
+    assert deployment.parameters == {"config_path": "configs/crm_leads.yaml"}
+    [schedule] = deployment.schedules
+    assert schedule.schedule.cron == "0 3 * * 1" and schedule.active
+    # A worker runs the flow from the repository, wherever it was started.
+    assert {"prefect.deployments.steps.set_working_directory": {"directory": str(REPO)}} in (
+        deployment.pull_steps or []
+    )
+
+
+@pytest.mark.timeout(600)
+def test_process_worker_runs_the_deployment(deployment: DeploymentResponse, tmp_path: Path) -> None:
+    """A run of the deployment (small config as its parameter) executed by `prefect worker start`."""
+    home = ProjectHome(tmp_path / "home")
+    data = write_table(generate_leads(3000, seed=31), tmp_path / "leads.parquet")
+    config = small_pipeline_config(tmp_path / "pipeline.yaml", data, model_name="crm-worker-test")
+    run = run_deployment(DEPLOYMENT, parameters={"config_path": str(config)}, timeout=0)
+
+    log = tmp_path / "worker.log"
+    env = {
+        **os.environ,
+        "MLOPS_HOME": str(home.root),
+        "MLFLOW_TRACKING_URI": home.tracking_uri,
+        "BENTOML_HOME": str(home.bentoml),
+    }
+    with log.open("w") as handle:
+        # --run-once with a limit: take the scheduled run, wait until it has finished, exit.
+        worker = subprocess.Popen(
+            [str(BIN / "prefect"), "worker", "start", "--pool", POOL, "--run-once", "--limit", "1"],
+            cwd=tmp_path, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        worker.wait(timeout=480)
+    finally:
+        stop_process(worker)
+
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(run.id).state
+    assert state is not None and state.is_completed(), f"{state}\n{log.read_text()[-4000:]}"
+    client = MlflowClient(home.tracking_uri)
+    champion = client.get_model_version_by_alias("crm-worker-test", "champion")
+    assert str(champion.version) == "1" and champion.tags["prefect.flow_run_id"] == str(run.id)
