@@ -172,10 +172,10 @@ class EstimateConfig(BaseModel):
         "out timer noise, few enough to take about a second on CPU.",
     )
     trial_overhead_seconds: float = Field(
-        default=1.5,
+        default=0.8,
         ge=0.0,
         description="Per-trial start-up outside training (actor reuse, data fetch from the object store, "
-        "Trainer set-up); benchmarks/bench_sweep_overhead.py measured about 1.2 s with actor reuse.",
+        "Trainer set-up); benchmarks/bench_sweep_overhead.py measured 0.68-0.70 s with actor reuse.",
     )
     epoch_overhead_seconds: float = Field(
         default=0.1,
