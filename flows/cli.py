@@ -7,6 +7,7 @@ environment defaults (project home, telemetry off) are in place before Prefect i
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 from pathlib import Path
@@ -279,7 +280,9 @@ def run(ctx: typer.Context, config: ConfigOption, data: DataOption = None) -> No
     error = summary.estimate_errors.get("sweep_seconds_error")
     out.print(
         f"sweep: {summary.trials} trials{' (resumed)' if summary.resumed_sweep else ''}, best {summary.best_params}"
-        + (f"; sweep time estimate off by {error:+.0%}" if error is not None and error == error else ""),
+        + (
+            f"; sweep time estimate off by {error:+.0%}" if error is not None and math.isfinite(error) else ""
+        ),
         highlight=False,
     )
     if summary.bento_tag:

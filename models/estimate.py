@@ -30,11 +30,9 @@ from models.features import EncodedFeatures, FeatureTransform
 from models.lightning_module import TabularClassifier
 from models.network import embedding_dims
 from models.params import ChoiceParam, EstimateConfig, IntParam, SweepConfig, UniformParam
-from models.sweep import SweepResult
+from models.sweep import CHECKPOINTS_KEPT, SweepResult
 from models.training import _VAL_BATCH_ROWS, CPU_TORCH_THREADS, quiet_lightning, resolve_device
 
-# `CheckpointConfig(num_to_keep=2)` in `models/sweep.py`: Tune keeps the two best checkpoints per trial.
-CHECKPOINTS_KEPT = 2
 # Steps run before the timed window: first-call allocations, kernel selection and the epoch's shuffle.
 WARMUP_STEPS = 5
 # AdamW keeps two fp32 moments (exp_avg, exp_avg_sq) per parameter.
@@ -84,7 +82,8 @@ class ResourceEstimate:
     price_per_hour: float
     cost: float
     currency: str
-    checkpoint_bytes: int  # kept Tune checkpoints of every trial
+    checkpoint_bytes: int  # Tune checkpoints kept once the sweep has finished (pruned), all trials
+    checkpoint_peak_bytes: int  # while the sweep runs: one checkpoint per epoch of every trial
     artifact_bytes: int  # the registered model: weights + transform
     storage_cost_per_month: float | None
     assumptions: list[str] = field(default_factory=list)
@@ -120,6 +119,7 @@ class ResourceEstimate:
             "cost": f"{self.cost:.4f}",
             "currency": self.currency,
             "checkpoint_bytes": self.checkpoint_bytes,
+            "checkpoint_peak_bytes": self.checkpoint_peak_bytes,
             "artifact_bytes": self.artifact_bytes,
         }
         if self.storage_cost_per_month is not None:
@@ -154,7 +154,8 @@ class ResourceEstimate:
             ("Sweep wall time", f"{self.sweep_seconds:.0f} ({self.sweep_seconds / 60:.1f} min)", "s"),
             ("Device-hours", f"{self.device_hours:.4f}", f"{self.price_key}-hours"),
             ("Compute cost", f"{self.cost:.4f}", f"{self.currency} at {self.price_per_hour:g}/h"),
-            ("Checkpoint storage", _mb(self.checkpoint_bytes), "MB"),
+            ("Checkpoint storage while the sweep runs", _mb(self.checkpoint_peak_bytes), "MB"),
+            ("Checkpoint storage kept after it", _mb(self.checkpoint_bytes), "MB"),
             ("Model artifact", _mb(self.artifact_bytes), "MB"),
         ]
         if self.storage_cost_per_month is not None:
@@ -616,6 +617,7 @@ def estimate_resources(
     )
     checkpoint = params * FP32_BYTES * (1 + ADAMW_STATES)  # weights + AdamW moments
     checkpoint_bytes = checkpoint * CHECKPOINTS_KEPT * trials
+    checkpoint_peak_bytes = checkpoint * math.ceil(sweep_epochs)
     artifact_bytes = params * FP32_BYTES + 4096 * (1 + len(cards))  # weights + transform JSON, roughly
     storage_cost = (
         None
@@ -649,7 +651,8 @@ def estimate_resources(
         "simulated slot schedule, not total / concurrency, since long survivors leave slots idle at the end.",
         f"Device-hours reserve {per_device:g} {'GPU' if on_cuda else 'core'}(s) x {concurrency} slot(s) for the "
         "whole wall time; Ray start-up, data loading and evaluation are not included.",
-        f"Checkpoints: weights + AdamW state, {CHECKPOINTS_KEPT} kept per trial.",
+        f"Checkpoints: weights + AdamW state, one per epoch while the sweep runs, {CHECKPOINTS_KEPT} per trial "
+        "kept after it (its best and its latest).",
     ]
     return ResourceEstimate(
         device=device,
@@ -677,6 +680,7 @@ def estimate_resources(
         cost=device_hours * price,
         currency=prices.currency,
         checkpoint_bytes=checkpoint_bytes,
+        checkpoint_peak_bytes=checkpoint_peak_bytes,
         artifact_bytes=artifact_bytes,
         storage_cost_per_month=storage_cost,
         assumptions=assumptions,

@@ -49,6 +49,7 @@ _log = logging.getLogger(__name__)
 
 METRIC = "val_roc_auc"  # Tune-side names: no "/" (Tune treats "/" in keys as nesting)
 MODE = "max"
+CHECKPOINTS_KEPT = 2  # per finished trial, at most: its best and its latest (`_prune_checkpoints`)
 CHECKPOINT_FILE = "model.ckpt"  # Lightning checkpoint inside each reported Tune checkpoint
 PROGRESS_FILE = "progress.json"  # epoch and cumulative train seconds, read on a retry without torch.load
 # Columns of Tune's per-trial results copied into `TrialSummary.history`, when present.

@@ -15,23 +15,17 @@ from tasks.caching import ONCE_PER_RUN, REPLAYABLE
 PACKAGE = "mlops-crm"
 
 
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=10, check=True
+    ).stdout.strip()
+
+
 def code_version(repo: Path) -> str:
     """The git commit (with ``-dirty`` when the tree has changes), else the package version."""
     try:
-        commit = subprocess.run(
-            ["git", "-C", str(repo), "rev-parse", "--short=12", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
+        commit = _git(repo, "rev-parse", "--short=12", "HEAD")
+        dirty = _git(repo, "status", "--porcelain", "--untracked-files=no")
         return f"{commit}-dirty" if dirty else commit
     except (OSError, subprocess.SubprocessError):
         try:
