@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 $(DATA): | $(STAMP)
-	$(BIN)/mlops data generate --rows 200000 --seed 7 --out $(DATA)
+	$(BIN)/mlops data generate --out $(DATA)
 
 run: $(STAMP) $(DATA)
 	$(BIN)/mlops run --config $(CONFIG)

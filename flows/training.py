@@ -17,8 +17,8 @@ from prefect.artifacts import create_markdown_artifact
 
 from flows.config import PipelineConfig, load_config
 from flows.gates import GateDecision, require_server_for, run_gate
-from flows.home import ProjectHome
 from flows.validation import docs_dir_for_run
+from infra.home import ProjectHome
 from models.data.validation import ValidationReport
 from models.errors import UserInputError
 from models.estimate import ResourceEstimate, actual_from_sweep, compare

@@ -70,6 +70,11 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
+# What `mlops data generate` and `make run` produce when not told otherwise.
+DEFAULT_ROWS = 200_000
+DEFAULT_SEED = 42
+
+
 def generate_leads(rows: int, seed: int, drift: float = 0.0) -> pd.DataFrame:
     """Return ``rows`` synthetic leads, identical for the same ``(rows, seed, drift)``.
 

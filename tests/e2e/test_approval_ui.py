@@ -18,7 +18,7 @@ from uuid import UUID
 
 import pytest
 
-from flows.home import ProjectHome
+from infra.home import ProjectHome
 from models.data.io import write_table
 from models.data.synthetic import generate_leads
 

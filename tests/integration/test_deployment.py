@@ -28,7 +28,7 @@ from prefect.client.schemas.filters import (
 from prefect.deployments import run_deployment
 from prefect.flow_runs import resume_flow_run
 
-from flows.home import ProjectHome
+from infra.home import ProjectHome
 from models.data.io import write_table
 from models.data.synthetic import generate_leads
 

@@ -21,7 +21,7 @@ from prefect.client.schemas.responses import DeploymentResponse
 from prefect.deployments import run_deployment
 
 from flows.config import load_config
-from flows.home import ProjectHome
+from infra.home import ProjectHome
 from models.data.io import write_table
 from models.data.synthetic import generate_leads
 

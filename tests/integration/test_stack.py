@@ -22,8 +22,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from flows import stack
-from flows.home import ProjectHome
+from infra import stack
+from infra.home import ProjectHome
 
 from conftest import free_port
 

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from flows.config import load_config
-from flows.home import ProjectHome
+from infra.home import ProjectHome
 from models.data.io import read_table, write_table
 from models.data.synthetic import generate_leads
 

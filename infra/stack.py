@@ -31,7 +31,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psutil
 
-from flows.home import TELEMETRY_OFF, ProjectHome
+from infra.home import TELEMETRY_OFF, ProjectHome
 from models.errors import UserInputError
 
 PREFECT = "prefect"

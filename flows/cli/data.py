@@ -1,0 +1,152 @@
+"""``mlops data generate|profile`` and ``mlops validate``: getting data in and checking it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from flows.cli.common import (
+    EXIT_INVALID_DATA,
+    ConfigOption,
+    DataOption,
+    fail,
+    home_of,
+    out,
+    preflight,
+    say,
+)
+from models.data.synthetic import DEFAULT_ROWS, DEFAULT_SEED
+from models.errors import UserInputError
+
+data_app = typer.Typer(help="Generate and profile datasets.", no_args_is_help=True)
+
+
+@data_app.command("generate")
+def data_generate(
+    out_path: Annotated[
+        Path, typer.Option("--out", "-o", help="Output file; .csv or .parquet decides the format.")
+    ],
+    rows: Annotated[int, typer.Option(help="Number of leads to generate.", min=1)] = DEFAULT_ROWS,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same file.")] = DEFAULT_SEED,
+    drift: Annotated[
+        float,
+        typer.Option(
+            help="0 = reference population; up to 1 shifts features, mix and label rate.", min=0.0, max=1.0
+        ),
+    ] = 0.0,
+) -> None:
+    """Generate a synthetic CRM leads dataset with a learnable, nonlinear conversion label."""
+    from models.data.io import file_format, write_table
+    from models.data.synthetic import generate_leads
+
+    try:
+        file_format(out_path)
+        df = generate_leads(rows, seed, drift)
+        write_table(df, out_path)
+    except UserInputError as exc:
+        raise fail(str(exc)) from None
+    rate = df["converted"].mean()
+    say(f"wrote {len(df):,} rows x {df.shape[1]} columns to {out_path} (conversion rate {rate:.3f})")
+
+
+@data_app.command("profile")
+def data_profile(
+    path: Annotated[Path, typer.Argument(help="CSV or Parquet file to profile.")],
+    target: Annotated[str, typer.Option("--target", "-t", help="Binary label column.")],
+    out_dir: Annotated[Path, typer.Option("--out-dir", help="Where pipeline.yaml and expectations.json go.")],
+    name: Annotated[
+        str | None, typer.Option(help="Pipeline and model name; default from the file name.")
+    ] = None,
+) -> None:
+    """Infer column roles and write a runnable pipeline config and a starter expectation suite."""
+    from flows.scaffold import slug, write_scaffold
+    from models.data.io import file_format, read_table, sniff_delimiter
+    from models.data.profile import profile_frame
+
+    try:
+        df = read_table(path)
+        delimiter = sniff_delimiter(path) if file_format(path) == "csv" else None
+        profile = profile_frame(df, target)
+        if profile.na_values or profile.names("datetime"):
+            # Re-read as validation and training will: blanks as missing, dates as datetimes.
+            df = read_table(
+                path, delimiter=delimiter, na_values=profile.na_values, parse_dates=profile.names("datetime")
+            )
+        result = write_scaffold(
+            df, profile, data_path=path, out_dir=out_dir, delimiter=delimiter, name=name or slug(path.stem)
+        )
+    except UserInputError as exc:
+        raise fail(str(exc)) from None
+    table = Table(
+        "column", "role", "dtype", "nulls", "distinct", "note", title=f"{path.name}: {profile.rows:,} rows"
+    )
+    for c in profile.columns:
+        table.add_row(c.name, c.role, c.dtype, f"{c.null_rate:.1%}", str(c.n_unique), c.note)
+    out.print(table)
+    for issue in profile.issues:
+        out.print(f"[yellow]check:[/] {issue}", highlight=False)
+    say(f"wrote {result.config_path} and {result.suite_path}")
+    say(f"next: mlops validate --config {result.config_path}")
+
+
+def validate(ctx: typer.Context, config: ConfigOption, data: DataOption = None) -> None:
+    """Validate data against the config's expectation suite (exit 0 pass, 1 fail, 2 unusable input)."""
+    home = home_of(ctx)
+    cfg = preflight(config, data, home)
+    from flows.validation import data_validation
+
+    state = data_validation(cfg, home.data_docs, return_state=True)
+    report = state.result(raise_on_failure=False)
+    if isinstance(report, BaseException):
+        if isinstance(report, UserInputError):
+            raise fail(str(report))
+        raise report
+    print_report(report, cfg.data.path)
+    if not report.success:
+        raise typer.Exit(EXIT_INVALID_DATA)
+
+
+def _collapse_missing_columns(failed: list) -> list:
+    """A missing column fails every expectation on it; show it once."""
+    seen: set[str | None] = set()
+    kept = []
+    for f in failed:
+        if f.detail == "missing column":
+            if f.column in seen:
+                continue
+            seen.add(f.column)
+        kept.append(f)
+    return kept
+
+
+def print_report(report, data_path: Path) -> None:
+    """The validation verdict; on failure a table of each failed expectation with counts and samples."""
+    if report.success:
+        out.print(
+            f"[green]passed[/]: {report.evaluated} expectations on {report.row_count:,} rows of {data_path}"
+        )
+    else:
+        table = Table(
+            "column",
+            "expectation",
+            "unexpected",
+            "%",
+            "sample values",
+            "detail",
+            title=f"{len(report.failed)} of {report.evaluated} expectations failed on {data_path}",
+        )
+        for f in _collapse_missing_columns(report.failed):
+            table.add_row(
+                f.column or "(table)",
+                f.expectation.removeprefix("expect_").removeprefix("column_values_to_"),
+                "" if f.unexpected_count is None else f"{f.unexpected_count:,}",
+                "" if f.unexpected_percent is None else f"{f.unexpected_percent:.2f}",
+                ", ".join(repr(v) for v in f.sample_values[:5]),
+                f.detail,
+            )
+        out.print(table)
+    if report.docs_path:
+        say(f"Data Docs: {report.docs_path}")
