@@ -89,24 +89,24 @@ def main() -> None:
     )
     print(f"{'':22}{'estimate':>10}{'actual':>10}{'error':>9}")
     measured_epoch = actual.train_seconds_total / max(actual.epochs_total, 1)
-    for label, est, act, key in (
-        ("sweep wall seconds", estimate.sweep_seconds, actual.sweep_seconds, "sweep_seconds_error"),
-        ("epochs, all trials", estimate.sweep_epochs, actual.epochs_total, "epochs_error"),
+    for label, est, act, error in (
+        ("sweep wall seconds", estimate.sweep_seconds, actual.sweep_seconds, errors.sweep_seconds_error),
+        ("epochs, all trials", estimate.sweep_epochs, actual.epochs_total, errors.epochs_error),
         (
             "train seconds, all",
             estimate.sweep_epochs * estimate.seconds_per_epoch,
             actual.train_seconds_total,
-            "train_seconds_error",
+            errors.train_seconds_error,
         ),
-        ("seconds per epoch", estimate.seconds_per_epoch, measured_epoch, "seconds_per_epoch_error"),
+        ("seconds per epoch", estimate.seconds_per_epoch, measured_epoch, errors.seconds_per_epoch_error),
     ):
-        print(f"{label:22}{est:10.2f}{act:10.2f}{errors[key]:+9.1%}")
+        print(f"{label:22}{est:10.2f}{act:10.2f}{error:+9.1%}")
     print("per trial (params -> epochs, train s):")
     for trial in result.trials:
         print(f"  {trial.params.get('hidden_sizes')!s:12} {trial.epochs:3d} {trial.train_seconds:7.2f}")
-    verdict = "within" if abs(errors["sweep_seconds_error"]) <= TARGET_ERROR else "outside"
+    verdict = "within" if abs(errors.sweep_seconds_error) <= TARGET_ERROR else "outside"
     print(
-        f"sweep wall time error {errors['sweep_seconds_error']:+.1%}: {verdict} the ±{TARGET_ERROR:.0%} target"
+        f"sweep wall time error {errors.sweep_seconds_error:+.1%}: {verdict} the ±{TARGET_ERROR:.0%} target"
     )
 
 

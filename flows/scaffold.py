@@ -8,12 +8,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
 import yaml
 
 from flows.config import PipelineConfig
 from models.data.profile import DataProfile
-from models.data.suite import build_starter_suite
 from models.errors import UserInputError
 from models.params import STARTER_SEARCH_SPACE
 
@@ -37,7 +35,7 @@ def slug(text: str) -> str:
 
 
 def write_scaffold(
-    df: pd.DataFrame,
+    suite: dict,
     profile: DataProfile,
     *,
     data_path: Path,
@@ -45,7 +43,8 @@ def write_scaffold(
     delimiter: str | None,
     name: str,
 ) -> ScaffoldResult:
-    """Write ``pipeline.yaml`` and ``expectations.json`` into ``out_dir``.
+    """Write ``pipeline.yaml`` and ``expectations.json`` (``suite``, e.g. from
+    ``models.data.suite.build_starter_suite``) into ``out_dir``.
 
     The config is validated before anything is written, so a half-usable pair never lands.
     """
@@ -76,15 +75,6 @@ def write_scaffold(
         "registry": {"model_name": name},
     }
     config = PipelineConfig.model_validate(raw)
-    suite = build_starter_suite(
-        df,
-        name=f"{name}-suite",
-        id_column=profile.id_column,
-        target=profile.target,
-        numeric=profile.names("numeric"),
-        categorical=profile.names("categorical"),
-        datetime=datetime_cols,
-    )
     config_path, suite_path = out_dir / "pipeline.yaml", out_dir / "expectations.json"
     suite_path.write_text(json.dumps(suite, indent=2, default=str) + "\n", encoding="utf-8")
     body = yaml.safe_dump(raw, sort_keys=False, allow_unicode=True)

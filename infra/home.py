@@ -23,6 +23,10 @@ TELEMETRY_OFF = {
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
 }
 
+# With a tracking server, MLflow prints a "View run ... at: URL" line for every run it ends: one per
+# sweep trial. The pipeline's summary gives the one link that matters.
+QUIET = {"MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
+
 
 @dataclass(frozen=True)
 class ProjectHome:
@@ -50,6 +54,10 @@ class ProjectHome:
     @property
     def tracking_uri(self) -> str:
         return f"sqlite:///{self.mlflow_db}"
+
+    def active_tracking_uri(self) -> str:
+        """The tracking store runs of this process use: ``MLFLOW_TRACKING_URI`` when set, else this home's."""
+        return os.environ.get("MLFLOW_TRACKING_URI") or self.tracking_uri
 
     @property
     def mlflow_artifacts(self) -> Path:
@@ -80,6 +88,14 @@ class ProjectHome:
         """Pid files and logs of servers started by ``mlops up``."""
         return self.root / "run"
 
+    @classmethod
+    def configured(cls) -> ProjectHome:
+        """The home of this process (``MLOPS_HOME``), with the libraries pointed at it: what a flow
+        run started by the CLI or by a deployment runner calls first."""
+        home = cls.from_env()
+        home.configure_environment()
+        return home
+
     def configure_environment(self, environ: MutableMapping[str, str] | None = None) -> None:
         """Point the libraries at this home unless the user already pointed them elsewhere.
 
@@ -93,5 +109,5 @@ class ProjectHome:
         env.setdefault("BENTOML_HOME", str(self.bentoml))
         # A cold ephemeral Prefect server on a loaded 2-core machine can need more than 20 s.
         env.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
-        for key, value in TELEMETRY_OFF.items():
+        for key, value in (TELEMETRY_OFF | QUIET).items():
             env.setdefault(key, value)

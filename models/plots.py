@@ -8,6 +8,7 @@ creates the parent folder, writes one file and returns its path, so a task can l
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -15,7 +16,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
-from models.evaluation import Calibration, FeatureImportance
+# Annotations only: models.evaluation re-exports its report, which draws these plots, so a runtime
+# import here would be circular.
+if TYPE_CHECKING:
+    from models.evaluation import Calibration, FeatureImportance
 
 _DPI = 110
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from models.evaluation import MetricInterval, PairedComparison
+from models.evaluation import EvaluationReport, confidence_percent
 from models.params import PromotionPolicy
 
 
@@ -21,17 +21,13 @@ class PromotionDecision:
         return asdict(self)
 
 
-def decide_promotion(
-    *,
-    challenger_auc: MetricInterval,
-    best_baseline: tuple[str, float],
-    vs_champion: PairedComparison | None,
-    champion_version: str | None,
-    policy: PromotionPolicy,
-) -> PromotionDecision:
-    """Apply ``policy``: an AUC floor, beating the best baseline, and (when a champion exists) a
-    paired AUC gain whose interval lies above zero."""
-    baseline_name, baseline_auc = best_baseline
+def decide_promotion(evaluation: EvaluationReport, policy: PromotionPolicy) -> PromotionDecision:
+    """Apply ``policy`` to the evaluation: an AUC floor, beating the best baseline, and (when a
+    champion exists) a paired AUC gain whose interval lies above zero."""
+    challenger_auc = evaluation.metrics["roc_auc"]
+    baseline = evaluation.best_baseline
+    baseline_name, baseline_auc = baseline.name, baseline.roc_auc.value
+    vs_champion, champion_version = evaluation.vs_champion, evaluation.champion_version
     checks = {"min_auc": challenger_auc.value >= policy.min_auc}
     reasons = []
     if not checks["min_auc"]:
@@ -54,18 +50,18 @@ def decide_promotion(
             if not gain:
                 reasons.append(
                     f"AUC gain over champion v{champion_version} is {vs_champion.diff:+.4f} "
-                    f"(95% CI {vs_champion.low:+.4f} to {vs_champion.high:+.4f}), not above zero"
+                    f"({confidence_percent(vs_champion.confidence)} CI {vs_champion.low:+.4f} to {vs_champion.high:+.4f}), not above zero"
                 )
     promote = all(checks.values())
     if promote:
         versus = "beats" if challenger_auc.value > baseline_auc else "does not beat (not required)"
-        baseline = f"{versus} the {baseline_name} baseline ({baseline_auc:.4f})"
+        versus_baseline = f"{versus} the {baseline_name} baseline ({baseline_auc:.4f})"
         if champion_version is None:
-            reason = f"first model: test ROC AUC {challenger_auc.value:.4f} {baseline}"
+            reason = f"first model: test ROC AUC {challenger_auc.value:.4f} {versus_baseline}"
         else:
             reason = (
                 f"beats champion v{champion_version} by {vs_champion.diff:+.4f} AUC "
-                f"(95% CI {vs_champion.low:+.4f} to {vs_champion.high:+.4f}); {baseline}"
+                f"({confidence_percent(vs_champion.confidence)} CI {vs_champion.low:+.4f} to {vs_champion.high:+.4f}); {versus_baseline}"
             )
     else:
         reason = "; ".join(reasons)

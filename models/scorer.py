@@ -61,6 +61,10 @@ class TabularScorer:
                 logits[start:stop] = self.net(x_num[start:stop], x_cat[start:stop]).numpy()
         return torch.sigmoid(torch.from_numpy(logits)).numpy()  # float64 sigmoid, stable for any logit
 
+    def score_frame(self, df: pd.DataFrame) -> pd.DataFrame:
+        """``df`` with a ``score`` column (P(label = 1)) appended: batch scoring of a table."""
+        return df.assign(score=self.predict_proba(df))
+
     def save(self, directory: Path) -> None:
         """Write `transform.json`, `network.json` (constructor arguments) and `weights.pt` (state_dict)."""
         directory = Path(directory)

@@ -92,6 +92,7 @@ class TrialSummary:
     node_id: str | None  # Ray node of the trial's last report
     error: str | None
     train_seconds: float  # time inside `Trainer.fit`, summed over retries; excludes actor start-up
+    seed: int | None = None  # the trial's training seed (sampled with its parameters, stable on resume)
 
 
 @dataclass(frozen=True)
@@ -128,9 +129,15 @@ class ResumableVariantGenerator(BasicVariantGenerator):
         self._live_trials = set()
 
 
+# Each trial's training seed is drawn with its parameters by the seeded search algorithm: distinct
+# per trial, reproducible from the sweep seed, and saved in the trial's config so a resume reuses it.
+TRIAL_SEED = "trial_seed"
+
+
 def search_space(sweep: SweepConfig) -> dict[str, Any]:
-    """Tune distributions for the configured search space (`int` bounds are inclusive)."""
-    space: dict[str, Any] = {}
+    """Tune distributions for the configured search space (`int` bounds are inclusive), plus each
+    trial's training seed."""
+    space: dict[str, Any] = {TRIAL_SEED: tune.randint(0, 2**31 - 1)}
     for field, param in sweep.search_space.items():
         # LogUniformParam subclasses UniformParam: test it first.
         if isinstance(param, LogUniformParam):
@@ -195,11 +202,14 @@ def train_trial(
 ) -> None:
     """Tune function trainable: fit `base` with the sampled `config`, reporting every epoch.
 
+    The training seed is the trial's own (`TRIAL_SEED` in `config`); `seed` serves a config without one.
+
     On a retry (`tune.get_checkpoint()` is set) the fit resumes from the last reported Lightning
     checkpoint instead of starting over. A trial without a GPU is forced onto the CPU in fp32, so an
     "auto" base config cannot pick a GPU that Ray did not assign to it.
     """
     overrides = dict(config)
+    seed = int(overrides.pop(TRIAL_SEED, seed))
     if not ray.get_gpu_ids():
         overrides |= {"accelerator": "cpu", "precision": "32"}
     model_config = base.with_overrides(overrides)
@@ -291,7 +301,8 @@ def _summarize(result: Any) -> TrialSummary:
     metrics = result.metrics or {}
     return TrialSummary(
         trial_id=str(metrics.get("trial_id") or Path(result.path).name),
-        params=dict(result.config or {}),
+        params={k: v for k, v in (result.config or {}).items() if k != TRIAL_SEED},
+        seed=(result.config or {}).get(TRIAL_SEED),
         status="ERROR" if result.error is not None else "TERMINATED",
         best_val_auc=max(aucs) if aucs else None,
         epochs=int(max(row["epoch"] for row in history if "epoch" in row)) + 1 if history else 0,

@@ -27,7 +27,7 @@ class PredictionRecord:
     """One scored row as monitoring and A/B analysis read it back."""
 
     request_id: str
-    variant: str  # "champion", later "challenger" / "shadow"
+    variant: str  # a models.names.Variant value
     model_version: str
     features: dict[str, Any]  # raw request values, before encoding; None for missing
     score: float

@@ -16,10 +16,5 @@ class ServingConfig(BaseModel):
     token_env: str = Field(
         default="MLOPS_SERVING_TOKEN", description="Environment variable holding the bearer token."
     )
-    port: int = Field(default=3000, ge=1, le=65535)
-    max_batch_size: int = Field(default=256, ge=1)
-    max_latency_ms: int = Field(
-        default=1000,
-        ge=1,
-        description="Adaptive batching window; below ~200 ms BentoML sheds load with 503s.",
-    )
+    port: int = Field(default=3000, ge=1, le=65535, description="Port in the `bentoml serve` command printed after a run.")
+    max_batch_size: int = Field(default=256, ge=1, description="Most rows one request may carry.")

@@ -20,6 +20,7 @@ from typing import Any
 import bentoml
 import yaml
 
+from models.names import Alias
 from models.scorer import NETWORK_FILE, TRANSFORM_FILE, WEIGHTS_FILE, TabularScorer
 from serving.config import ServingConfig
 
@@ -28,7 +29,7 @@ REPO_ROOT = (
 )  # build context: `models/`, `monitoring/`, `serving/` below it
 BENTOFILE = Path(__file__).with_name("bentofile.yaml")
 
-MODEL_ALIAS = "champion"  # the Bento's model answers to this name inside the served Bento
+MODEL_ALIAS = Alias.CHAMPION.value  # the Bento's model answers to this name inside the served Bento
 SERVING_CONFIG_ARG = "serving_config"  # Bento argument carrying ServingConfig into the service
 
 # Metadata keys written by `save_model` and read by the service.

@@ -53,6 +53,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 from starlette.responses import JSONResponse
 
+from models.names import Variant
 from models.scorer import FeatureColumn, TabularScorer
 from monitoring.prediction_log import PredictionLog, PredictionRecord
 from serving.config import ServingConfig
@@ -71,7 +72,7 @@ logger = logging.getLogger("bentoml.serve.tabular")
 MODEL_ENV = "MLOPS_BENTO_MODEL"  # name:version overriding the Bento's model (development)
 HOME_ENV = "MLOPS_HOME"  # prediction logs go to $MLOPS_HOME/predictions
 PREDICTIONS_DIR = "predictions"
-VARIANT = "champion"
+VARIANT = Variant.CHAMPION.value
 # Probes and scrapers carry no token; everything else, API docs included, needs one when auth is on.
 OPEN_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/metrics"})
 

@@ -1,4 +1,4 @@
-"""Cache policies that let a suspended flow run resume without redoing its work.
+"""Cache and retry policies of the tasks. The cache policies let a suspended flow run resume without redoing its work.
 
 A deployment run that suspends at an approval gate exits; on resume Prefect runs the flow again
 from the top. Tasks keyed on the flow run id (plus their source) with persisted results come back
@@ -14,3 +14,7 @@ ONCE_PER_RUN = RUN_ID + TASK_SOURCE
 PER_RUN_INPUTS = RUN_ID + TASK_SOURCE + INPUTS
 
 REPLAYABLE = {"persist_result": True}
+
+# The one retry policy of I/O tasks (tracking store, registry, Prefect API): a server may blip.
+# Pure steps never retry: the same inputs would fail the same way.
+IO_RETRIES = {"retries": 2, "retry_delay_seconds": 2}

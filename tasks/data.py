@@ -6,6 +6,7 @@ a local file that is missing or malformed will not heal by trying again.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -16,6 +17,7 @@ from models.data.config import DataConfig
 from models.data.io import read_table
 from models.data.suite import load_suite
 from models.data.validation import ValidationReport, validate_frame
+from models.errors import UserInputError
 from tasks.caching import ONCE_PER_RUN, REPLAYABLE
 
 
@@ -67,3 +69,28 @@ def publish_validation(report: ValidationReport, data_path: Path) -> str:
     markdown = validation_markdown(report, data_path)
     create_markdown_artifact(markdown=markdown, key="data-validation", description="Data validation result")
     return markdown
+
+
+class InvalidDataError(UserInputError):
+    """The data failed its expectation suite: the pipeline stops before any training."""
+
+    def __init__(self, report: ValidationReport) -> None:
+        self.report = report
+        super().__init__(f"data validation failed: {report.summary()}")
+
+
+@dataclass(frozen=True)
+class Validation:
+    """A passed validation: the report and the markdown shown to approvers."""
+
+    report: ValidationReport
+    markdown: str
+
+
+def require_valid(df: pd.DataFrame, source: DataConfig, docs_dir: Path) -> Validation:
+    """Validate and publish the result; invalid data stops the run here (`InvalidDataError`)."""
+    report = validate_data(df, source.expectations, docs_dir)
+    markdown = publish_validation(report, source.path)
+    if not report.success:
+        raise InvalidDataError(report)
+    return Validation(report, markdown)

@@ -1,13 +1,13 @@
-"""The resource and cost estimate as a Prefect task (pure code in ``models/estimate.py``)."""
+"""The resource and cost estimate as a Prefect task (pure code in the ``models.estimate`` package)."""
 
 from __future__ import annotations
 
 from prefect import task
 
 from models.config import ModelConfig
-from models.estimate import EstimateConfig, ResourceEstimate, estimate_resources
+from models.estimate import ResourceEstimate, estimate_resources
 from models.features import FeatureTransform
-from models.params import SweepConfig
+from models.params import EstimateConfig, SweepConfig
 from tasks.caching import ONCE_PER_RUN, REPLAYABLE
 from tasks.training import PreparedData
 

@@ -1,24 +1,37 @@
-"""Package the champion as a Bento (offline build, servable with ``bentoml serve``)."""
+"""Package a registered version as a Bento (offline build, servable with ``bentoml serve``).
+
+The Bento is built from the registry's copy of the model (``models:/NAME/VERSION``), not from a
+scorer held in memory: a rollback or a redeploy months later builds the same Bento.
+"""
 
 from __future__ import annotations
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from models.scorer import TabularScorer
+from models.names import Alias
 from serving.config import ServingConfig
 from serving.packaging import build_bento, save_model
+from tasks.caching import IO_RETRIES
+from tasks.registry import RegisteredVersion, load_scorer
+from tasks.tracking import TrackingTarget
 
 
-@task(name="build-bento", cache_policy=NO_CACHE)
-def package_champion(
-    scorer: TabularScorer, serving: ServingConfig, *, model_name: str, version: str, run_id: str
+@task(name="build-bento", cache_policy=NO_CACHE, **IO_RETRIES)
+def package_version(
+    target: TrackingTarget, version: RegisteredVersion, serving: ServingConfig, *, alias: Alias = Alias.CHAMPION
 ) -> str:
-    """Save the champion's scorer as a BentoML model and build a Bento around it; returns the Bento tag."""
+    """Save the registered version's scorer as a BentoML model and build a Bento around it; returns the tag."""
+    scorer = load_scorer(target.tracking_uri, version.uri)
     model_tag = save_model(
         scorer,
-        name=model_name,
-        metadata={"model_name": model_name, "model_version": version, "mlflow_run_id": run_id},
-        labels={"alias": "champion"},
+        name=version.name,
+        metadata={
+            "model_name": version.name,
+            "model_version": version.version,
+            "mlflow_run_id": version.run_id or "",
+            "registry_uri": version.uri,
+        },
+        labels={"alias": alias.value},
     )
-    return str(build_bento(model_tag, service_name=serving.bento_name or model_name, config=serving))
+    return str(build_bento(model_tag, service_name=serving.bento_name or version.name, config=serving))

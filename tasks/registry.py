@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,14 +11,15 @@ import mlflow
 from mlflow.exceptions import MlflowException
 from prefect import task
 
+from models.errors import UserInputError
+from models.evaluation import ChampionModel
 from models.mlflow_model import SCORER_ARTIFACT
+from models.names import Alias, tag_value
 from models.scorer import TabularScorer
-from tasks.caching import ONCE_PER_RUN, PER_RUN_INPUTS, REPLAYABLE
+from tasks.caching import IO_RETRIES, ONCE_PER_RUN, PER_RUN_INPUTS, REPLAYABLE
 from tasks.tracking import TrackingTarget
 
-CHALLENGER = "challenger"
-CHAMPION = "champion"
-PREVIOUS_CHAMPION = "previous-champion"
+_MODEL_REF = re.compile(r"([^@/]+)(?:@([\w-]+)|/(\d+))")
 
 
 @dataclass(frozen=True)
@@ -31,14 +33,6 @@ class RegisteredVersion:
         return f"models:/{self.name}/{self.version}"
 
 
-@dataclass
-class LoadedModel:
-    """A registered version and its scorer, loaded from the registry's own artifacts."""
-
-    version: RegisteredVersion
-    scorer: TabularScorer
-
-
 def load_scorer(tracking_uri: str, model_uri: str) -> TabularScorer:
     """Download a logged model's scorer folder and load it (the transform comes with it)."""
     mlflow.set_tracking_uri(tracking_uri)
@@ -47,7 +41,25 @@ def load_scorer(tracking_uri: str, model_uri: str) -> TabularScorer:
         return TabularScorer.load(Path(local) / "artifacts" / SCORER_ARTIFACT)
 
 
-def version_by_alias(target: TrackingTarget, name: str, alias: str) -> RegisteredVersion | None:
+def load_by_reference(tracking_uri: str, reference: str) -> TabularScorer:
+    """The scorer of ``NAME@ALIAS`` (e.g. ``crm-leads@champion``) or ``NAME/VERSION``; a clear error
+    when the reference is malformed or names nothing in the registry."""
+    match = _MODEL_REF.fullmatch(reference)
+    if not match:
+        raise UserInputError(
+            f"--model {reference!r}: expected NAME@ALIAS (e.g. crm-leads@champion) or NAME/VERSION"
+        )
+    name, alias, number = match.groups()
+    uri = f"models:/{name}@{alias}" if alias else f"models:/{name}/{number}"
+    try:
+        return load_scorer(tracking_uri, uri)
+    except MlflowException as exc:
+        raise UserInputError(
+            f"--model {reference}: not found in the registry at {tracking_uri} ({exc.message})"
+        ) from None
+
+
+def version_by_alias(target: TrackingTarget, name: str, alias: Alias) -> RegisteredVersion | None:
     try:
         mv = target.client().get_model_version_by_alias(name, alias)
     except MlflowException:
@@ -55,40 +67,39 @@ def version_by_alias(target: TrackingTarget, name: str, alias: str) -> Registere
     return RegisteredVersion(mv.name, str(mv.version), mv.run_id)
 
 
-@task(name="load-champion", retries=2, retry_delay_seconds=2, cache_policy=ONCE_PER_RUN, **REPLAYABLE)
-def load_champion(target: TrackingTarget, name: str) -> LoadedModel | None:
+@task(name="load-champion", cache_policy=ONCE_PER_RUN, **REPLAYABLE, **IO_RETRIES)
+def load_champion(target: TrackingTarget, name: str) -> ChampionModel | None:
     """The current champion and its scorer, or None before the first promotion."""
-    version = version_by_alias(target, name, CHAMPION)
+    version = version_by_alias(target, name, Alias.CHAMPION)
     if version is None:
         return None
-    return LoadedModel(version, load_scorer(target.tracking_uri, version.uri))
+    return ChampionModel(version.version, load_scorer(target.tracking_uri, version.uri))
 
 
-@task(name="register-challenger", retries=2, retry_delay_seconds=2, cache_policy=ONCE_PER_RUN, **REPLAYABLE)
+@task(name="register-challenger", cache_policy=ONCE_PER_RUN, **REPLAYABLE, **IO_RETRIES)
 def register_challenger(
     target: TrackingTarget, name: str, model_uri: str, run_id: str, tags: dict[str, str]
 ) -> RegisteredVersion:
     """Register a new version, tag its lineage and point the ``challenger`` alias at it."""
     mlflow.set_tracking_uri(target.tracking_uri)
-    mv = mlflow.register_model(model_uri, name, tags=tags)
-    client = target.client()
-    client.set_registered_model_alias(name, CHALLENGER, mv.version)
+    mv = mlflow.register_model(model_uri, name, tags={k: tag_value(v) for k, v in tags.items()})
+    target.client().set_registered_model_alias(name, Alias.CHALLENGER, mv.version)
     return RegisteredVersion(name, str(mv.version), run_id)
 
 
-@task(name="record-decision", retries=2, retry_delay_seconds=2, cache_policy=PER_RUN_INPUTS, **REPLAYABLE)
+@task(name="record-decision", cache_policy=PER_RUN_INPUTS, **REPLAYABLE, **IO_RETRIES)
 def record_decision(target: TrackingTarget, version: RegisteredVersion, tags: dict[str, str]) -> None:
     client = target.client()
     for key, value in tags.items():
-        client.set_model_version_tag(version.name, version.version, key, value)
+        client.set_model_version_tag(version.name, version.version, key, tag_value(value))
 
 
-@task(name="promote-champion", retries=2, retry_delay_seconds=2)
+@task(name="promote-champion", **IO_RETRIES)
 def promote(target: TrackingTarget, version: RegisteredVersion) -> RegisteredVersion | None:
     """Move ``champion`` to ``version``; the old champion keeps ``previous-champion`` for rollback."""
     client = target.client()
-    previous = version_by_alias(target, version.name, CHAMPION)
+    previous = version_by_alias(target, version.name, Alias.CHAMPION)
     if previous is not None and previous.version != version.version:
-        client.set_registered_model_alias(version.name, PREVIOUS_CHAMPION, previous.version)
-    client.set_registered_model_alias(version.name, CHAMPION, version.version)
+        client.set_registered_model_alias(version.name, Alias.PREVIOUS_CHAMPION, previous.version)
+    client.set_registered_model_alias(version.name, Alias.CHAMPION, version.version)
     return previous

@@ -7,8 +7,11 @@ in batches. Calls to the tracking store are I/O and retry; a server may blip.
 from __future__ import annotations
 
 import json
+import math
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,11 +23,13 @@ from mlflow.tracking import MlflowClient
 from prefect import task
 
 from models.mlflow_model import SCORER_ARTIFACT, ScorerPyfunc, pip_requirements
+from models.names import tag_value
 from models.scorer import TabularScorer
 from models.sweep import TrialSummary
-from tasks.caching import ONCE_PER_RUN, PER_RUN_INPUTS, REPLAYABLE
+from tasks.caching import IO_RETRIES, ONCE_PER_RUN, PER_RUN_INPUTS, REPLAYABLE
 
 MAX_BATCH = 900  # MLflow accepts up to 1000 metrics per log_batch call
+MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,29 @@ class TrackingTarget:
 
     def client(self) -> MlflowClient:
         return MlflowClient(tracking_uri=self.tracking_uri)
+
+    @classmethod
+    def for_store(cls, tracking_uri: str, experiment: str, local_artifacts: Path) -> TrackingTarget:
+        """A local store (SQLite, files) keeps artifacts in ``local_artifacts``; a server decides itself."""
+        local = tracking_uri.startswith(("sqlite:", "file:")) or "://" not in tracking_uri
+        return cls(tracking_uri, experiment, local_artifacts if local else None)
+
+
+@dataclass(frozen=True)
+class TrackingRun:
+    """The pipeline's parent run: where metrics, artifacts and the model go."""
+
+    target: TrackingTarget
+    run_id: str
+    experiment_id: str
+
+    @property
+    def link(self) -> str:
+        """Markdown pointing an approver at the run: a UI link on a server, the store otherwise."""
+        uri = self.target.tracking_uri
+        if uri.startswith("http"):
+            return f"[MLflow run {self.run_id}]({uri.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{self.run_id})"
+        return f"MLflow run `{self.run_id}` in `{uri}`"
 
 
 def _experiment_id(target: TrackingTarget) -> str:
@@ -67,20 +95,40 @@ def _log_batch(client: MlflowClient, run_id: str, metrics: list[Metric] = (), pa
         )
 
 
-@task(name="start-tracking-run", retries=2, retry_delay_seconds=2, cache_policy=PER_RUN_INPUTS, **REPLAYABLE)
+@task(name="start-tracking-run", cache_policy=PER_RUN_INPUTS, **REPLAYABLE, **IO_RETRIES)
 def start_parent_run(
     target: TrackingTarget, run_name: str, params: dict[str, Any], tags: dict[str, str]
-) -> str:
+) -> TrackingRun:
     """Create the pipeline's parent run with the flattened config as params."""
     client = target.client()
-    run = client.create_run(_experiment_id(target), run_name=run_name, tags=tags)
+    experiment_id = _experiment_id(target)
+    run = client.create_run(experiment_id, run_name=run_name, tags=tags)
     flat: dict[str, str] = {}
     _flatten("", params, flat)
-    _log_batch(client, run.info.run_id, params=[Param(k, v[:6000]) for k, v in sorted(flat.items())])
-    return run.info.run_id
+    params = [Param(k, v[:MAX_PARAM_LENGTH]) for k, v in sorted(flat.items())]
+    _log_batch(client, run.info.run_id, params=params)
+    return TrackingRun(target, run.info.run_id, experiment_id)
 
 
-@task(name="log-trials", retries=2, retry_delay_seconds=2, cache_policy=ONCE_PER_RUN, **REPLAYABLE)
+@contextmanager
+def parent_run(
+    target: TrackingTarget, run_name: str, params: dict[str, Any], tags: dict[str, str]
+) -> Iterator[TrackingRun]:
+    """The pipeline's parent run, ended FINISHED when the block completes and FAILED when it raises.
+
+    Only ``Exception`` fails the run: a suspended flow leaves through Prefect's pause signal (a
+    ``BaseException``) and the run stays open until the flow resumes and finishes it.
+    """
+    run = start_parent_run(target, run_name, params, tags)
+    try:
+        yield run
+    except Exception:
+        end_run(target, run.run_id, status="FAILED")
+        raise
+    end_run(target, run.run_id)
+
+
+@task(name="log-trials", cache_policy=ONCE_PER_RUN, **REPLAYABLE, **IO_RETRIES)
 def log_trials(target: TrackingTarget, parent_run_id: str, trials: list[TrialSummary]) -> list[str]:
     """One nested run per trial with its params and per-epoch metrics; each ends terminated.
 
@@ -116,22 +164,24 @@ def log_trials(target: TrackingTarget, parent_run_id: str, trials: list[TrialSum
             Param(k, json.dumps(v) if isinstance(v, list) else str(v))
             for k, v in sorted(trial.params.items())
         ]
-        tags = [RunTag("node_id", trial.node_id or ""), RunTag("error", (trial.error or "")[:4000])]
+        tags = [RunTag("node_id", trial.node_id or ""), RunTag("error", tag_value(trial.error or ""))]
         _log_batch(client, run.info.run_id, metrics=metrics, params=params, tags=tags)
         client.set_terminated(run.info.run_id, status="FINISHED" if trial.error is None else "FAILED")
         run_ids.append(run.info.run_id)
     return run_ids
 
 
-@task(name="log-metrics", retries=2, retry_delay_seconds=2, cache_policy=PER_RUN_INPUTS, **REPLAYABLE)
+@task(name="log-metrics", cache_policy=PER_RUN_INPUTS, **REPLAYABLE, **IO_RETRIES)
 def log_metrics(target: TrackingTarget, run_id: str, metrics: dict[str, float]) -> None:
+    """Final (step 0) metrics of a run; non-finite values are not stored (MLflow rejects NaN on some stores)."""
+    metrics = {k: v for k, v in metrics.items() if math.isfinite(v)}
     now = int(time.time() * 1000)
     _log_batch(
         target.client(), run_id, metrics=[Metric(k, float(v), now, 0) for k, v in sorted(metrics.items())]
     )
 
 
-@task(name="log-artifacts", retries=2, retry_delay_seconds=2, cache_policy=PER_RUN_INPUTS, **REPLAYABLE)
+@task(name="log-artifacts", cache_policy=PER_RUN_INPUTS, **REPLAYABLE, **IO_RETRIES)
 def log_artifacts(
     target: TrackingTarget, run_id: str, files: dict[str, str | bytes | Path], folder: str = ""
 ) -> None:
@@ -147,7 +197,7 @@ def log_artifacts(
             client.log_artifact(run_id, str(path), artifact_path=folder or None)
 
 
-@task(name="log-model", retries=2, retry_delay_seconds=2, cache_policy=ONCE_PER_RUN, **REPLAYABLE)
+@task(name="log-model", cache_policy=ONCE_PER_RUN, **REPLAYABLE, **IO_RETRIES)
 def log_model(target: TrackingTarget, run_id: str, scorer: TabularScorer, example: pd.DataFrame) -> str:
     """Log the scorer as a pyfunc with signature, a multi-row input example and explicit requirements."""
     from mlflow.models import infer_signature
@@ -169,6 +219,6 @@ def log_model(target: TrackingTarget, run_id: str, scorer: TabularScorer, exampl
     return info.model_uri
 
 
-@task(name="end-tracking-run", retries=2, retry_delay_seconds=2)
+@task(name="end-tracking-run", **IO_RETRIES)
 def end_run(target: TrackingTarget, run_id: str, status: str = "FINISHED") -> None:
     target.client().set_terminated(run_id, status=status)

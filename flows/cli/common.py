@@ -88,6 +88,17 @@ def load(config_path: Path, data: Path | None, home: ProjectHome):
     return load_config(config_path, home=home.root, overrides=overrides)
 
 
+def _how_to_get(path: Path, config: Path, home: ProjectHome) -> str:
+    """What to do about a missing data file: generate the synthetic table where the default config
+    expects it, otherwise point the config at the user's own file."""
+    if path.resolve().is_relative_to(home.data):
+        return (
+            f"generate the synthetic CRM table with `mlops data generate --out {path}` "
+            "(or run `make run`, which generates it and then runs the pipeline)"
+        )
+    return f"set data.path in {config} to your data file, or pass --data PATH"
+
+
 def preflight(config: Path, data: Path | None, home: ProjectHome):
     """Config, data file and suite checked in a second, before Prefect starts: a user error costs
     no server start-up and shows no traceback."""
@@ -96,6 +107,8 @@ def preflight(config: Path, data: Path | None, home: ProjectHome):
         from models.data.io import check_data_file
         from models.data.suite import load_suite
 
+        if not cfg.data.path.exists():
+            raise UserInputError(f"{cfg.data.path}: file not found; {_how_to_get(cfg.data.path, config, home)}")
         check_data_file(cfg.data.path)
         load_suite(cfg.data.expectations)
     except UserInputError as exc:
@@ -103,6 +116,3 @@ def preflight(config: Path, data: Path | None, home: ProjectHome):
     install_traceback_filter()
     return cfg
 
-
-def tracking_uri(home: ProjectHome) -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or home.tracking_uri

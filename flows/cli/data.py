@@ -65,6 +65,7 @@ def data_profile(
     from flows.scaffold import slug, write_scaffold
     from models.data.io import file_format, read_table, sniff_delimiter
     from models.data.profile import profile_frame
+    from models.data.suite import build_starter_suite
 
     try:
         df = read_table(path)
@@ -75,8 +76,14 @@ def data_profile(
             df = read_table(
                 path, delimiter=delimiter, na_values=profile.na_values, parse_dates=profile.names("datetime")
             )
+        pipeline = name or slug(path.stem)
+        suite = build_starter_suite(
+            df, name=f"{pipeline}-suite", id_column=profile.id_column, target=profile.target,
+            numeric=profile.names("numeric"), categorical=profile.names("categorical"),
+            datetime=profile.names("datetime"),
+        )  # fmt: skip
         result = write_scaffold(
-            df, profile, data_path=path, out_dir=out_dir, delimiter=delimiter, name=name or slug(path.stem)
+            suite, profile, data_path=path, out_dir=out_dir, delimiter=delimiter, name=pipeline
         )
     except UserInputError as exc:
         raise fail(str(exc)) from None

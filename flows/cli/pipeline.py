@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 from pathlib import Path
@@ -19,9 +18,10 @@ from flows.cli.common import (
     load,
     out,
     preflight,
-    tracking_uri,
+    say,
 )
 from flows.cli.data import print_report
+from infra.home import ProjectHome
 from models.errors import UserInputError
 
 
@@ -37,8 +37,7 @@ def run(ctx: typer.Context, config: ConfigOption, data: DataOption = None) -> No
     cfg = preflight(config, data, home)
     from flows.training import InvalidDataError, training_pipeline
 
-    uri = tracking_uri(home)
-    out.print(f"training pipeline [bold]{cfg.name}[/] on {cfg.data.path}", highlight=False)
+    say(f"training pipeline {cfg.name} on {cfg.data.path}")
     state = training_pipeline(str(config.resolve()), str(cfg.data.path), return_state=True)
     summary = state.result(raise_on_failure=False)
     if isinstance(summary, InvalidDataError):
@@ -48,41 +47,62 @@ def run(ctx: typer.Context, config: ConfigOption, data: DataOption = None) -> No
         raise fail(str(summary))
     if isinstance(summary, BaseException):
         raise summary
+    _print_summary(summary, home, cfg.serving.port)
+
+
+def _print_summary(summary, home: ProjectHome, serve_port: int) -> None:
     est = summary.estimate
-    out.print(
-        f"estimate: {est.trials} trials on {est.device}, {est.sweep_seconds / 60:.1f} min, "
-        f"{est.cost:.4f} {est.currency}; budget gate: {summary.budget.reason}",
-        highlight=False,
+    minutes = est.sweep_seconds / 60
+    say(
+        f"estimate: {est.trials} trials on {est.device}, {minutes:.1f} min, {est.cost:.4f} {est.currency}; "
+        f"budget gate: {summary.budget.reason}"
     )
     if summary.version is None:
         raise fail(f"stopped at the budget gate: {summary.budget.reason}", EXIT_INVALID_DATA)
-    auc = summary.test_auc
-    base_name, base_auc = summary.best_baseline
-    out.print(
-        f"model: {summary.model_name} v{summary.version} (MLflow run {summary.run_id})", highlight=False
-    )
-    out.print(
-        f"test ROC AUC {auc.value:.4f} (95% CI {auc.low:.4f}-{auc.high:.4f}); "
-        f"best baseline {base_name} {base_auc:.4f}",
-        highlight=False,
+    from models.evaluation import confidence_percent
+
+    auc, baseline = summary.test_auc, summary.best_baseline
+    say(f"model: {summary.model_name} v{summary.version} (MLflow run {summary.run_id})")
+    say(
+        f"test ROC AUC {auc.value:.4f} ({confidence_percent(auc.confidence)} CI {auc.low:.4f}-{auc.high:.4f}); "
+        f"best baseline {baseline.name} {baseline.roc_auc.value:.4f}"
     )
     verdict = "[green]promoted to champion[/]" if summary.promoted else "[yellow]not promoted[/]"
-    out.print(f"{verdict}: {summary.reason}", highlight=False)
-    out.print(
-        f"champion: {'v' + summary.champion_version if summary.champion_version else 'none'}", highlight=False
-    )
-    error = summary.estimate_errors.get("sweep_seconds_error")
-    out.print(
-        f"sweep: {summary.trials} trials{' (resumed)' if summary.resumed_sweep else ''}, best {summary.best_params}"
-        + (
-            f"; sweep time estimate off by {error:+.0%}" if error is not None and math.isfinite(error) else ""
-        ),
-        highlight=False,
-    )
+    out.print(f"{verdict}: {summary.reason}", highlight=False, soft_wrap=True)
+    say(f"champion: {'v' + summary.champion_version if summary.champion_version else 'none'}")
+    resumed = " (resumed)" if summary.resumed_sweep else ""
+    error = summary.estimate_errors.describe("sweep_seconds_error")
+    off_by = f"; sweep time estimate off by {error}" if error != "n/a" else ""
+    say(f"sweep: {summary.trials} trials{resumed}, best {summary.best_params}{off_by}")
     if summary.bento_tag:
         serve = f"BENTOML_HOME={os.environ['BENTOML_HOME']} MLOPS_HOME={home.root} bentoml serve {summary.bento_tag}"
-        out.print(f"bento: {summary.bento_tag} (serve it: {serve} --port 3000)", highlight=False)
-    out.print(f"MLflow UI: {_mlflow_ui_hint(uri)}", highlight=False)
+        say(f"bento: {summary.bento_tag} (serve it: {serve} --port {serve_port})")
+    say(f"MLflow UI: {_mlflow_ui_hint(summary.tracking_uri)}")
+
+
+def estimate_cmd(ctx: typer.Context, config: ConfigOption, data: DataOption = None) -> None:
+    """Estimate the sweep's parameters, FLOPs, memory, time, storage and cost (with a short profiling run).
+
+    Runs the pipeline's own load, split, feature and estimate steps (without Prefect), so the figures
+    are those the budget gate will show.
+    """
+    home = home_of(ctx)
+    cfg = preflight(config, data, home)
+    from models.seeds import Seeds
+    from tasks.data import load_data
+    from tasks.estimate import estimate
+    from tasks.training import fit_transform, split_data
+
+    seeds = Seeds.from_root(cfg.seed)
+    try:
+        prepared = split_data.fn(load_data.fn(cfg.data), cfg.data, cfg.split, seeds.split)
+        transform = fit_transform.fn(prepared, cfg.features)
+        est = estimate.fn(prepared, transform, cfg.model, cfg.sweep, cfg.estimate, seeds.estimate)
+    except UserInputError as exc:
+        raise fail(str(exc)) from None
+    from rich.markdown import Markdown
+
+    out.print(Markdown(est.to_markdown()))
 
 
 def predict(
@@ -97,69 +117,17 @@ def predict(
 ) -> None:
     """Batch-score a file with a registered model; the logged feature transform is applied."""
     home = home_of(ctx)
-    import re
-
-    match = re.fullmatch(r"([^@/]+)(?:@([\w-]+)|/(\d+))", model)
-    if not match:
-        raise fail(f"--model {model!r}: expected NAME@ALIAS (e.g. crm-leads@champion) or NAME/VERSION")
     try:
         from models.data.io import file_format, read_table, write_table
+        from tasks.registry import load_by_reference
 
         file_format(output_path)
         df = read_table(input_path)
-        import mlflow
-        from mlflow.exceptions import MlflowException
-
-        mlflow.settracking_uri(tracking_uri(home))
-        name, alias, number = match.groups()
-        uri = f"models:/{name}@{alias}" if alias else f"models:/{name}/{number}"
-        try:
-            loaded = mlflow.pyfunc.load_model(uri)
-        except MlflowException as exc:
-            raise UserInputError(
-                f"--model {model}: not found in the registry at {tracking_uri(home)} ({exc.message})"
-            ) from None
-        transform = loaded.unwrap_python_model().scorer.transform
-        scores = loaded.predict(transform.canonical_inputs(df))
-        write_table(df.assign(score=scores), output_path)
+        scorer = load_by_reference(home.active_tracking_uri(), model)
+        write_table(scorer.score_frame(df), output_path)
     except UserInputError as exc:
         raise fail(str(exc)) from None
-    out.print(f"scored {len(df):,} rows with {model}; wrote {output_path}")
-
-
-def estimate_cmd(ctx: typer.Context, config: ConfigOption, data: DataOption = None) -> None:
-    """Estimate the sweep's parameters, FLOPs, memory, time, storage and cost (with a short profiling run)."""
-    home = home_of(ctx)
-    try:
-        cfg = load(config, data, home)
-        from models.data.io import read_table
-        from models.data.split import binary_labels, split_frame
-        from models.estimate import estimate_resources
-        from models.features import FeatureTransform
-
-        df = read_table(
-            cfg.data.path,
-            delimiter=cfg.data.delimiter,
-            na_values=cfg.data.na_values,
-            parse_dates=cfg.data.parse_dates,
-        )
-        y = binary_labels(df, cfg.data.target, cfg.data.positive_class)
-        parts = split_frame(df, y, config=cfg.split, seed=cfg.seed, time_column=cfg.data.time_column)
-        transform = FeatureTransform.fit(parts.train, cfg.features)
-        est = estimate_resources(
-            transform.transform(parts.train),
-            len(parts.val),
-            transform=transform,
-            model=cfg.model,
-            sweep=cfg.sweep,
-            prices=cfg.estimate,
-            seed=cfg.seed,
-        )
-    except UserInputError as exc:
-        raise fail(str(exc)) from None
-    from rich.markdown import Markdown
-
-    out.print(Markdown(est.to_markdown()))
+    say(f"scored {len(df):,} rows with {model}; wrote {output_path}")
 
 
 def deploy(
@@ -195,26 +163,12 @@ def deploy(
                 stdout=handle, stderr=subprocess.STDOUT, start_new_session=True, env=os.environ.copy(),
             )  # fmt: skip
         add_process(home, f"deploy-{cfg.name}", proc.pid, log=log)
-        out.print(
-            f"deployment runner for {cfg.name} started (pid {proc.pid}, log {log}); stop it with `mlops down`"
-        )
+        say(f"deployment runner for {cfg.name} started (pid {proc.pid}, log {log}); stop it with `mlops down`")
         return
     from prefect import serve
 
-    from flows.training import training_pipeline
+    from flows.deployments import training_deployment
 
-    schedule = (
-        f"cron {cfg.schedule.cron!r}" if cfg.schedule.cron else f"every {cfg.schedule.interval_seconds} s"
-    )
-    deployment = training_pipeline.to_deployment(
-        name=cfg.name,
-        cron=cfg.schedule.cron,
-        interval=cfg.schedule.interval_seconds,
-        parameters={"config_path": config_path},
-        tags=["mlops", "training"],
-        description=f"Training pipeline for {cfg.registry.model_name} ({config_path}), {schedule}.",
-    )
-    out.print(
-        f"serving deployment training-pipeline/{cfg.name} ({schedule}); Ctrl+C stops it", highlight=False
-    )
+    deployment = training_deployment(cfg, config_path)
+    say(f"serving deployment training-pipeline/{cfg.name}: {deployment.description} Ctrl+C stops it")
     serve(deployment)

@@ -2,35 +2,58 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import inspect
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import typer
 
 from flows.cli.common import fail, home_of, say
-from infra.stack import DEFAULT_MLFLOW_PORT, DEFAULT_PREFECT_PORT
+from infra.stack import SERVICES
 from models.errors import UserInputError
 
 
+def _with_port_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Give ``command`` one ``--<name>-port`` option per server of the stack's registry.
+
+    Declared from the registry rather than written out, so that a server added there gets its
+    option (with the registry's default) and the option named in a "port busy" error exists.
+    The values reach ``command`` as ``<name>_port`` keywords, which ``infra.stack.up`` takes.
+    """
+    signature = inspect.signature(command, eval_str=True)
+    fixed = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    ports = [
+        inspect.Parameter(
+            service.port_parameter,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=service.default_port,
+            annotation=Annotated[int, typer.Option(service.port_option, help=service.port_help)],
+        )
+        for service in SERVICES.values()
+    ]
+    # After the context, before the other options: the ports come first in --help.
+    command.__signature__ = signature.replace(parameters=[fixed[0], *ports, *fixed[1:]])  # type: ignore[attr-defined]
+    return command
+
+
+@_with_port_options
 def up(
     ctx: typer.Context,
-    prefect_port: Annotated[
-        int, typer.Option(help="Port of the Prefect server (UI and API).")
-    ] = DEFAULT_PREFECT_PORT,
-    mlflow_port: Annotated[
-        int, typer.Option(help="Port of the MLflow tracking server.")
-    ] = DEFAULT_MLFLOW_PORT,
+    *,
     database_url: Annotated[
         str | None,
-        typer.Option(help="postgresql://user:pass@host/db for both servers; default SQLite in MLOPS_HOME."),
+        typer.Option(
+            help="postgresql://user:pass@host:5432 (no database name): each server in its own database "
+            "there; default SQLite in MLOPS_HOME."
+        ),
     ] = None,
+    **ports: int,
 ) -> None:
-    """Start the local stack (Prefect server, MLflow server) as processes bound to 127.0.0.1."""
+    """Start the local stack's servers as processes bound to 127.0.0.1 and wait until they are healthy."""
     from infra.stack import up as stack_up
 
     try:
-        services = stack_up(
-            home_of(ctx), prefect_port=prefect_port, mlflow_port=mlflow_port, database_url=database_url
-        )
+        services = stack_up(home_of(ctx), database_url=database_url, **ports)
     except UserInputError as exc:
         raise fail(str(exc)) from None
     for service in services:

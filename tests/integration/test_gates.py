@@ -19,8 +19,9 @@ from prefect.client.orchestration import get_client
 from prefect.flow_runs import resume_flow_run
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from flows.gates import EVENT_DECIDED, GateDecision, GateNeedsServerError, require_server_for, run_gate
+from models.approval import GateDecision, GateRequest, GateSummary
 from models.params import ApprovalConfig, GatePolicy
+from tasks.gates import EVENT_DECIDED, GateNeedsServerError, require_server_for, run_gate
 
 pytestmark = pytest.mark.integration
 
@@ -31,17 +32,17 @@ EVIDENCE = "## Promotion gate: demo v1\n\n| metric | value |\n|---|---|\n| ROC A
 
 @flow(name="gate-under-test")
 def gate_flow(approval: ApprovalConfig, policy_approves: bool = True, cost: float = 1.0) -> GateDecision:
-    return run_gate(
-        "promotion",
-        EVIDENCE,
+    request = GateRequest(
+        gate="promotion",
+        evidence=EVIDENCE,
         policy=approval.promotion,
-        approval=approval,
         policy_approves=policy_approves,
         policy_reason="checks passed" if policy_approves else "does not beat the champion",
         cost=cost,
         resource_id="mlops.model.demo.1",
-        summary={"model": "demo", "version": "1", "cost": cost, "roc_auc": 0.91},
+        summary=GateSummary("demo", "1", cost, 1.0, 0.91),
     )
+    return run_gate(request, approval)
 
 
 class Background:

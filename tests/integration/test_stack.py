@@ -1,4 +1,4 @@
-"""The local stack as real processes: ``up``, ``status``, ``endpoints``, ``down`` (flows/stack.py).
+"""The local stack as real processes: ``up``, ``status``, ``endpoints``, ``down`` (infra/stack/).
 
 One stack (real Prefect and MLflow servers on free loopback ports) is shared by the module and
 stopped by its fixture; the tests that break it (crash, down) run last. Failure paths use
@@ -155,7 +155,7 @@ def test_port_taken_during_start_up_stops_the_other_server(
     home = ProjectHome(tmp_path / "home")
     mlflow_port = free_port()
     # Someone binds the port between the check and the server's own bind.
-    monkeypatch.setattr(stack, "_port_free", lambda port, grace=0.0: True)
+    monkeypatch.setattr(stack.supervisor, "_port_free", lambda port, grace=0.0: True)
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()

@@ -119,7 +119,7 @@ def test_second_run_decides_against_champion(first_run, stack) -> None:
     assert "champion v1" in second.reason or "champion v1" in tags["promotion.reason"]
     # Restored from disk, the sweep took no comparable wall time: no estimate error is made up for it.
     assert tags["actual.sweep_resumed"] == "true" and tags["actual.sweep_seconds_error"] == "n/a"
-    assert math.isnan(second.estimate_errors["sweep_seconds_error"])
+    assert math.isnan(second.estimate_errors.sweep_seconds_error)
     champion = str(client.get_model_version_by_alias(MODEL, "champion").version)
     assert champion == ("2" if second.promoted else "1")
     assert str(client.get_model_version_by_alias(MODEL, "challenger").version) == "2"
@@ -206,13 +206,12 @@ def served_scores(bento_tag: str, rows: pd.DataFrame, *, home: ProjectHome) -> n
 def test_in_memory_registry_and_loaded_scorer_agree(stack, tmp_path) -> None:
     """The scorer in memory, the pyfunc from the registry and the scorer reloaded from MLflow give
     identical scores: the transform travels inside the logged model."""
-    from flows.training import tracking_target
     from models.config import FeatureConfig, ModelConfig
     from models.data.split import binary_labels
     from models.features import FeatureTransform
     from models.training import train_model
     from tasks.registry import load_scorer, register_challenger
-    from tasks.tracking import end_run, log_model, start_parent_run
+    from tasks.tracking import TrackingTarget, end_run, log_model, start_parent_run
 
     df = generate_leads(1500, seed=8)
     config = load_config(stack["config_path"], home=stack["home"].root)
@@ -223,12 +222,8 @@ def test_in_memory_registry_and_loaded_scorer_agree(stack, tmp_path) -> None:
         encoded, y, encoded, y, transform=transform, config=ModelConfig(max_epochs=1), seed=1
     ).scorer
 
-    target = tracking_target(
-        config.model_copy(update={"registry": config.registry.model_copy(update={"experiment": "parity"})}),
-        stack["home"],
-        stack["home"].tracking_uri,
-    )
-    run_id = start_parent_run.fn(target, "parity", {}, {})
+    target = TrackingTarget.for_store(stack["home"].tracking_uri, "parity", stack["home"].mlflow_artifacts)
+    run_id = start_parent_run.fn(target, "parity", {}, {}).run_id
     uri = log_model.fn(target, run_id, scorer, df.head(5))
     end_run.fn(target, run_id)
     version = register_challenger.fn(target, "parity-model", uri, run_id, {})

@@ -1,9 +1,10 @@
-"""Unit tests for models.evaluation and models.plots on small seeded synthetic data."""
+"""Unit tests for models.evaluation (metrics and the report) and models.plots on small seeded synthetic data."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -12,15 +13,25 @@ import pytest
 from sklearn import metrics
 
 from models import plots
+from models.config import FeatureConfig
 from models.evaluation import (
+    BaselineScore,
+    ChampionModel,
     MetricInterval,
+    ScoreFn,
     bootstrap_metrics,
     calibration,
+    confidence_percent,
+    evaluate_model,
     paired_bootstrap_auc,
     permutation_importance,
     robustness,
     slice_metrics,
 )
+from models.evaluation.bootstrap import _resample_counts
+from models.evaluation.ranking import sort_scores, weighted_auc_ap
+from models.params import EvaluationConfig
+from models.seeds import Seeds
 
 SEED = 7
 # Data gets its own seed: sharing SEED would make noise draws equal the data's own draws.
@@ -76,11 +87,9 @@ def test_point_values_match_sklearn(ties: bool) -> None:
 
 def test_bootstrap_resamples_match_sklearn_on_duplicated_rows() -> None:
     """Each count-weighted resample equals sklearn on the explicitly resampled rows."""
-    from models.evaluation import _resample_counts, _sort_scores, _weighted_auc_ap
-
     y, s = _synthetic(300, ties=True)
     counts = _resample_counts(np.random.default_rng(SEED), 4, y.size)
-    auc, ap = _weighted_auc_ap(counts, _sort_scores(y.astype(float), s), with_ap=True)
+    auc, ap = weighted_auc_ap(counts, sort_scores(y.astype(float), s), with_ap=True)
     assert ap is not None
     for row in range(4):
         idx = np.repeat(np.arange(y.size), counts[row].astype(int))
@@ -127,8 +136,16 @@ def test_single_class_resamples_are_skipped_and_counted() -> None:
 def test_chunking_does_not_change_results(monkeypatch: pytest.MonkeyPatch) -> None:
     y, s = _synthetic(400)
     whole = bootstrap_metrics(y, s, n_resamples=50, seed=SEED)
-    monkeypatch.setattr("models.evaluation._CHUNK_CELLS", 400 * 7)  # chunks of 7 resamples
-    assert bootstrap_metrics(y, s, n_resamples=50, seed=SEED) == whole
+    monkeypatch.setattr("models.evaluation.bootstrap._CHUNK_CELLS", 400 * 7)  # chunks of 7 resamples
+    chunked = bootstrap_metrics(y, s, n_resamples=50, seed=SEED)
+    assert chunked.keys() == whole.keys()
+    for name, interval in whole.items():
+        # Not ==: the resamples are the same, only the summation order of the matrix products differs,
+        # so the promise is agreement to rounding (the last digit differed on another machine).
+        for f in ("value", "low", "high"):
+            actual, expected = getattr(chunked[name], f), getattr(interval, f)
+            np.testing.assert_allclose(actual, expected, rtol=1e-12, err_msg=f"{name}.{f}")
+        assert (chunked[name].skipped, chunked[name].confidence) == (interval.skipped, interval.confidence)
 
 
 def test_paired_perfect_vs_random() -> None:
@@ -359,7 +376,74 @@ def test_other_functions_reject_bad_input() -> None:
 
 
 def test_metric_interval_is_plain_and_frozen() -> None:
-    interval = MetricInterval(0.5, 0.4, 0.6)
-    assert interval.to_dict() == {"value": 0.5, "low": 0.4, "high": 0.6, "skipped": 0}
+    interval = MetricInterval(0.5, 0.4, 0.6, confidence=0.95)
+    assert interval.to_dict() == {"value": 0.5, "low": 0.4, "high": 0.6, "confidence": 0.95, "skipped": 0}
     with pytest.raises(dataclasses.FrozenInstanceError):
         interval.value = 1.0  # type: ignore[misc]
+
+
+def test_intervals_carry_their_confidence() -> None:
+    y, s = _synthetic(300)
+    intervals = bootstrap_metrics(y, s, n_resamples=50, seed=SEED, confidence=0.9)
+    assert {m.confidence for m in intervals.values()} == {0.9}
+    paired = paired_bootstrap_auc(y, s, s[::-1].copy(), n_resamples=50, seed=SEED, confidence=0.8)
+    assert paired.confidence == 0.8
+    assert [confidence_percent(c) for c in (0.9, 0.95, 0.975, 0.99)] == ["90%", "95%", "97.5%", "99%"]
+
+
+@dataclass(frozen=True)
+class _FixedModel:
+    """Stands in for a scorer or a baseline: all the report needs is ``name`` and ``predict_proba``."""
+
+    name: str
+    score: ScoreFn
+
+    def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
+        return self.score(features)
+
+
+def _score_blurred(frame: pd.DataFrame) -> np.ndarray:
+    """A weaker 'champion': the signal blurred by the noise column."""
+    mixed = frame["signal"].to_numpy() + frame["noise"].to_numpy()
+    return 1.0 / (1.0 + np.exp(-mixed))
+
+
+def test_evaluate_model_uses_named_seeds_champion_and_confidence(tmp_path: Path) -> None:
+    frame, y = _frame(600)
+    config = EvaluationConfig(n_bootstrap=100, confidence=0.9, importance_repeats=1)
+    seeds = Seeds.from_root(SEED)
+    baseline = _FixedModel("noise_only", lambda f: 1.0 / (1.0 + np.exp(-f["noise"].to_numpy())))
+    report = evaluate_model(
+        _FixedModel("model", _score_signal),  # type: ignore[arg-type]
+        frame,
+        y,
+        [baseline],  # type: ignore[list-item]
+        ChampionModel(version="3", scorer=_FixedModel("champion", _score_blurred)),  # type: ignore[arg-type]
+        features=FeatureConfig(numeric=["signal", "noise"], categorical=["segment"]),
+        config=config,
+        seeds=seeds,
+        plots_dir=tmp_path,
+    )
+    boot = dict(n_resamples=100, seed=seeds.bootstrap, confidence=0.9)
+    # Exact equality is fine here: the same function on the same inputs, computed the same way.
+    assert report.metrics == bootstrap_metrics(y, _score_signal(frame), threshold=config.threshold, **boot)
+    assert report.vs_champion == paired_bootstrap_auc(y, _score_signal(frame), _score_blurred(frame), **boot)
+    assert report.vs_champion.diff > 0
+    assert report.champion_version == "3"
+    assert report.robustness == robustness(
+        _score_signal, frame, y, numeric=["signal", "noise"], categorical=["segment"], seed=seeds.robustness
+    )
+    assert report.importance == permutation_importance(
+        _score_signal, frame, y, columns=["signal", "noise", "segment"], n_repeats=1, seed=seeds.importance
+    )
+    assert report.best_baseline == BaselineScore("noise_only", report.baselines["noise_only"]["roc_auc"])
+    names = ["roc.png", "pr.png", "calibration.png", "confusion.png", "importance.png"]
+    assert [p.name for p in report.plots] == names
+    for path in report.plots:
+        _assert_png(path)
+    json.dumps(report.to_dict())
+
+    markdown = report.markdown()
+    assert "90% bootstrap intervals" in markdown and "| 90% CI |" in markdown
+    assert "95%" not in markdown
+    assert "| champion v3 |" in markdown

@@ -1,0 +1,38 @@
+"""The local stack: the platform's servers (Prefect, MLflow) as processes of the project home.
+
+- ``services``: the registry, one ``Service`` per server (port, health path, command, log);
+  ``mlops up`` starts what it lists and docker-compose.yml mirrors it.
+- ``supervisor``: ``up``, ``status``, ``down``, ``endpoints``, ``add_process``, ``remove_process``.
+- ``processes``: spawning, telling our processes from reused pids, stopping process groups.
+- ``state``: the locked JSON state file that records what was started.
+"""
+
+from infra.stack.errors import StackError
+from infra.stack.services import HOST, SERVICES, Service, ServiceSpec, build_specs
+from infra.stack.supervisor import (
+    DEFAULT_TIMEOUT,
+    ServiceStatus,
+    add_process,
+    down,
+    endpoints,
+    remove_process,
+    status,
+    up,
+)
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "HOST",
+    "SERVICES",
+    "Service",
+    "ServiceSpec",
+    "ServiceStatus",
+    "StackError",
+    "add_process",
+    "build_specs",
+    "down",
+    "endpoints",
+    "remove_process",
+    "status",
+    "up",
+]

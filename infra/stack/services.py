@@ -1,0 +1,273 @@
+"""The registry of the local stack's servers: one entry per server, in start order.
+
+An entry (``Service``) holds what is fixed about a server (name, default port, health path,
+its Postgres database, the variables its clients set) and a launch function that builds the
+command running it for one home: the command of its docker-compose service, bound to
+127.0.0.1 (``tests/unit/test_compose.py`` holds the two to each other). ``mlops up`` starts
+every entry; ``--<name>-port`` picks its port.
+
+Adding a server (an Evidently UI, a Bento, a Ray head) is one launch function and one more
+``Service`` in ``SERVICES``, plus a docker-compose service of the same name.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from urllib.parse import urlsplit, urlunsplit
+
+from infra.home import TELEMETRY_OFF, ProjectHome
+from infra.stack.errors import StackError
+
+# Loopback only: the local stack has no authentication.
+HOST = "127.0.0.1"
+
+
+def url_of(port: int) -> str:
+    """The URL of a server of the stack listening on ``port``."""
+    return f"http://{HOST}:{port}"
+
+
+@dataclass(frozen=True)
+class PostgresDatabase:
+    """A server's own database on the Postgres server that ``--database-url`` names.
+
+    Each server has its own: Prefect and MLflow both keep their migration state in a table
+    called ``alembic_version``, so they cannot share one.
+    """
+
+    name: str  # created by infra/postgres-init.sql (or the compose file's POSTGRES_DB)
+    scheme: str  # the SQLAlchemy URL scheme, which picks the driver
+    driver: str  # the driver's module, checked before anything starts
+    package: str  # what to pip install for it
+
+
+@dataclass(frozen=True)
+class LaunchContext:
+    """What a launch function may build its server's command from, for one call of ``up``."""
+
+    home: ProjectHome
+    name: str
+    # Every server's port, not only this one's: a server may need another's URL.
+    ports: Mapping[str, int]
+    # Its own Postgres database URL; None keeps its default store (SQLite in the home).
+    database: str | None
+
+    @property
+    def port(self) -> int:
+        return self.ports[self.name]
+
+    @property
+    def url(self) -> str:
+        return url_of(self.port)
+
+
+@dataclass(frozen=True)
+class Launch:
+    """What a launch function returns: the process to start and what it needs around it."""
+
+    command: list[str]
+    # Only the server's own settings: the rest of its environment is inherited (ServiceSpec.process_env).
+    env: dict[str, str] = field(default_factory=dict)
+    # Created before it starts (servers do not create their parents).
+    folders: tuple[Path, ...] = ()
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """One server as ``up`` starts it for one home: its process, its log, how to check it."""
+
+    name: str
+    command: list[str]  # argv; the program is the one installed next to this Python
+    port: int
+    health_path: str
+    log: Path
+    env: dict[str, str]
+    port_option: str  # the CLI option that picks ``port``, named when the port is busy
+    postgres: PostgresDatabase | None  # set when it runs on Postgres (``--database-url``)
+    folders: tuple[Path, ...]
+
+    @property
+    def url(self) -> str:
+        return url_of(self.port)
+
+    @property
+    def health_url(self) -> str:
+        return self.url + self.health_path
+
+    def process_env(self, inherited: Mapping[str, str]) -> dict[str, str]:
+        """The environment the server starts with: ``inherited`` (the caller's), telemetry off,
+        then its own settings.
+
+        The client variables of the stack's servers are dropped: a ``PREFECT_API_URL`` that
+        points at a server elsewhere means nothing to a server starting here.
+        """
+        clients = {key for service in SERVICES.values() for key in service.client_env}
+        return {**{k: v for k, v in inherited.items() if k not in clients}, **TELEMETRY_OFF, **self.env}
+
+
+@dataclass(frozen=True)
+class Service:
+    """A server the stack runs: what is fixed about it, and how to build its spec for a home."""
+
+    name: str  # in `mlops status`, in its log's name, and the name of its docker-compose service
+    default_port: int
+    health_path: str  # answers with a status below 400 once the server is ready
+    port_help: str  # help of its --<name>-port option
+    launch: Callable[[LaunchContext], Launch]
+    # None: it has no database, or keeps its SQLite store in the home even with --database-url.
+    postgres: PostgresDatabase | None = None
+    # What a client sets to use this server: variable -> suffix of the server's URL.
+    client_env: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def port_option(self) -> str:
+        return f"--{self.name}-port"
+
+    @property
+    def port_parameter(self) -> str:
+        """The keyword argument of ``up`` (and of the ``mlops up`` command) that picks the port."""
+        return f"{self.name.replace('-', '_')}_port"
+
+    def spec(self, home: ProjectHome, ports: Mapping[str, int], database: str | None) -> ServiceSpec:
+        """This server for ``home`` on ``ports[name]``, on its Postgres ``database`` if given."""
+        launch = self.launch(LaunchContext(home=home, name=self.name, ports=ports, database=database))
+        return ServiceSpec(
+            name=self.name,
+            command=launch.command,
+            port=ports[self.name],
+            health_path=self.health_path,
+            log=home.runtime / f"{self.name}.log",
+            env=launch.env,
+            port_option=self.port_option,
+            postgres=self.postgres if database is not None else None,
+            folders=launch.folders,
+        )
+
+
+def _program(name: str) -> str:
+    """A server program installed with this Python (the project's venv), not one on PATH."""
+    return str(Path(sys.executable).parent / name)
+
+
+def _prefect(ctx: LaunchContext) -> Launch:
+    env = {
+        "PREFECT_HOME": str(ctx.home.prefect),
+        # The UI asks the server where its API is; without this it assumes port 4200.
+        "PREFECT_SERVER_UI_API_URL": f"{ctx.url}/api",
+    }
+    if ctx.database is not None:
+        env["PREFECT_API_DATABASE_CONNECTION_URL"] = ctx.database
+    return Launch(
+        command=[_program("prefect"), "server", "start", "--host", HOST, "--port", str(ctx.port)],
+        env=env,
+        folders=(ctx.home.prefect,),
+    )
+
+
+def _mlflow(ctx: LaunchContext) -> Launch:
+    # One worker: the default starts 15 processes and 2.4 GB for a single local user.
+    command = [
+        _program("mlflow"), "server", "--host", HOST, "--port", str(ctx.port), "--workers", "1",
+        "--backend-store-uri", ctx.database or ctx.home.tracking_uri,
+        "--artifacts-destination", str(ctx.home.mlflow_artifacts), "--serve-artifacts",
+    ]  # fmt: skip
+    return Launch(
+        command=command,
+        # Its background job runner (on by default) is not needed for tracking, so it stays off.
+        env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        folders=(ctx.home.mlflow_artifacts,),
+    )
+
+
+SERVICES: Mapping[str, Service] = MappingProxyType(
+    {
+        service.name: service
+        for service in (
+            Service(
+                name="prefect",
+                default_port=4200,
+                health_path="/api/health",
+                port_help="Port of the Prefect server (UI and API).",
+                launch=_prefect,
+                # Prefect's server is async and needs the asyncpg driver.
+                postgres=PostgresDatabase("prefect", "postgresql+asyncpg", "asyncpg", "asyncpg"),
+                client_env={"PREFECT_API_URL": "/api"},
+            ),
+            Service(
+                name="mlflow",
+                default_port=5000,
+                health_path="/health",
+                port_help="Port of the MLflow tracking server.",
+                launch=_mlflow,
+                postgres=PostgresDatabase("mlflow", "postgresql", "psycopg2", "psycopg2-binary"),
+                client_env={"MLFLOW_TRACKING_URI": ""},
+            ),
+        )
+    }
+)
+
+
+def choose_ports(requested: Mapping[str, int]) -> dict[str, int]:
+    """Each server's port, by name: ``requested[<name>_port]`` or the registry's default.
+
+    Raises TypeError for a keyword that names no server (a caller's mistake, as for any other
+    unknown keyword) and StackError when two servers would share a port.
+    """
+    by_parameter = {service.port_parameter: service for service in SERVICES.values()}
+    unknown = sorted(set(requested) - set(by_parameter))
+    if unknown:
+        raise TypeError(
+            f"no server of the stack takes {', '.join(unknown)}; ports are {', '.join(by_parameter)}"
+        )
+    ports = {
+        service.name: requested.get(service.port_parameter, service.default_port)
+        for service in SERVICES.values()
+    }
+    owners: dict[int, Service] = {}
+    for service in SERVICES.values():
+        other = owners.setdefault(ports[service.name], service)
+        if other is not service:
+            raise StackError(
+                f"{other.port_option} and {service.port_option} are both {ports[service.name]}: "
+                "give each server its own port"
+            )
+    return ports
+
+
+def build_specs(
+    home: ProjectHome, ports: Mapping[str, int], database_url: str | None
+) -> dict[str, ServiceSpec]:
+    """Every server of the registry for ``home``, in start order, on ``ports`` (by name).
+
+    ``database_url`` (``postgresql://user:pass@host:port``, no database name) puts each server
+    that has a Postgres database on it, each in its own; None keeps their stores in the home.
+    Pure: nothing is checked on disk or started.
+    """
+    databases = postgres_urls(database_url) if database_url is not None else {}
+    return {name: service.spec(home, ports, databases.get(name)) for name, service in SERVICES.items()}
+
+
+def postgres_urls(database_url: str) -> dict[str, str]:
+    """Each server's own database URL (with its driver) on the Postgres server ``database_url`` names."""
+    parts = urlsplit(database_url)
+    if parts.scheme.split("+")[0] not in ("postgresql", "postgres") or not parts.hostname:
+        raise StackError(
+            f"--database-url must look like postgresql://user:password@host:5432, got '{parts.scheme}://...'"
+        )
+    databases = {s.name: s.postgres for s in SERVICES.values() if s.postgres is not None}
+    named = parts.path.strip("/")
+    if named:
+        owners = ", ".join(f"{name} uses '{database.name}'" for name, database in databases.items())
+        raise StackError(
+            f"--database-url names database '{named}': give the server only "
+            f"(postgresql://user:password@host:5432); each server uses its own database ({owners}; "
+            "created by infra/postgres-init.sql)"
+        )
+    return {
+        name: urlunsplit(parts._replace(scheme=database.scheme, path=f"/{database.name}"))
+        for name, database in databases.items()
+    }

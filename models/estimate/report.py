@@ -1,0 +1,122 @@
+"""`ResourceEstimate`: what a sweep is expected to use, as the approver reads it (table, tags, JSON)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from models.estimate.counts import MemoryBreakdown
+
+
+@dataclass(frozen=True)
+class ResourceEstimate:
+    """What a sweep is expected to use; figures per trial unless named `sweep_*` or `total_*`."""
+
+    device: str  # "cpu" or "cuda:<device name>"
+    precision: str  # Lightning precision of a trial
+    hidden_sizes: list[int]  # architecture profiled for memory (the largest in the search space)
+    parameters: int
+    bytes_per_parameter: int
+    train_flops_per_sample: int  # forward + backward (about 3x the forward pass)
+    sweep_flops: float  # training and validation FLOPs over every expected epoch of every trial
+    memory: MemoryBreakdown
+    samples_per_second: float  # measured training throughput (mean over profiled architectures)
+    seconds_per_epoch: float  # rows / samples_per_second + validation + checkpoint, x CPU contention
+    cpu_contention: float  # epoch-time stretch when the trials ask for more cores than exist (1 on GPU)
+    trials: int
+    concurrency: int  # trial slots actually used: min(max_concurrent_trials, trials)
+    epochs_per_trial_asha: float  # large-sweep ASHA figure: 1/reduction_factor of trials survive each rung
+    epochs_per_trial: float  # expected epochs per trial for this sweep (finite-trial ASHA simulation)
+    seconds_per_trial: float  # trial_overhead + epochs_per_trial * seconds_per_epoch
+    sweep_seconds: float  # expected wall time of the sweep
+    device_hours: float  # reserved device-hours (CPU: cores per trial x slots)
+    price_key: str  # which price_per_hour entry applied
+    price_per_hour: float
+    cost: float
+    currency: str
+    checkpoint_bytes: int  # Tune checkpoints kept once the sweep has finished (pruned), all trials
+    checkpoint_peak_bytes: int  # while the sweep runs: one checkpoint per epoch of every trial
+    artifact_bytes: int  # the registered model: weights + transform
+    storage_cost_per_month: float | None
+    assumptions: list[str] = field(default_factory=list)
+
+    @property
+    def sweep_epochs(self) -> float:
+        return self.epochs_per_trial * self.trials
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable dict (nested memory breakdown with its total)."""
+        out = asdict(self)
+        out["memory"]["total"] = self.memory.total
+        out["sweep_epochs"] = self.sweep_epochs
+        return out
+
+    def to_tags(self) -> dict[str, str]:
+        """Flat `estimate.*` string tags, e.g. for an MLflow run or a Prefect artifact."""
+        values: dict[str, Any] = {
+            "device": self.device,
+            "precision": self.precision,
+            "parameters": self.parameters,
+            "train_flops_per_sample": self.train_flops_per_sample,
+            "sweep_flops": f"{self.sweep_flops:.3g}",
+            "peak_memory_bytes": self.memory.total,
+            "samples_per_second": f"{self.samples_per_second:.0f}",
+            "seconds_per_epoch": f"{self.seconds_per_epoch:.3f}",
+            "trials": self.trials,
+            "concurrency": self.concurrency,
+            "epochs_per_trial": f"{self.epochs_per_trial:.2f}",
+            "seconds_per_trial": f"{self.seconds_per_trial:.1f}",
+            "sweep_seconds": f"{self.sweep_seconds:.1f}",
+            "device_hours": f"{self.device_hours:.4f}",
+            "cost": f"{self.cost:.4f}",
+            "currency": self.currency,
+            "checkpoint_bytes": self.checkpoint_bytes,
+            "checkpoint_peak_bytes": self.checkpoint_peak_bytes,
+            "artifact_bytes": self.artifact_bytes,
+        }
+        if self.storage_cost_per_month is not None:
+            values["storage_cost_per_month"] = f"{self.storage_cost_per_month:.4f}"
+        return {f"estimate.{key}": str(value) for key, value in values.items()}
+
+    def to_markdown(self) -> str:
+        """A table for the approver (what, estimate, unit) followed by the assumptions behind it."""
+        m = self.memory
+        rows = [
+            ("Device", self.device, f"precision {self.precision}"),
+            ("Trials (concurrent)", f"{self.trials} ({self.concurrency})", "trials"),
+            ("Parameters (largest architecture)", f"{self.parameters:,}", f"x {self.bytes_per_parameter} B"),
+            ("Training FLOPs per sample", f"{self.train_flops_per_sample:,}", "FLOP"),
+            ("Sweep FLOPs", f"{self.sweep_flops:.3g}", "FLOP"),
+            ("Peak memory per trial", _mb(m.total), "MB"),
+            (
+                "  weights / gradients / AdamW state",
+                f"{_mb(m.weights)} / {_mb(m.gradients)} / {_mb(m.optimizer_state)}",
+                "MB",
+            ),
+            ("  activations (one batch) / data tensors", f"{_mb(m.activations)} / {_mb(m.data)}", "MB"),
+            ("Measured training throughput", f"{self.samples_per_second:,.0f}", "samples/s"),
+            (
+                "Time per epoch",
+                f"{self.seconds_per_epoch:.2f}",
+                f"s (x{self.cpu_contention:.2f} CPU contention)",
+            ),
+            ("Epochs per trial (ASHA, this sweep)", f"{self.epochs_per_trial:.1f}", "epochs"),
+            ("Epochs per trial (ASHA, large sweep)", f"{self.epochs_per_trial_asha:.1f}", "epochs"),
+            ("Time per trial", f"{self.seconds_per_trial:.1f}", "s"),
+            ("Sweep wall time", f"{self.sweep_seconds:.0f} ({self.sweep_seconds / 60:.1f} min)", "s"),
+            ("Device-hours", f"{self.device_hours:.4f}", f"{self.price_key}-hours"),
+            ("Compute cost", f"{self.cost:.4f}", f"{self.currency} at {self.price_per_hour:g}/h"),
+            ("Checkpoint storage while the sweep runs", _mb(self.checkpoint_peak_bytes), "MB"),
+            ("Checkpoint storage kept after it", _mb(self.checkpoint_bytes), "MB"),
+            ("Model artifact", _mb(self.artifact_bytes), "MB"),
+        ]
+        if self.storage_cost_per_month is not None:
+            rows.append(("Storage cost", f"{self.storage_cost_per_month:.6f}", f"{self.currency}/month"))
+        lines = ["| What | Estimate | Unit |", "|---|---|---|"]
+        lines += [f"| {what} | {value} | {unit} |" for what, value, unit in rows]
+        lines += ["", "Assumptions:", *(f"- {assumption}" for assumption in self.assumptions)]
+        return "\n".join(lines)
+
+
+def _mb(n_bytes: float) -> str:
+    return f"{n_bytes / 1e6:.2f}"

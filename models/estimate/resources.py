@@ -1,0 +1,206 @@
+"""`estimate_resources`: the pre-flight estimate of a sweep's compute, memory, time, cost and storage.
+
+Two halves: analytic figures from the architecture (`counts`: parameters, FLOPs, memory, storage) and a
+short measured profiling run of the real `TabularClassifier` (`profiling`) on the actual training tensors
+and the device a sweep trial would use. Wall time comes from a small simulation of ASHA (`asha`) over the
+sweep's trials and concurrency slots, fed with the measured epoch time; `pricing` turns it into a cost.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import torch
+
+from models.config import ModelConfig
+from models.estimate.asha import asha_expected_epochs, asha_rungs, simulate_asha
+from models.estimate.counts import (
+    FP32_BYTES,
+    artifact_bytes,
+    checkpoint_bytes,
+    forward_flops_per_sample,
+    memory_breakdown,
+    parameter_count,
+    train_flops_per_sample,
+)
+from models.estimate.pricing import device_price, storage_cost_per_month
+from models.estimate.profiling import WARMUP_STEPS, profile_training
+from models.estimate.report import ResourceEstimate
+from models.features import EncodedFeatures, FeatureTransform
+from models.params import ChoiceParam, EstimateConfig, IntParam, SweepConfig, UniformParam
+from models.sweep import CHECKPOINTS_KEPT
+from models.training import CPU_TORCH_THREADS, resolve_device
+
+
+def _candidate_models(model: ModelConfig, sweep: SweepConfig) -> list[ModelConfig]:
+    """The architectures the sweep can sample: one per `hidden_sizes` choice, else the base model.
+
+    `embedding_dim` searched: its upper bound is used (largest tables). Other searched fields (learning
+    rate, dropout, weight decay) do not change the cost; a searched `batch_size` is not expanded.
+    """
+    base = model
+    embedding = sweep.search_space.get("embedding_dim")
+    if isinstance(embedding, IntParam | UniformParam):
+        base = base.with_overrides({"embedding_dim": int(embedding.high)})
+    elif isinstance(embedding, ChoiceParam):
+        base = base.with_overrides({"embedding_dim": max(int(v) for v in embedding.values)})
+    hidden = sweep.search_space.get("hidden_sizes")
+    if isinstance(hidden, ChoiceParam):
+        return [base.with_overrides({"hidden_sizes": list(values)}) for values in hidden.values]
+    return [base]
+
+
+def estimate_resources(
+    train: EncodedFeatures,
+    val_rows: int,
+    *,
+    transform: FeatureTransform,
+    model: ModelConfig,
+    sweep: SweepConfig,
+    prices: EstimateConfig,
+    seed: int,
+) -> ResourceEstimate:
+    """Estimate a sweep's compute, memory, time, cost and storage before it runs.
+
+    Profiles every architecture the sweep can sample (each `hidden_sizes` choice) on the device a trial
+    will use, for `prices.profile_steps` steps: about a second each on CPU. Memory, parameters and FLOPs
+    are for the largest of them (a conservative bound on what one trial needs); time uses the measured
+    epoch time of each, since the sampler draws them with equal probability.
+
+    CPU trials that ask for more cores than the machine has share them: epoch time stretches by
+    (slots x cpus_per_trial) / cores when that exceeds 1. Other load on the machine is not modelled: the
+    profiling run measures whatever share of a core it gets, and a busy machine can change between the
+    estimate and the sweep (the load average was tried and double-counted load the profile already saw).
+    """
+    accelerator, precision = resolve_device(model)
+    on_cuda = accelerator in ("gpu", "cuda") and torch.cuda.is_available() and sweep.gpus_per_trial > 0
+    if not on_cuda:  # `train_trial` forces CPU fp32 on a trial that Ray gave no GPU
+        accelerator, precision = "cpu", "32-true"
+    device = f"cuda:{torch.cuda.get_device_name()}" if on_cuda else "cpu"
+    activation_bytes = 2 if precision.startswith("bf16") else FP32_BYTES
+
+    candidates = _candidate_models(model, sweep)
+    n_num, cards = transform.n_numeric, transform.cardinalities
+    largest = max(candidates, key=lambda m: parameter_count(n_num, cards, m))
+    train_rows = len(train)
+
+    epoch_seconds: list[float] = []  # uncontended, per candidate architecture
+    throughputs: list[float] = []
+    for candidate in candidates:
+        profile = profile_training(
+            train,
+            val_rows,
+            transform=transform,
+            model=candidate,
+            accelerator=accelerator,
+            precision=precision,
+            steps=prices.profile_steps,
+            seed=seed,
+        )
+        throughputs.append(profile.samples_per_second)
+        epoch_seconds.append(
+            train_rows / profile.samples_per_second
+            + profile.validation_seconds
+            + profile.checkpoint_seconds
+            + profile.shuffle_seconds
+            + prices.epoch_overhead_seconds
+        )
+
+    trials = sweep.num_samples if sweep.search_space else 1  # as `run_sweep` samples
+    concurrency = min(sweep.max_concurrent_trials, trials)
+    cores = os.cpu_count() or 1
+    contention = 1.0 if on_cuda else max(1.0, concurrency * sweep.cpus_per_trial / cores)
+    epoch_seconds = [seconds * contention for seconds in epoch_seconds]
+    max_t = model.max_epochs
+    outcome = simulate_asha(
+        epoch_seconds,
+        trials=trials,
+        concurrency=concurrency,
+        grace_period=sweep.grace_period,
+        reduction_factor=sweep.reduction_factor,
+        max_t=max_t,
+        trial_overhead_seconds=prices.trial_overhead_seconds,
+        worker_start_seconds=prices.worker_start_seconds,
+        seed=seed,
+        patience=model.early_stopping_patience,
+    )
+    mean_epoch_seconds = float(np.mean(epoch_seconds))
+    seconds_per_trial = prices.trial_overhead_seconds + outcome.epochs_per_trial * mean_epoch_seconds
+
+    per_device = sweep.gpus_per_trial if on_cuda else sweep.cpus_per_trial
+    device_hours = outcome.sweep_seconds / 3600 * per_device * concurrency
+    price_key, price = device_price(prices, device)
+
+    params = parameter_count(n_num, cards, largest)
+    sweep_epochs = outcome.epochs_per_trial * trials
+    sweep_flops = sweep_epochs * (
+        train_flops_per_sample(n_num, cards, largest) * train_rows
+        + forward_flops_per_sample(n_num, cards, largest) * val_rows
+    )
+    checkpoint = checkpoint_bytes(params)  # weights + AdamW moments
+    kept_bytes = checkpoint * CHECKPOINTS_KEPT * trials
+    peak_bytes = checkpoint * math.ceil(sweep_epochs)
+    model_bytes = artifact_bytes(params, cards)
+    rungs = asha_rungs(sweep.grace_period, sweep.reduction_factor, max_t)
+    assumptions = [
+        f"Trials run on {device} in {precision}: "
+        + (
+            "Ray assigns each a GPU."
+            if on_cuda
+            else f"{sweep.cpus_per_trial:g} CPU core(s) each, {CPU_TORCH_THREADS} torch thread(s)."
+        ),
+        f"Throughput measured over {prices.profile_steps} steps after {WARMUP_STEPS} warm-up steps of the real "
+        f"Lightning module on this machine, per architecture ({', '.join(str(c.hidden_sizes) for c in candidates)}); "
+        "the sampler picks each with equal probability, so epoch time is their mean.",
+        f"CPU contention: {concurrency} trial(s) x {sweep.cpus_per_trial:g} core(s) on {cores} cores stretch "
+        f"each epoch by {contention:.2f}x; other load on the machine is not modelled and slows the sweep.",
+        f"Memory, parameters and FLOPs are for the largest architecture {largest.hidden_sizes} (conservative).",
+        f"Epoch = training rows / throughput + one validation pass + checkpoint write + shuffle "
+        f"+ {prices.epoch_overhead_seconds:g} s of Tune reporting.",
+        f"ASHA rungs at epochs {rungs or 'none'} (max_t {max_t}); in a large sweep 1/{sweep.reduction_factor} "
+        f"survive each rung ({asha_expected_epochs(sweep.grace_period, sweep.reduction_factor, max_t):.1f} epochs "
+        f"per trial); with {trials} trials on {concurrency} slots more survive (early arrivals face no "
+        "competition), simulated with Ray's cutoff rule.",
+        f"Early stopping (patience {model.early_stopping_patience}): a trial's validation AUC is assumed to peak "
+        f"at an epoch uniform in 1..{max_t}, the trial stopping {model.early_stopping_patience} epochs later.",
+        f"Each trial pays {prices.trial_overhead_seconds:g} s of start-up (actor reuse), the first on each slot "
+        f"{prices.worker_start_seconds:g} s more for a fresh worker process; sweep wall time is the "
+        "simulated slot schedule, not total / concurrency, since long survivors leave slots idle at the end.",
+        f"Device-hours reserve {per_device:g} {'GPU' if on_cuda else 'core'}(s) x {concurrency} slot(s) for the "
+        "whole wall time; Ray start-up, data loading and evaluation are not included.",
+        f"Checkpoints: weights + AdamW state, one per epoch while the sweep runs, {CHECKPOINTS_KEPT} per trial "
+        "kept after it (its best and its latest).",
+    ]
+    return ResourceEstimate(
+        device=device,
+        precision=precision,
+        hidden_sizes=list(largest.hidden_sizes),
+        parameters=params,
+        bytes_per_parameter=FP32_BYTES,
+        train_flops_per_sample=train_flops_per_sample(n_num, cards, largest),
+        sweep_flops=float(sweep_flops),
+        memory=memory_breakdown(
+            n_num, cards, largest, train_rows=train_rows, val_rows=val_rows, activation_bytes=activation_bytes
+        ),
+        samples_per_second=float(np.mean(throughputs)),
+        seconds_per_epoch=mean_epoch_seconds,
+        cpu_contention=contention,
+        trials=trials,
+        concurrency=concurrency,
+        epochs_per_trial_asha=asha_expected_epochs(sweep.grace_period, sweep.reduction_factor, max_t),
+        epochs_per_trial=outcome.epochs_per_trial,
+        seconds_per_trial=seconds_per_trial,
+        sweep_seconds=outcome.sweep_seconds,
+        device_hours=device_hours,
+        price_key=price_key,
+        price_per_hour=price,
+        cost=device_hours * price,
+        currency=prices.currency,
+        checkpoint_bytes=kept_bytes,
+        checkpoint_peak_bytes=peak_bytes,
+        artifact_bytes=model_bytes,
+        storage_cost_per_month=storage_cost_per_month(kept_bytes + model_bytes, prices),
+        assumptions=assumptions,
+    )

@@ -1,0 +1,235 @@
+"""The evaluation report of a trained model on the untouched test split, against baselines and champion.
+
+``evaluate_model`` gathers every metric of this package into one ``EvaluationReport`` and draws its
+plots; the Prefect task in ``tasks/evaluate.py`` only wraps it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from models.baselines import Baseline
+from models.config import FeatureConfig
+from models.evaluation.bootstrap import (
+    MetricInterval,
+    PairedComparison,
+    bootstrap_metrics,
+    confidence_percent,
+    paired_bootstrap_auc,
+)
+from models.evaluation.calibration import Calibration, calibration
+from models.evaluation.diagnostics import (
+    FeatureImportance,
+    RobustnessResult,
+    SliceMetric,
+    permutation_importance,
+    robustness,
+    slice_metrics,
+)
+from models.params import EvaluationConfig
+from models.plots import plot_calibration, plot_confusion, plot_importance, plot_pr, plot_roc
+from models.scorer import TabularScorer
+from models.seeds import Seeds
+
+
+@dataclass(frozen=True)
+class ChampionModel:
+    """The registered champion the challenger is compared with."""
+
+    version: str  # registry version, shown as ``v{version}``
+    scorer: TabularScorer
+
+
+@dataclass(frozen=True)
+class BaselineScore:
+    """The strongest baseline by test ROC AUC: the bar a challenger has to clear."""
+
+    name: str
+    roc_auc: MetricInterval
+
+
+@dataclass
+class EvaluationReport:
+    """Everything the promotion decision and the approver look at."""
+
+    metrics: dict[str, MetricInterval]
+    baselines: dict[str, dict[str, MetricInterval]]
+    vs_baselines: dict[str, PairedComparison]
+    vs_champion: PairedComparison | None
+    champion_version: str | None
+    champion_auc: MetricInterval | None
+    calibration: Calibration
+    slices: list[SliceMetric]
+    robustness: list[RobustnessResult]
+    importance: list[FeatureImportance]
+    test_rows: int
+    plots: list[Path] = field(default_factory=list)
+
+    @property
+    def best_baseline(self) -> BaselineScore:
+        """The baseline with the highest test ROC AUC; raises ValueError when there are none."""
+        if not self.baselines:
+            raise ValueError("the report has no baselines")
+        name = max(self.baselines, key=lambda n: self.baselines[n]["roc_auc"].value)
+        return BaselineScore(name=name, roc_auc=self.baselines[name]["roc_auc"])
+
+    def flat_metrics(self) -> dict[str, float]:
+        """``test/roc_auc``, ``test/roc_auc_low`` ... for MLflow."""
+        out: dict[str, float] = {}
+        for key, m in self.metrics.items():
+            out |= {f"test/{key}": m.value, f"test/{key}_low": m.low, f"test/{key}_high": m.high}
+        for name, metrics in self.baselines.items():
+            out[f"baseline/{name}/roc_auc"] = metrics["roc_auc"].value
+        out["test/ece"] = self.calibration.ece
+        if self.vs_champion is not None:
+            out["champion/auc_diff"] = self.vs_champion.diff
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-dict form for JSON logging; plot paths become strings."""
+        data = asdict(self)
+        data["plots"] = [str(p) for p in self.plots]
+        return data
+
+    def markdown(self) -> str:
+        """Tables of the test metrics and the paired comparisons, then one line per diagnostic."""
+        m = self.metrics
+        level = confidence_percent(m["roc_auc"].confidence)
+        comparisons = [*self.vs_baselines.values(), *([self.vs_champion] if self.vs_champion else [])]
+        # Every comparison is computed with the metrics' confidence; the fallback only serves the
+        # table that lists no comparison at all.
+        cmp_level = confidence_percent(comparisons[0].confidence) if comparisons else level
+        lines = [
+            f"### Test metrics ({self.test_rows:,} rows, {level} bootstrap intervals)",
+            "",
+            f"| metric | value | {level} CI |",
+            "|---|---|---|",
+            *[f"| {k} | {v.value:.4f} | {v.low:.4f} – {v.high:.4f} |" for k, v in m.items()],
+            "",
+            "### Comparison (paired bootstrap of the ROC AUC difference)",
+            "",
+            f"| against | their AUC | difference | {cmp_level} CI | p-value |",
+            "|---|---|---|---|---|",
+        ]
+        for name, cmp in self.vs_baselines.items():
+            auc = self.baselines[name]["roc_auc"].value
+            lines.append(
+                f"| baseline {name} | {auc:.4f} | {cmp.diff:+.4f} | {cmp.low:+.4f} – {cmp.high:+.4f} | {cmp.p_value:.3f} |"
+            )
+        if self.vs_champion is not None and self.champion_auc is not None:
+            c = self.vs_champion
+            lines.append(
+                f"| champion v{self.champion_version} | {self.champion_auc.value:.4f} | {c.diff:+.4f} | "
+                f"{c.low:+.4f} – {c.high:+.4f} | {c.p_value:.3f} |"
+            )
+        elif self.champion_version is None:
+            lines.append("| champion | none yet | | | |")
+        lines += ["", f"Calibration: expected calibration error {self.calibration.ece:.4f}."]
+        if self.robustness:
+            worst = min(self.robustness, key=lambda r: r.delta)
+            lines.append(
+                f"Robustness: worst AUC change {worst.delta:+.4f} under {worst.perturbation} at {worst.level}."
+            )
+        if self.importance:
+            top = ", ".join(f"{i.feature} ({i.importance:.3f})" for i in self.importance[:5])
+            lines.append(f"Top features by permutation importance: {top}.")
+        return "\n".join(lines)
+
+
+def _subsample(
+    df: pd.DataFrame, y: np.ndarray, rows: int | None, seed: int
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """At most ``rows`` rows drawn without replacement, in their original order (all when ``None``)."""
+    if rows is None or len(df) <= rows:
+        return df, y
+    idx = np.sort(np.random.default_rng(seed).choice(len(df), size=rows, replace=False))
+    return df.iloc[idx].reset_index(drop=True), y[idx]
+
+
+def evaluate_model(
+    scorer: TabularScorer,
+    test: pd.DataFrame,
+    y_test: np.ndarray,
+    baselines: list[Baseline],
+    champion: ChampionModel | None,
+    *,
+    features: FeatureConfig,
+    config: EvaluationConfig,
+    seeds: Seeds,
+    plots_dir: Path,
+) -> EvaluationReport:
+    """Metrics with intervals, paired comparisons, calibration, slices, robustness, importance, plots.
+
+    Slices are the categorical columns of ``features``; robustness perturbs and importance shuffles
+    every listed column. Every bootstrap uses ``seeds.bootstrap``, so the model, the baselines and the champion are scored
+    on the same resamples. Robustness and permutation importance, which rescore the model many times,
+    run on at most ``config.max_eval_rows`` test rows drawn with ``seeds.diagnostics``. The plots are
+    written under ``plots_dir`` and their paths listed in the report.
+    """
+    scores = scorer.predict_proba(test)
+    boot = dict(n_resamples=config.n_bootstrap, seed=seeds.bootstrap, confidence=config.confidence)
+    metrics = bootstrap_metrics(y_test, scores, threshold=config.threshold, **boot)
+    baseline_scores = {b.name: b.predict_proba(test) for b in baselines}
+    baseline_metrics = {
+        name: bootstrap_metrics(y_test, s, threshold=config.threshold, **boot)
+        for name, s in baseline_scores.items()
+    }
+    vs_baselines = {
+        name: paired_bootstrap_auc(y_test, scores, s, **boot) for name, s in baseline_scores.items()
+    }
+    vs_champion = champion_auc = None
+    if champion is not None:
+        try:
+            champion_scores = champion.scorer.predict_proba(test)
+        except ValueError:
+            champion_scores = None  # the champion's features are not in this data
+        if champion_scores is not None:
+            vs_champion = paired_bootstrap_auc(y_test, scores, champion_scores, **boot)
+            champion_auc = bootstrap_metrics(y_test, champion_scores, threshold=config.threshold, **boot)[
+                "roc_auc"
+            ]
+    categorical, numeric = features.categorical, features.numeric
+    cal = calibration(y_test, scores)
+    slices = (
+        slice_metrics(test[categorical], y_test, scores, min_count=config.slice_min_count)
+        if categorical
+        else []
+    )
+    diag_x, diag_y = _subsample(test, y_test, config.max_eval_rows, seeds.diagnostics)
+    robust = robustness(
+        scorer.predict_proba, diag_x, diag_y, numeric=numeric, categorical=categorical, seed=seeds.robustness
+    )
+    importance = permutation_importance(
+        scorer.predict_proba,
+        diag_x,
+        diag_y,
+        columns=numeric + categorical,
+        n_repeats=config.importance_repeats,
+        seed=seeds.importance,
+    )
+    plots = [
+        plot_roc(y_test, {"model": scores, **baseline_scores}, plots_dir / "roc.png"),
+        plot_pr(y_test, {"model": scores, **baseline_scores}, plots_dir / "pr.png"),
+        plot_calibration(cal, plots_dir / "calibration.png"),
+        plot_confusion(y_test, scores, config.threshold, plots_dir / "confusion.png"),
+        plot_importance(importance, plots_dir / "importance.png"),
+    ]
+    return EvaluationReport(
+        metrics=metrics,
+        baselines=baseline_metrics,
+        vs_baselines=vs_baselines,
+        vs_champion=vs_champion,
+        champion_version=champion.version if champion is not None else None,
+        champion_auc=champion_auc,
+        calibration=cal,
+        slices=slices,
+        robustness=robust,
+        importance=importance,
+        test_rows=len(test),
+        plots=plots,
+    )

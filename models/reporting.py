@@ -1,0 +1,235 @@
+"""What a pipeline run tells people and records: gate evidence, tags, artifacts, the run summary.
+
+Pure builders (no Prefect, no MLflow): the flow passes their results to the tasks that publish
+them. Every figure shown is computed here, before it is formatted.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from models.approval import GateDecision, GateRequest, GateSummary
+from models.data.validation import ValidationReport
+from models.estimate import EstimateComparison, ResourceEstimate
+from models.evaluation import BaselineScore, EvaluationReport, MetricInterval
+from models.names import tag_value
+from models.params import GatePolicy
+from models.promotion import PromotionDecision
+from models.sweep import SweepResult
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """Names of one pipeline run that evidence and tags refer to."""
+
+    pipeline: str
+    model_name: str
+    config_hash: str
+    data_fingerprint: str
+    code_version: str
+    flow_run_id: str
+
+    @property
+    def sweep_name(self) -> str:
+        """The sweep's folder: the same data and config resume the same sweep."""
+        return f"{self.pipeline}-{self.data_fingerprint[:10]}-{self.config_hash[:10]}"
+
+
+@dataclass
+class PipelineSummary:
+    """What a run produced, for the console and the flow's result.
+
+    A run stopped at the budget gate has no version, metrics or sweep: only the estimate and
+    the gate's decision.
+    """
+
+    model_name: str
+    tracking_uri: str
+    estimate: ResourceEstimate
+    budget: GateDecision
+    champion_version: str | None = None
+    version: str | None = None
+    run_id: str | None = None
+    test_auc: MetricInterval | None = None
+    best_baseline: BaselineScore | None = None
+    promoted: bool = False
+    reason: str = ""
+    promotion: GateDecision | None = None
+    bento_tag: str | None = None
+    trials: int = 0
+    resumed_sweep: bool = False
+    best_params: dict = field(default_factory=dict)
+    estimate_errors: EstimateComparison | None = None
+
+
+def budget_gate(
+    run: RunIdentity, est: ResourceEstimate, validation_md: str, rows: dict[str, int], policy: GatePolicy
+) -> GateRequest:
+    """The gate before the sweep: approve spending the estimated time and money."""
+    minutes = est.sweep_seconds / 60
+    evidence = "\n".join(
+        [
+            f"## Budget gate: {run.pipeline}",
+            "",
+            f"Approve to run a sweep of **{est.trials} trials** on **{est.device}**: estimated "
+            f"**{minutes:.1f} min** wall time and **{est.cost:.4f} {est.currency}**.",
+            f"Training rows {rows['train']:,}, validation {rows['val']:,}, test {rows['test']:,}.",
+            "",
+            "### Resource and cost estimate",
+            est.to_markdown(),
+            "",
+            validation_md,
+        ]
+    )
+    return GateRequest(
+        gate="budget",
+        evidence=evidence,
+        policy=policy,
+        policy_approves=True,
+        policy_reason=f"estimated cost {est.cost:.4f} {est.currency}",
+        cost=est.cost,
+        resource_id=f"mlops.pipeline.{run.pipeline}",
+        summary=GateSummary(run.model_name, None, est.cost, minutes),
+    )
+
+
+def promotion_gate(
+    run: RunIdentity,
+    version: str,
+    est: ResourceEstimate,
+    comparison: EstimateComparison,
+    actual_seconds: float,
+    decision: PromotionDecision,
+    evaluation: EvaluationReport,
+    validation_md: str,
+    run_link: str,
+    policy: GatePolicy,
+) -> GateRequest:
+    """The gate before the champion alias moves: the evidence an approver decides on."""
+    checks = ", ".join(f"{k}: {'pass' if v else 'FAIL'}" for k, v in decision.checks.items())
+    verdict = "approve" if decision.promote else "reject"
+    # The sweep's real cost at the estimate's price per second.
+    actual_cost = est.cost * actual_seconds / max(est.sweep_seconds, 1e-9)
+    auc = evaluation.metrics["roc_auc"].value
+    evidence = "\n".join(
+        [
+            f"## Promotion gate: {run.model_name} v{version}",
+            "",
+            f"Approve to make v{version} the champion. Policy verdict: **{verdict}** ({checks}): {decision.reason}.",
+            "",
+            "### Cost: estimate vs actual",
+            "",
+            "| | estimate | actual | error |",
+            "|---|---|---|---|",
+            f"| sweep wall time (s) | {est.sweep_seconds:.0f} | {actual_seconds:.0f} | {comparison.describe('sweep_seconds_error')} |",
+            f"| compute cost ({est.currency}) | {est.cost:.4f} | {actual_cost:.4f} | |",
+            "",
+            evaluation.markdown(),
+            "",
+            validation_md,
+            "",
+            run_link,
+        ]
+    )
+    return GateRequest(
+        gate="promotion",
+        evidence=evidence,
+        policy=policy,
+        policy_approves=decision.promote,
+        policy_reason=decision.reason,
+        cost=est.cost,
+        resource_id=f"mlops.model.{run.model_name}.{version}",
+        summary=GateSummary(run.model_name, version, est.cost, actual_seconds / 60, auc),
+    )
+
+
+def lineage_tags(
+    run: RunIdentity,
+    run_id: str,
+    rows: dict[str, int],
+    validation: ValidationReport,
+    sweep: SweepResult,
+    est: ResourceEstimate,
+    comparison: EstimateComparison,
+    actual_seconds: float,
+    actual_epochs: int,
+    budget: GateDecision,
+) -> dict[str, str]:
+    """Tags of a new model version: where its data, config, code and run came from, estimate vs actual."""
+    return {
+        "data.fingerprint": run.data_fingerprint,
+        "data.rows_train": str(rows["train"]),
+        "data.rows_val": str(rows["val"]),
+        "data.rows_test": str(rows["test"]),
+        "validation.result": tag_value(validation.summary()),
+        "config.hash": run.config_hash,
+        "code.version": run.code_version,
+        "prefect.flow_run_id": run.flow_run_id,
+        "sweep.best_trial_id": sweep.best_trial_id,
+        "mlflow.run_id": run_id,
+        "actual.sweep_seconds": f"{actual_seconds:.1f}",
+        "actual.epochs_total": str(actual_epochs),
+        "actual.sweep_resumed": str(sweep.resumed).lower(),
+        **comparison.to_tags(),
+        **est.to_tags(),
+        **budget.tags(),
+    }
+
+
+def decision_tags(policy: PromotionDecision, gate: GateDecision, evaluation: EvaluationReport) -> dict[str, str]:
+    """The final outcome under ``promotion.*``, the policy's own verdict under ``policy.*``."""
+    return {
+        "promotion.decision": gate.outcome,
+        "promotion.decided_by": gate.decided_by,
+        "promotion.reason": tag_value(gate.reason),
+        "policy.verdict": "approve" if policy.promote else "reject",
+        "policy.reason": tag_value(policy.reason),
+        "policy.checks": json.dumps(policy.checks),
+        "test.roc_auc": f"{evaluation.metrics['roc_auc'].value:.5f}",
+        **gate.tags(),
+    }
+
+
+def run_metrics(
+    evaluation: EvaluationReport, sweep: SweepResult, est: ResourceEstimate, comparison: EstimateComparison,
+    actual_seconds: float,
+) -> dict[str, float]:  # fmt: skip
+    """The parent run's final metrics: test figures, the sweep's best, estimate vs actual."""
+    return (
+        evaluation.flat_metrics()
+        | {
+            "sweep/best_val_auc": sweep.best_val_auc,
+            "estimate/sweep_seconds": est.sweep_seconds,
+            "actual/sweep_seconds": actual_seconds,
+            "estimate/cost": est.cost,
+        }
+        | comparison.finite()
+    )
+
+
+def run_documents(
+    config: dict, validation: ValidationReport, validation_md: str, evaluation: EvaluationReport,
+    est: ResourceEstimate,
+) -> dict[str, str]:  # fmt: skip
+    """Files attached to the parent run (name -> content)."""
+    return {
+        "config.json": json.dumps(config, indent=2),
+        "validation.json": json.dumps(validation.to_dict(), indent=2),
+        "evaluation.json": json.dumps(evaluation.to_dict(), indent=2, default=str),
+        "evaluation.md": evaluation.markdown(),
+        "validation.md": validation_md,
+        "estimate.json": json.dumps(est.to_dict(), indent=2, default=str),
+        "estimate.md": est.to_markdown(),
+    }
+
+
+def plot_files(evaluation: EvaluationReport) -> dict[str, Path]:
+    return {p.name: p for p in evaluation.plots}
+
+
+def summary_markdown(summary: PipelineSummary, evaluation: EvaluationReport) -> str:
+    """The run's closing artifact: version, verdict and reason, then the evaluation."""
+    verdict = "promoted to champion" if summary.promoted else "not promoted"
+    return f"## {summary.model_name} v{summary.version}: {verdict}\n\n{summary.reason}\n\n{evaluation.markdown()}"

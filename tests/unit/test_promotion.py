@@ -1,0 +1,94 @@
+"""The promotion policy and the evidence an approver reads, on hand-made evaluation results."""
+
+from __future__ import annotations
+
+import pytest
+
+from models.evaluation import Calibration, EvaluationReport, MetricInterval, PairedComparison
+from models.params import PromotionPolicy
+from models.promotion import decide_promotion
+
+CONFIDENCE = 0.9
+
+
+def _interval(value: float, half: float = 0.01) -> MetricInterval:
+    return MetricInterval(value=value, low=value - half, high=value + half, confidence=CONFIDENCE)
+
+
+def _report(auc: float, baselines: dict[str, float], vs_champion: tuple[float, float, float] | None = None,
+            champion_version: str | None = None) -> EvaluationReport:  # fmt: skip
+    champion = None
+    if vs_champion is not None:
+        diff, low, high = vs_champion
+        champion = PairedComparison("roc_auc", diff, low, high, CONFIDENCE, 0.04)
+    return EvaluationReport(
+        metrics={"roc_auc": _interval(auc)},
+        baselines={name: {"roc_auc": _interval(value)} for name, value in baselines.items()},
+        vs_baselines={
+            name: PairedComparison("roc_auc", auc - value, auc - value - 0.01, auc - value + 0.01, CONFIDENCE, 0.5)
+            for name, value in baselines.items()
+        },
+        vs_champion=champion,
+        champion_version=champion_version,
+        champion_auc=_interval(auc - vs_champion[0]) if vs_champion else None,
+        calibration=Calibration(ece=0.02, bin_edges=[0.0, 1.0], mean_predicted=[0.5], fraction_positive=[0.5],
+                                counts=[10]),  # fmt: skip
+        slices=[], robustness=[], importance=[], test_rows=1000,
+    )  # fmt: skip
+
+
+BASELINES = {"logistic_regression": 0.80, "gradient_boosted_trees": 0.85}
+
+
+def test_first_model_that_beats_the_best_baseline_is_promoted() -> None:
+    decision = decide_promotion(_report(0.86, BASELINES), PromotionPolicy())
+    assert decision.promote
+    assert decision.checks == {"min_auc": True, "beats_baseline": True}
+    assert decision.reason == "first model: test ROC AUC 0.8600 beats the gradient_boosted_trees baseline (0.8500)"
+
+
+def test_a_model_that_does_not_beat_the_best_baseline_is_not_promoted() -> None:
+    # Beats logistic regression, not the trees: the best baseline is the bar.
+    decision = decide_promotion(_report(0.84, BASELINES), PromotionPolicy())
+    assert not decision.promote
+    assert decision.checks["beats_baseline"] is False
+    assert "does not beat the gradient_boosted_trees baseline (0.8500)" in decision.reason
+
+
+def test_the_baseline_check_can_be_turned_off_and_says_so() -> None:
+    decision = decide_promotion(_report(0.84, BASELINES), PromotionPolicy(require_beat_baseline=False))
+    assert decision.promote and "beats_baseline" not in decision.checks
+    assert "does not beat (not required)" in decision.reason
+
+
+def test_auc_floor() -> None:
+    decision = decide_promotion(_report(0.86, BASELINES), PromotionPolicy(min_auc=0.9))
+    assert not decision.promote and decision.checks["min_auc"] is False
+    assert "below the floor 0.9000" in decision.reason
+
+
+@pytest.mark.parametrize(
+    ("vs_champion", "significant", "promote"),
+    [
+        ((0.02, 0.005, 0.035), True, True),  # interval above zero
+        ((0.02, -0.001, 0.04), True, False),  # positive gain, interval touches zero: not significant
+        ((0.02, -0.001, 0.04), False, True),  # ...enough when significance is not required
+        ((0.0, 0.0, 0.0), False, False),  # an identical model is never promoted
+        ((-0.01, -0.02, 0.0), False, False),
+    ],
+)
+def test_against_the_champion(vs_champion, significant, promote) -> None:
+    report = _report(0.86, BASELINES, vs_champion, champion_version="4")
+    decision = decide_promotion(report, PromotionPolicy(require_significant_gain=significant))
+    assert decision.promote is promote
+    assert decision.checks["beats_champion"] is promote
+    if promote:
+        assert decision.reason.startswith(f"beats champion v4 by {vs_champion[0]:+.4f} AUC (90% CI")
+    else:
+        assert "over champion v4" in decision.reason and "90% CI" in decision.reason
+
+
+def test_a_champion_that_cannot_score_the_test_split_blocks_promotion() -> None:
+    decision = decide_promotion(_report(0.86, BASELINES, None, champion_version="4"), PromotionPolicy())
+    assert not decision.promote
+    assert "champion v4 could not score this test split" in decision.reason

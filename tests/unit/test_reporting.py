@@ -1,0 +1,110 @@
+"""The evidence and tags a pipeline run publishes (models/reporting.py), on real estimate objects and
+hand-made evaluation results."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_promotion import BASELINES, _report
+
+from models.approval import human_decision, policy_decision
+from models.config import FeatureConfig, ModelConfig
+from models.estimate import EstimateComparison, EstimateConfig, ResourceEstimate, estimate_resources
+from models.features import FeatureTransform
+from models.names import MAX_TAG_LENGTH
+from models.params import GatePolicy, PromotionPolicy, SweepConfig
+from models.promotion import decide_promotion
+from models.reporting import (
+    PipelineSummary,
+    RunIdentity,
+    budget_gate,
+    decision_tags,
+    promotion_gate,
+    summary_markdown,
+)
+
+RUN = RunIdentity("crm", "crm-model", "c0ffee" * 3, "f1n9e4" * 4, "abc123", "run-1")
+ROWS = {"train": 7_000, "val": 1_500, "test": 1_500}
+
+
+@pytest.fixture(scope="module")
+def est() -> ResourceEstimate:
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x": rng.normal(size=600), "c": rng.choice(list("abc"), size=600)})
+    transform = FeatureTransform.fit(frame, FeatureConfig(numeric=["x"], categorical=["c"]))
+    return estimate_resources(
+        transform.transform(frame), 100, transform=transform, model=ModelConfig(hidden_sizes=[8], max_epochs=3),
+        sweep=SweepConfig(num_samples=2), prices=EstimateConfig(profile_steps=5), seed=1,
+    )  # fmt: skip
+
+
+def _comparison(sweep_error: float) -> EstimateComparison:
+    return EstimateComparison(sweep_error, 0.1, 0.05, -0.02, 0.0)
+
+
+def test_budget_gate_shows_the_estimate_and_lets_the_policy_approve(est) -> None:
+    request = budget_gate(RUN, est, "### Data validation passed", ROWS, GatePolicy(mode="threshold", max_cost=1.0))
+    assert request.gate == "budget" and request.policy_approves
+    assert f"**{est.trials} trials** on **{est.device}**" in request.evidence
+    assert f"**{est.cost:.4f} {est.currency}**" in request.evidence
+    assert "Training rows 7,000, validation 1,500, test 1,500." in request.evidence
+    assert request.evidence.rstrip().endswith("### Data validation passed")
+    assert request.resource_id == "mlops.pipeline.crm"
+    assert request.summary.version is None and math.isclose(request.summary.sweep_minutes, est.sweep_seconds / 60)
+
+
+def test_promotion_gate_shows_verdict_cost_and_evaluation(est) -> None:
+    evaluation = _report(0.84, BASELINES)
+    decision = decide_promotion(evaluation, PromotionPolicy())
+    actual_seconds = est.sweep_seconds * 2
+    request = promotion_gate(
+        RUN, "7", est, _comparison(float("nan")), actual_seconds, decision, evaluation, "VALIDATION",
+        "[MLflow run r](http://mlflow/#/r)", GatePolicy(mode="human"),
+    )  # fmt: skip
+    evidence = request.evidence
+    assert evidence.startswith("## Promotion gate: crm-model v7")
+    assert "Policy verdict: **reject** (min_auc: pass, beats_baseline: FAIL)" in evidence
+    # A resumed sweep has no wall-time error: shown as n/a, never as a made-up number.
+    assert f"| sweep wall time (s) | {est.sweep_seconds:.0f} | {actual_seconds:.0f} | n/a |" in evidence
+    # Twice the time at the estimate's price: twice the cost.
+    assert f"| compute cost ({est.currency}) | {est.cost:.4f} | {2 * est.cost:.4f} | |" in evidence
+    assert "90%" in evidence and "95%" not in evidence  # the evaluation's own confidence level
+    assert "VALIDATION" in evidence and evidence.rstrip().endswith("[MLflow run r](http://mlflow/#/r)")
+    assert (request.policy_approves, request.resource_id) == (False, "mlops.model.crm-model.7")
+    assert request.summary.roc_auc == pytest.approx(0.84)
+
+
+def test_sweep_error_shown_as_a_percentage(est) -> None:
+    decision = decide_promotion(_report(0.86, BASELINES), PromotionPolicy())
+    request = promotion_gate(RUN, "1", est, _comparison(0.234), est.sweep_seconds, decision,
+                             _report(0.86, BASELINES), "", "", GatePolicy())  # fmt: skip
+    assert "| +23% |" in request.evidence
+
+
+def test_decision_tags_record_the_outcome_not_the_policy_verdict(est) -> None:
+    evaluation = _report(0.84, BASELINES)
+    policy = decide_promotion(evaluation, PromotionPolicy())  # rejects: does not beat the trees
+    request = promotion_gate(RUN, "7", est, _comparison(0.1), 10.0, policy, evaluation, "", "", GatePolicy(mode="human"))
+    overridden = human_decision(request, approved=True, approver="ada", comment="x" * 9000, decided_at="t", refused=[])
+    tags = decision_tags(policy, overridden, evaluation)
+    assert (tags["promotion.decision"], tags["promotion.decided_by"]) == ("approved", "human")
+    assert (tags["policy.verdict"], tags["policy.checks"]) == ("reject", '{"min_auc": true, "beats_baseline": false}')
+    assert tags["test.roc_auc"] == "0.84000"
+    assert max(len(v) for v in tags.values()) <= MAX_TAG_LENGTH
+    by_policy = decision_tags(policy, policy_decision(request, "t"), evaluation)
+    assert (by_policy["promotion.decision"], by_policy["promotion.decided_by"]) == ("rejected", "policy")
+
+
+def test_run_identity_names_the_sweep_by_data_and_config() -> None:
+    assert RUN.sweep_name == f"crm-{RUN.data_fingerprint[:10]}-{RUN.config_hash[:10]}"
+
+
+def test_summary_markdown(est) -> None:
+    evaluation = _report(0.86, BASELINES)
+    budget = policy_decision(budget_gate(RUN, est, "", ROWS, GatePolicy()), "t")
+    summary = PipelineSummary("crm-model", "sqlite:///x", est, budget, version="3", promoted=True, reason="why")
+    text = summary_markdown(summary, evaluation)
+    assert text.startswith("## crm-model v3: promoted to champion\n\nwhy\n\n### Test metrics")
