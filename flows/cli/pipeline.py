@@ -151,19 +151,10 @@ def deploy(
         raise fail(str(exc)) from None
     config_path = str(config.resolve())
     if detach:
-        import subprocess
+        from infra.stack import start_detached
 
-        from infra.stack import add_process
-
-        home.runtime.mkdir(parents=True, exist_ok=True)
-        log = home.runtime / f"deploy-{cfg.name}.log"
-        with log.open("a") as handle:
-            proc = subprocess.Popen(
-                [sys.argv[0], "deploy", "--config", config_path],
-                stdout=handle, stderr=subprocess.STDOUT, start_new_session=True, env=os.environ.copy(),
-            )  # fmt: skip
-        add_process(home, f"deploy-{cfg.name}", proc.pid, log=log)
-        say(f"deployment runner for {cfg.name} started (pid {proc.pid}, log {log}); stop it with `mlops down`")
+        runner = start_detached(home, f"deploy-{cfg.name}", [sys.argv[0], "deploy", "--config", config_path])
+        say(f"deployment runner for {cfg.name} started (pid {runner.pid}, log {runner.log}); stop it with `mlops down`")
         return
     from prefect import serve
 

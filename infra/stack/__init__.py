@@ -2,7 +2,7 @@
 
 - ``services``: the registry, one ``Service`` per server (port, health path, command, log);
   ``mlops up`` starts what it lists and docker-compose.yml mirrors it.
-- ``supervisor``: ``up``, ``status``, ``down``, ``endpoints``, ``add_process``, ``remove_process``.
+- ``supervisor``: ``up``, ``status``, ``down``, ``endpoints``, ``add_process``, ``start_detached``, ``remove_process``.
 - ``processes``: spawning, telling our processes from reused pids, stopping process groups.
 - ``state``: the locked JSON state file that records what was started.
 """
@@ -16,6 +16,7 @@ from infra.stack.supervisor import (
     down,
     endpoints,
     remove_process,
+    start_detached,
     status,
     up,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "ServiceStatus",
     "StackError",
     "add_process",
+    "start_detached",
     "build_specs",
     "down",
     "endpoints",

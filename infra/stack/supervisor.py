@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import time
 import urllib.request
 from collections.abc import Mapping, Sequence
@@ -179,6 +180,18 @@ def add_process(
                 )
         write_state(home, [r for r in records if r.name != name] + [record])
     return _statuses([record])[0]
+
+
+def start_detached(home: ProjectHome, name: str, command: Sequence[str]) -> ServiceStatus:
+    """Start ``command`` in the background in its own session, output to ``run/<name>.log``, and
+    record it (``add_process``) so that ``status`` reports it and ``down`` stops it with its children."""
+    home.runtime.mkdir(parents=True, exist_ok=True)
+    log = home.runtime / f"{name}.log"
+    with log.open("a") as handle:
+        proc = subprocess.Popen(
+            list(command), stdout=handle, stderr=subprocess.STDOUT, start_new_session=True, env=os.environ.copy()
+        )
+    return add_process(home, name, proc.pid, log=log)
 
 
 def remove_process(home: ProjectHome, name: str) -> bool:

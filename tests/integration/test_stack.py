@@ -214,8 +214,13 @@ def test_down_stops_exactly_what_it_started(running: RunningStack) -> None:
         assert registered.running and registered.healthy
         with pytest.raises(stack.StackError, match="prefect"):
             stack.add_process(running.home, "prefect", unrelated.pid)
+        # What `mlops deploy --detach` does: a background process with its own log, recorded.
+        detached = stack.start_detached(
+            running.home, "detached", [sys.executable, "-c", "print('runner up', flush=True); import time; time.sleep(60)"]
+        )
+        assert detached.running and detached.log == running.home.runtime / "detached.log"
         statuses = stack.status(running.home)
-        assert [s.name for s in statuses] == ["prefect", "mlflow", "runner"]
+        assert [s.name for s in statuses] == ["prefect", "mlflow", "runner", "detached"]
         # Each server's whole process group: MLflow runs its uvicorn worker as a child.
         pids = {
             p.pid
@@ -226,7 +231,8 @@ def test_down_stops_exactly_what_it_started(running: RunningStack) -> None:
 
         stopped = stack.down(running.home)
 
-        assert sorted(s.name for s in stopped) == ["mlflow", "prefect", "runner"]
+        assert sorted(s.name for s in stopped) == ["detached", "mlflow", "prefect", "runner"]
+        assert "runner up" in detached.log.read_text()
         assert not any(s.running for s in stopped)
         assert all(_gone(pid) for pid in pids)
         # Our own children are reaped by `down`, so they do not linger as zombies.
