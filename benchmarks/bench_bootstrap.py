@@ -16,6 +16,7 @@ import numpy as np
 from sklearn import metrics
 
 from models.evaluation import bootstrap_metrics
+from models.params import EvaluationConfig
 
 
 @dataclass(frozen=True)
@@ -77,9 +78,11 @@ def _best_time(fn: Callable[[], object], repeats: int) -> float:
 def run(cfg: BenchConfig) -> BenchResult:
     """Time both implementations on the same data."""
     y, s = _data(cfg.n_rows, cfg.seed)
-    bootstrap_metrics(y, s, n_resamples=10, seed=cfg.seed)  # warm up allocations and imports
+    shipped = EvaluationConfig()
+    options = {"threshold": shipped.threshold, "confidence": shipped.confidence}
+    bootstrap_metrics(y, s, n_resamples=10, seed=cfg.seed, **options)  # warm up allocations and imports
     vectorised = _best_time(
-        lambda: bootstrap_metrics(y, s, n_resamples=cfg.n_resamples, seed=cfg.seed), cfg.repeats
+        lambda: bootstrap_metrics(y, s, n_resamples=cfg.n_resamples, seed=cfg.seed, **options), cfg.repeats
     )
     naive = _best_time(lambda: _naive(y, s, cfg.naive_resamples, cfg.seed), 1)
     return BenchResult(vectorised, naive, naive * cfg.n_resamples / cfg.naive_resamples)

@@ -134,10 +134,10 @@ def bootstrap_metrics(
     y_true: np.ndarray,
     y_score: np.ndarray,
     *,
-    threshold: float = 0.5,
-    n_resamples: int = 1000,
+    threshold: float,
+    n_resamples: int,
     seed: int,
-    confidence: float = 0.95,
+    confidence: float,
 ) -> dict[str, MetricInterval]:
     """Point metrics on the full data with percentile-bootstrap intervals.
 
@@ -184,9 +184,9 @@ def paired_bootstrap_auc(
     score_a: np.ndarray,
     score_b: np.ndarray,
     *,
-    n_resamples: int = 1000,
+    n_resamples: int,
     seed: int,
-    confidence: float = 0.95,
+    confidence: float,
 ) -> PairedComparison:
     """Compare two models' ROC AUC on the same rows with a paired bootstrap.
 

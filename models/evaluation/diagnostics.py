@@ -72,7 +72,7 @@ def slice_metrics(
     y_true: np.ndarray,
     y_score: np.ndarray,
     *,
-    min_count: int = 30,
+    min_count: int,
 ) -> list[SliceMetric]:
     """Per-segment size, base rate and ROC AUC for every value of every column in ``slices``.
 
@@ -199,7 +199,7 @@ def permutation_importance(
     y_true: np.ndarray,
     *,
     columns: Sequence[str],
-    n_repeats: int = 3,
+    n_repeats: int,
     seed: int,
 ) -> list[FeatureImportance]:
     """Drop in ROC AUC when each column is shuffled, most important first.

@@ -33,6 +33,8 @@ from models.evaluation.ranking import sort_scores, weighted_auc_ap
 from models.params import EvaluationConfig
 from models.seeds import Seeds
 
+# The shipped defaults, from their one home.
+EVAL = EvaluationConfig()
 SEED = 7
 # Data gets its own seed: sharing SEED would make noise draws equal the data's own draws.
 DATA_SEED = 11
@@ -72,7 +74,7 @@ def _score_signal(frame: pd.DataFrame) -> np.ndarray:
 @pytest.mark.parametrize("ties", [False, True])
 def test_point_values_match_sklearn(ties: bool) -> None:
     y, s = _synthetic(2_000, ties=ties)
-    result = bootstrap_metrics(y, s, threshold=0.4, n_resamples=50, seed=SEED)
+    result = bootstrap_metrics(y, s, threshold=0.4, n_resamples=50, seed=SEED, confidence=EVAL.confidence)
     expected = {
         "roc_auc": metrics.roc_auc_score(y, s),
         "pr_auc": metrics.average_precision_score(y, s),
@@ -100,13 +102,13 @@ def test_bootstrap_resamples_match_sklearn_on_duplicated_rows() -> None:
 def test_log_loss_clips_extreme_scores_like_sklearn() -> None:
     y = np.array([0, 1, 1, 0, 1])
     s = np.array([0.0, 1.0, 0.0, 0.2, 0.9])
-    result = bootstrap_metrics(y, s, n_resamples=10, seed=SEED)
+    result = bootstrap_metrics(y, s, n_resamples=10, seed=SEED, threshold=EVAL.threshold, confidence=EVAL.confidence)
     assert result["log_loss"].value == pytest.approx(metrics.log_loss(y, s), abs=1e-6)
 
 
 def test_intervals_contain_point_and_narrow_with_more_data() -> None:
-    small = bootstrap_metrics(*_synthetic(300), n_resamples=300, seed=SEED)
-    large = bootstrap_metrics(*_synthetic(5_000), n_resamples=300, seed=SEED)
+    small = bootstrap_metrics(*_synthetic(300), n_resamples=300, seed=SEED, threshold=EVAL.threshold, confidence=EVAL.confidence)
+    large = bootstrap_metrics(*_synthetic(5_000), n_resamples=300, seed=SEED, threshold=EVAL.threshold, confidence=EVAL.confidence)
     for name in small:
         for result in (small, large):
             assert result[name].low <= result[name].value <= result[name].high, name
@@ -115,9 +117,9 @@ def test_intervals_contain_point_and_narrow_with_more_data() -> None:
 
 def test_bootstrap_is_reproducible_and_serialisable() -> None:
     y, s = _synthetic(500)
-    first = bootstrap_metrics(y, s, n_resamples=100, seed=SEED)
-    assert first == bootstrap_metrics(y, s, n_resamples=100, seed=SEED)
-    assert first != bootstrap_metrics(y, s, n_resamples=100, seed=SEED + 1)
+    first = bootstrap_metrics(y, s, n_resamples=100, seed=SEED, threshold=EVAL.threshold, confidence=EVAL.confidence)
+    assert first == bootstrap_metrics(y, s, n_resamples=100, seed=SEED, threshold=EVAL.threshold, confidence=EVAL.confidence)
+    assert first != bootstrap_metrics(y, s, n_resamples=100, seed=SEED + 1, threshold=EVAL.threshold, confidence=EVAL.confidence)
     payload = json.dumps({name: interval.to_dict() for name, interval in first.items()})
     assert json.loads(payload)["roc_auc"]["value"] == first["roc_auc"].value
     assert all(type(v) is float for v in dataclasses.astuple(first["f1"])[:3])
@@ -126,7 +128,7 @@ def test_bootstrap_is_reproducible_and_serialisable() -> None:
 def test_single_class_resamples_are_skipped_and_counted() -> None:
     y = np.array([1] + [0] * 9)
     s = np.linspace(0.1, 0.9, 10)
-    result = bootstrap_metrics(y, s, n_resamples=400, seed=SEED)
+    result = bootstrap_metrics(y, s, n_resamples=400, seed=SEED, threshold=EVAL.threshold, confidence=EVAL.confidence)
     # P(no positive drawn in 10 draws) = 0.9**10 ~ 0.35
     assert 80 < result["roc_auc"].skipped < 200
     assert result["pr_auc"].skipped == result["roc_auc"].skipped
@@ -135,9 +137,9 @@ def test_single_class_resamples_are_skipped_and_counted() -> None:
 
 def test_chunking_does_not_change_results(monkeypatch: pytest.MonkeyPatch) -> None:
     y, s = _synthetic(400)
-    whole = bootstrap_metrics(y, s, n_resamples=50, seed=SEED)
+    whole = bootstrap_metrics(y, s, n_resamples=50, seed=SEED, threshold=EVAL.threshold, confidence=EVAL.confidence)
     monkeypatch.setattr("models.evaluation.bootstrap._CHUNK_CELLS", 400 * 7)  # chunks of 7 resamples
-    chunked = bootstrap_metrics(y, s, n_resamples=50, seed=SEED)
+    chunked = bootstrap_metrics(y, s, n_resamples=50, seed=SEED, threshold=EVAL.threshold, confidence=EVAL.confidence)
     assert chunked.keys() == whole.keys()
     for name, interval in whole.items():
         # Not ==: the resamples are the same, only the summation order of the matrix products differs,
@@ -153,7 +155,7 @@ def test_paired_perfect_vs_random() -> None:
     y = rng.integers(0, 2, size=1_000)
     perfect = np.where(y == 1, 0.9, 0.1)
     random = rng.random(1_000)
-    result = paired_bootstrap_auc(y, perfect, random, n_resamples=500, seed=SEED)
+    result = paired_bootstrap_auc(y, perfect, random, n_resamples=500, seed=SEED, confidence=EVAL.confidence)
     assert result.metric == "roc_auc"
     assert 0.0 < result.low <= result.diff <= result.high
     assert result.diff == pytest.approx(1.0 - metrics.roc_auc_score(y, random), abs=1e-9)
@@ -162,7 +164,7 @@ def test_paired_perfect_vs_random() -> None:
 
 def test_paired_identical_scores() -> None:
     y, s = _synthetic(800)
-    result = paired_bootstrap_auc(y, s, s.copy(), n_resamples=200, seed=SEED)
+    result = paired_bootstrap_auc(y, s, s.copy(), n_resamples=200, seed=SEED, confidence=EVAL.confidence)
     assert (result.diff, result.low, result.high) == (0.0, 0.0, 0.0)
     assert result.p_value == 1.0
     json.dumps(dataclasses.asdict(result))
@@ -226,7 +228,7 @@ def test_slice_single_class_gives_none() -> None:
     y = np.array([1] * 40 + [0, 1] * 20)
     s = np.linspace(0.0, 1.0, 80)
     frame = pd.DataFrame({"group": ["all_pos"] * 40 + ["mixed"] * 40})
-    by_value = {m.value: m for m in slice_metrics(frame, y, s)}
+    by_value = {m.value: m for m in slice_metrics(frame, y, s, min_count=EVAL.slice_min_count)}
     assert by_value["all_pos"].roc_auc is None
     assert by_value["all_pos"].positive_rate == 1.0
     assert by_value["mixed"].roc_auc is not None
@@ -353,26 +355,26 @@ def test_plots_write_png(tmp_path: Path) -> None:
 )
 def test_bootstrap_rejects_bad_input(y_true: list, y_score: list, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        bootstrap_metrics(np.asarray(y_true), np.asarray(y_score), seed=SEED)
+        bootstrap_metrics(np.asarray(y_true), np.asarray(y_score), seed=SEED, threshold=EVAL.threshold, confidence=EVAL.confidence, n_resamples=EVAL.n_bootstrap)
 
 
 def test_other_functions_reject_bad_input() -> None:
     y, s = _synthetic(100)
     frame, labels = _frame(100)
     with pytest.raises(ValueError, match="score_b"):
-        paired_bootstrap_auc(y, s, s[:-1], seed=SEED)
+        paired_bootstrap_auc(y, s, s[:-1], seed=SEED, confidence=EVAL.confidence, n_resamples=EVAL.n_bootstrap)
     with pytest.raises(ValueError, match="n_bins"):
         calibration(y, s, n_bins=0)
     with pytest.raises(ValueError, match="slices has 99"):
-        slice_metrics(pd.DataFrame({"g": ["a"] * 99}), y, s)
+        slice_metrics(pd.DataFrame({"g": ["a"] * 99}), y, s, min_count=EVAL.slice_min_count)
     with pytest.raises(ValueError, match="not in features"):
-        permutation_importance(_score_signal, frame, labels, columns=["nope"], seed=SEED)
+        permutation_importance(_score_signal, frame, labels, columns=["nope"], n_repeats=1, seed=SEED)
     with pytest.raises(ValueError, match="features has 100"):
         robustness(_score_signal, frame, y[:50], numeric=["signal"], categorical=[], seed=SEED)
     with pytest.raises(ValueError, match="score_fn output"):
-        permutation_importance(lambda f: np.full(len(f), 2.0), frame, labels, columns=["signal"], seed=SEED)
+        permutation_importance(lambda f: np.full(len(f), 2.0), frame, labels, columns=["signal"], n_repeats=1, seed=SEED)
     with pytest.raises(ValueError, match="confidence"):
-        bootstrap_metrics(y, s, seed=SEED, confidence=95)
+        bootstrap_metrics(y, s, seed=SEED, threshold=EVAL.threshold, n_resamples=EVAL.n_bootstrap, confidence=95)
 
 
 def test_metric_interval_is_plain_and_frozen() -> None:
@@ -384,7 +386,7 @@ def test_metric_interval_is_plain_and_frozen() -> None:
 
 def test_intervals_carry_their_confidence() -> None:
     y, s = _synthetic(300)
-    intervals = bootstrap_metrics(y, s, n_resamples=50, seed=SEED, confidence=0.9)
+    intervals = bootstrap_metrics(y, s, n_resamples=50, seed=SEED, threshold=EVAL.threshold, confidence=0.9)
     assert {m.confidence for m in intervals.values()} == {0.9}
     paired = paired_bootstrap_auc(y, s, s[::-1].copy(), n_resamples=50, seed=SEED, confidence=0.8)
     assert paired.confidence == 0.8
