@@ -52,59 +52,51 @@ def training_pipeline(config_path: str, data_path: str | None = None) -> Pipelin
     (readable in the Prefect UI) and loads and validates it itself.
     """
     home = ProjectHome.configured()
-    config = load_config(Path(config_path), home=home.root, overrides={"data.path": data_path} if data_path else None)
-    seeds, registry, approval = Seeds.from_root(config.seed), config.registry, config.approval
+    overrides = {"data.path": data_path} if data_path else None
+    config = load_config(Path(config_path), home=home.root, overrides=overrides)
+    seeds, approval = Seeds.from_root(config.seed), config.approval
     require_server_for(approval)
     df = load_data(config.data)
     validation = require_valid(df, config.data, docs_dir_for_run(home.data_docs))
-    run = RunIdentity(config.name, registry.model_name, config.config_hash(), fingerprint(df),
-                      code_version(REPO), str(runtime.flow_run.id or ""))  # fmt: skip
+    run = RunIdentity.of(config, fingerprint(df), code_version(REPO), runtime.flow_run.id)
     prepared = split_data(df, config.data, config.split, seeds.split)
     transform = fit_transform(prepared, config.features)
     baselines = train_baselines(prepared, transform, seeds.baselines)
     est = estimate(prepared, transform, config.model, config.sweep, config.estimate, seeds.estimate)
     rows = prepared.split.sizes()
     budget = run_gate(budget_gate(run, est, validation.markdown, rows, approval.budget), approval)
-    target = TrackingTarget.for_store(home.active_tracking_uri(), registry.experiment or registry.model_name,
-                                      home.mlflow_artifacts)  # fmt: skip
+    target = TrackingTarget.for_store(home.active_tracking_uri(), run.experiment, home.mlflow_artifacts)
     if not budget.approved:
-        return PipelineSummary(run.model_name, target.tracking_uri, est, budget, reason=f"budget gate: {budget.reason}")
+        return PipelineSummary.stopped_at_budget(run.model_name, target.tracking_uri, est, budget)
 
-    tags = {"pipeline": config.name, "prefect.flow_run_id": run.flow_run_id, "data.fingerprint": run.data_fingerprint}
-    with parent_run(target, f"{config.name}-{runtime.flow_run.name or 'local'}", config.model_dump(mode="json"),
-                    tags) as tracked:  # fmt: skip
+    with parent_run(target, run.run_name(runtime.flow_run.name), config.model_dump(mode="json"), run.tags) as tracked:
         result = sweep(prepared, transform, config.model, config.sweep, seed=seeds.sweep,
                        storage_path=home.ray_results, name=run.sweep_name)  # fmt: skip
         log_trials(target, tracked.run_id, result.trials)
         actual = actual_from_sweep(result, est.device)
         errors = compare(est, actual)
-        champion = load_champion(target, registry.model_name)
+        champion = load_champion(target, run.model_name)
         evaluation = evaluate(result.scorer, prepared.split.test, prepared.y_test, baselines, champion,
                               features=config.features, config=config.evaluation, seeds=seeds,
                               plots_dir=home.reports / "plots" / tracked.run_id)  # fmt: skip
-        log_metrics(target, tracked.run_id, run_metrics(evaluation, result, est, errors, actual.sweep_seconds))
+        log_metrics(target, tracked.run_id, run_metrics(evaluation, result, est, errors, actual))
         log_artifacts(target, tracked.run_id, plot_files(evaluation), folder="plots")
-        log_artifacts(target, tracked.run_id, run_documents(config.model_dump(mode="json"), validation.report,
-                                                           validation.markdown, evaluation, est))  # fmt: skip
+        documents = run_documents(config.model_dump(mode="json"), validation.report, validation.markdown, evaluation, est)
+        log_artifacts(target, tracked.run_id, documents)
         model_uri = log_model(target, tracked.run_id, result.scorer, prepared.split.test.head(5))
-        version = register_challenger(target, registry.model_name, model_uri, tracked.run_id, lineage_tags(
-            run, tracked.run_id, rows, validation.report, result, est, errors, actual.sweep_seconds,
-            actual.epochs_total, budget))  # fmt: skip
+        lineage = lineage_tags(run, tracked.run_id, rows, validation.report, result, est, errors, actual, budget)
+        version = register_challenger(target, run.model_name, model_uri, tracked.run_id, lineage)
         policy = decide_promotion(evaluation, config.promotion)
-        gate = run_gate(promotion_gate(run, version.version, est, errors, actual.sweep_seconds, policy, evaluation,
+        gate = run_gate(promotion_gate(run, version.version, est, errors, actual, policy, evaluation,
                                        validation.markdown, tracked.link, approval.promotion), approval)  # fmt: skip
         record_decision(target, version, decision_tags(policy, gate, evaluation))
         if gate.approved:
             promote(target, version)
         bento_tag = package_version(target, version, config.serving) if gate.approved else None
 
-    summary = PipelineSummary(
-        model_name=run.model_name, tracking_uri=target.tracking_uri, estimate=est, budget=budget,
-        champion_version=version.version if gate.approved else (champion.version if champion else None),
-        version=version.version, run_id=tracked.run_id, test_auc=evaluation.metrics["roc_auc"],
-        best_baseline=evaluation.best_baseline, promoted=gate.approved, reason=gate.reason, promotion=gate,
-        bento_tag=bento_tag, trials=len(result.trials), resumed_sweep=result.resumed,
-        best_params=result.best_params, estimate_errors=errors,
+    summary = PipelineSummary.of_run(
+        run.model_name, target.tracking_uri, est, budget, tracked.run_id, version.version, evaluation, gate,
+        champion, result, errors, bento_tag,
     )  # fmt: skip
     publish_summary(summary_markdown(summary, evaluation))
     return summary

@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from models.approval import GateDecision, GateRequest, GateSummary
 from models.data.validation import ValidationReport
-from models.estimate import EstimateComparison, ResourceEstimate
-from models.evaluation import BaselineScore, EvaluationReport, MetricInterval
+from models.estimate import ActualUsage, EstimateComparison, ResourceEstimate
+from models.evaluation import BaselineScore, ChampionModel, EvaluationReport, MetricInterval
 from models.names import tag_value
 from models.params import GatePolicy
 from models.promotion import PromotionDecision
@@ -30,6 +31,30 @@ class RunIdentity:
     data_fingerprint: str
     code_version: str
     flow_run_id: str
+    experiment: str = ""  # MLflow experiment; empty = the model's name
+
+    @classmethod
+    def of(cls, config: Any, data_fingerprint: str, code_version: str, flow_run_id: Any) -> RunIdentity:
+        """From a pipeline config (any object with ``name``, ``registry`` and ``config_hash()``)."""
+        registry = config.registry
+        return cls(
+            pipeline=config.name,
+            model_name=registry.model_name,
+            config_hash=config.config_hash(),
+            data_fingerprint=data_fingerprint,
+            code_version=code_version,
+            flow_run_id=str(flow_run_id or ""),
+            experiment=registry.experiment or registry.model_name,
+        )
+
+    def run_name(self, flow_run_name: str | None) -> str:
+        """The MLflow parent run's name: pipeline and Prefect flow run."""
+        return f"{self.pipeline}-{flow_run_name or 'local'}"
+
+    @property
+    def tags(self) -> dict[str, str]:
+        """Tags of the MLflow parent run."""
+        return {"pipeline": self.pipeline, "prefect.flow_run_id": self.flow_run_id, "data.fingerprint": self.data_fingerprint}
 
     @property
     def sweep_name(self) -> str:
@@ -62,6 +87,50 @@ class PipelineSummary:
     resumed_sweep: bool = False
     best_params: dict = field(default_factory=dict)
     estimate_errors: EstimateComparison | None = None
+
+    @classmethod
+    def stopped_at_budget(
+        cls, model_name: str, tracking_uri: str, est: ResourceEstimate, budget: GateDecision
+    ) -> PipelineSummary:
+        return cls(model_name, tracking_uri, est, budget, reason=f"budget gate: {budget.reason}")
+
+    @classmethod
+    def of_run(
+        cls,
+        model_name: str,
+        tracking_uri: str,
+        est: ResourceEstimate,
+        budget: GateDecision,
+        run_id: str,
+        version: str,
+        evaluation: EvaluationReport,
+        gate: GateDecision,
+        champion: ChampionModel | None,
+        sweep: SweepResult,
+        errors: EstimateComparison,
+        bento_tag: str | None,
+    ) -> PipelineSummary:
+        """A run that registered ``version``: the champion is it when the gate approved, else the old one."""
+        champion_version = version if gate.approved else (champion.version if champion else None)
+        return cls(
+            model_name=model_name,
+            tracking_uri=tracking_uri,
+            estimate=est,
+            budget=budget,
+            champion_version=champion_version,
+            version=version,
+            run_id=run_id,
+            test_auc=evaluation.metrics["roc_auc"],
+            best_baseline=evaluation.best_baseline,
+            promoted=gate.approved,
+            reason=gate.reason,
+            promotion=gate,
+            bento_tag=bento_tag,
+            trials=len(sweep.trials),
+            resumed_sweep=sweep.resumed,
+            best_params=sweep.best_params,
+            estimate_errors=errors,
+        )
 
 
 def budget_gate(
@@ -100,7 +169,7 @@ def promotion_gate(
     version: str,
     est: ResourceEstimate,
     comparison: EstimateComparison,
-    actual_seconds: float,
+    actual: ActualUsage,
     decision: PromotionDecision,
     evaluation: EvaluationReport,
     validation_md: str,
@@ -108,6 +177,7 @@ def promotion_gate(
     policy: GatePolicy,
 ) -> GateRequest:
     """The gate before the champion alias moves: the evidence an approver decides on."""
+    actual_seconds = actual.sweep_seconds
     checks = ", ".join(f"{k}: {'pass' if v else 'FAIL'}" for k, v in decision.checks.items())
     verdict = "approve" if decision.promote else "reject"
     # The sweep's real cost at the estimate's price per second.
@@ -153,8 +223,7 @@ def lineage_tags(
     sweep: SweepResult,
     est: ResourceEstimate,
     comparison: EstimateComparison,
-    actual_seconds: float,
-    actual_epochs: int,
+    actual: ActualUsage,
     budget: GateDecision,
 ) -> dict[str, str]:
     """Tags of a new model version: where its data, config, code and run came from, estimate vs actual."""
@@ -169,8 +238,8 @@ def lineage_tags(
         "prefect.flow_run_id": run.flow_run_id,
         "sweep.best_trial_id": sweep.best_trial_id,
         "mlflow.run_id": run_id,
-        "actual.sweep_seconds": f"{actual_seconds:.1f}",
-        "actual.epochs_total": str(actual_epochs),
+        "actual.sweep_seconds": f"{actual.sweep_seconds:.1f}",
+        "actual.epochs_total": str(actual.epochs_total),
         "actual.sweep_resumed": str(sweep.resumed).lower(),
         **comparison.to_tags(),
         **est.to_tags(),
@@ -193,16 +262,19 @@ def decision_tags(policy: PromotionDecision, gate: GateDecision, evaluation: Eva
 
 
 def run_metrics(
-    evaluation: EvaluationReport, sweep: SweepResult, est: ResourceEstimate, comparison: EstimateComparison,
-    actual_seconds: float,
-) -> dict[str, float]:  # fmt: skip
+    evaluation: EvaluationReport,
+    sweep: SweepResult,
+    est: ResourceEstimate,
+    comparison: EstimateComparison,
+    actual: ActualUsage,
+) -> dict[str, float]:
     """The parent run's final metrics: test figures, the sweep's best, estimate vs actual."""
     return (
         evaluation.flat_metrics()
         | {
             "sweep/best_val_auc": sweep.best_val_auc,
             "estimate/sweep_seconds": est.sweep_seconds,
-            "actual/sweep_seconds": actual_seconds,
+            "actual/sweep_seconds": actual.sweep_seconds,
             "estimate/cost": est.cost,
         }
         | comparison.finite()
@@ -210,9 +282,12 @@ def run_metrics(
 
 
 def run_documents(
-    config: dict, validation: ValidationReport, validation_md: str, evaluation: EvaluationReport,
+    config: dict,
+    validation: ValidationReport,
+    validation_md: str,
+    evaluation: EvaluationReport,
     est: ResourceEstimate,
-) -> dict[str, str]:  # fmt: skip
+) -> dict[str, str]:
     """Files attached to the parent run (name -> content)."""
     return {
         "config.json": json.dumps(config, indent=2),

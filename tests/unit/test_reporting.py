@@ -12,7 +12,13 @@ from test_promotion import BASELINES, _report
 
 from models.approval import human_decision, policy_decision
 from models.config import FeatureConfig, ModelConfig
-from models.estimate import EstimateComparison, EstimateConfig, ResourceEstimate, estimate_resources
+from models.estimate import (
+    ActualUsage,
+    EstimateComparison,
+    EstimateConfig,
+    ResourceEstimate,
+    estimate_resources,
+)
 from models.features import FeatureTransform
 from models.names import MAX_TAG_LENGTH
 from models.params import GatePolicy, PromotionPolicy, SweepConfig
@@ -41,6 +47,10 @@ def est() -> ResourceEstimate:
     )  # fmt: skip
 
 
+def _actual(seconds: float) -> ActualUsage:
+    return ActualUsage(sweep_seconds=seconds, trials=2, epochs_total=5, train_seconds_total=seconds / 2, device="cpu")
+
+
 def _comparison(sweep_error: float) -> EstimateComparison:
     return EstimateComparison(sweep_error, 0.1, 0.05, -0.02, 0.0)
 
@@ -61,7 +71,7 @@ def test_promotion_gate_shows_verdict_cost_and_evaluation(est) -> None:
     decision = decide_promotion(evaluation, PromotionPolicy())
     actual_seconds = est.sweep_seconds * 2
     request = promotion_gate(
-        RUN, "7", est, _comparison(float("nan")), actual_seconds, decision, evaluation, "VALIDATION",
+        RUN, "7", est, _comparison(float("nan")), _actual(actual_seconds), decision, evaluation, "VALIDATION",
         "[MLflow run r](http://mlflow/#/r)", GatePolicy(mode="human"),
     )  # fmt: skip
     evidence = request.evidence
@@ -79,7 +89,7 @@ def test_promotion_gate_shows_verdict_cost_and_evaluation(est) -> None:
 
 def test_sweep_error_shown_as_a_percentage(est) -> None:
     decision = decide_promotion(_report(0.86, BASELINES), PromotionPolicy())
-    request = promotion_gate(RUN, "1", est, _comparison(0.234), est.sweep_seconds, decision,
+    request = promotion_gate(RUN, "1", est, _comparison(0.234), _actual(est.sweep_seconds), decision,
                              _report(0.86, BASELINES), "", "", GatePolicy())  # fmt: skip
     assert "| +23% |" in request.evidence
 
@@ -87,7 +97,7 @@ def test_sweep_error_shown_as_a_percentage(est) -> None:
 def test_decision_tags_record_the_outcome_not_the_policy_verdict(est) -> None:
     evaluation = _report(0.84, BASELINES)
     policy = decide_promotion(evaluation, PromotionPolicy())  # rejects: does not beat the trees
-    request = promotion_gate(RUN, "7", est, _comparison(0.1), 10.0, policy, evaluation, "", "", GatePolicy(mode="human"))
+    request = promotion_gate(RUN, "7", est, _comparison(0.1), _actual(10.0), policy, evaluation, "", "", GatePolicy(mode="human"))
     overridden = human_decision(request, approved=True, approver="ada", comment="x" * 9000, decided_at="t", refused=[])
     tags = decision_tags(policy, overridden, evaluation)
     assert (tags["promotion.decision"], tags["promotion.decided_by"]) == ("approved", "human")
