@@ -219,6 +219,10 @@ def test_down_stops_exactly_what_it_started(running: RunningStack) -> None:
             running.home, "detached", [sys.executable, "-c", "print('runner up', flush=True); import time; time.sleep(60)"]
         )
         assert detached.running and detached.log == running.home.runtime / "detached.log"
+        deadline = time.monotonic() + 60
+        while "runner up" not in detached.log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "runner up" in detached.log.read_text(), "the detached process writes to its log"
         statuses = stack.status(running.home)
         assert [s.name for s in statuses] == ["prefect", "mlflow", "runner", "detached"]
         # Each server's whole process group: MLflow runs its uvicorn worker as a child.
@@ -232,7 +236,6 @@ def test_down_stops_exactly_what_it_started(running: RunningStack) -> None:
         stopped = stack.down(running.home)
 
         assert sorted(s.name for s in stopped) == ["detached", "mlflow", "prefect", "runner"]
-        assert "runner up" in detached.log.read_text()
         assert not any(s.running for s in stopped)
         assert all(_gone(pid) for pid in pids)
         # Our own children are reaped by `down`, so they do not linger as zombies.
