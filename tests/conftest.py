@@ -76,8 +76,13 @@ def stop_process(proc: subprocess.Popen, timeout: float = 20) -> None:
 
 @pytest.fixture(scope="session")
 def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real Prefect server for the whole session; yields its API URL."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    """A real Prefect server for the whole session; yields its API URL.
+
+    Flows run in this process send no heartbeats: the heartbeat thread sleeps in one-second steps
+    and the flow waits for it at exit, which adds up to a second to every flow run. Heartbeats only
+    serve the server's detection of crashed runs, which no test relies on.
+    """
+    from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
     home = tmp_path_factory.mktemp("prefect-home")
     port = free_port()
@@ -104,7 +109,7 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     try:
         wait_http(f"{url}/health", timeout=120, proc=proc, log=log)
         os.environ["PREFECT_API_URL"] = url
-        with temporary_settings(updates={PREFECT_API_URL: url}):
+        with temporary_settings(updates={PREFECT_API_URL: url, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
             yield url
     finally:
         # Drain queued run logs while the server is still up, or the log worker retries
@@ -149,9 +154,12 @@ def default_config_copy(tmp_path: Path, leads_csv: Path) -> Path:
     return path
 
 
-def small_pipeline_config(path: Path, data: Path, *, model_name: str, **sections) -> Path:
-    """The shipped default config shrunk for tests (tiny network, 2 trials, 3 epochs), writing to
-    ``path``; ``sections`` replace top-level sections (e.g. ``approval=...``, ``name=...``)."""
+def small_pipeline_config(path: Path, data: Path, *, model_name: str, trials: int = 2, **sections) -> Path:
+    """The shipped default config shrunk for tests (tiny network, ``trials`` trials, 3 epochs), writing
+    to ``path``; ``sections`` replace top-level sections (e.g. ``approval=...``, ``name=...``).
+
+    Tests about what happens around the sweep (gates, deployments, workers) pass ``trials=1``: one
+    Ray actor fewer to start, a few seconds per run on two cores."""
     import yaml
 
     raw = yaml.safe_load((REPO / "configs" / "crm_leads.yaml").read_text())
@@ -160,7 +168,7 @@ def small_pipeline_config(path: Path, data: Path, *, model_name: str, **sections
         registry={"model_name": model_name},
         model={"max_epochs": 3, "hidden_sizes": [32, 16]},
         sweep={
-            "num_samples": 2,
+            "num_samples": trials,
             "max_concurrent_trials": 2,
             "grace_period": 1,
             "search_space": raw["sweep"]["search_space"],

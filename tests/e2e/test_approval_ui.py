@@ -68,6 +68,7 @@ def gated_config(tmp_path: Path) -> tuple[ProjectHome, Path]:
         tmp_path / "pipeline.yaml",
         data,
         model_name=MODEL,
+        trials=1,
         approval={"promotion": {"mode": "human"}, "timeout_seconds": 900},
     )
     return home, config_path

@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
 pytestmark = pytest.mark.e2e
 
@@ -20,16 +23,33 @@ def mlops(*args: str, home: Path, timeout: float = 300) -> subprocess.CompletedP
     return subprocess.run([MLOPS, *args], capture_output=True, text=True, env=env, timeout=timeout)
 
 
-def _profiled_telco(tmp_path: Path, name: str) -> tuple[Path, Path]:
-    """The Telco sample copied to ``tmp_path`` and profiled into ``tmp_path/name``."""
-    data = tmp_path / "telco.csv"
-    data.write_text(TELCO.read_text())
-    out_dir = tmp_path / name
-    profiled = mlops(
-        "data", "profile", str(data), "--target", "Churn", "--out-dir", str(out_dir), home=tmp_path
-    )
-    assert profiled.returncode == 0, profiled.stderr
-    return data, out_dir
+@dataclass(frozen=True)
+class Profiled:
+    data: Path  # the Telco sample as profiled
+    out_dir: Path  # pipeline.yaml and expectations.json written by `mlops data profile`
+    stdout: str  # what `mlops data profile` printed
+
+
+@pytest.fixture(scope="module")
+def profiled_telco(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Profiled]:
+    """`mlops data profile` of the Telco sample with a given delimiter, run once per delimiter for the
+    module; tests read its outputs and write their own files next to them."""
+    done: dict[str, Profiled] = {}
+
+    def profile(delimiter: str) -> Profiled:
+        if delimiter not in done:
+            root = tmp_path_factory.mktemp("telco")
+            data = root / "telco.csv"
+            data.write_text(TELCO.read_text().replace(",", delimiter))
+            out_dir = root / "telco-pipeline"
+            result = mlops(
+                "data", "profile", str(data), "--target", "Churn", "--out-dir", str(out_dir), home=root
+            )
+            assert result.returncode == 0, result.stderr
+            done[delimiter] = Profiled(data, out_dir, result.stdout)
+        return done[delimiter]
+
+    return profile
 
 
 def test_generate_is_deterministic(tmp_path: Path) -> None:
@@ -48,44 +68,50 @@ def test_generate_rejects_unknown_extension(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("delimiter", [",", ";"], ids=["comma", "semicolon"])
-def test_profile_then_validate_an_unseen_real_dataset(tmp_path: Path, prefect_server, delimiter: str) -> None:
+def test_profile_then_validate_an_unseen_real_dataset(
+    tmp_path: Path, prefect_server, profiled_telco, delimiter: str
+) -> None:
     """IBM's Telco churn sample: its own schema, Yes/No labels, and blanks in a numeric column."""
-    data = tmp_path / "telco.csv"
-    data.write_text(TELCO.read_text().replace(",", delimiter))
-    out_dir = tmp_path / "telco-pipeline"
-    profiled = mlops(
-        "data", "profile", str(data), "--target", "Churn", "--out-dir", str(out_dir), home=tmp_path
-    )
-    assert profiled.returncode == 0, profiled.stderr
+    profiled = profiled_telco(delimiter)
     assert "TotalCharges" in profiled.stdout and "blank" in profiled.stdout, "blanks must be reported"
-    config = (out_dir / "pipeline.yaml").read_text()
+    config = (profiled.out_dir / "pipeline.yaml").read_text()
     assert "positive_class: 'Yes'" in config and "id_column: customerID" in config
-    assert (out_dir / "expectations.json").is_file()
+    assert (profiled.out_dir / "expectations.json").is_file()
 
-    validated = mlops("validate", "--config", str(out_dir / "pipeline.yaml"), home=tmp_path)
+    validated = mlops("validate", "--config", str(profiled.out_dir / "pipeline.yaml"), home=tmp_path)
     assert validated.returncode == 0, validated.stdout + validated.stderr
     assert "passed" in validated.stdout
     assert "Traceback" not in validated.stderr
 
 
-def test_validate_failure_prints_table_without_traceback(tmp_path: Path, prefect_server) -> None:
-    data, out_dir = _profiled_telco(tmp_path, "p")
-    lines = data.read_text().splitlines()
+def test_validate_failure_prints_table_without_traceback(
+    tmp_path: Path, prefect_server, profiled_telco
+) -> None:
+    profiled = profiled_telco(",")
+    lines = profiled.data.read_text().splitlines()
     lines[5] = lines[5].replace("Month-to-month", "Ten year", 1)
     bad = tmp_path / "bad.csv"
     bad.write_text("\n".join(lines) + "\n")
-    result = mlops("validate", "--config", str(out_dir / "pipeline.yaml"), "--data", str(bad), home=tmp_path)
+    config = profiled.out_dir / "pipeline.yaml"
+    result = mlops("validate", "--config", str(config), "--data", str(bad), home=tmp_path)
     assert result.returncode == 1
     assert "Contract" in result.stdout and "Ten year" in result.stdout
     assert "Traceback" not in result.stdout + result.stderr
 
 
-def test_profile_then_run_trains_on_the_unseen_dataset(tmp_path: Path, prefect_server) -> None:
+def test_profile_then_run_trains_on_the_unseen_dataset(
+    tmp_path: Path, prefect_server, profiled_telco
+) -> None:
     """`mlops data profile` + `mlops run` on a schema the project never generated."""
-    data, out_dir = _profiled_telco(tmp_path, "telco")
-    config = out_dir / "pipeline.yaml"
-    # Shrink the sweep for the test machine; everything else is as profiled.
-    config.write_text(config.read_text() + "model:\n  max_epochs: 4\n")
+    profiled = profiled_telco(",")
+    # Shrink the sweep and the evaluation for the test machine; everything else is as profiled. The copy
+    # sits next to the profiled config so that its relative paths resolve the same way.
+    raw = yaml.safe_load((profiled.out_dir / "pipeline.yaml").read_text())
+    raw["model"] = {"max_epochs": 3}
+    raw["sweep"] |= {"num_samples": 1}
+    raw["evaluation"] = {"n_bootstrap": 200, "importance_repeats": 1}
+    config = profiled.out_dir / "pipeline.small.yaml"
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
     run = mlops("run", "--config", str(config), home=tmp_path / "home", timeout=600)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "model: telco v1" in run.stdout

@@ -1,18 +1,31 @@
 """Deployments as a platform owner runs them: `mlops deploy` serving the training pipeline against
 a real Prefect server; a run suspends at the promotion gate and an approver decides.
 
-1. A deployment run suspends at the promotion gate (its runner is released); approving it through
-   the API completes the run, moves `champion`, writes the decision tags, and the sweep is not run
-   a second time (the resumed run replays persisted task results).
-2. A deployment with a cron schedule fires on its own; rejecting its candidate leaves the champion.
+One runner serves one deployment for the module, with a cron schedule that fires every minute.
+
+1. A run of the deployment suspends at the promotion gate (its runner is released); approving it
+   through the API completes the run, moves `champion`, writes the decision tags, and the sweep is
+   not run a second time (the resumed run replays persisted task results).
+2. The cron schedule fires on its own and the runner starts the run. That run is cancelled as soon as
+   it has started, and the deployment paused: the pipeline itself is the one of (1), and a second
+   pipeline on the same data would only compete with it for the machine. Waiting for the schedule
+   overlaps with (1) instead of adding up to a minute to it.
+
+A person's rejection keeping the champion is checked on a local run, in test_training_pipeline: the
+gate and the decision tags are the same code for both kinds of run.
 """
 
 from __future__ import annotations
 
+import contextvars
 import os
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from uuid import UUID
 
@@ -25,8 +38,10 @@ from prefect.client.schemas.filters import (
     FlowRunFilter,
     FlowRunFilterId,
 )
+from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.deployments import run_deployment
 from prefect.flow_runs import resume_flow_run
+from prefect.states import Cancelling, State
 
 from infra.home import ProjectHome
 from models.data.io import write_table
@@ -39,6 +54,7 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 MLOPS = str(Path(sys.executable).parent / "mlops")
 MODEL = "crm-deploy-test"
+PROCESS_START_S = 2  # a run Pending this long has its process started by the runner
 
 
 def _config(root: Path, data: Path, name: str, schedule: dict) -> Path:
@@ -46,6 +62,7 @@ def _config(root: Path, data: Path, name: str, schedule: dict) -> Path:
         root / f"{name}.yaml",
         data,
         model_name=MODEL,
+        trials=1,
         name=name,
         approval={"promotion": {"mode": "human"}, "timeout_seconds": 900},
         schedule=schedule,
@@ -63,12 +80,14 @@ def env(tmp_path_factory: pytest.TempPathFactory, prefect_server: str) -> dict:
         "MLFLOW_TRACKING_URI": home.tracking_uri,
         "BENTOML_HOME": str(home.bentoml),
         "PREFECT_API_URL": prefect_server,
+        # The runner picks up a new or resumed run within a second instead of its default 10 s.
+        "PREFECT_RUNNER_POLL_FREQUENCY": "1",
     }
     return {"root": root, "home": home, "data": data, "env": process_env}
 
 
 class Runner:
-    """`mlops deploy --config X` in the foreground, as a platform owner starts it; stopped by the test."""
+    """`mlops deploy --config X` in the foreground, as a platform owner starts it; stopped by its fixture."""
 
     def __init__(self, env: dict, config: Path, log: Path) -> None:
         self.log = log
@@ -85,6 +104,12 @@ class Runner:
         stop_process(self.proc)
 
 
+@dataclass(frozen=True)
+class Served:
+    runner: Runner
+    deployment_id: UUID
+
+
 def _wait_state(run_id: UUID, predicate, what: str, runner: Runner, timeout: float = 420):
     deadline = time.monotonic() + timeout
     with get_client(sync_client=True) as client:
@@ -94,7 +119,7 @@ def _wait_state(run_id: UUID, predicate, what: str, runner: Runner, timeout: flo
                 return state
             if state is not None and (state.is_failed() or state.is_crashed()):
                 raise AssertionError(f"run {run_id} ended {state.name}: {state.message}\n{runner.tail()}")
-            time.sleep(2)
+            time.sleep(1)
     raise TimeoutError(f"run {run_id} did not become {what} in {timeout} s\n{runner.tail()}")
 
 
@@ -111,20 +136,107 @@ def _deployment_id(name: str, timeout: float, runner: Runner) -> UUID:
     raise TimeoutError(f"deployment {name} was not registered\n{runner.tail()}")
 
 
-def test_suspended_run_is_approved_without_retraining(env) -> None:
+@pytest.fixture(scope="module")
+def served(env) -> Iterator[Served]:
+    """One `mlops deploy` for the module: deployment `training-pipeline/deploy-cron`, every minute."""
     runner = Runner(
-        env, _config(env["root"], env["data"], "deploy-approve", {"cron": "0 3 * * 1"}), env["root"] / "a.log"
+        env,
+        _config(env["root"], env["data"], "deploy-cron", {"cron": "* * * * *"}),
+        env["root"] / "runner.log",
     )
     try:
-        _deployment_id("deploy-approve", 120, runner)
-        flow_run = run_deployment("training-pipeline/deploy-approve", timeout=0)
-        state = _wait_state(flow_run.id, lambda s: s.is_paused(), "suspended", runner)
-        assert state.name == "Suspended", "a deployment run releases its runner at the gate"
-        resume_flow_run(flow_run.id, run_input={"approved": True, "approver": "alice", "comment": "ship it"})
-        _wait_state(flow_run.id, lambda s: s.is_completed(), "completed", runner)
+        yield Served(runner, _deployment_id("deploy-cron", 120, runner))
     finally:
         runner.stop()
 
+
+class FirstScheduledRun:
+    """Watches the deployment in a thread (in a copy of the test's context, which holds the server's
+    settings) for the first run the schedule fires. Once the runner has started its process, the run
+    is cancelled (the runner kills the process while it is still importing, before any pipeline step)
+    and the deployment paused (which deletes the runs still scheduled)."""
+
+    def __init__(self, deployment_id: UUID, timeout: float = 300) -> None:
+        self.deployment_id = deployment_id
+        self.fired: FlowRun | None = None  # as first seen after it left Scheduled
+        self.final: State | None = None
+        self.errors: list[BaseException] = []
+        self._deadline = time.monotonic() + timeout
+        self._stop = threading.Event()
+        context = contextvars.copy_context()
+        self.thread = threading.Thread(target=context.run, args=(self._watch,), daemon=True)
+        self.thread.start()
+
+    def _watch(self) -> None:
+        try:
+            with get_client(sync_client=True) as client:
+                while not self._stop.is_set() and time.monotonic() < self._deadline:
+                    if self.fired is None:
+                        runs = client.read_flow_runs(
+                            deployment_filter=DeploymentFilter(id={"any_": [self.deployment_id]})
+                        )
+                        fired = [
+                            r for r in runs if r.auto_scheduled and r.state and not r.state.is_scheduled()
+                        ]
+                        if fired:
+                            self.fired = fired[0]
+                            client.pause_deployment(self.deployment_id)
+                    else:
+                        state = client.read_flow_run(self.fired.id).state
+                        if state.is_final():
+                            self.final = state
+                            return
+                        # Pending for a moment: the runner has started (and registered) the process.
+                        age = (datetime.now(UTC) - state.timestamp).total_seconds()
+                        started = state.is_running() or (state.is_pending() and age > PROCESS_START_S)
+                        if started and not state.is_cancelling():
+                            client.set_flow_run_state(self.fired.id, Cancelling())
+                    time.sleep(1)
+        except BaseException as exc:  # reported by the test, not lost in the thread
+            self.errors.append(exc)
+
+    def wait(self, runner: Runner) -> tuple[FlowRun, State]:
+        self.thread.join(max(0.0, self._deadline - time.monotonic()) + 10)
+        assert not self.errors, self.errors
+        assert self.fired is not None, f"the cron schedule did not fire\n{runner.tail()}"
+        assert self.final is not None, f"the scheduled run {self.fired.id} did not end\n{runner.tail()}"
+        return self.fired, self.final
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def scheduled(served: Served) -> Iterator[FirstScheduledRun]:
+    watcher = FirstScheduledRun(served.deployment_id)
+    try:
+        yield watcher
+    finally:
+        watcher.stop()
+
+
+@pytest.fixture(scope="module")
+def approved(served: Served, scheduled: FirstScheduledRun) -> FlowRun:
+    """A run of the deployment started through the API, suspended at the gate and approved by alice."""
+    runner = served.runner
+    flow_run = run_deployment("training-pipeline/deploy-cron", timeout=0)
+    state = _wait_state(flow_run.id, lambda s: s.is_paused(), "suspended", runner)
+    assert state.name == "Suspended", "a deployment run releases its runner at the gate"
+    resume_flow_run(flow_run.id, run_input={"approved": True, "approver": "alice", "comment": "ship it"})
+    _wait_state(flow_run.id, lambda s: s.is_completed(), "completed", runner)
+    return flow_run
+
+
+def test_deployment_carries_the_configs_schedule(served: Served) -> None:
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment(served.deployment_id)
+    [schedule] = deployment.schedules
+    assert (schedule.schedule.cron, schedule.schedule.timezone) == ("* * * * *", "UTC")
+    assert deployment.parameters["config_path"].endswith("deploy-cron.yaml")
+
+
+def test_suspended_run_is_approved_without_retraining(env, approved: FlowRun) -> None:
     client = MlflowClient(env["home"].tracking_uri)
     champion = client.get_model_version_by_alias(MODEL, "champion")
     tags = champion.tags
@@ -132,54 +244,29 @@ def test_suspended_run_is_approved_without_retraining(env) -> None:
     assert (
         tags["approval.promotion.decided_by"] == "human" and tags["approval.promotion.comment"] == "ship it"
     )
-    assert tags["prefect.flow_run_id"] == str(flow_run.id)
+    assert tags["prefect.flow_run_id"] == str(approved.id)
 
     # The resumed run replayed the sweep from its persisted result: one sweep, one set of trial runs.
     with get_client(sync_client=True) as prefect:
         task_runs = prefect.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id]))
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[approved.id]))
         )
     sweeps = [t for t in task_runs if t.name.startswith("hyperparameter-sweep")]
     assert [t.state.name for t in sweeps].count("Completed") == 1, [t.state.name for t in sweeps]
     assert all(t.state.name in ("Completed", "Cached") for t in sweeps)
     experiment = client.get_experiment_by_name(MODEL)
     parents = client.search_runs(
-        [experiment.experiment_id], filter_string=f"tags.`prefect.flow_run_id` = '{flow_run.id}'"
+        [experiment.experiment_id], filter_string=f"tags.`prefect.flow_run_id` = '{approved.id}'"
     )
     assert len(parents) == 1
 
 
-def test_scheduled_run_fires_and_a_rejection_keeps_the_champion(env) -> None:
-    runner = Runner(
-        env, _config(env["root"], env["data"], "deploy-cron", {"cron": "* * * * *"}), env["root"] / "b.log"
-    )
-    try:
-        deployment_id = _deployment_id("deploy-cron", 120, runner)
-        deadline = time.monotonic() + 240
-        fired = None
-        with get_client(sync_client=True) as client:
-            while fired is None and time.monotonic() < deadline:
-                runs = client.read_flow_runs(deployment_filter=DeploymentFilter(id={"any_": [deployment_id]}))
-                started = [r for r in runs if r.state and not r.state.is_scheduled()]
-                fired = started[0] if started else None
-                time.sleep(2)
-        assert fired is not None, f"the cron schedule did not fire\n{runner.tail()}"
-        assert fired.auto_scheduled, "the run came from the schedule, not from a person"
-        _wait_state(fired.id, lambda s: s.is_paused(), "suspended", runner)
-        resume_flow_run(
-            fired.id, run_input={"approved": False, "approver": "bob", "comment": "not this week"}
-        )
-        _wait_state(fired.id, lambda s: s.is_completed(), "completed", runner)
-    finally:
-        runner.stop()
-
-    client = MlflowClient(env["home"].tracking_uri)
-    candidate = next(
-        v
-        for v in client.search_model_versions(f"name='{MODEL}'")
-        if v.tags.get("prefect.flow_run_id") == str(fired.id)
-    )
-    assert candidate.tags["approval.promotion.outcome"] == "rejected"
-    assert candidate.tags["promotion.decision"] == "rejected"
-    champion = client.get_model_version_by_alias(MODEL, "champion")
-    assert str(champion.version) != str(candidate.version), "a rejected candidate never becomes champion"
+def test_cron_schedule_fires_and_the_runner_starts_the_run(
+    served: Served, scheduled: FirstScheduledRun
+) -> None:
+    fired, final = scheduled.wait(served.runner)
+    assert fired.auto_scheduled, "the run came from the schedule, not from a person"
+    assert fired.state.type in (StateType.PENDING, StateType.RUNNING), "the runner picked it up"
+    assert final.is_cancelled(), final
+    with get_client(sync_client=True) as client:
+        assert client.read_deployment(served.deployment_id).paused

@@ -84,7 +84,7 @@ def test_process_worker_runs_the_deployment(deployment: DeploymentResponse, tmp_
     """A run of the deployment (small config as its parameter) executed by `prefect worker start`."""
     home = ProjectHome(tmp_path / "home")
     data = write_table(generate_leads(3000, seed=31), tmp_path / "leads.parquet")
-    config = small_pipeline_config(tmp_path / "pipeline.yaml", data, model_name="crm-worker-test")
+    config = small_pipeline_config(tmp_path / "pipeline.yaml", data, model_name="crm-worker-test", trials=1)
     run = run_deployment(DEPLOYMENT, parameters={"config_path": str(config)}, timeout=0)
 
     log = tmp_path / "worker.log"
