@@ -66,7 +66,9 @@ class PipelineConfig(BaseModel):
 
     name: str = Field(pattern=NAME_PATTERN, description="Pipeline name, used for deployments.")
     seed: int = Field(
-        default=42, description="Root seed: split, training, sweep and bootstrap derive from it."
+        default=7,
+        description="Root seed: the named seeds of split, baselines, sweep, trials, estimate, bootstrap, "
+        "robustness, importance and diagnostics are spawned from it (models/seeds.py).",
     )
     data: DataConfig
     features: FeatureConfig
