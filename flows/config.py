@@ -67,7 +67,7 @@ class PipelineConfig(BaseModel):
     name: str = Field(pattern=NAME_PATTERN, description="Pipeline name, used for deployments.")
     seed: int = Field(
         default=7,
-        description="Root seed: the named seeds of split, baselines, sweep, trials, estimate, bootstrap, "
+        description="Root seed: the named seeds of split, baselines, sweep (and its trials), estimate, bootstrap, "
         "robustness, importance and diagnostics are spawned from it (models/seeds.py).",
     )
     data: DataConfig

@@ -12,6 +12,10 @@ from dataclasses import asdict, dataclass, field
 from models.names import tag_value
 from models.params import GatePolicy
 
+BUDGET = "budget"  # before the sweep: approve spending the estimate
+PROMOTION = "promotion"  # before the champion alias moves
+GATES = (BUDGET, PROMOTION)
+
 
 class Decider:
     """Who decided a gate (the ``decided_by`` of a decision)."""
@@ -48,7 +52,7 @@ class GateSummary:
 class GateRequest:
     """Everything one gate needs to decide: its evidence, the policy and the policy's own verdict."""
 
-    gate: str  # "budget" or "promotion"
+    gate: str  # BUDGET or PROMOTION
     evidence: str  # markdown: the artifact and the resume form's description
     policy: GatePolicy
     policy_approves: bool

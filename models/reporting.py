@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from models.approval import GateDecision, GateRequest, GateSummary
+from models.approval import BUDGET, PROMOTION, GateDecision, GateRequest, GateSummary
 from models.data.validation import ValidationReport
 from models.estimate import ActualUsage, EstimateComparison, ResourceEstimate
 from models.evaluation import BaselineScore, ChampionModel, EvaluationReport, MetricInterval
@@ -153,7 +153,7 @@ def budget_gate(
         ]
     )
     return GateRequest(
-        gate="budget",
+        gate=BUDGET,
         evidence=evidence,
         policy=policy,
         policy_approves=True,
@@ -204,7 +204,7 @@ def promotion_gate(
         ]
     )
     return GateRequest(
-        gate="promotion",
+        gate=PROMOTION,
         evidence=evidence,
         policy=policy,
         policy_approves=decision.promote,

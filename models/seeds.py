@@ -11,9 +11,6 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-# 32-bit: every library below (Lightning, sklearn, Ray's search algorithms) accepts it.
-_SEED_BITS = 32
-
 
 @dataclass(frozen=True)
 class Seeds:
@@ -21,8 +18,7 @@ class Seeds:
 
     split: int
     baselines: int
-    sweep: int  # the search algorithm's sampler
-    trials: int  # root of the per-trial training seeds (see ``trial_seed``)
+    sweep: int  # the search algorithm: it also draws each trial's training seed (models/sweep.py)
     estimate: int  # the estimate's profiling run
     bootstrap: int
     robustness: int
@@ -34,8 +30,3 @@ class Seeds:
         children = np.random.SeedSequence(root).spawn(len(fields(cls)))
         values = [int(c.generate_state(1, np.uint32)[0]) for c in children]
         return cls(*values)
-
-    def trial_seed(self, trial_index: int) -> int:
-        """The training seed of the sweep's ``trial_index``-th trial: distinct per trial, stable on resume."""
-        child = np.random.SeedSequence(self.trials, spawn_key=(trial_index,))
-        return int(child.generate_state(1, np.uint32)[0]) % (2**_SEED_BITS)

@@ -35,6 +35,7 @@ from prefect.settings import get_current_settings
 from pydantic import Field
 
 from models.approval import (
+    GATES,
     GateDecision,
     GateRequest,
     human_decision,
@@ -199,9 +200,6 @@ def _run_id(run_id: str) -> UUID:
         return UUID(run_id)
     except ValueError:
         raise ApprovalError(f"{run_id!r} is not a flow run id") from None
-
-
-GATES = ("budget", "promotion")
 
 
 def _latest_artifact(client, flow_run_id: UUID, keys: set[str]):

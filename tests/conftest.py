@@ -121,6 +121,22 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         stop_process(proc)
 
 
+@pytest.fixture(scope="module")
+def ray_runtime() -> Iterator[None]:
+    """One local Ray runtime per test module: `run_sweep` (and the pipeline's sweep) reuses a running
+    runtime and leaves it running, so the module pays Ray's start-up once; stopped here."""
+    import logging
+
+    import ray
+
+    assert not ray.is_initialized(), "another test left Ray running"
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
 @pytest.fixture
 def mlops_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty project home for one test."""

@@ -9,7 +9,6 @@ and is stopped by that group's id; nothing here runs `ray stop` (it would kill e
 from __future__ import annotations
 
 import json
-import logging
 import os
 import secrets
 import shutil
@@ -19,7 +18,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -171,23 +169,6 @@ def sweep_env(**extra: str) -> dict[str, str]:
     env = {**os.environ, "PYTHONPATH": str(HERE.parents[1])} | extra
     env.pop("RAY_ADDRESS", None)
     return env
-
-
-@pytest.fixture(scope="module")
-def ray_runtime() -> Iterator[None]:
-    """One local Ray runtime for the in-process sweeps; `run_sweep` reuses it and leaves it running."""
-    assert not ray.is_initialized(), "another test left Ray running"
-    ray.init(
-        address="local",
-        num_cpus=2,
-        include_dashboard=False,
-        log_to_driver=False,
-        logging_level=logging.WARNING,
-    )
-    try:
-        yield
-    finally:
-        ray.shutdown()
 
 
 @pytest.fixture(scope="module")

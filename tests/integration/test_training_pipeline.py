@@ -4,21 +4,18 @@ under a temporary project home, a local Ray runtime, a real Bento built and serv
 from __future__ import annotations
 
 import contextvars
-import logging
 import math
 import os
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-import ray
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
@@ -65,24 +62,6 @@ def _run(stack, data: Path | None = None):
     from flows.training import training_pipeline
 
     return training_pipeline(str(stack["config_path"]), str(data) if data else None, return_state=True)
-
-
-@pytest.fixture(scope="module")
-def ray_runtime() -> Iterator[None]:
-    """One local Ray runtime for the module's sweeps: the pipeline's sweep reuses a running one
-    instead of starting and stopping its own per run."""
-    assert not ray.is_initialized(), "another test left Ray running"
-    ray.init(
-        address="local",
-        num_cpus=2,
-        include_dashboard=False,
-        log_to_driver=False,
-        logging_level=logging.WARNING,
-    )
-    try:
-        yield
-    finally:
-        ray.shutdown()
 
 
 @pytest.fixture(scope="module")
