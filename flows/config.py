@@ -19,7 +19,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from models.config import FeatureConfig, ModelConfig
 from models.data.config import DataConfig, SplitConfig
 from models.errors import UserInputError
-from models.params import ApprovalConfig, EstimateConfig, EvaluationConfig, PromotionPolicy, SweepConfig
+from models.params import (
+    ApprovalConfig,
+    BusinessConfig,
+    EstimateConfig,
+    EvaluationConfig,
+    PromotionPolicy,
+    SweepConfig,
+)
 from monitoring.config import MonitoringConfig
 from serving.config import ServingConfig
 
@@ -77,6 +84,11 @@ class PipelineConfig(BaseModel):
     sweep: SweepConfig = Field(default_factory=SweepConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     promotion: PromotionPolicy = Field(default_factory=PromotionPolicy)
+    business: BusinessConfig | None = Field(
+        default=None,
+        description="Value of a conversion and cost of a contact: profit, ROI and the profit-maximising decision "
+        "threshold saved with the model. Null: no business figures, the threshold is evaluation.threshold.",
+    )
     estimate: EstimateConfig = Field(default_factory=EstimateConfig)
     approval: ApprovalConfig = Field(default_factory=ApprovalConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)

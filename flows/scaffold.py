@@ -20,6 +20,15 @@ HEADER = """\
 # Check the column roles below, then edit freely; every field not listed keeps its default.
 # Validate the data with:  mlops validate --config {config}
 """
+# Appended commented out: the figures are the user's own economics, which no profile can guess.
+BUSINESS_HINT = """
+# Business value (optional): profit, ROI and the profit-maximising decision threshold saved with the model.
+# business:
+#   value_per_conversion: 500.0   # what a converted lead / retained customer is worth
+#   cost_per_contact: 25.0        # what one contact (call, offer, discount) costs
+#   capacity: 100                 # at most this many contacts per scoring batch (optional)
+#   currency: USD
+"""
 
 
 @dataclass(frozen=True)
@@ -78,5 +87,7 @@ def write_scaffold(
     config_path, suite_path = out_dir / "pipeline.yaml", out_dir / "expectations.json"
     suite_path.write_text(json.dumps(suite, indent=2, default=str) + "\n", encoding="utf-8")
     body = yaml.safe_dump(raw, sort_keys=False, allow_unicode=True)
-    config_path.write_text(HEADER.format(source=data_path.name, config=config_path) + body, encoding="utf-8")
+    config_path.write_text(
+        HEADER.format(source=data_path.name, config=config_path) + body + BUSINESS_HINT, encoding="utf-8"
+    )
     return ScaffoldResult(config_path, suite_path, config)

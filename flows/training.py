@@ -15,11 +15,13 @@ from flows.config import load_config
 from flows.validation import docs_dir_for_run
 from infra.home import ProjectHome
 from models.estimate import actual_from_sweep, compare
+from models.model_card import model_card
 from models.promotion import decide_promotion
 from models.reporting import (
     PipelineSummary,
     RunIdentity,
     budget_gate,
+    card_context,
     decision_tags,
     lineage_tags,
     plot_files,
@@ -35,10 +37,10 @@ from tasks.evaluate import evaluate
 from tasks.gates import require_server_for, run_gate
 from tasks.lineage import code_version, fingerprint
 from tasks.packaging import package_version
-from tasks.registry import load_champion, promote, record_decision, register_challenger
+from tasks.registry import load_champion, promote, publish_model_card, record_decision, register_challenger
 from tasks.reporting import publish_summary
 from tasks.tracking import TrackingTarget, log_artifacts, log_metrics, log_model, log_trials, parent_run
-from tasks.training import fit_transform, split_data, sweep, train_baselines
+from tasks.training import finalize, fit_transform, split_data, sweep, train_baselines
 
 REPO = Path(__file__).resolve().parents[1]
 __all__ = ["InvalidDataError", "PipelineSummary", "training_pipeline"]
@@ -62,7 +64,7 @@ def training_pipeline(config_path: str, data_path: str | None = None) -> Pipelin
     prepared = split_data(df, config.data, config.split, seeds.split)
     transform = fit_transform(prepared, config.features)
     baselines = train_baselines(prepared, transform, seeds.baselines)
-    est = estimate(prepared, transform, config.model, config.sweep, config.estimate, seeds.estimate)
+    est = estimate(prepared, transform, config.model, config.sweep, config.estimate, seeds.estimate, config.split)
     rows = prepared.split.sizes()
     budget = run_gate(budget_gate(run, est, validation.markdown, rows, approval.budget), approval)
     target = TrackingTarget.for_store(home.active_tracking_uri(), run.experiment, home.mlflow_artifacts)
@@ -73,22 +75,29 @@ def training_pipeline(config_path: str, data_path: str | None = None) -> Pipelin
         result = sweep(prepared, transform, config.model, config.sweep, seed=seeds.sweep,
                        storage_path=home.ray_results, name=run.sweep_name)  # fmt: skip
         log_trials(target, tracked.run_id, result.trials)
+        final = finalize(result, prepared, transform, config.model, config.split, config.business,
+                         config.evaluation, seeds)  # fmt: skip
         actual = actual_from_sweep(result, est.device)
         errors = compare(est, actual)
         champion = load_champion(target, run.model_name)
-        evaluation = evaluate(result.scorer, prepared.split.test, prepared.y_test, baselines, champion,
+        evaluation = evaluate(final.scorer, prepared.split.test, prepared.y_test, baselines, champion,
                               features=config.features, config=config.evaluation, seeds=seeds,
-                              plots_dir=home.reports / "plots" / tracked.run_id)  # fmt: skip
-        log_metrics(target, tracked.run_id, run_metrics(evaluation, result, est, errors, actual))
+                              plots_dir=home.reports / "plots" / tracked.run_id, business=config.business,
+                              held_out=final.held_out())  # fmt: skip
+        log_metrics(target, tracked.run_id, run_metrics(evaluation, result, est, errors, actual, final))
         log_artifacts(target, tracked.run_id, plot_files(evaluation), folder="plots")
-        documents = run_documents(config.model_dump(mode="json"), validation.report, validation.markdown, evaluation, est)
+        documents = run_documents(config.model_dump(mode="json"), validation.report, validation.markdown, evaluation, est, final)
         log_artifacts(target, tracked.run_id, documents)
-        model_uri = log_model(target, tracked.run_id, result.scorer, prepared.split.test.head(5))
+        model_uri = log_model(target, tracked.run_id, final.scorer, prepared.split.test.head(5))
         lineage = lineage_tags(run, tracked.run_id, rows, validation.report, result, est, errors, actual, budget)
         version = register_challenger(target, run.model_name, model_uri, tracked.run_id, lineage)
+        card = model_card(card_context(run, version.version, config, rows, validation.report, prepared.split.strategy),
+                          result, final, evaluation)  # fmt: skip
+        publish_model_card(target, version, card)
         policy = decide_promotion(evaluation, config.promotion)
         gate = run_gate(promotion_gate(run, version.version, est, errors, actual, policy, evaluation,
-                                       validation.markdown, tracked.link, approval.promotion), approval)  # fmt: skip
+                                       validation.markdown, tracked.link, approval.promotion, final.markdown(), card),
+                        approval)  # fmt: skip
         record_decision(target, version, decision_tags(policy, gate, evaluation))
         if gate.approved:
             promote(target, version)

@@ -37,7 +37,11 @@ class Baseline:
 
     def predict_proba(self, df: pd.DataFrame) -> np.ndarray:
         """Positive-class probabilities, float64 [n]."""
-        return self.model.predict_proba(self._design(self.transform.transform(df)))[:, 1].astype(np.float64)
+        return self.predict_encoded(self.transform.transform(df))
+
+    def predict_encoded(self, encoded: EncodedFeatures) -> np.ndarray:
+        """Positive-class probabilities of already encoded rows, float64 [n]."""
+        return self.model.predict_proba(self._design(encoded))[:, 1].astype(np.float64)
 
 
 def fit_logistic(transform: FeatureTransform, train: EncodedFeatures, y: np.ndarray, seed: int) -> Baseline:
@@ -69,5 +73,11 @@ def fit_baselines(
     transform: FeatureTransform, train_df: pd.DataFrame, y: np.ndarray, seed: int
 ) -> list[Baseline]:
     """Fit every baseline on the training split."""
-    encoded = transform.transform(train_df)
+    return fit_baselines_encoded(transform, transform.transform(train_df), y, seed)
+
+
+def fit_baselines_encoded(
+    transform: FeatureTransform, encoded: EncodedFeatures, y: np.ndarray, seed: int
+) -> list[Baseline]:
+    """Fit every baseline on already encoded rows (the cross-validation's folds)."""
     return [fit_logistic(transform, encoded, y, seed), fit_boosted_trees(transform, encoded, y, seed)]

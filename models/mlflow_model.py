@@ -29,7 +29,10 @@ class ScorerPyfunc(mlflow.pyfunc.PythonModel):
 
 def pip_requirements() -> list[str]:
     """Pinned to the running versions: requirement inference costs seconds per call (FACTS)."""
+    import rtdl_num_embeddings
+    import scipy
     import sklearn
+    import tabm
     import torch
 
     return [
@@ -38,4 +41,7 @@ def pip_requirements() -> list[str]:
         f"pandas=={pd.__version__}",
         f"numpy=={np.__version__}",
         f"scikit-learn=={sklearn.__version__}",
+        f"scipy=={scipy.__version__}",
+        f"tabm=={tabm.__version__}",
+        f"rtdl_num_embeddings=={rtdl_num_embeddings.__version__}",
     ]

@@ -19,7 +19,7 @@ from sklearn.metrics import average_precision_score, precision_recall_curve, roc
 # Annotations only: models.evaluation re-exports its report, which draws these plots, so a runtime
 # import here would be circular.
 if TYPE_CHECKING:
-    from models.evaluation import Calibration, FeatureImportance
+    from models.evaluation import Calibration, FeatureImportance, ProfitCurve
 
 _DPI = 110
 
@@ -70,11 +70,74 @@ def plot_pr(y_true: np.ndarray, scores: dict[str, np.ndarray], path: Path | str)
     return _save(fig, path)
 
 
-def plot_calibration(cal: Calibration, path: Path | str) -> Path:
-    """Reliability diagram with the ECE in the title and bin counts underneath; empty bins are skipped."""
-    fig = Figure(figsize=(5.5, 6.0), layout="constrained")
-    FigureCanvasAgg(fig)
-    ax, ax_counts = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
+def _gains_points(y: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Share of rows contacted and of positives captured at each tie-group end, from (0, 0).
+
+    The same curve as ``models.evaluation.gains`` at full resolution (tied rows share a straight
+    segment); computed here because that module cannot be imported at runtime (see above).
+    """
+    order = np.argsort(-score, kind="stable")
+    s_sorted = score[order]
+    ends = np.flatnonzero(np.r_[s_sorted[1:] != s_sorted[:-1], True])
+    rows = np.r_[0, ends + 1] / y.size
+    captured = np.r_[0.0, np.cumsum(y[order])[ends]] / max(float(y.sum()), 1.0)
+    return rows, captured
+
+
+def plot_gains(y_true: np.ndarray, scores: dict[str, np.ndarray], path: Path | str) -> Path:
+    """Cumulative gains of several models: share of positives reached by contacting the top-scored rows.
+
+    Each label gives the share captured by the top 10%; the dashed diagonal is a random order.
+    """
+    y = np.asarray(y_true, dtype=np.float64)
+    fig, ax = _new_axes()
+    for name, score in scores.items():
+        share, captured = _gains_points(y, np.asarray(score, dtype=np.float64))
+        top10 = float(np.interp(0.1, share, captured))
+        ax.plot(share, captured, label=f"{name} (top 10% = {top10:.1%})")
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="random")
+    ax.set(
+        xlabel="Share of rows contacted (highest scores first)",
+        ylabel="Share of positives captured",
+        title="Cumulative gains",
+    )
+    ax.set(xlim=(0, 1), ylim=(0, 1.01))
+    ax.legend(loc="lower right")
+    return _save(fig, path)
+
+
+def plot_profit(curve_by_name: dict[str, ProfitCurve], threshold: float, path: Path | str) -> Path:
+    """Profit against the threshold for several models, best point marked, saved threshold as a line.
+
+    A curve is a step function: between two listed thresholds the profit is that of the higher one.
+    """
+    fig, ax = _new_axes((6.0, 4.5))
+    currency = ""
+    for name, curve in curve_by_name.items():
+        x, profit = list(curve.thresholds), list(curve.profit)
+        if x[0] > 0.0:  # below the lowest score every row is eligible: same as the first point
+            x, profit = [0.0, *x], [profit[0], *profit]
+        (line,) = ax.step(
+            x,
+            profit,
+            where="pre",
+            label=f"{name} (best {curve.best_profit:,.0f} at {curve.best_threshold:.3f})",
+        )
+        ax.plot([curve.best_threshold], [curve.best_profit], marker="o", color=line.get_color())
+        currency = curve.currency
+    ax.axvline(threshold, linestyle="--", color="grey", linewidth=1, label=f"saved threshold = {threshold:g}")
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.set(
+        xlabel="Threshold (contact when score >= threshold)",
+        ylabel=f"Profit ({currency})" if currency else "Profit",
+        title="Profit by threshold",
+        xlim=(0, 1),
+    )
+    ax.legend(loc="best")
+    return _save(fig, path)
+
+
+def _reliability(ax: Axes, cal: Calibration, label: str, **style: object) -> None:
     points = [
         (m, f)
         for m, f in zip(cal.mean_predicted, cal.fraction_positive, strict=True)
@@ -82,7 +145,20 @@ def plot_calibration(cal: Calibration, path: Path | str) -> Path:
     ]
     if points:
         mean_pred, frac_pos = zip(*points, strict=True)
-        ax.plot(mean_pred, frac_pos, marker="o", label="model")
+        ax.plot(mean_pred, frac_pos, marker="o", label=f"{label} (ECE = {cal.ece:.3f})", **style)
+
+
+def plot_calibration(cal: Calibration, path: Path | str, *, before: Calibration | None = None) -> Path:
+    """Reliability diagram with the ECE in the title and bin counts underneath; empty bins are skipped.
+
+    With ``before`` (the network's own probabilities), both curves are drawn: what calibration changed.
+    """
+    fig = Figure(figsize=(5.5, 6.0), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax, ax_counts = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
+    if before is not None:
+        _reliability(ax, before, "before calibration", linestyle=":", alpha=0.7)
+    _reliability(ax, cal, "calibrated" if before is not None else "model")
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="perfectly calibrated")
     ax.set(ylabel="Fraction positive", title=f"Calibration (ECE = {cal.ece:.3f})", ylim=(0, 1.01))
     ax.legend(loc="upper left")

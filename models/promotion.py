@@ -22,8 +22,9 @@ class PromotionDecision:
 
 
 def decide_promotion(evaluation: EvaluationReport, policy: PromotionPolicy) -> PromotionDecision:
-    """Apply ``policy`` to the evaluation: an AUC floor, beating the best baseline, and (when a
-    champion exists) a paired AUC gain whose interval lies above zero."""
+    """Apply ``policy`` to the evaluation: an AUC floor, non-inferiority to every baseline (the paired
+    interval of the AUC difference above ``-baseline_margin``), and (when a champion exists) a paired AUC
+    gain whose interval lies above zero."""
     challenger_auc = evaluation.metrics["roc_auc"]
     baseline = evaluation.best_baseline
     baseline_name, baseline_auc = baseline.name, baseline.roc_auc.value
@@ -33,10 +34,14 @@ def decide_promotion(evaluation: EvaluationReport, policy: PromotionPolicy) -> P
     if not checks["min_auc"]:
         reasons.append(f"test ROC AUC {challenger_auc.value:.4f} is below the floor {policy.min_auc:.4f}")
     if policy.require_beat_baseline:
-        checks["beats_baseline"] = challenger_auc.value > baseline_auc
-        if not checks["beats_baseline"]:
+        evidence = evaluation.non_inferiority or evaluation.vs_baselines
+        inferior = {name: cmp for name, cmp in evidence.items() if not cmp.low > -policy.baseline_margin}
+        checks["holds_own_vs_baselines"] = not inferior
+        for name, cmp in inferior.items():
             reasons.append(
-                f"test ROC AUC {challenger_auc.value:.4f} does not beat the {baseline_name} baseline ({baseline_auc:.4f})"
+                f"not non-inferior to the {name} baseline: AUC difference {cmp.diff:+.4f} "
+                f"({confidence_percent(cmp.confidence)} CI {cmp.low:+.4f} to {cmp.high:+.4f}) reaches below "
+                f"-{policy.baseline_margin:g}"
             )
     if champion_version is not None:
         if vs_champion is None:
@@ -54,8 +59,18 @@ def decide_promotion(evaluation: EvaluationReport, policy: PromotionPolicy) -> P
                 )
     promote = all(checks.values())
     if promote:
-        versus = "beats" if challenger_auc.value > baseline_auc else "does not beat (not required)"
-        versus_baseline = f"{versus} the {baseline_name} baseline ({baseline_auc:.4f})"
+        best = (evaluation.non_inferiority or evaluation.vs_baselines).get(baseline_name)
+        if best is None or not policy.require_beat_baseline:
+            versus = "beats" if challenger_auc.value > baseline_auc else "does not beat (not required)"
+            versus_baseline = f"{versus} the {baseline_name} baseline ({baseline_auc:.4f})"
+        else:
+            # "beats" only when the evidence says so; otherwise what the check showed: non-inferiority.
+            held = "beats" if best.low > 0 else "holds its own against"
+            versus_baseline = (
+                f"{held} the {baseline_name} baseline ({baseline_auc:.4f}; difference {best.diff:+.4f}, "
+                f"{confidence_percent(best.confidence)} CI {best.low:+.4f} to {best.high:+.4f}, "
+                f"margin {policy.baseline_margin:g}, on {evaluation.non_inferiority_rows or 'the test rows'})"
+            )
         if champion_version is None:
             reason = f"first model: test ROC AUC {challenger_auc.value:.4f} {versus_baseline}"
         else:

@@ -15,9 +15,11 @@ from models.approval import BUDGET, PROMOTION, GateDecision, GateRequest, GateSu
 from models.data.validation import ValidationReport
 from models.estimate import ActualUsage, EstimateComparison, ResourceEstimate
 from models.evaluation import BaselineScore, ChampionModel, EvaluationReport, MetricInterval
+from models.model_card import CardContext
 from models.names import tag_value
 from models.params import GatePolicy
 from models.promotion import PromotionDecision
+from models.selection import FinalModel
 from models.sweep import SweepResult
 
 
@@ -143,7 +145,8 @@ def budget_gate(
             f"## Budget gate: {run.pipeline}",
             "",
             f"Approve to run a sweep of **{est.trials} trials** on **{est.device}**: estimated "
-            f"**{minutes:.1f} min** wall time and **{est.cost:.4f} {est.currency}**.",
+            f"**{minutes:.1f} min** wall time and **{est.cost:.4f} {est.currency}**"
+            + (f", then {est.cv_fits} cross-validation fits (about {est.cv_seconds / 60:.1f} min)." if est.cv_fits else "."),
             f"Training rows {rows['train']:,}, validation {rows['val']:,}, test {rows['test']:,}.",
             "",
             "### Resource and cost estimate",
@@ -175,8 +178,13 @@ def promotion_gate(
     validation_md: str,
     run_link: str,
     policy: GatePolicy,
+    final_md: str = "",
+    card: str = "",
 ) -> GateRequest:
-    """The gate before the champion alias moves: the evidence an approver decides on."""
+    """The gate before the champion alias moves: the evidence an approver decides on.
+
+    ``final_md`` is the cross-validation and calibration section, ``card`` the version's model card.
+    """
     actual_seconds = actual.sweep_seconds
     checks = ", ".join(f"{k}: {'pass' if v else 'FAIL'}" for k, v in decision.checks.items())
     verdict = "approve" if decision.promote else "reject"
@@ -198,9 +206,13 @@ def promotion_gate(
             "",
             evaluation.markdown(),
             "",
+            final_md,
+            "",
             validation_md,
             "",
             run_link,
+            "",
+            card,
         ]
     )
     return GateRequest(
@@ -267,10 +279,19 @@ def run_metrics(
     est: ResourceEstimate,
     comparison: EstimateComparison,
     actual: ActualUsage,
+    final: FinalModel,
 ) -> dict[str, float]:
-    """The parent run's final metrics: test figures, the sweep's best, estimate vs actual."""
+    """The parent run's final metrics: test figures, cross-validation, calibration, the sweep's best,
+    estimate vs actual."""
+    calibrated = {
+        "holdout/ece_before_calibration": final.calibration_before.ece,
+        "holdout/ece": final.calibration_after.ece,
+        "calibration/temperature": final.scorer.calibration.temperature,
+    }
     return (
         evaluation.flat_metrics()
+        | (final.cv.flat_metrics() if final.cv is not None else {})
+        | calibrated
         | {
             "sweep/best_val_auc": sweep.best_val_auc,
             "estimate/sweep_seconds": est.sweep_seconds,
@@ -287,9 +308,12 @@ def run_documents(
     validation_md: str,
     evaluation: EvaluationReport,
     est: ResourceEstimate,
+    final: FinalModel,
 ) -> dict[str, str]:
     """Files attached to the parent run (name -> content)."""
-    return {
+    cv = {"cross_validation.json": json.dumps(final.cv.to_dict(), indent=2, default=str)} if final.cv else {}
+    return cv | {
+        "model_selection.md": final.markdown(),
         "config.json": json.dumps(config, indent=2),
         "validation.json": json.dumps(validation.to_dict(), indent=2),
         "evaluation.json": json.dumps(evaluation.to_dict(), indent=2, default=str),
@@ -308,3 +332,22 @@ def summary_markdown(summary: PipelineSummary, evaluation: EvaluationReport) -> 
     """The run's closing artifact: version, verdict and reason, then the evaluation."""
     verdict = "promoted to champion" if summary.promoted else "not promoted"
     return f"## {summary.model_name} v{summary.version}: {verdict}\n\n{summary.reason}\n\n{evaluation.markdown()}"
+
+
+def card_context(run: RunIdentity, version: str, config: Any, rows: dict[str, int], validation: ValidationReport,
+                 split_strategy: str) -> CardContext:  # fmt: skip
+    """The run facts a model card states, from the pipeline config (any object with ``data`` and ``features``)."""
+    return CardContext(
+        model_name=run.model_name,
+        version=version,
+        pipeline=run.pipeline,
+        data_path=str(config.data.path),
+        data_fingerprint=run.data_fingerprint,
+        target=config.data.target,
+        positive_class=str(config.data.positive_class),
+        rows=rows,
+        numeric=list(config.features.numeric),
+        categorical=list(config.features.categorical),
+        validation=validation.summary(),
+        split_strategy=split_strategy,
+    )

@@ -11,12 +11,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from models.features import FeatureTransform
-from models.network import TabularNet
+from models.calibrator import TemperatureScaling
+from models.decision import DecisionRule
+from models.features import EncodedFeatures, FeatureTransform
+from models.network import FoldEnsemble, TabularNet, build_net
 
 TRANSFORM_FILE = "transform.json"
 NETWORK_FILE = "network.json"
 WEIGHTS_FILE = "weights.pt"
+CALIBRATION_FILE = "calibration.json"  # absent in models saved before calibration: the identity
+DECISION_FILE = "decision.json"  # absent: no decision rule saved, scores only
 _SCORING_BATCH_ROWS = 65_536  # bounds peak memory on large frames; big enough to amortise per-call cost
 
 
@@ -29,17 +33,35 @@ class FeatureColumn:
 
 
 class TabularScorer:
-    """Turns a raw frame into probabilities; fp32 on CPU in eval mode so saved and loaded copies agree
-    bit for bit.
+    """Turns a raw frame into calibrated probabilities (and contact decisions); fp32 on CPU in eval mode
+    so saved and loaded copies agree bit for bit.
 
-    The scorer owns `net`: it is moved to CPU fp32 and put in eval mode here.
+    The scorer owns `net`: it is moved to CPU fp32 and put in eval mode here. `calibration` maps the
+    network's logits to probabilities (identity until fitted); `decision` is the saved contact rule.
     """
 
-    def __init__(self, transform: FeatureTransform, net: TabularNet, net_config: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        transform: FeatureTransform,
+        net: TabularNet | FoldEnsemble,
+        net_config: dict[str, Any],
+        calibration: TemperatureScaling | None = None,
+        decision: DecisionRule | None = None,
+    ) -> None:
         assert net_config == net.architecture(), "net_config must describe net"
         self.transform = transform
         self.net = net.to(device="cpu", dtype=torch.float32).eval()
         self.net_config = dict(net_config)
+        self.calibration = calibration or TemperatureScaling()
+        self.decision = decision
+
+    def with_calibration(self, calibration: TemperatureScaling) -> TabularScorer:
+        """The same network and transform with another calibration (the network is shared, not copied)."""
+        return TabularScorer(self.transform, self.net, self.net_config, calibration, self.decision)
+
+    def with_decision(self, decision: DecisionRule) -> TabularScorer:
+        """The same model with a contact rule to save and serve."""
+        return TabularScorer(self.transform, self.net, self.net_config, self.calibration, decision)
 
     @property
     def feature_columns(self) -> list[FeatureColumn]:
@@ -49,9 +71,12 @@ class TabularScorer:
             FeatureColumn(name, "categorical") for name in spec.categorical
         ]
 
-    def predict_proba(self, df: pd.DataFrame) -> np.ndarray:
-        """P(label = 1) per row as float64 [n] in [0, 1]; raises `MissingColumnsError` on absent columns."""
-        encoded = self.transform.transform(df)
+    def logits(self, df: pd.DataFrame) -> np.ndarray:
+        """The network's raw logits per row, float64 [n], before calibration."""
+        return self.logits_encoded(self.transform.transform(df))
+
+    def logits_encoded(self, encoded: EncodedFeatures) -> np.ndarray:
+        """Raw logits of rows already encoded by this scorer's transform, float64 [n]."""
         x_num = torch.from_numpy(encoded.numeric)  # [n, n_num] float32
         x_cat = torch.from_numpy(encoded.categorical)  # [n, n_cat] int64
         logits = np.empty(len(encoded), dtype=np.float64)  # [n]
@@ -59,19 +84,37 @@ class TabularScorer:
             for start in range(0, len(encoded), _SCORING_BATCH_ROWS):
                 stop = start + _SCORING_BATCH_ROWS
                 logits[start:stop] = self.net(x_num[start:stop], x_cat[start:stop]).numpy()
+        return logits
+
+    def predict_proba(self, df: pd.DataFrame, *, calibrated: bool = True) -> np.ndarray:
+        """P(label = 1) per row as float64 [n] in [0, 1]; raises `MissingColumnsError` on absent columns.
+
+        `calibrated=False` gives the network's own probabilities (for the before/after comparison).
+        """
+        logits = self.logits(df)
+        if calibrated:
+            logits = self.calibration.apply(logits)
         return torch.sigmoid(torch.from_numpy(logits)).numpy()  # float64 sigmoid, stable for any logit
 
     def score_frame(self, df: pd.DataFrame) -> pd.DataFrame:
-        """``df`` with a ``score`` column (P(label = 1)) appended: batch scoring of a table."""
-        return df.assign(score=self.predict_proba(df))
+        """``df`` with a ``score`` column (calibrated P(label = 1)) appended, and a ``contact`` column when
+        the model has a decision rule: batch scoring of a table (the whole table is one batch)."""
+        scores = self.predict_proba(df)
+        if self.decision is None:
+            return df.assign(score=scores)
+        return df.assign(score=scores, contact=self.decision.decide(scores))
 
     def save(self, directory: Path) -> None:
-        """Write `transform.json`, `network.json` (constructor arguments) and `weights.pt` (state_dict)."""
+        """Write `transform.json`, `network.json` (constructor arguments), `weights.pt` (state_dict),
+        `calibration.json` and, when there is a rule, `decision.json`."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         (directory / TRANSFORM_FILE).write_text(json.dumps(self.transform.to_dict(), indent=2))
         (directory / NETWORK_FILE).write_text(json.dumps(self.net_config, indent=2))
         torch.save(self.net.state_dict(), directory / WEIGHTS_FILE)
+        (directory / CALIBRATION_FILE).write_text(json.dumps(self.calibration.to_dict(), indent=2))
+        if self.decision is not None:
+            (directory / DECISION_FILE).write_text(json.dumps(self.decision.to_dict(), indent=2))
 
     @classmethod
     def load(cls, directory: Path) -> TabularScorer:
@@ -79,6 +122,11 @@ class TabularScorer:
         directory = Path(directory)
         transform = FeatureTransform.from_dict(json.loads((directory / TRANSFORM_FILE).read_text()))
         net_config = json.loads((directory / NETWORK_FILE).read_text())
-        net = TabularNet(**net_config)
+        net = build_net(net_config)
         net.load_state_dict(torch.load(directory / WEIGHTS_FILE, map_location="cpu", weights_only=True))
-        return cls(transform, net, net_config)
+        calibration = decision = None
+        if (directory / CALIBRATION_FILE).is_file():
+            calibration = TemperatureScaling.from_dict(json.loads((directory / CALIBRATION_FILE).read_text()))
+        if (directory / DECISION_FILE).is_file():
+            decision = DecisionRule.from_dict(json.loads((directory / DECISION_FILE).read_text()))
+        return cls(transform, net, net_config, calibration, decision)

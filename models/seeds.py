@@ -24,6 +24,8 @@ class Seeds:
     robustness: int
     importance: int
     diagnostics: int  # subsample of the test split for the slow diagnostics
+    cv: int  # fold assignment of the cross-validation and its fold models' training seeds
+    business: int  # bootstrap of the profit-maximising threshold
 
     @classmethod
     def from_root(cls, root: int) -> Seeds:

@@ -154,6 +154,7 @@ def train_model(
     if len(np.unique(y_val)) < 2:
         raise ValueError("val: labels hold a single class, ROC AUC (the early-stopping metric) is undefined")
 
+    config = config.for_data(len(y_train), float(np.mean(y_train)))
     L.seed_everything(seed, workers=True, verbose=False)
     accelerator, precision = resolve_device(config)
     on_cuda = accelerator in ("gpu", "cuda") and torch.cuda.is_available()
@@ -168,7 +169,7 @@ def train_model(
             val, y_val, batch_size=max(config.batch_size, _VAL_BATCH_ROWS), shuffle=False, device=data_device
         )
     )
-    module = TabularClassifier.from_config(transform.n_numeric, transform.cardinalities, config)
+    module = TabularClassifier.from_config(transform.n_numeric, transform.cardinalities, config, train.numeric)
 
     best = BestWeightsInMemory()
     stopper = EarlyStopping(monitor=MONITOR, mode="max", patience=config.early_stopping_patience)

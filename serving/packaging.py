@@ -21,7 +21,14 @@ import bentoml
 import yaml
 
 from models.names import Alias
-from models.scorer import NETWORK_FILE, TRANSFORM_FILE, WEIGHTS_FILE, TabularScorer
+from models.scorer import (
+    CALIBRATION_FILE,
+    DECISION_FILE,
+    NETWORK_FILE,
+    TRANSFORM_FILE,
+    WEIGHTS_FILE,
+    TabularScorer,
+)
 from serving.config import ServingConfig
 
 REPO_ROOT = (
@@ -39,6 +46,8 @@ FEATURE_SCHEMA_KEY = "feature_schema"
 SCORER_DIGEST_KEY = "scorer_sha256"
 _RESERVED_KEYS = (FEATURE_SCHEMA_KEY, SCORER_DIGEST_KEY)
 _SCORER_FILES = (TRANSFORM_FILE, NETWORK_FILE, WEIGHTS_FILE)
+# Written by current scorers; hashed when present, so older models (without them) still verify.
+_OPTIONAL_SCORER_FILES = (CALIBRATION_FILE, DECISION_FILE)
 _BENTOFILE_KEYS = ("service", "include", "exclude", "python", "description", "docker")
 
 
@@ -49,7 +58,8 @@ class ModelIntegrityError(RuntimeError):
 def scorer_digest(directory: Path) -> str:
     """SHA-256 over the scorer's files (name and bytes, fixed order): detects a corrupted or swapped model."""
     digest = hashlib.sha256()
-    for name in _SCORER_FILES:
+    present = [name for name in _OPTIONAL_SCORER_FILES if (Path(directory) / name).is_file()]
+    for name in (*_SCORER_FILES, *present):
         digest.update(name.encode() + b"\0")
         digest.update((Path(directory) / name).read_bytes())
     return digest.hexdigest()
@@ -92,8 +102,9 @@ def save_model(
             SCORER_DIGEST_KEY: scorer_digest(staged),
         }
         with bentoml.models.create(name, labels=labels, metadata=full_metadata) as model:
-            for file_name in _SCORER_FILES:
-                shutil.copy2(staged / file_name, Path(model.path) / file_name)
+            for file_name in (*_SCORER_FILES, *_OPTIONAL_SCORER_FILES):
+                if (staged / file_name).is_file():
+                    shutil.copy2(staged / file_name, Path(model.path) / file_name)
     return model.tag
 
 

@@ -136,7 +136,11 @@ def rows_to_frame(rows: list[BaseModel], columns: list[FeatureColumn]) -> pd.Dat
 
 class Prediction(BaseModel):
     request_id: str
-    score: float = Field(description="P(label = 1) in [0, 1].")
+    score: float = Field(description="Calibrated P(label = 1) in [0, 1].")
+    contact: bool | None = Field(
+        description="The model's decision at the threshold saved with it (capacity: per request); null when "
+        "the model has no decision rule."
+    )
     model_version: str
 
 
@@ -161,6 +165,10 @@ class ModelMetadata(BaseModel):
     max_rows: int
     features: list[FeatureSchema]
     metadata: dict[str, Any] = Field(description="Metadata saved with the model (run id, ...).")
+    decision: dict[str, Any] | None = Field(
+        default=None,
+        description="The contact rule saved with the model: threshold, how it was chosen, capacity.",
+    )
 
 
 # --- configuration and auth -----------------------------------------------------------------------------
@@ -265,6 +273,8 @@ class TabularModelService:
         """Score each row; validation errors are raised as pydantic errors, which BentoML answers with 400."""
         request = self.request_model.model_validate({"rows": rows})
         scores = self.scorer.predict_proba(rows_to_frame(request.rows, self.columns))  # [n] float64
+        decision = self.scorer.decision
+        contacts = decision.decide(scores).tolist() if decision is not None else [None] * len(scores)
         ids = [getattr(row, "request_id", None) or uuid.uuid4().hex for row in request.rows]
         if self.prediction_log is not None:
             self.prediction_log.append(
@@ -281,8 +291,13 @@ class TabularModelService:
             )
         return PredictResponse(
             predictions=[
-                Prediction(request_id=request_id, score=float(score), model_version=self.model_version)
-                for request_id, score in zip(ids, scores, strict=True)
+                Prediction(
+                    request_id=request_id,
+                    score=float(score),
+                    contact=contact,
+                    model_version=self.model_version,
+                )
+                for request_id, score, contact in zip(ids, scores, contacts, strict=True)
             ],
             model_name=self.model_name,
             model_version=self.model_version,
@@ -301,6 +316,7 @@ class TabularModelService:
             max_rows=self.config.max_batch_size,
             features=[FeatureSchema(name=c.name, kind=c.kind) for c in self.columns],
             metadata=self.model_metadata,
+            decision=None if self.scorer.decision is None else self.scorer.decision.to_dict(),
         )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from prefect import task
 
 from models.config import ModelConfig
+from models.data.config import SplitConfig
 from models.estimate import ResourceEstimate, estimate_resources
 from models.features import FeatureTransform
 from models.params import EstimateConfig, SweepConfig
@@ -20,8 +21,12 @@ def estimate(
     sweep: SweepConfig,
     prices: EstimateConfig,
     seed: int,
+    split: SplitConfig | None = None,
 ) -> ResourceEstimate:
-    """Parameters, FLOPs, memory, a measured profiling run, sweep time, storage and cost."""
+    """Parameters, FLOPs, memory, a measured profiling run, sweep time, storage and cost (and the
+    cross-validation's time when ``split`` cross-validates this table)."""
+    rows = len(prepared.split.train) + len(prepared.split.val)
+    cv = split is not None and split.cross_validates(rows)
     return estimate_resources(
         transform.transform(prepared.split.train),
         len(prepared.split.val),
@@ -30,4 +35,6 @@ def estimate(
         sweep=sweep,
         prices=prices,
         seed=seed,
+        cv_fits=split.cv_folds * split.cv_top_trials if cv else 0,
+        cv_fit_rows=rows * (split.cv_folds - 1) // split.cv_folds if cv else 0,
     )

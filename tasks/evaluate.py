@@ -14,8 +14,8 @@ from prefect import task
 
 from models.baselines import Baseline
 from models.config import FeatureConfig
-from models.evaluation import ChampionModel, EvaluationReport, evaluate_model
-from models.params import EvaluationConfig
+from models.evaluation import ChampionModel, EvaluationReport, HeldOut, evaluate_model
+from models.params import BusinessConfig, EvaluationConfig
 from models.scorer import TabularScorer
 from models.seeds import Seeds
 from tasks.caching import ONCE_PER_RUN, REPLAYABLE
@@ -35,6 +35,8 @@ def evaluate(
     config: EvaluationConfig,
     seeds: Seeds,
     plots_dir: Path,
+    business: BusinessConfig | None = None,
+    held_out: HeldOut | None = None,
 ) -> EvaluationReport:
     """Metrics with intervals, paired comparisons, calibration, slices, robustness, importance, plots."""
     return evaluate_model(
@@ -47,4 +49,6 @@ def evaluate(
         config=config,
         seeds=seeds,
         plots_dir=plots_dir,
+        business=business,
+        held_out=held_out,
     )

@@ -10,6 +10,7 @@ from pathlib import Path
 import mlflow
 from mlflow.exceptions import MlflowException
 from prefect import task
+from prefect.artifacts import create_markdown_artifact
 
 from models.errors import UserInputError
 from models.evaluation import ChampionModel
@@ -103,3 +104,17 @@ def promote(target: TrackingTarget, version: RegisteredVersion) -> RegisteredVer
         client.set_registered_model_alias(version.name, Alias.PREVIOUS_CHAMPION, previous.version)
     client.set_registered_model_alias(version.name, Alias.CHAMPION, version.version)
     return previous
+
+
+@task(name="publish-model-card", cache_policy=PER_RUN_INPUTS, **REPLAYABLE, **IO_RETRIES)
+def publish_model_card(target: TrackingTarget, version: RegisteredVersion, card: str) -> None:
+    """The card as the version's registry description, as the run's `model_card.md` and as a Prefect artifact."""
+    client = target.client()
+    client.update_model_version(version.name, version.version, description=card)
+    if version.run_id:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "model_card.md"
+            path.write_text(card)
+            client.log_artifact(version.run_id, str(path))
+    key = re.sub(r"[^a-z0-9-]+", "-", f"model-card-{version.name}-v{version.version}".lower())
+    create_markdown_artifact(key=key, markdown=card, description=f"Model card of {version.name} v{version.version}")

@@ -1,4 +1,4 @@
-"""Prefect tasks of the training stage: split, features, baselines, sweep.
+"""Prefect tasks of the training stage: split, features, baselines, sweep, final model.
 
 Each wraps pure code from ``models/``; data-frame inputs are not hashed for caching (NO_CACHE):
 hashing a large frame costs more than the step it would skip.
@@ -17,7 +17,9 @@ from models.config import FeatureConfig, ModelConfig
 from models.data.config import DataConfig, SplitConfig
 from models.data.split import DataSplit, binary_labels, split_frame
 from models.features import FeatureTransform
-from models.params import SweepConfig
+from models.params import BusinessConfig, EvaluationConfig, SweepConfig
+from models.seeds import Seeds
+from models.selection import FinalModel, finalize_model
 from models.sweep import SweepData, SweepResult, run_sweep
 from tasks.caching import ONCE_PER_RUN, REPLAYABLE
 
@@ -85,3 +87,23 @@ def sweep(
             result.set_aside,
         )
     return result
+
+
+@task(name="finalize-model", cache_policy=ONCE_PER_RUN, **REPLAYABLE)
+def finalize(
+    result: SweepResult,
+    prepared: PreparedData,
+    transform: FeatureTransform,
+    model: ModelConfig,
+    split: SplitConfig,
+    business: BusinessConfig | None,
+    evaluation: EvaluationConfig,
+    seeds: Seeds,
+) -> FinalModel:
+    """Cross-validate the sweep's best trials on a small table, then calibrate and set the decision threshold."""
+    parts = prepared.split
+    return finalize_model(
+        result, parts.train, prepared.y_train, parts.val, prepared.y_val,
+        transform=transform, model=model, split=split, business=business, evaluation=evaluation,
+        cv_seed=seeds.cv, business_seed=seeds.business,
+    )  # fmt: skip

@@ -182,7 +182,9 @@ def small_pipeline_config(path: Path, data: Path, *, model_name: str, trials: in
     raw["data"].update(path=str(data), expectations=str(REPO / "configs" / "crm_leads.expectations.json"))
     raw.update(
         registry={"model_name": model_name},
-        model={"max_epochs": 3, "hidden_sizes": [32, 16]},
+        model={"architecture": "mlp", "max_epochs": 3, "hidden_sizes": [32, 16]},
+        # Cross-validation is tested where it is under test (e2e Telco run, unit tests): off here.
+        split={"cv_folds": 0},
         sweep={
             "num_samples": trials,
             "max_concurrent_trials": 2,

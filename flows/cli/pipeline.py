@@ -97,7 +97,7 @@ def estimate_cmd(ctx: typer.Context, config: ConfigOption, data: DataOption = No
     try:
         prepared = split_data.fn(load_data.fn(cfg.data), cfg.data, cfg.split, seeds.split)
         transform = fit_transform.fn(prepared, cfg.features)
-        est = estimate.fn(prepared, transform, cfg.model, cfg.sweep, cfg.estimate, seeds.estimate)
+        est = estimate.fn(prepared, transform, cfg.model, cfg.sweep, cfg.estimate, seeds.estimate, cfg.split)
     except UserInputError as exc:
         raise fail(str(exc)) from None
     from rich.markdown import Markdown

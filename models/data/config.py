@@ -59,3 +59,30 @@ class SplitConfig(BaseModel):
         default="auto", description="auto = time-based when data.time_column is set, else random."
     )
     stratify: bool = Field(default=True, description="Keep the label rate equal across random splits.")
+
+    cv_folds: int = Field(
+        default=5,
+        ge=0,
+        description="Stratified K-fold cross-validation on train+validation (the test split stays untouched) "
+        "of the sweep's best configurations, the baselines alike; the final model is the K fold models' "
+        "ensemble. 0 = off.",
+    )
+    cv_max_rows: int = Field(
+        default=20_000,
+        ge=1,
+        description="Cross-validate only below this many train+validation rows: there one validation split "
+        "is noisy, and K fits are cheap; above it one split is precise enough.",
+    )
+    cv_top_trials: int = Field(
+        default=2, ge=1, description="How many of the sweep's best trials the cross-validation re-evaluates."
+    )
+
+    @model_validator(mode="after")
+    def _folds(self) -> SplitConfig:
+        if self.cv_folds == 1:
+            raise ValueError("cv_folds must be 0 (off) or at least 2")
+        return self
+
+    def cross_validates(self, rows: int) -> bool:
+        """Whether a table with `rows` train+validation rows is cross-validated."""
+        return self.cv_folds >= 2 and rows < self.cv_max_rows

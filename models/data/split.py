@@ -88,3 +88,23 @@ def split_frame(
                 f"the {name} split is empty: {len(df)} rows are too few for the configured fractions"
             )
     return DataSplit(train=train, val=val, test=test, strategy=strategy)
+
+
+def stratified_folds(y: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """Fold number (0..folds-1) of every row: each class dealt round-robin over the folds after a seeded
+    shuffle, so folds are disjoint, cover every row, and hold each class in equal shares (within one row)."""
+    if folds < 2:
+        raise ValueError(f"folds must be at least 2, got {folds}")
+    y = np.asarray(y)
+    labels, counts = np.unique(y, return_counts=True)
+    if len(y) == 0 or counts.min() < folds:
+        raise UserInputError(f"a class has fewer rows than the {folds} cross-validation folds")
+    rng = np.random.default_rng(seed)
+    assignment = np.empty(len(y), dtype=np.int64)
+    offset = 0
+    for label in labels:
+        rows = rng.permutation(np.flatnonzero(y == label))
+        # Continue the round-robin where the previous class stopped: fold sizes differ by at most one.
+        assignment[rows] = (np.arange(len(rows)) + offset) % folds
+        offset += len(rows)
+    return assignment

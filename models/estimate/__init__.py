@@ -1,6 +1,6 @@
 """Pre-flight estimate of a sweep's compute, memory, wall time, cost and storage, for the approver.
 
-One module per concept: `counts` (analytic parameters, FLOPs, memory, checkpoint sizes), `profiling`
+One module per concept: `counts` (parameters, FLOPs, memory, checkpoint sizes, counted on the network itself), `profiling`
 (a short measured run of the real Lightning module), `asha` (simulated ASHA trial lengths and wall time),
 `pricing` (device and storage prices), `report` (the `ResourceEstimate` result and its formats),
 `actual` (what a finished sweep used and `compare`), and `resources` (`estimate_resources`, which wires
@@ -14,9 +14,9 @@ from models.estimate.counts import (
     FP32_BYTES,
     MemoryBreakdown,
     artifact_bytes,
+    build_net,
     checkpoint_bytes,
     forward_flops_per_sample,
-    layer_widths,
     memory_breakdown,
     parameter_count,
     row_bytes,
@@ -44,12 +44,12 @@ __all__ = [
     "artifact_bytes",
     "asha_expected_epochs",
     "asha_rungs",
+    "build_net",
     "checkpoint_bytes",
     "compare",
     "device_price",
     "estimate_resources",
     "forward_flops_per_sample",
-    "layer_widths",
     "memory_breakdown",
     "parameter_count",
     "profile_training",

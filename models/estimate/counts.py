@@ -1,17 +1,31 @@
-"""Analytic counts from the architecture alone: parameters, FLOPs, peak memory and checkpoint sizes."""
+"""Counts from the architecture: parameters, FLOPs, peak memory and checkpoint sizes.
+
+Each count is taken from the network the trial will build (`TabularNet` of the configuration, with its
+numeric embeddings, categorical tables and MLP or TabM backbone), not from a formula per architecture:
+parameters by counting them, FLOPs with torch's `FlopCounterMode` on a few probe rows, and activation
+memory by recording what autograd saves for backward. A new layer type is counted the day it is added.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
 from models.config import ModelConfig
-from models.network import embedding_dims
+from models.lightning_module import net_config
+from models.network import TabularNet
 from models.training import _VAL_BATCH_ROWS
 
 # AdamW keeps two fp32 moments (exp_avg, exp_avg_sq) per parameter.
 ADAMW_STATES = 2
 FP32_BYTES = 4
 INT64_BYTES = 8  # categorical codes are fed as int64
+# Rows of the probe batch: FLOPs and saved activations grow linearly with rows, so a few suffice.
+PROBE_ROWS = 8
 
 
 @dataclass(frozen=True)
@@ -21,7 +35,7 @@ class MemoryBreakdown:
     weights: int
     gradients: int
     optimizer_state: int  # AdamW: two moments per parameter
-    activations: int  # one training batch through every layer, saved for backward, dropout masks included
+    activations: int  # one training batch: what autograd saves for backward, plus the batch as fed
     data: int  # training tensors (plus the per-epoch shuffled copy) and validation tensors
 
     @property
@@ -29,30 +43,88 @@ class MemoryBreakdown:
         return self.weights + self.gradients + self.optimizer_state + self.activations + self.data
 
 
-def layer_widths(n_numeric: int, cardinalities: list[int], model: ModelConfig) -> list[int]:
-    """Input width of the MLP followed by each hidden width and the single output."""
-    width = n_numeric + sum(embedding_dims(cardinalities, model.embedding_dim))
-    return [width, *model.hidden_sizes, 1]
+def build_net(
+    n_numeric: int, cardinalities: list[int], model: ModelConfig, train_numeric: np.ndarray
+) -> TabularNet:
+    """The network a trial of `model` builds on this training split (bins from `train_numeric`)."""
+    return TabularNet(**net_config(n_numeric, cardinalities, model, train_numeric))
 
 
-def parameter_count(n_numeric: int, cardinalities: list[int], model: ModelConfig) -> int:
-    """Parameters of `TabularNet`: embedding tables plus each Linear's weight and bias."""
-    embeddings = sum(
-        c * d for c, d in zip(cardinalities, embedding_dims(cardinalities, model.embedding_dim), strict=True)
-    )
-    widths = layer_widths(n_numeric, cardinalities, model)
-    return embeddings + sum(i * o + o for i, o in zip(widths[:-1], widths[1:], strict=True))
+def _probe(net: TabularNet, rows: int = PROBE_ROWS) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    x_num = torch.randn(rows, net.n_numeric, generator=generator)
+    x_cat = torch.zeros(rows, len(net.cardinalities), dtype=torch.int64)
+    return x_num, x_cat
 
 
-def forward_flops_per_sample(n_numeric: int, cardinalities: list[int], model: ModelConfig) -> int:
-    """2 x multiply-accumulates of the Linear layers; embedding lookups and ReLU/dropout are negligible."""
-    widths = layer_widths(n_numeric, cardinalities, model)
-    return 2 * sum(i * o for i, o in zip(widths[:-1], widths[1:], strict=True))
+def _member_loss(net: TabularNet, x_num: torch.Tensor, x_cat: torch.Tensor) -> torch.Tensor:
+    logits = net.member_logits(x_num, x_cat)  # [B, k], as training computes its loss
+    return nn.functional.binary_cross_entropy_with_logits(logits, torch.zeros_like(logits))
 
 
-def train_flops_per_sample(n_numeric: int, cardinalities: list[int], model: ModelConfig) -> int:
-    """Forward plus backward; backward costs about twice the forward (gradients of inputs and weights)."""
-    return 3 * forward_flops_per_sample(n_numeric, cardinalities, model)
+def parameter_count(net: nn.Module) -> int:
+    """Trainable parameters of `net`."""
+    return sum(p.numel() for p in net.parameters())
+
+
+def forward_flops_per_sample(net: TabularNet) -> int:
+    """FLOPs of one row's forward pass (matrix products; element-wise ops are negligible beside them)."""
+    x_num, x_cat = _probe(net)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        net(x_num, x_cat)
+    return counter.get_total_flops() // PROBE_ROWS
+
+
+def train_flops_per_sample(net: TabularNet) -> int:
+    """FLOPs of one row's training step: forward of every member plus backward, as counted by torch."""
+    x_num, x_cat = _probe(net)
+    with FlopCounterMode(display=False) as counter:
+        _member_loss(net, x_num, x_cat).backward()
+    net.zero_grad(set_to_none=True)
+    return counter.get_total_flops() // PROBE_ROWS
+
+
+def saved_bytes_per_row(net: TabularNet) -> int:
+    """Bytes autograd keeps for backward per training row (fp32), parameters left out."""
+    x_num, x_cat = _probe(net)
+    weights = {p.data_ptr() for p in net.parameters()}
+    saved: dict[tuple[int, int], int] = {}  # one entry per tensor: a ReLU and the next layer share one
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        if tensor.data_ptr() not in weights:
+            saved[(tensor.data_ptr(), tensor.numel())] = tensor.numel() * tensor.element_size()
+        return tensor
+
+    training = net.training
+    net.train()
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+            _member_loss(net, x_num, x_cat)
+    finally:
+        net.train(training)
+    # Expanded views (TabM's k copies of the input) report their full numel: an upper bound.
+    return -(-sum(saved.values()) // PROBE_ROWS)
+
+
+def largest_output_bytes_per_row(net: TabularNet) -> int:
+    """fp32 bytes per row of the largest tensor any layer outputs (or the backbone takes in): what inference
+    holds at its peak."""
+    x_num, x_cat = _probe(net)
+    sizes: list[int] = []
+    hooks = [
+        module.register_forward_hook(lambda _m, _i, out: sizes.append(out.numel() * FP32_BYTES))
+        for module in net.modules()
+        if module is not net and not list(module.children())
+    ]
+    # The concatenated input of the backbone is no layer's output: count it too.
+    hooks.append(net.mlp.register_forward_pre_hook(lambda _m, args: sizes.append(args[0].numel() * FP32_BYTES)))
+    try:
+        with torch.no_grad():
+            net(x_num, x_cat)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return -(-max(sizes, default=0) // PROBE_ROWS)
 
 
 def row_bytes(n_numeric: int, cardinalities: list[int]) -> int:
@@ -61,8 +133,7 @@ def row_bytes(n_numeric: int, cardinalities: list[int]) -> int:
 
 
 def memory_breakdown(
-    n_numeric: int,
-    cardinalities: list[int],
+    net: TabularNet,
     model: ModelConfig,
     *,
     train_rows: int,
@@ -71,27 +142,27 @@ def memory_breakdown(
 ) -> MemoryBreakdown:
     """Peak memory of one trial: fp32 weights, gradients, AdamW moments, one batch's activations, data.
 
-    Activations per training row: embedding outputs, the concatenated input, and per hidden layer the
-    Linear output, the ReLU output (kept for backward), the dropout output and its 1-byte mask; then the
-    logit. A validation batch (`_VAL_BATCH_ROWS` rows, no autograd) holds at most input + two hidden
-    tensors at once; the larger of the two counts. Data: the training tensors, the gathered copy each
-    epoch's shuffle makes, and the validation tensors (x_num fp32, x_cat int64, y fp32).
+    `model` must be resolved for its data (`ModelConfig.for_data`): its batch size is a number. Activations:
+    per training row, what autograd saves (scaled to `activation_bytes` per value) plus the row as fed;
+    a validation batch (`_VAL_BATCH_ROWS` rows, no autograd) holds its input and the two largest layer
+    outputs at once; the larger of the two counts. Data: the training tensors, the gathered copy each
+    epoch's shuffle makes, and the validation tensors.
     """
-    params = parameter_count(n_numeric, cardinalities, model)
-    widths = layer_widths(n_numeric, cardinalities, model)
-    hidden = widths[1:-1]
-    inputs = row_bytes(n_numeric, cardinalities)  # one batch row as fed
-    per_row = inputs + 2 * (widths[0] - n_numeric) * activation_bytes + widths[0] * activation_bytes
-    per_row += sum(3 * h * activation_bytes + h for h in hidden) + 2 * FP32_BYTES  # + logit and loss term
-    train_activations = model.batch_size * per_row
+    assert isinstance(model.batch_size, int), "resolve the config with for_data first"
+    params = parameter_count(net)
+    inputs = row_bytes(net.n_numeric, net.cardinalities)
+    saved = saved_bytes_per_row(net) * activation_bytes // FP32_BYTES
+    train_activations = model.batch_size * (inputs + saved)
     val_batch = min(max(model.batch_size, _VAL_BATCH_ROWS), max(val_rows, 1))
-    val_activations = val_batch * (inputs + (widths[0] + 2 * max(hidden)) * activation_bytes)
+    val_activations = val_batch * (
+        inputs + 2 * largest_output_bytes_per_row(net) * activation_bytes // FP32_BYTES
+    )
     return MemoryBreakdown(
         weights=params * FP32_BYTES,  # master weights stay fp32 under bf16-mixed
         gradients=params * FP32_BYTES,
         optimizer_state=ADAMW_STATES * params * FP32_BYTES,
         activations=max(train_activations, val_activations),
-        data=(2 * train_rows + val_rows) * row_bytes(n_numeric, cardinalities),
+        data=(2 * train_rows + val_rows) * inputs,
     )
 
 

@@ -114,7 +114,9 @@ def profile_training(
                 shuffle=False,
                 device=device,
             )
-            module = TabularClassifier.from_config(transform.n_numeric, transform.cardinalities, model)
+            module = TabularClassifier.from_config(
+                transform.n_numeric, transform.cardinalities, model, train.numeric
+            )
             timer = _StepTimer(warmup, steps)
             trainer = L.Trainer(
                 accelerator="gpu" if on_cuda else "cpu",

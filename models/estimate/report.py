@@ -14,7 +14,8 @@ class ResourceEstimate:
 
     device: str  # "cpu" or "cuda:<device name>"
     precision: str  # Lightning precision of a trial
-    hidden_sizes: list[int]  # architecture profiled for memory (the largest in the search space)
+    hidden_sizes: list[int]  # hidden widths of the costliest architecture in the search space
+    architecture: str  # that architecture in words, e.g. "TabM k=8 [128, 128] piecewise_linear"
     parameters: int
     bytes_per_parameter: int
     train_flops_per_sample: int  # forward + backward (about 3x the forward pass)
@@ -39,6 +40,8 @@ class ResourceEstimate:
     artifact_bytes: int  # the registered model: weights + transform
     storage_cost_per_month: float | None
     assumptions: list[str] = field(default_factory=list)
+    cv_fits: int = 0  # cross-validation fits after the sweep (small tables), 0 when off
+    cv_seconds: float = 0.0  # their expected wall time, not part of sweep_seconds or cost
 
     @property
     def sweep_epochs(self) -> float:
@@ -84,6 +87,7 @@ class ResourceEstimate:
         rows = [
             ("Device", self.device, f"precision {self.precision}"),
             ("Trials (concurrent)", f"{self.trials} ({self.concurrency})", "trials"),
+            ("Costliest architecture", self.architecture, "memory and FLOPs below are for it"),
             ("Parameters (largest architecture)", f"{self.parameters:,}", f"x {self.bytes_per_parameter} B"),
             ("Training FLOPs per sample", f"{self.train_flops_per_sample:,}", "FLOP"),
             ("Sweep FLOPs", f"{self.sweep_flops:.3g}", "FLOP"),
@@ -104,6 +108,11 @@ class ResourceEstimate:
             ("Epochs per trial (ASHA, large sweep)", f"{self.epochs_per_trial_asha:.1f}", "epochs"),
             ("Time per trial", f"{self.seconds_per_trial:.1f}", "s"),
             ("Sweep wall time", f"{self.sweep_seconds:.0f} ({self.sweep_seconds / 60:.1f} min)", "s"),
+            *(
+                [("Cross-validation after the sweep", f"{self.cv_seconds:.0f} ({self.cv_fits} fits)", "s")]
+                if self.cv_fits
+                else []
+            ),
             ("Device-hours", f"{self.device_hours:.4f}", f"{self.price_key}-hours"),
             ("Compute cost", f"{self.cost:.4f}", f"{self.currency} at {self.price_per_hour:g}/h"),
             ("Checkpoint storage while the sweep runs", _mb(self.checkpoint_peak_bytes), "MB"),

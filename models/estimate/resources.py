@@ -8,6 +8,7 @@ sweep's trials and concurrency slots, fed with the measured epoch time; `pricing
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 
@@ -19,6 +20,7 @@ from models.estimate.asha import asha_expected_epochs, asha_rungs, simulate_asha
 from models.estimate.counts import (
     FP32_BYTES,
     artifact_bytes,
+    build_net,
     checkpoint_bytes,
     forward_flops_per_sample,
     memory_breakdown,
@@ -33,23 +35,41 @@ from models.params import ChoiceParam, EstimateConfig, IntParam, SweepConfig, Un
 from models.sweep import CHECKPOINTS_KEPT
 from models.training import CPU_TORCH_THREADS, resolve_device
 
+# Searched fields that change a trial's cost. Choices are expanded (one candidate per combination); a
+# numeric range is profiled at its upper bound (the most expensive value). Learning rate, dropout and weight
+# decay do not change the cost; a searched batch size is not expanded.
+_COST_CHOICES = ("architecture", "hidden_sizes", "num_embedding", "ensemble_size")
+_COST_UPPER = ("ensemble_size", "embedding_dim", "num_embedding_dim", "num_bins")
+
 
 def _candidate_models(model: ModelConfig, sweep: SweepConfig) -> list[ModelConfig]:
-    """The architectures the sweep can sample: one per `hidden_sizes` choice, else the base model.
-
-    `embedding_dim` searched: its upper bound is used (largest tables). Other searched fields (learning
-    rate, dropout, weight decay) do not change the cost; a searched `batch_size` is not expanded.
-    """
+    """The architectures the sweep can sample: every combination of the searched cost-relevant choices."""
     base = model
-    embedding = sweep.search_space.get("embedding_dim")
-    if isinstance(embedding, IntParam | UniformParam):
-        base = base.with_overrides({"embedding_dim": int(embedding.high)})
-    elif isinstance(embedding, ChoiceParam):
-        base = base.with_overrides({"embedding_dim": max(int(v) for v in embedding.values)})
-    hidden = sweep.search_space.get("hidden_sizes")
-    if isinstance(hidden, ChoiceParam):
-        return [base.with_overrides({"hidden_sizes": list(values)}) for values in hidden.values]
-    return [base]
+    for name in _COST_UPPER:
+        param = sweep.search_space.get(name)
+        if isinstance(param, IntParam | UniformParam):
+            base = base.with_overrides({name: int(param.high)})
+        elif isinstance(param, ChoiceParam) and name not in _COST_CHOICES:
+            base = base.with_overrides({name: max(int(v) for v in param.values)})
+    choices = [
+        [(name, value) for value in param.values]
+        for name in _COST_CHOICES
+        if isinstance(param := sweep.search_space.get(name), ChoiceParam)
+    ]
+    candidates = [base.with_overrides(dict(combination)) for combination in itertools.product(*choices)]
+    # Without TabM the ensemble size is ignored: drop combinations that build the same network.
+    unique: dict[str, ModelConfig] = {}
+    for candidate in candidates:
+        key = candidate.model_copy(
+            update={"ensemble_size": candidate.k if candidate.k > 1 else 2}
+        ).model_dump_json()
+        unique.setdefault(key, candidate)
+    return list(unique.values())
+
+
+def _describe(model: ModelConfig) -> str:
+    arch = f"TabM k={model.ensemble_size}" if model.architecture == "tabm" else "MLP"
+    return f"{arch} {model.hidden_sizes} {model.num_embedding}"
 
 
 def estimate_resources(
@@ -61,13 +81,19 @@ def estimate_resources(
     sweep: SweepConfig,
     prices: EstimateConfig,
     seed: int,
+    cv_fits: int = 0,
+    cv_fit_rows: int = 0,
 ) -> ResourceEstimate:
     """Estimate a sweep's compute, memory, time, cost and storage before it runs.
 
-    Profiles every architecture the sweep can sample (each `hidden_sizes` choice) on the device a trial
+    Profiles every architecture the sweep can sample (each combination of searched architecture choices) on the device a trial
     will use, for `prices.profile_steps` steps: about a second each on CPU. Memory, parameters and FLOPs
     are for the largest of them (a conservative bound on what one trial needs); time uses the measured
     epoch time of each, since the sampler draws them with equal probability.
+
+    `cv_fits` fits of `cv_fit_rows` rows each follow the sweep when the table is cross-validated
+    (`SplitConfig`): they run one after another in the pipeline's process, each for the early-stopping
+    epochs the ASHA simulation assumes, at the measured epoch time scaled by rows; shown beside the sweep.
 
     CPU trials that ask for more cores than the machine has share them: epoch time stretches by
     (slots x cpus_per_trial) / cores when that exceeds 1. Other load on the machine is not modelled: the
@@ -81,10 +107,12 @@ def estimate_resources(
     device = f"cuda:{torch.cuda.get_device_name()}" if on_cuda else "cpu"
     activation_bytes = 2 if precision.startswith("bf16") else FP32_BYTES
 
-    candidates = _candidate_models(model, sweep)
-    n_num, cards = transform.n_numeric, transform.cardinalities
-    largest = max(candidates, key=lambda m: parameter_count(n_num, cards, m))
     train_rows = len(train)
+    candidates = [candidate.for_data(train_rows) for candidate in _candidate_models(model, sweep)]
+    n_num, cards = transform.n_numeric, transform.cardinalities
+    nets = [build_net(n_num, cards, candidate, train.numeric) for candidate in candidates]
+    index = max(range(len(nets)), key=lambda i: train_flops_per_sample(nets[i]))
+    largest, largest_net = candidates[index], nets[index]
 
     epoch_seconds: list[float] = []  # uncontended, per candidate architecture
     throughputs: list[float] = []
@@ -129,16 +157,20 @@ def estimate_resources(
     mean_epoch_seconds = float(np.mean(epoch_seconds))
     seconds_per_trial = prices.trial_overhead_seconds + outcome.epochs_per_trial * mean_epoch_seconds
 
+    # Early stopping as the simulation assumes it: the metric peaks at an epoch uniform in 1..max_t.
+    peaks = np.arange(1, max_t + 1)
+    fit_epochs = float(np.mean(np.minimum(peaks + model.early_stopping_patience, max_t)))
+    uncontended = mean_epoch_seconds / contention  # the CV fits run alone
+    cv_seconds = cv_fits * fit_epochs * uncontended * cv_fit_rows / max(train_rows, 1)
+
     per_device = sweep.gpus_per_trial if on_cuda else sweep.cpus_per_trial
     device_hours = outcome.sweep_seconds / 3600 * per_device * concurrency
     price_key, price = device_price(prices, device)
 
-    params = parameter_count(n_num, cards, largest)
+    params = max(parameter_count(net) for net in nets)
+    train_flops = train_flops_per_sample(largest_net)
     sweep_epochs = outcome.epochs_per_trial * trials
-    sweep_flops = sweep_epochs * (
-        train_flops_per_sample(n_num, cards, largest) * train_rows
-        + forward_flops_per_sample(n_num, cards, largest) * val_rows
-    )
+    sweep_flops = sweep_epochs * (train_flops * train_rows + forward_flops_per_sample(largest_net) * val_rows)
     checkpoint = checkpoint_bytes(params)  # weights + AdamW moments
     kept_bytes = checkpoint * CHECKPOINTS_KEPT * trials
     peak_bytes = checkpoint * math.ceil(sweep_epochs)
@@ -152,11 +184,12 @@ def estimate_resources(
             else f"{sweep.cpus_per_trial:g} CPU core(s) each, {CPU_TORCH_THREADS} torch thread(s)."
         ),
         f"Throughput measured over {prices.profile_steps} steps after {WARMUP_STEPS} warm-up steps of the real "
-        f"Lightning module on this machine, per architecture ({', '.join(str(c.hidden_sizes) for c in candidates)}); "
+        f"Lightning module on this machine, per architecture ({'; '.join(_describe(c) for c in candidates)}); "
         "the sampler picks each with equal probability, so epoch time is their mean.",
         f"CPU contention: {concurrency} trial(s) x {sweep.cpus_per_trial:g} core(s) on {cores} cores stretch "
         f"each epoch by {contention:.2f}x; other load on the machine is not modelled and slows the sweep.",
-        f"Memory, parameters and FLOPs are for the largest architecture {largest.hidden_sizes} (conservative).",
+        f"Memory and FLOPs are for the costliest architecture ({_describe(largest)}), parameters for the largest "
+        "(conservative); both counted on the network itself (torch's FLOP counter, autograd's saved tensors).",
         f"Epoch = training rows / throughput + one validation pass + checkpoint write + shuffle "
         f"+ {prices.epoch_overhead_seconds:g} s of Tune reporting.",
         f"ASHA rungs at epochs {rungs or 'none'} (max_t {max_t}); in a large sweep 1/{sweep.reduction_factor} "
@@ -173,16 +206,22 @@ def estimate_resources(
         f"Checkpoints: weights + AdamW state, one per epoch while the sweep runs, {CHECKPOINTS_KEPT} per trial "
         "kept after it (its best and its latest).",
     ]
+    if cv_fits:
+        assumptions.append(
+            f"Cross-validation after the sweep: {cv_fits} fits of {cv_fit_rows:,} rows, one at a time, "
+            f"{fit_epochs:.1f} epochs each (early stopping as above), at the measured epoch time scaled by rows."
+        )
     return ResourceEstimate(
         device=device,
         precision=precision,
         hidden_sizes=list(largest.hidden_sizes),
+        architecture=_describe(largest),
         parameters=params,
         bytes_per_parameter=FP32_BYTES,
-        train_flops_per_sample=train_flops_per_sample(n_num, cards, largest),
+        train_flops_per_sample=train_flops,
         sweep_flops=float(sweep_flops),
         memory=memory_breakdown(
-            n_num, cards, largest, train_rows=train_rows, val_rows=val_rows, activation_bytes=activation_bytes
+            largest_net, largest, train_rows=train_rows, val_rows=val_rows, activation_bytes=activation_bytes
         ),
         samples_per_second=float(np.mean(throughputs)),
         seconds_per_epoch=mean_epoch_seconds,
@@ -203,4 +242,6 @@ def estimate_resources(
         artifact_bytes=model_bytes,
         storage_cost_per_month=storage_cost_per_month(kept_bytes + model_bytes, prices),
         assumptions=assumptions,
+        cv_fits=cv_fits,
+        cv_seconds=cv_seconds,
     )

@@ -187,6 +187,7 @@ def paired_bootstrap_auc(
     n_resamples: int,
     seed: int,
     confidence: float,
+    groups: np.ndarray | None = None,
 ) -> PairedComparison:
     """Compare two models' ROC AUC on the same rows with a paired bootstrap.
 
@@ -194,6 +195,11 @@ def paired_bootstrap_auc(
     the interval of ``AUC(a) - AUC(b)`` is much tighter than comparing two separate intervals. The
     two-sided p-value is ``2 * min(P(diff <= 0), P(diff >= 0))`` over resamples, clipped to
     ``[1 / n_used, 1]`` because a finite bootstrap cannot resolve smaller probabilities.
+
+    With ``groups`` (one label per row, e.g. the cross-validation fold that scored it, and the test
+    split), the difference is the row-weighted mean of the within-group AUC differences and rows are
+    resampled within their group (a stratified bootstrap): scores of different fold models are never
+    ranked against each other, and each group keeps its size.
     """
     y = as_labels(y_true)
     a = as_scores(score_a, y.size, "score_a")
@@ -201,17 +207,27 @@ def paired_bootstrap_auc(
     require_both_classes(y)
     _check_resamples(n_resamples)
     _check_confidence(confidence)
-    n = y.size
-    sorted_a, sorted_b = sort_scores(y, a), sort_scores(y, b)
-
-    def diff(w: np.ndarray) -> np.ndarray:
-        auc_a, _ = weighted_auc_ap(w, sorted_a, with_ap=False)
-        auc_b, _ = weighted_auc_ap(w, sorted_b, with_ap=False)
-        return auc_a - auc_b
-
-    point = float(diff(np.ones((1, n)))[0])
+    labels = np.zeros(y.size, dtype=np.int64) if groups is None else np.asarray(groups)
+    if labels.shape != y.shape:
+        raise ValueError(f"groups must have one label per row ({y.size}), got shape {labels.shape}")
     rng = np.random.default_rng(seed)
-    diffs = np.concatenate([diff(_resample_counts(rng, rows, n)) for rows in _chunks(n_resamples, n)])
+    point = 0.0
+    diffs = np.zeros(n_resamples)
+    for group in np.unique(labels):
+        rows = labels == group
+        yg = y[rows]
+        require_both_classes(yg)
+        n = yg.size
+        sorted_a, sorted_b = sort_scores(yg, a[rows]), sort_scores(yg, b[rows])
+
+        def diff(w: np.ndarray, sorted_a=sorted_a, sorted_b=sorted_b) -> np.ndarray:
+            auc_a, _ = weighted_auc_ap(w, sorted_a, with_ap=False)
+            auc_b, _ = weighted_auc_ap(w, sorted_b, with_ap=False)
+            return auc_a - auc_b
+
+        weight = n / y.size
+        point += weight * float(diff(np.ones((1, n)))[0])
+        diffs += weight * np.concatenate([diff(_resample_counts(rng, r, n)) for r in _chunks(n_resamples, n)])
     diffs = diffs[np.isfinite(diffs)]
     if diffs.size == 0:
         return PairedComparison("roc_auc", point, math.nan, math.nan, confidence, math.nan)

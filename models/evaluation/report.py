@@ -22,6 +22,7 @@ from models.evaluation.bootstrap import (
     confidence_percent,
     paired_bootstrap_auc,
 )
+from models.evaluation.business import BusinessReport, business_report, profit_curve
 from models.evaluation.calibration import Calibration, calibration
 from models.evaluation.diagnostics import (
     FeatureImportance,
@@ -31,8 +32,16 @@ from models.evaluation.diagnostics import (
     robustness,
     slice_metrics,
 )
-from models.params import EvaluationConfig
-from models.plots import plot_calibration, plot_confusion, plot_importance, plot_pr, plot_roc
+from models.params import BusinessConfig, EvaluationConfig
+from models.plots import (
+    plot_calibration,
+    plot_confusion,
+    plot_gains,
+    plot_importance,
+    plot_pr,
+    plot_profit,
+    plot_roc,
+)
 from models.scorer import TabularScorer
 from models.seeds import Seeds
 
@@ -43,6 +52,46 @@ class ChampionModel:
 
     version: str  # registry version, shown as ``v{version}``
     scorer: TabularScorer
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """Out-of-fold scores of a cross-validation: more held-out rows for the baseline comparison.
+
+    Each train+validation row was scored by the fold model (and fold baselines) that did not see it;
+    pooled with the test split, the paired comparison rests on every row of the table instead of the
+    test split alone, which on a small table is too few rows to tell a 0.005 AUC margin from noise.
+    """
+
+    y: np.ndarray  # [m] labels of train+validation
+    scores: np.ndarray  # [m] out-of-fold scores of the chosen configuration's fold models
+    baseline_scores: dict[str, np.ndarray]  # name -> [m] out-of-fold scores of the fold baselines
+    fold_of_row: np.ndarray  # [m] fold number of each row
+    folds: int
+
+    def compare(
+        self, y_test: np.ndarray, scores: np.ndarray, baseline_scores: dict[str, np.ndarray], **boot: Any
+    ) -> dict[str, PairedComparison]:
+        """Paired bootstrap per baseline over folds and test, each a group (no cross-model ranking)."""
+        groups = np.concatenate([self.fold_of_row, np.full(len(y_test), self.folds)])
+        y = np.concatenate([self.y, y_test])
+        return {
+            name: paired_bootstrap_auc(
+                y,
+                np.concatenate([self.scores, scores]),
+                np.concatenate([self.baseline_scores[name], test_scores]),
+                groups=groups,
+                **boot,
+            )
+            for name, test_scores in baseline_scores.items()
+            if name in self.baseline_scores
+        }
+
+    def describe(self, test_rows: int) -> str:
+        return (
+            f"{len(self.y) + test_rows:,} held-out rows: {len(self.y):,} out-of-fold rows of the "
+            f"{self.folds}-fold cross-validation and the {test_rows:,} test rows"
+        )
 
 
 @dataclass(frozen=True)
@@ -69,6 +118,13 @@ class EvaluationReport:
     importance: list[FeatureImportance]
     test_rows: int
     plots: list[Path] = field(default_factory=list)
+    calibration_before: Calibration | None = None  # the network's own probabilities, before calibration
+    threshold: float = 0.5  # the decision threshold the threshold metrics (F1, ...) are computed at
+    business: BusinessReport | None = None
+    # Per baseline, the paired AUC difference the promotion's non-inferiority check reads: on the test
+    # split, or (cross-validated tables) on every held-out row: the folds' out-of-fold rows and the test split.
+    non_inferiority: dict[str, PairedComparison] = field(default_factory=dict)
+    non_inferiority_rows: str = ""  # which rows, in words
 
     @property
     def best_baseline(self) -> BaselineScore:
@@ -85,7 +141,19 @@ class EvaluationReport:
             out |= {f"test/{key}": m.value, f"test/{key}_low": m.low, f"test/{key}_high": m.high}
         for name, metrics in self.baselines.items():
             out[f"baseline/{name}/roc_auc"] = metrics["roc_auc"].value
+        for name, cmp in self.vs_baselines.items():
+            out |= {
+                f"vs_baseline/{name}/auc_diff": cmp.diff,
+                f"vs_baseline/{name}/auc_diff_low": cmp.low,
+                f"vs_baseline/{name}/auc_diff_high": cmp.high,
+            }
+        for name, cmp in self.non_inferiority.items():
+            out |= {f"non_inferiority/{name}/auc_diff": cmp.diff, f"non_inferiority/{name}/auc_diff_low": cmp.low}
         out["test/ece"] = self.calibration.ece
+        if self.calibration_before is not None:
+            out["test/ece_before_calibration"] = self.calibration_before.ece
+        if self.business is not None:
+            out |= self.business.flat_metrics()
         if self.vs_champion is not None:
             out["champion/auc_diff"] = self.vs_champion.diff
         return out
@@ -94,6 +162,7 @@ class EvaluationReport:
         """Plain-dict form for JSON logging; plot paths become strings."""
         data = asdict(self)
         data["plots"] = [str(p) for p in self.plots]
+        data["business"] = self.business.to_dict() if self.business is not None else None
         return data
 
     def markdown(self) -> str:
@@ -129,7 +198,28 @@ class EvaluationReport:
             )
         elif self.champion_version is None:
             lines.append("| champion | none yet | | | |")
-        lines += ["", f"Calibration: expected calibration error {self.calibration.ece:.4f}."]
+        if self.non_inferiority and self.non_inferiority != self.vs_baselines:
+            lines += [
+                "",
+                f"Baseline comparison the promotion policy reads (paired bootstrap on {self.non_inferiority_rows}):",
+                "",
+                f"| against | difference | {cmp_level} CI |",
+                "|---|---|---|",
+                *[
+                    f"| baseline {name} | {c.diff:+.4f} | {c.low:+.4f} – {c.high:+.4f} |"
+                    for name, c in self.non_inferiority.items()
+                ],
+            ]
+        before = (
+            f" ({self.calibration_before.ece:.4f} before temperature scaling)"
+            if self.calibration_before is not None
+            else ""
+        )
+        lines += [
+            "",
+            f"Calibration: expected calibration error {self.calibration.ece:.4f}{before}. "
+            f"Threshold metrics at the decision threshold {self.threshold:.4f}.",
+        ]
         if self.robustness:
             worst = min(self.robustness, key=lambda r: r.delta)
             lines.append(
@@ -138,6 +228,8 @@ class EvaluationReport:
         if self.importance:
             top = ", ".join(f"{i.feature} ({i.importance:.3f})" for i in self.importance[:5])
             lines.append(f"Top features by permutation importance: {top}.")
+        if self.business is not None:
+            lines += ["", self.business.markdown()]
         return "\n".join(lines)
 
 
@@ -162,6 +254,8 @@ def evaluate_model(
     config: EvaluationConfig,
     seeds: Seeds,
     plots_dir: Path,
+    business: BusinessConfig | None = None,
+    held_out: HeldOut | None = None,
 ) -> EvaluationReport:
     """Metrics with intervals, paired comparisons, calibration, slices, robustness, importance, plots.
 
@@ -172,17 +266,21 @@ def evaluate_model(
     written under ``plots_dir`` and their paths listed in the report.
     """
     scores = scorer.predict_proba(test)
+    threshold = scorer.decision.threshold if scorer.decision is not None else config.threshold
     boot = dict(n_resamples=config.n_bootstrap, seed=seeds.bootstrap, confidence=config.confidence)
-    metrics = bootstrap_metrics(y_test, scores, threshold=config.threshold, **boot)
+    metrics = bootstrap_metrics(y_test, scores, threshold=threshold, **boot)
     baseline_scores = {b.name: b.predict_proba(test) for b in baselines}
     baseline_metrics = {
-        name: bootstrap_metrics(y_test, s, threshold=config.threshold, **boot)
-        for name, s in baseline_scores.items()
+        name: bootstrap_metrics(y_test, s, threshold=threshold, **boot) for name, s in baseline_scores.items()
     }
     vs_baselines = {
         name: paired_bootstrap_auc(y_test, scores, s, **boot) for name, s in baseline_scores.items()
     }
-    vs_champion = champion_auc = None
+    non_inferiority, evidence_rows = dict(vs_baselines), f"the {len(test):,} test rows"
+    if held_out is not None:
+        non_inferiority = held_out.compare(y_test, scores, baseline_scores, **boot)
+        evidence_rows = held_out.describe(len(test))
+    vs_champion = champion_auc = champion_scores = None
     if champion is not None:
         try:
             champion_scores = champion.scorer.predict_proba(test)
@@ -190,11 +288,18 @@ def evaluate_model(
             champion_scores = None  # the champion's features are not in this data
         if champion_scores is not None:
             vs_champion = paired_bootstrap_auc(y_test, scores, champion_scores, **boot)
-            champion_auc = bootstrap_metrics(y_test, champion_scores, threshold=config.threshold, **boot)[
-                "roc_auc"
-            ]
+            champion_auc = bootstrap_metrics(y_test, champion_scores, threshold=threshold, **boot)["roc_auc"]
     categorical, numeric = features.categorical, features.numeric
     cal = calibration(y_test, scores)
+    cal_before = calibration(y_test, scorer.predict_proba(test, calibrated=False))
+    business_value = None
+    if business is not None:
+        champion_rule = champion.scorer.decision if champion is not None else None
+        business_value = business_report(
+            y_test, scores, business, threshold=threshold, champion_scores=champion_scores,
+            champion_threshold=champion_rule.threshold if champion_rule is not None else None,
+            n_resamples=config.n_bootstrap, seed=seeds.business, confidence=config.confidence,
+        )  # fmt: skip
     slices = (
         slice_metrics(test[categorical], y_test, scores, min_count=config.slice_min_count)
         if categorical
@@ -215,10 +320,16 @@ def evaluate_model(
     plots = [
         plot_roc(y_test, {"model": scores, **baseline_scores}, plots_dir / "roc.png"),
         plot_pr(y_test, {"model": scores, **baseline_scores}, plots_dir / "pr.png"),
-        plot_calibration(cal, plots_dir / "calibration.png"),
-        plot_confusion(y_test, scores, config.threshold, plots_dir / "confusion.png"),
+        plot_calibration(cal, plots_dir / "calibration.png", before=cal_before),
+        plot_confusion(y_test, scores, threshold, plots_dir / "confusion.png"),
         plot_importance(importance, plots_dir / "importance.png"),
+        plot_gains(y_test, {"model": scores, **baseline_scores}, plots_dir / "gains.png"),
     ]
+    if business is not None:
+        curves = {"model": profit_curve(y_test, scores, business)}
+        if champion_scores is not None:
+            curves[f"champion v{champion.version}"] = profit_curve(y_test, champion_scores, business)
+        plots.append(plot_profit(curves, threshold, plots_dir / "profit.png"))
     return EvaluationReport(
         metrics=metrics,
         baselines=baseline_metrics,
@@ -232,4 +343,9 @@ def evaluate_model(
         importance=importance,
         test_rows=len(test),
         plots=plots,
+        calibration_before=cal_before,
+        threshold=threshold,
+        business=business_value,
+        non_inferiority=non_inferiority,
+        non_inferiority_rows=evidence_rows,
     )

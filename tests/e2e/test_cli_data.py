@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -109,6 +110,7 @@ def test_profile_then_run_trains_on_the_unseen_dataset(
     raw = yaml.safe_load((profiled.out_dir / "pipeline.yaml").read_text())
     raw["model"] = {"max_epochs": 3}
     raw["sweep"] |= {"num_samples": 1}
+    raw["split"] = {"cv_folds": 3}  # 1,400 rows: cross-validated; 3 folds keep the test short
     raw["evaluation"] = {"n_bootstrap": 200, "importance_repeats": 1}
     config = profiled.out_dir / "pipeline.small.yaml"
     config.write_text(yaml.safe_dump(raw, sort_keys=False))
@@ -118,3 +120,10 @@ def test_profile_then_run_trains_on_the_unseen_dataset(
     assert "test ROC AUC" in run.stdout and "best baseline" in run.stdout
     assert "MLflow UI: mlflow ui --backend-store-uri sqlite:///" in run.stdout
     assert "Traceback" not in run.stderr
+    # A small table is cross-validated: the run carries the folds' figures and a model card.
+    [cv] = (tmp_path / "home").rglob("cross_validation.json")
+    folds = json.loads(cv.read_text())
+    assert folds["folds"] == 3 and folds["rows"] == 1_120  # train + validation of 1,400 rows
+    assert set(folds["baselines"]) == {"logistic_regression", "gradient_boosted_trees"}
+    [card] = (tmp_path / "home").rglob("model_card.md")
+    assert "# Model card: telco v1" in card.read_text() and "## Known limitations" in card.read_text()

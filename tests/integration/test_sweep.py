@@ -395,7 +395,7 @@ def test_sweep_spreads_trials_over_a_two_node_cluster(tmp_path: Path) -> None:
 
 def test_checkpoint_storage_estimate_matches_bytes_on_disk(ray_runtime, sweep_data, tmp_path: Path) -> None:
     """The estimate's checkpoint storage kept after pruning, against the bytes one real sweep leaves."""
-    from models.estimate import checkpoint_bytes, estimate_resources, parameter_count
+    from models.estimate import build_net, checkpoint_bytes, estimate_resources, parameter_count
     from models.params import EstimateConfig
     from models.sweep import CHECKPOINTS_KEPT
 
@@ -413,9 +413,8 @@ def test_checkpoint_storage_estimate_matches_bytes_on_disk(ray_runtime, sweep_da
         kept = list(trial_dir.glob("checkpoint_*"))
         assert 1 <= len(kept) <= CHECKPOINTS_KEPT  # the count the estimate assumes is a ceiling
         architecture = BASE.with_overrides({"hidden_sizes": trial.params["hidden_sizes"]})
-        tensors = checkpoint_bytes(
-            parameter_count(transform.n_numeric, transform.cardinalities, architecture)
-        )
+        net = build_net(transform.n_numeric, transform.cardinalities, architecture, data.train.numeric)
+        tensors = checkpoint_bytes(parameter_count(net))
         for checkpoint in kept:
             size = sum(path.stat().st_size for path in checkpoint.rglob("*") if path.is_file())
             # Beyond the weights and AdamW moments the estimate counts, a checkpoint holds Lightning's

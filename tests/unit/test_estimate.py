@@ -26,6 +26,7 @@ from models.estimate import (
     actual_from_sweep,
     asha_expected_epochs,
     asha_rungs,
+    build_net,
     checkpoint_bytes,
     compare,
     device_price,
@@ -38,6 +39,7 @@ from models.estimate import (
     storage_cost_per_month,
     train_flops_per_sample,
 )
+from models.estimate import resources as resources_module
 from models.features import EncodedFeatures, FeatureTransform
 from models.lightning_module import TabularClassifier
 from models.network import TabularNet
@@ -45,8 +47,14 @@ from models.params import SweepConfig
 from models.sweep import SweepResult, TrialSummary
 
 SPEC = FeatureConfig(numeric=["tenure", "spend", "visits"], categorical=["plan", "region"])
-# Shrunken for tests: small batches and a short profile keep the measured run well under a second.
-MODEL = ModelConfig(hidden_sizes=[32, 16], batch_size=64, max_epochs=6)
+# Shrunken for tests: small batches and a short profile keep the measured run well under a second. The
+# plain MLP without numeric embeddings wherever the architecture is not what a test is about: it is the
+# cheapest to build and profile, and its counts are the easiest to work by hand.
+MODEL = ModelConfig(
+    architecture="mlp", num_embedding="none", hidden_sizes=[32, 16], batch_size=64, max_epochs=6
+)
+# TabM with piecewise-linear numeric embeddings (the default recipe), as small as the tests need.
+TABM = MODEL.with_overrides({"architecture": "tabm", "ensemble_size": 8, "num_embedding": "piecewise_linear"})
 PRICES = EstimateConfig(profile_steps=5)
 SWEEP = SweepConfig.model_validate(
     {
@@ -57,22 +65,28 @@ SWEEP = SweepConfig.model_validate(
         "search_space": {"hidden_sizes": {"type": "choice", "values": [[16], [32, 16]]}},
     }
 )
+ROWS = 1_500
+# The fixture's categoricals: plan (3 levels) and region (7), each plus the missing and unknown indices;
+# fast.ai's width rule, worked by hand: round(1.6 * 5^0.56) = round(3.94) = 4, round(1.6 * 9^0.56) = 5.
+CARDINALITIES = [5, 9]
+CATEGORICAL_WIDTHS = [4, 5]
+CATEGORICAL_PARAMETERS = 5 * 4 + 9 * 5
 
 
 @pytest.fixture(scope="module")
 def transform_and_train() -> tuple[FeatureTransform, EncodedFeatures]:
     rng = np.random.default_rng(3)
-    rows = 1_500
     frame = pd.DataFrame(
         {
-            "tenure": rng.normal(size=rows),
-            "spend": rng.exponential(size=rows),
-            "visits": rng.poisson(3, size=rows).astype(float),
-            "plan": rng.choice(["basic", "plus", "pro"], size=rows),
-            "region": rng.choice(list("nsewxyz"), size=rows),
+            "tenure": rng.normal(size=ROWS),
+            "spend": rng.exponential(size=ROWS),
+            "visits": rng.poisson(3, size=ROWS).astype(float),
+            "plan": rng.choice(["basic", "plus", "pro"], size=ROWS),
+            "region": rng.choice(list("nsewxyz"), size=ROWS),
         }
     )
     transform = FeatureTransform.fit(frame, SPEC)
+    assert transform.n_numeric == 3 and transform.cardinalities == CARDINALITIES
     return transform, transform.transform(frame)
 
 
@@ -92,97 +106,209 @@ def _tensor_bytes(*tensors: torch.Tensor) -> int:
     return sum(t.numel() * t.element_size() for t in tensors)
 
 
+def _net(transform: FeatureTransform, train: EncodedFeatures, model: ModelConfig) -> TabularNet:
+    """The network a trial of `model` builds on the fixture's training split."""
+    return build_net(transform.n_numeric, transform.cardinalities, model.for_data(len(train)), train.numeric)
+
+
+def _module(transform: FeatureTransform, train: EncodedFeatures, model: ModelConfig) -> TabularClassifier:
+    """The real Lightning module of a trial of `model` (resolved for the fixture's rows, seeded)."""
+    torch.manual_seed(0)
+    return TabularClassifier.from_config(
+        transform.n_numeric, transform.cardinalities, model.for_data(len(train)), train.numeric
+    )
+
+
+def _training_batch(train: EncodedFeatures, rows: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    batch = _rows(train, rows)
+    labels = torch.as_tensor(np.random.default_rng(0).integers(0, 2, size=rows).astype(np.float32))
+    return torch.as_tensor(batch.numeric), torch.as_tensor(batch.categorical), labels
+
+
+def _training_loss(module: TabularClassifier, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """The loss of the module's own `training_step` (per-member BCE, averaged), outside a Trainer."""
+    module.train()
+    module.on_train_epoch_start()  # the step accumulates the epoch's loss into what this sets up
+    return module.training_step(batch, 0)
+
+
 def _one_adamw_step(
     transform: FeatureTransform, train: EncodedFeatures, model: ModelConfig
 ) -> tuple[TabularClassifier, torch.optim.Optimizer]:
     """The real module and its own optimizer after one step on a batch: gradients and moments exist."""
-    torch.manual_seed(0)
-    module = TabularClassifier.from_config(transform.n_numeric, transform.cardinalities, model)
+    # The cosine schedule reads the trainer's step count, and there is no trainer here; the schedule
+    # holds no tensors, so the constant one leaves what is measured unchanged.
+    module = _module(transform, train, model.with_overrides({"lr_schedule": "constant"}))
     optimizer = module.configure_optimizers()
-    batch = _rows(train, model.batch_size)
-    logits = module(torch.as_tensor(batch.numeric), torch.as_tensor(batch.categorical))
-    torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.rand(len(logits))).backward()
+    assert isinstance(optimizer, torch.optim.AdamW)
+    _training_loss(module, _training_batch(train, model.for_data(len(train)).batch_size)).backward()
     optimizer.step()
     return module, optimizer
 
 
-def _saved_for_backward_bytes(net: TabularNet, x_num: torch.Tensor, x_cat: torch.Tensor) -> int:
-    """Bytes autograd keeps for backward from one training forward and loss, parameters left out."""
-    weights = {p.data_ptr() for p in net.parameters()}
-    saved: dict[tuple[int, int], int] = {}  # one entry per tensor: ReLU and the next Linear share one
+def _saved_for_backward_bytes(module: TabularClassifier, batch: tuple[torch.Tensor, ...]) -> int:
+    """Bytes autograd keeps for backward from one training step's forward and loss, parameters left out.
+
+    Counted by storage, once each: a view (a ReLU's output the next layer also saves, TabM's k-fold
+    expanded input) holds no memory of its own. What the device really keeps, independently of how
+    `counts` sizes each saved tensor.
+    """
+    weights = {p.untyped_storage().data_ptr() for p in module.parameters()}
+    saved: dict[int, int] = {}
 
     def pack(tensor: torch.Tensor) -> torch.Tensor:
-        if tensor.data_ptr() not in weights:
-            saved[(tensor.data_ptr(), tensor.numel())] = _tensor_bytes(tensor)
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in weights:
+            saved[storage.data_ptr()] = storage.nbytes()
         return tensor
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        logits = net(x_num, x_cat)
-        torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.rand(len(logits)))
+        _training_loss(module, batch)
     return sum(saved.values())
 
 
-def test_parameter_count_matches_real_network(transform_and_train) -> None:
-    transform, _ = transform_and_train
-    for model in (MODEL, MODEL.with_overrides({"hidden_sizes": [256, 128, 8], "embedding_dim": 2})):
-        net = TabularNet(
-            transform.n_numeric,
-            transform.cardinalities,
-            model.hidden_sizes,
-            model.embedding_dim,
-            model.dropout,
-        )
-        assert parameter_count(transform.n_numeric, transform.cardinalities, model) == sum(
-            p.numel() for p in net.parameters()
-        )
+# Counts worked by hand, from the layers' shapes, independently of the network code.
+def _mlp_parameters(d_in: int, hidden: list[int]) -> int:
+    """nn.Linear layers d_in -> hidden... -> 1: weight out x in plus bias out each."""
+    widths = [d_in, *hidden, 1]
+    return sum(n_in * n_out + n_out for n_in, n_out in zip(widths, widths[1:], strict=False))
 
 
-def test_flops_match_torch_flop_counter_on_the_real_network(transform_and_train) -> None:
+def _tabm_parameters(d_in: int, hidden: list[int], k: int) -> int:
+    """TabM: LinearBatchEnsemble layers (one shared weight out x in; per member the input scaling r,
+    the output scaling s and a bias: k x in + k x out + k x out), then a LinearEnsemble head (k
+    separate in x 1 weights and k biases)."""
+    widths = [d_in, *hidden]
+    body = sum(o * i + k * i + 2 * k * o for i, o in zip(widths, widths[1:], strict=False))
+    return body + k * hidden[-1] + k
+
+
+def _ple_parameters(n_numeric: int, max_bins: int, dim: int) -> int:
+    """PiecewiseLinearEmbeddings version B: a linear embedding per column (weight and bias, n x d each)
+    plus one bias-free n_bins x d map per column on the encoding (padded to the widest column's bins);
+    the encoding itself is fixed by the bin edges (buffers, not parameters)."""
+    return 2 * n_numeric * dim + n_numeric * max_bins * dim
+
+
+def _mlp_macs(d_in: int, hidden: list[int]) -> int:
+    widths = [d_in, *hidden, 1]
+    return sum(n_in * n_out for n_in, n_out in zip(widths, widths[1:], strict=False))
+
+
+def _tabm_macs(d_in: int, hidden: list[int], k: int) -> int:
+    """Per row: each member's copy of the row goes through the shared weight, k x in x out; the head
+    is k separate in x 1 products."""
+    widths = [d_in, *hidden]
+    return k * sum(i * o for i, o in zip(widths, widths[1:], strict=False)) + k * hidden[-1]
+
+
+def _max_bins(net: TabularNet) -> int:
+    # The bin edges are data (quantiles of the training split; a column with few values gets fewer).
+    assert net.bins is not None
+    return max(len(edges) - 1 for edges in net.bins)
+
+
+def test_parameter_count_matches_a_count_by_hand(transform_and_train) -> None:
     transform, train = transform_and_train
-    n_num, cards = transform.n_numeric, transform.cardinalities
-    batch = _rows(train, 64)
-    x_num, x_cat = torch.as_tensor(batch.numeric), torch.as_tensor(batch.categorical)
-    for model in (MODEL, MODEL.with_overrides({"hidden_sizes": [256, 128, 8], "embedding_dim": 2})):
-        net = TabularNet(n_num, cards, model.hidden_sizes, model.embedding_dim, model.dropout)
-        with FlopCounterMode(display=False) as forward:
-            net(x_num, x_cat)
-        with FlopCounterMode(display=False) as step:
-            logits = net(x_num, x_cat)
-            torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.rand(64)).backward()
-        assert forward.get_total_flops() == 64 * forward_flops_per_sample(n_num, cards, model)
-        # With embeddings the MLP's input needs a gradient, so backward is exactly twice the forward.
-        assert step.get_total_flops() == 64 * train_flops_per_sample(n_num, cards, model)
+    d_in = sum(CATEGORICAL_WIDTHS) + 3  # raw numerics: one input each
+    mlp = _net(transform, train, MODEL)
+    assert parameter_count(mlp) == CATEGORICAL_PARAMETERS + _mlp_parameters(d_in, [32, 16]) == 1_026
+    # Capped at 2 wide, both tables are 2 wide: 5 x 2 + 9 x 2.
+    wide = _net(transform, train, MODEL.with_overrides({"hidden_sizes": [256, 128, 8], "embedding_dim": 2}))
+    assert parameter_count(wide) == 5 * 2 + 9 * 2 + _mlp_parameters(2 + 2 + 3, [256, 128, 8])
+
+    raw_tabm = _net(transform, train, TABM.with_overrides({"num_embedding": "none", "ensemble_size": 4}))
+    assert parameter_count(raw_tabm) == CATEGORICAL_PARAMETERS + _tabm_parameters(d_in, [32, 16], 4)
+    small = TABM.with_overrides({"ensemble_size": 4, "num_embedding_dim": 4, "num_bins": 8})
+    tabm = _net(transform, train, small)
+    assert _max_bins(tabm) == 8
+    assert parameter_count(tabm) == (
+        CATEGORICAL_PARAMETERS
+        + _ple_parameters(3, 8, 4)
+        + _tabm_parameters(sum(CATEGORICAL_WIDTHS) + 3 * 4, [32, 16], 4)
+    )
+    # And it is what the trial's module trains: every parameter of the Lightning module is in the net.
+    assert parameter_count(_module(transform, train, small)) == parameter_count(tabm)
 
 
 def test_flops_of_a_tiny_known_net() -> None:
     # 3 numerics, no categoricals, one hidden layer of 4: Linear(3, 4) + Linear(4, 1) = 12 + 4 MACs.
-    model = ModelConfig(hidden_sizes=[4])
-    assert forward_flops_per_sample(3, [], model) == 2 * 16
-    net = TabularNet(3, [], [4], model.embedding_dim, model.dropout)
-    with FlopCounterMode(display=False) as step:
-        torch.nn.functional.binary_cross_entropy_with_logits(
-            net(torch.randn(1, 3), torch.zeros(1, 0, dtype=torch.int64)), torch.ones(1)
-        ).backward()
+    model = ModelConfig(architecture="mlp", num_embedding="none", hidden_sizes=[4])
+    net = build_net(3, [], model, np.zeros((1, 3), dtype=np.float32))
+    assert forward_flops_per_sample(net) == 2 * 16
     # Without embeddings nothing needs the input's gradient: backward skips it for the first layer
-    # (12 + 4 + 4 MACs, 72 FLOPs in all), and 3 x forward (96) is an upper bound.
-    assert step.get_total_flops() == 72 < train_flops_per_sample(3, [], model) == 96
+    # (12 + 4 weight-gradient MACs and 4 for the second layer's input gradient): 2 x 36 = 72 FLOPs in
+    # all, under the 3 x forward (96) of a net whose input needs a gradient.
+    assert train_flops_per_sample(net) == 72 < 3 * forward_flops_per_sample(net)
 
 
-def test_memory_matches_real_tensors(transform_and_train) -> None:
+def test_flops_of_a_tiny_tabm() -> None:
+    # 3 numerics, hidden [4], k = 2: the BatchEnsemble layer's product runs on every member's copy of the
+    # row (k x 3 x 4 = 24 MACs), the LinearEnsemble head is k x 4 x 1 = 8 MACs: 2 x 32 = 64 FLOPs.
+    model = ModelConfig(architecture="tabm", ensemble_size=2, num_embedding="none", hidden_sizes=[4])
+    net = build_net(3, [], model, np.zeros((1, 3), dtype=np.float32))
+    assert forward_flops_per_sample(net) == 2 * (2 * 3 * 4 + 2 * 4 * 1) == 64
+    # What FlopCounterMode counts: the matrix products only (aten.mm for the shared weight, aten.bmm for
+    # the per-member head). The per-member scalings x * r and x * s (k x (3 + 4) multiplies a row), the
+    # biases, the expand to k copies and the ensemble's mean are element-wise and counted as zero.
+    with FlopCounterMode(display=False) as counter:
+        net(torch.randn(5, 3), torch.zeros(5, 0, dtype=torch.int64))
+    counts = counter.get_flop_counts()["Global"]
+    assert counts == {torch.ops.aten.mm: 5 * 2 * 24, torch.ops.aten.bmm: 5 * 2 * 8}
+    # Unlike the MLP, the first product's input x * r depends on the parameter r, so backward computes
+    # its gradient too: input and weight gradients for both products, 2 x forward, 3 x forward in all.
+    assert train_flops_per_sample(net) == 3 * 64
+
+
+def test_flops_by_hand_on_the_real_networks(transform_and_train) -> None:
     transform, train = transform_and_train
-    n_num, cards = transform.n_numeric, transform.cardinalities
-    memory = memory_breakdown(n_num, cards, MODEL, train_rows=1000, val_rows=200, activation_bytes=4)
-    module, optimizer = _one_adamw_step(transform, train, MODEL)
+    d_in = sum(CATEGORICAL_WIDTHS) + 3
+    mlp = MODEL
+    wide = MODEL.with_overrides({"hidden_sizes": [256, 128, 8], "embedding_dim": 2})
+    # With categorical embeddings the MLP's input needs a gradient: backward is exactly twice the forward.
+    for model, macs in ((mlp, _mlp_macs(d_in, [32, 16])), (wide, _mlp_macs(2 + 2 + 3, [256, 128, 8]))):
+        net = _net(transform, train, model)
+        assert forward_flops_per_sample(net) == 2 * macs
+        assert train_flops_per_sample(net) == 3 * 2 * macs
+
+    tabm = _net(transform, train, TABM)
+    bins = _max_bins(tabm)
+    assert bins == TABM.num_bins  # the continuous columns get every bin; the widest sets the padding
+    dim = TABM.num_embedding_dim
+    # The piecewise-linear map: per column a bins x dim product on its (fixed) encoding. Its input needs no
+    # gradient, so backward adds only its weight gradient (1 x forward), not 2 x like the backbone's.
+    embedding = 3 * bins * dim
+    backbone = _tabm_macs(sum(CATEGORICAL_WIDTHS) + 3 * dim, [32, 16], TABM.ensemble_size)
+    assert forward_flops_per_sample(tabm) == 2 * (embedding + backbone)
+    assert train_flops_per_sample(tabm) == 2 * (3 * backbone + 2 * embedding)
+
+    # The counts come from probe rows; a real training step of the trial's module on real rows counts
+    # the same per row (FLOPs grow linearly with rows and do not depend on the values).
+    for model in (mlp, TABM):
+        module = _module(transform, train, model)
+        with FlopCounterMode(display=False) as step:
+            _training_loss(module, _training_batch(train, 64)).backward()
+        assert step.get_total_flops() == 64 * train_flops_per_sample(_net(transform, train, model))
+
+
+@pytest.mark.parametrize("model", [MODEL, TABM], ids=["mlp", "tabm"])
+def test_memory_matches_real_tensors(transform_and_train, model: ModelConfig) -> None:
+    transform, train = transform_and_train
+    resolved = model.for_data(1000)
+    net = _net(transform, train, model)
+    memory = memory_breakdown(net, resolved, train_rows=1000, val_rows=200, activation_bytes=4)
+    module, optimizer = _one_adamw_step(transform, train, model)
     assert memory.weights == _tensor_bytes(*module.parameters())
     assert memory.gradients == _tensor_bytes(*(p.grad for p in module.parameters()))
     moments = [s[k] for s in optimizer.state.values() for k in ("exp_avg", "exp_avg_sq")]
+    assert len(moments) == 2 * len(list(module.parameters()))
     assert memory.optimizer_state == _tensor_bytes(*moments)
 
     # Data: the tensors `TensorBatches` holds, plus the copy one shuffled epoch gathers (the storage
     # behind the batch views it yields), plus the validation tensors.
     labels = np.zeros(1000, dtype=np.float32)
     train_batches = TensorBatches.from_features(
-        _rows(train, 1000), labels, batch_size=MODEL.batch_size, shuffle=True
+        _rows(train, 1000), labels, batch_size=resolved.batch_size, shuffle=True
     )
     val_batches = TensorBatches.from_features(_rows(train, 200), labels[:200], batch_size=200, shuffle=False)
     gathered = sum(t.untyped_storage().nbytes() for t in next(iter(train_batches)))
@@ -191,29 +317,44 @@ def test_memory_matches_real_tensors(transform_and_train) -> None:
     assert memory.data == held + gathered + _tensor_bytes(val_batches.x_num, val_batches.x_cat, val_batches.y)
 
 
-def test_activation_memory_bounds_what_autograd_saves(transform_and_train) -> None:
+@pytest.mark.parametrize(
+    ("model", "above"),
+    [
+        # MLP: only the batch as fed (36 B a row) is added to what autograd saves a row (650 B; 4.8 KB for
+        # the wide one): 5% and under 1% above.
+        (MODEL, 1.10),
+        (MODEL.with_overrides({"hidden_sizes": [256, 128, 8], "embedding_dim": 2}), 1.10),
+        # TabM: the estimate also sizes each expanded view (the k copies of the 57-wide concatenated input
+        # and of the targets) as if it were a copy of its own: k - 1 of k copies hold no memory, 17% here.
+        (TABM, 1.25),
+    ],
+    ids=["mlp", "wide-mlp", "tabm-ple"],
+)
+def test_activation_memory_bounds_what_autograd_saves(
+    transform_and_train, model: ModelConfig, above: float
+) -> None:
     transform, train = transform_and_train
-    n_num, cards = transform.n_numeric, transform.cardinalities
-    batch = _rows(train, MODEL.batch_size)
-    x_num, x_cat = torch.as_tensor(batch.numeric), torch.as_tensor(batch.categorical)
-    for model in (MODEL, MODEL.with_overrides({"hidden_sizes": [256, 128, 8], "embedding_dim": 2})):
-        net = TabularNet(n_num, cards, model.hidden_sizes, model.embedding_dim, model.dropout).train()
-        saved = _saved_for_backward_bytes(net, x_num, x_cat)
-        # One validation row: the training batch is the larger of the two and decides the figure.
-        memory = memory_breakdown(n_num, cards, model, train_rows=1, val_rows=1, activation_bytes=4)
-        # The estimate also counts what is live but not saved for backward (the batch as fed, the
-        # embedding outputs, each Linear's output before ReLU): above the saved bytes, by under half.
-        assert saved <= memory.activations <= 1.5 * saved
+    resolved = model.for_data(len(train))
+    batch = _training_batch(train, resolved.batch_size)
+    saved = _saved_for_backward_bytes(_module(transform, train, model), batch)
+    # One validation row: the training batch is the larger of the two and decides the figure.
+    net = _net(transform, train, model)
+    memory = memory_breakdown(net, resolved, train_rows=1, val_rows=1, activation_bytes=4)
+    # The estimate counts what the real step saves (measured here on real rows and the module's own loss,
+    # the estimate on probe rows) plus what is live but not saved: never below it, above it by the margin.
+    assert saved <= memory.activations <= above * saved
 
 
-def test_checkpoint_bytes_match_a_serialised_checkpoint(transform_and_train) -> None:
+@pytest.mark.parametrize("model", [MODEL, TABM], ids=["mlp", "tabm"])
+def test_checkpoint_bytes_match_a_serialised_checkpoint(transform_and_train, model: ModelConfig) -> None:
     transform, train = transform_and_train
-    model = MODEL.with_overrides({"hidden_sizes": [256, 128]})
+    model = model.with_overrides({"hidden_sizes": [256, 128]})
     module, optimizer = _one_adamw_step(transform, train, model)
     buffer = io.BytesIO()
     torch.save({"state_dict": module.state_dict(), "optimizer_states": [optimizer.state_dict()]}, buffer)
-    expected = checkpoint_bytes(parameter_count(transform.n_numeric, transform.cardinalities, model))
-    # torch.save adds a zip entry and a pickle record per tensor (under 1 KB each): about 2% here.
+    expected = checkpoint_bytes(parameter_count(_net(transform, train, model)))
+    # torch.save adds a zip entry and a pickle record per tensor (under 1 KB each; TabM has 18 state
+    # entries to the MLP's 8, its piecewise-linear encoding's bin buffers among them): 2-3% here.
     assert buffer.tell() == pytest.approx(expected, rel=0.05)
 
 
@@ -323,10 +464,14 @@ def test_storage_cost_is_priced_per_decimal_gigabyte_month(estimate: ResourceEst
 def test_estimate_uses_largest_architecture_and_sweep_size(
     estimate: ResourceEstimate, transform_and_train
 ) -> None:
-    transform, _ = transform_and_train
-    assert estimate.hidden_sizes == [32, 16]
-    largest = TabularNet(transform.n_numeric, transform.cardinalities, [32, 16], MODEL.embedding_dim, 0.0)
-    assert estimate.parameters == sum(p.numel() for p in largest.parameters())
+    transform, train = transform_and_train
+    # Both searched widths are profiled; the wider MLP is the costlier and the one reported.
+    (throughput,) = [line for line in estimate.assumptions if line.startswith("Throughput")]
+    assert "MLP [16] none" in throughput and "MLP [32, 16] none" in throughput
+    assert estimate.hidden_sizes == [32, 16] and estimate.architecture == "MLP [32, 16] none"
+    d_in = sum(CATEGORICAL_WIDTHS) + 3
+    assert estimate.parameters == CATEGORICAL_PARAMETERS + _mlp_parameters(d_in, [32, 16])
+    assert estimate.train_flops_per_sample == train_flops_per_sample(_net(transform, train, MODEL))
     assert estimate.trials == 4 and estimate.concurrency == 2
     # ASHA (grace 1) stops part of the 4 trials before max_epochs: on average they run fewer epochs.
     assert 1 <= estimate.epochs_per_trial < MODEL.max_epochs
@@ -339,19 +484,77 @@ def test_estimate_uses_largest_architecture_and_sweep_size(
     assert dataclasses.replace(estimate, epochs_per_trial=2.5, trials=4).sweep_epochs == 10
 
 
-def test_profiling_run_is_quick_and_its_timers_fit_in_it(transform_and_train) -> None:
+def test_estimate_profiles_each_searched_architecture_and_reports_the_costliest(
+    transform_and_train, monkeypatch: pytest.MonkeyPatch
+) -> None:
     transform, train = transform_and_train
+    profiled: list[ModelConfig] = []
+
+    def recording(*args: object, model: ModelConfig, **kwargs: object) -> object:
+        profiled.append(model)
+        return profile_training(*args, model=model, **kwargs)
+
+    monkeypatch.setattr(resources_module, "profile_training", recording)
+    base = TABM.with_overrides({"num_bins": 8})
+    sweep = SweepConfig.model_validate(
+        {
+            "num_samples": 2,
+            "max_concurrent_trials": 2,
+            "search_space": {
+                "architecture": {"type": "choice", "values": ["mlp", "tabm"]},
+                "ensemble_size": {"type": "choice", "values": [2, 4]},
+            },
+        }
+    )
+    result = estimate_resources(
+        train, 300, transform=transform, model=base, sweep=sweep, prices=PRICES, seed=7
+    )
+    # Four combinations, but an MLP ignores the ensemble size: three networks, each profiled once, each
+    # resolved for the training rows first (a number for the batch size).
+    assert sorted((m.architecture, m.k) for m in profiled) == [("mlp", 1), ("tabm", 2), ("tabm", 4)]
+    assert all(m.batch_size == base.for_data(len(train)).batch_size for m in profiled)
+    (throughput,) = [line for line in result.assumptions if line.startswith("Throughput")]
+    for described in ("MLP [32, 16] piecewise_linear", "TabM k=2 [32, 16]", "TabM k=4 [32, 16]"):
+        assert described in throughput
+    # The costliest by training FLOPs is TabM k=4 (k copies of every row through the backbone): memory,
+    # FLOPs and parameters are its, and the report and its assumptions say so.
+    costliest = base.with_overrides({"ensemble_size": 4})
+    tabm_net = _net(transform, train, costliest)
+    mlp_net = _net(transform, train, base.with_overrides({"architecture": "mlp"}))
+    assert train_flops_per_sample(tabm_net) > train_flops_per_sample(mlp_net)
+    assert result.architecture == "TabM k=4 [32, 16] piecewise_linear"
+    assert any(f"costliest architecture ({result.architecture})" in line for line in result.assumptions)
+    assert "TabM k=4" in result.to_markdown()
+    assert result.train_flops_per_sample == train_flops_per_sample(tabm_net)
+    assert result.parameters == parameter_count(tabm_net) > parameter_count(mlp_net)
+    assert result.memory == memory_breakdown(
+        tabm_net, costliest.for_data(len(train)), train_rows=len(train), val_rows=300, activation_bytes=4
+    )
+
+
+@pytest.mark.parametrize("model", [MODEL, TABM], ids=["mlp", "tabm"])
+def test_profiling_run_is_quick_and_its_timers_fit_in_it(transform_and_train, model: ModelConfig) -> None:
+    transform, train = transform_and_train
+    # As `estimate_resources` profiles each candidate: resolved for the training rows.
+    resolved = model.for_data(len(train))
     rng_state, threads = torch.get_rng_state(), torch.get_num_threads()
     start = time.perf_counter()
     profile = profile_training(
-        train, 300, transform=transform, model=MODEL, accelerator="cpu", precision="32-true", steps=10, seed=0
+        train,
+        300,
+        transform=transform,
+        model=resolved,
+        accelerator="cpu",
+        precision="32-true",
+        steps=10,
+        seed=0,
     )
     elapsed = time.perf_counter() - start
     assert elapsed < 10
     # The timed windows (10 steps of 64 rows, one validation pass, one checkpoint write, one shuffle)
     # are disjoint parts of the call: together they cannot take longer than it did.
     windows = (
-        10 * MODEL.batch_size / profile.samples_per_second
+        10 * resolved.batch_size / profile.samples_per_second
         + profile.validation_seconds
         + profile.checkpoint_seconds
         + profile.shuffle_seconds
@@ -368,6 +571,7 @@ def test_markdown_and_tags(estimate: ResourceEstimate) -> None:
         f"{estimate.parameters:,}",
         f"{estimate.sweep_seconds:.0f}",
         f"{estimate.cost:.4f}",
+        estimate.architecture,
         "Assumptions",
     ):
         assert text in markdown

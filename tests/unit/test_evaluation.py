@@ -30,7 +30,7 @@ from models.evaluation import (
 )
 from models.evaluation.bootstrap import _resample_counts
 from models.evaluation.ranking import sort_scores, weighted_auc_ap
-from models.params import EvaluationConfig
+from models.params import BusinessConfig, EvaluationConfig
 from models.seeds import Seeds
 
 # The shipped defaults, from their one home.
@@ -399,8 +399,9 @@ class _FixedModel:
 
     name: str
     score: ScoreFn
+    decision: None = None  # no saved decision rule: the report uses evaluation.threshold
 
-    def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
+    def predict_proba(self, features: pd.DataFrame, calibrated: bool = True) -> np.ndarray:
         return self.score(features)
 
 
@@ -425,6 +426,7 @@ def test_evaluate_model_uses_named_seeds_champion_and_confidence(tmp_path: Path)
         config=config,
         seeds=seeds,
         plots_dir=tmp_path,
+        business=BusinessConfig(value_per_conversion=100.0, cost_per_contact=20.0),
     )
     boot = dict(n_resamples=100, seed=seeds.bootstrap, confidence=0.9)
     # Exact equality is fine here: the same function on the same inputs, computed the same way.
@@ -439,7 +441,7 @@ def test_evaluate_model_uses_named_seeds_champion_and_confidence(tmp_path: Path)
         _score_signal, frame, y, columns=["signal", "noise", "segment"], n_repeats=1, seed=seeds.importance
     )
     assert report.best_baseline == BaselineScore("noise_only", report.baselines["noise_only"]["roc_auc"])
-    names = ["roc.png", "pr.png", "calibration.png", "confusion.png", "importance.png"]
+    names = ["roc.png", "pr.png", "calibration.png", "confusion.png", "importance.png", "gains.png", "profit.png"]
     assert [p.name for p in report.plots] == names
     for path in report.plots:
         _assert_png(path)
@@ -449,3 +451,28 @@ def test_evaluate_model_uses_named_seeds_champion_and_confidence(tmp_path: Path)
     assert "90% bootstrap intervals" in markdown and "| 90% CI |" in markdown
     assert "95%" not in markdown
     assert "| champion v3 |" in markdown
+    # Business value against the champion, at the same threshold (neither has a saved rule).
+    assert report.business is not None and report.business.champion is not None
+    assert "### Business value (USD)" in markdown and "contact everyone" in markdown
+    assert report.flat_metrics()["business/profit"] == report.business.model.profit
+    # Without held-out rows the non-inferiority evidence is the test comparison itself.
+    assert report.non_inferiority == report.vs_baselines
+
+
+def test_grouped_paired_bootstrap_averages_within_group_differences() -> None:
+    """One group is the plain paired bootstrap; two groups weight each group's AUC difference by its rows
+    and never rank one group's scores against the other's (here group b's scores are shifted by +5)."""
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 400)
+    a = np.clip(0.3 * y + rng.uniform(size=400) * 0.7, 0, 1)
+    b = np.clip(0.1 * y + rng.uniform(size=400) * 0.9, 0, 1)
+    boot = dict(n_resamples=200, seed=5, confidence=0.9)
+    assert paired_bootstrap_auc(y, a, b, groups=np.zeros(400), **boot) == paired_bootstrap_auc(y, a, b, **boot)
+    groups = (np.arange(400) >= 300).astype(int)  # 300 rows, then 100
+    first = paired_bootstrap_auc(y[:300], a[:300], b[:300], **boot)
+    second = paired_bootstrap_auc(y[300:], a[300:], b[300:], **boot)
+    shifted_a, shifted_b = a / 6 + groups * 5 / 6, b / 6 + groups * 5 / 6  # still in [0, 1]
+    grouped = paired_bootstrap_auc(y, shifted_a, shifted_b, groups=groups, **boot)
+    # A monotone map within a group leaves its AUCs unchanged: the point is the weighted mean (float sums).
+    assert grouped.diff == pytest.approx(0.75 * first.diff + 0.25 * second.diff, abs=1e-12)
+    assert grouped.low < grouped.diff < grouped.high

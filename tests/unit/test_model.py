@@ -22,8 +22,11 @@ from models.training import TrainingResult, train_model
 
 N_TRAIN, N_VAL = 2_000, 600
 SPEC = FeatureConfig(numeric=["tenure", "spend"], categorical=["plan", "region"], min_category_count=5)
-# Shrunken for tests: small batches give enough steps on 2k rows.
-TEST_CONFIG = ModelConfig(hidden_sizes=[32, 16], batch_size=128, max_epochs=3, early_stopping_patience=2)
+# Shrunken for tests: small batches give enough steps on 2k rows; the default architecture (TabM with
+# piecewise-linear embeddings), smaller.
+TEST_CONFIG = ModelConfig(
+    hidden_sizes=[32, 16], ensemble_size=4, batch_size=128, max_epochs=3, early_stopping_patience=2
+)
 
 
 def make_frame(rows: int, seed: int) -> pd.DataFrame:
@@ -81,7 +84,8 @@ def trained(frames: tuple[pd.DataFrame, pd.DataFrame], transform: FeatureTransfo
 
 
 def test_configs_instantiate_with_defaults_and_forbid_extras() -> None:
-    assert ModelConfig().hidden_sizes == [128, 64]
+    assert ModelConfig().hidden_sizes == [128, 128]
+    assert (ModelConfig().architecture, ModelConfig().num_embedding) == ("tabm", "piecewise_linear")
     assert FeatureConfig().numeric == []
     with pytest.raises(pydantic.ValidationError):
         ModelConfig(hidden_size=3)  # typo must not pass silently
@@ -91,7 +95,7 @@ def test_with_overrides_validates() -> None:
     base = ModelConfig()
     tuned = base.with_overrides({"learning_rate": 1e-2, "dropout": 0.3})
     assert (tuned.learning_rate, tuned.dropout, tuned.batch_size) == (1e-2, 0.3, base.batch_size)
-    assert base.learning_rate == 3e-3  # original untouched
+    assert base.learning_rate == 2e-3  # original untouched
     with pytest.raises(pydantic.ValidationError):
         base.with_overrides({"dropout": 1.0})
     with pytest.raises(pydantic.ValidationError):
@@ -193,6 +197,7 @@ def test_dict_round_trip_is_exact(frames, transform: FeatureTransform) -> None:
 @pytest.mark.parametrize(("n_numeric", "cardinalities"), [(3, [5, 12]), (0, [5, 12]), (3, [])])
 def test_network_forward_shapes(n_numeric: int, cardinalities: list[int]) -> None:
     net = TabularNet(n_numeric, cardinalities, hidden_sizes=[16, 8], embedding_dim=4, dropout=0.1)
+    assert net.ensemble_size == 1 and net.num_embeddings is None  # the plain MLP of earlier versions
     x_num = torch.randn(7, n_numeric)  # [B, n_numeric]
     x_cat = (
         torch.stack([torch.randint(0, c, (7,)) for c in cardinalities], dim=1)
@@ -201,7 +206,8 @@ def test_network_forward_shapes(n_numeric: int, cardinalities: list[int]) -> Non
     )  # [B, n_categorical]
     logits = net(x_num, x_cat)
     assert logits.shape == (7,) and logits.dtype == torch.float32
-    assert [e.embedding_dim for e in net.embeddings] == [min(4, (c + 1) // 2) for c in cardinalities]
+    # fast.ai's width rule round(1.6 * c^0.56), capped at embedding_dim: 5 levels -> 4 (cap), 12 -> 4 (cap)
+    assert [e.embedding_dim for e in net.embeddings] == [min(4, round(1.6 * c**0.56)) for c in cardinalities]
     assert TabularNet(**net.architecture()).architecture() == net.architecture()
 
 
@@ -277,7 +283,9 @@ def test_callbacks_see_validation_metrics(frames, transform: FeatureTransform) -
 def test_scorer_save_load_gives_identical_scores(frames, trained: TrainingResult, tmp_path: Path) -> None:
     val = frames[1]
     trained.scorer.save(tmp_path)
-    assert {p.name for p in tmp_path.iterdir()} == {"transform.json", "network.json", "weights.pt"}
+    assert {p.name for p in tmp_path.iterdir()} == {
+        "transform.json", "network.json", "weights.pt", "calibration.json"
+    }  # fmt: skip
     loaded = TabularScorer.load(tmp_path)
     scores = trained.scorer.predict_proba(val)
     assert scores.dtype == np.float64 and scores.shape == (N_VAL,)

@@ -16,7 +16,7 @@ def _interval(value: float, half: float = 0.01) -> MetricInterval:
 
 
 def _report(auc: float, baselines: dict[str, float], vs_champion: tuple[float, float, float] | None = None,
-            champion_version: str | None = None) -> EvaluationReport:  # fmt: skip
+            champion_version: str | None = None, half: float = 0.01) -> EvaluationReport:  # fmt: skip
     champion = None
     if vs_champion is not None:
         diff, low, high = vs_champion
@@ -25,7 +25,7 @@ def _report(auc: float, baselines: dict[str, float], vs_champion: tuple[float, f
         metrics={"roc_auc": _interval(auc)},
         baselines={name: {"roc_auc": _interval(value)} for name, value in baselines.items()},
         vs_baselines={
-            name: PairedComparison("roc_auc", auc - value, auc - value - 0.01, auc - value + 0.01, CONFIDENCE, 0.5)
+            name: PairedComparison("roc_auc", auc - value, auc - value - half, auc - value + half, CONFIDENCE, 0.5)
             for name, value in baselines.items()
         },
         vs_champion=champion,
@@ -41,23 +41,63 @@ BASELINES = {"logistic_regression": 0.80, "gradient_boosted_trees": 0.85}
 
 
 def test_first_model_that_beats_the_best_baseline_is_promoted() -> None:
-    decision = decide_promotion(_report(0.86, BASELINES), PromotionPolicy())
+    decision = decide_promotion(_report(0.858, BASELINES), PromotionPolicy())
     assert decision.promote
-    assert decision.checks == {"min_auc": True, "beats_baseline": True}
-    assert decision.reason == "first model: test ROC AUC 0.8600 beats the gradient_boosted_trees baseline (0.8500)"
+    assert decision.checks == {"min_auc": True, "holds_own_vs_baselines": True}
+    assert decision.reason == (
+        "first model: test ROC AUC 0.8580 holds its own against the gradient_boosted_trees baseline (0.8500; "
+        "difference +0.0080, 90% CI -0.0020 to +0.0180, margin 0.005, on the test rows)"
+    )
+    clear = decide_promotion(_report(0.865, BASELINES), PromotionPolicy())  # interval above zero
+    assert "beats the gradient_boosted_trees baseline (0.8500; difference +0.0150, 90% CI +0.0050" in clear.reason
 
 
-def test_a_model_that_does_not_beat_the_best_baseline_is_not_promoted() -> None:
-    # Beats logistic regression, not the trees: the best baseline is the bar.
-    decision = decide_promotion(_report(0.84, BASELINES), PromotionPolicy())
+def test_a_model_clearly_below_the_best_baseline_is_not_promoted() -> None:
+    # Beats logistic regression, not the trees: its interval against them reaches below -margin.
+    decision = decide_promotion(_report(0.838, BASELINES), PromotionPolicy())
     assert not decision.promote
-    assert decision.checks["beats_baseline"] is False
-    assert "does not beat the gradient_boosted_trees baseline (0.8500)" in decision.reason
+    assert decision.checks["holds_own_vs_baselines"] is False
+    assert decision.reason == (
+        "not non-inferior to the gradient_boosted_trees baseline: AUC difference -0.0120 "
+        "(90% CI -0.0220 to -0.0020) reaches below -0.005"
+    )
+
+
+@pytest.mark.parametrize(
+    ("auc", "half", "margin", "promote"),
+    [
+        (0.848, 0.002, 0.005, True),  # slightly below the trees, interval -0.004 .. 0.000: non-inferior
+        (0.848, 0.004, 0.005, False),  # same point, wider interval reaching -0.006: not shown
+        (0.848, 0.004, 0.01, True),  # ...within a wider margin
+        (0.853, 0.0075, 0.005, True),  # above on the point, low end -0.0045
+        (0.853, 0.0085, 0.005, False),  # above on the point, low end -0.0055: not shown non-inferior
+    ],
+)
+def test_non_inferiority_reads_the_interval_not_the_point(auc, half, margin, promote) -> None:
+    decision = decide_promotion(_report(auc, BASELINES, half=half), PromotionPolicy(baseline_margin=margin))
+    assert decision.promote is promote
+    assert decision.checks["holds_own_vs_baselines"] is promote
+
+
+def test_the_margin_defaults_to_half_a_point_of_auc() -> None:
+    assert PromotionPolicy().baseline_margin == 0.005
+
+
+def test_held_out_evidence_replaces_the_test_comparison_when_present() -> None:
+    # On the test split alone the interval reaches -0.02; the cross-validated held-out rows say -0.001.
+    report = _report(0.84, BASELINES)
+    report.non_inferiority = {
+        name: PairedComparison("roc_auc", 0.004, -0.001, 0.009, CONFIDENCE, 0.3) for name in BASELINES
+    }
+    report.non_inferiority_rows = "1,400 held-out rows"
+    decision = decide_promotion(report, PromotionPolicy())
+    assert decision.promote and decision.checks["holds_own_vs_baselines"]
+    assert "on 1,400 held-out rows" in decision.reason
 
 
 def test_the_baseline_check_can_be_turned_off_and_says_so() -> None:
     decision = decide_promotion(_report(0.84, BASELINES), PromotionPolicy(require_beat_baseline=False))
-    assert decision.promote and "beats_baseline" not in decision.checks
+    assert decision.promote and "holds_own_vs_baselines" not in decision.checks
     assert "does not beat (not required)" in decision.reason
 
 

@@ -76,7 +76,7 @@ def test_promotion_gate_shows_verdict_cost_and_evaluation(est) -> None:
     )  # fmt: skip
     evidence = request.evidence
     assert evidence.startswith("## Promotion gate: crm-model v7")
-    assert "Policy verdict: **reject** (min_auc: pass, beats_baseline: FAIL)" in evidence
+    assert "Policy verdict: **reject** (min_auc: pass, holds_own_vs_baselines: FAIL)" in evidence
     # A resumed sweep has no wall-time error: shown as n/a, never as a made-up number.
     assert f"| sweep wall time (s) | {est.sweep_seconds:.0f} | {actual_seconds:.0f} | n/a |" in evidence
     # Twice the time at the estimate's price: twice the cost.
@@ -101,7 +101,7 @@ def test_decision_tags_record_the_outcome_not_the_policy_verdict(est) -> None:
     overridden = human_decision(request, approved=True, approver="ada", comment="x" * 9000, decided_at="t", refused=[])
     tags = decision_tags(policy, overridden, evaluation)
     assert (tags["promotion.decision"], tags["promotion.decided_by"]) == ("approved", "human")
-    assert (tags["policy.verdict"], tags["policy.checks"]) == ("reject", '{"min_auc": true, "beats_baseline": false}')
+    assert (tags["policy.verdict"], tags["policy.checks"]) == ("reject", '{"min_auc": true, "holds_own_vs_baselines": false}')
     assert tags["test.roc_auc"] == "0.84000"
     assert max(len(v) for v in tags.values()) <= MAX_TAG_LENGTH
     by_policy = decision_tags(policy, policy_decision(request, "t"), evaluation)

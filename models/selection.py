@@ -1,0 +1,137 @@
+"""From the sweep's result to the model that is registered: cross-validate (small tables), calibrate, decide.
+
+Three steps, all on rows the final network was not fitted on and never on the test split:
+
+1. Small tables (`SplitConfig.cross_validates`): the sweep's best trials are cross-validated with the
+   baselines on the same folds, and the chosen trial's fold models become the model (`models.cv`). The
+   held-out rows are then the out-of-fold rows of train+validation. Otherwise the sweep's best checkpoint
+   is the model and the held-out rows are the validation split.
+2. Temperature scaling fitted on the held-out logits (`models.calibrator`).
+3. The decision threshold: profit-maximising on the held-out calibrated scores when the config has a
+   `business:` section, else `evaluation.threshold`; saved with the model (`models.decision`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from models.calibrator import fit_temperature
+from models.config import ModelConfig
+from models.cv import Candidate, CrossValidation, cross_validate
+from models.data.config import SplitConfig
+from models.decision import DecisionRule
+from models.evaluation import Calibration, HeldOut, calibration
+from models.evaluation.business import ThresholdChoice, optimal_threshold
+from models.features import FeatureTransform
+from models.params import BusinessConfig, EvaluationConfig
+from models.scorer import TabularScorer
+from models.sweep import SweepResult
+
+
+@dataclass
+class FinalModel:
+    """The model to register, with the held-out evidence behind its calibration and threshold."""
+
+    scorer: TabularScorer  # calibrated, carrying its decision rule
+    cv: CrossValidation | None
+    holdout: str  # which rows calibration and threshold were fitted on, in words
+    holdout_rows: int
+    calibration_before: Calibration  # reliability on the held-out rows, network's own probabilities
+    calibration_after: Calibration  # the same rows, calibrated
+    threshold: ThresholdChoice | None  # the profit-maximising threshold with its interval (business only)
+
+    def held_out(self) -> HeldOut | None:
+        """The cross-validation's out-of-fold scores for the baseline comparison (None without CV)."""
+        if self.cv is None:
+            return None
+        return HeldOut(
+            y=self.cv.y,
+            scores=_sigmoid(self.scorer.calibration.apply(self.cv.oof_logits)),
+            baseline_scores=self.cv.baseline_oof,
+            fold_of_row=self.cv.fold_of_row,
+            folds=self.cv.folds,
+        )
+
+    def markdown(self) -> str:
+        t = self.scorer.calibration
+        lines = [
+            f"### Calibration (temperature scaling on {self.holdout_rows:,} {self.holdout})",
+            "",
+            f"Temperature {t.temperature:.3f}, offset {t.offset:+.3f} (fitted from log of the training loss's positive weight). "
+            f"Expected calibration error on those rows: {self.calibration_before.ece:.4f} before, "
+            f"{self.calibration_after.ece:.4f} after.",
+        ]
+        decision = self.scorer.decision
+        if decision is not None:
+            lines += ["", f"Decision rule saved with the model: contact when the score is at least "
+                      f"{decision.threshold:.4f} ({decision.source})"
+                      + (f", at most {decision.capacity} per scoring batch." if decision.capacity else ".")]  # fmt: skip
+        if self.cv is not None:
+            lines = [self.cv.markdown(), "", *lines]
+        return "\n".join(lines)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * z))  # = 1 / (1 + e^-z), without overflow warnings
+
+
+def top_candidates(result: SweepResult, count: int) -> list[Candidate]:
+    """The sweep's `count` best trials by validation AUC (failed or unscored trials left out)."""
+    scored = [t for t in result.trials if t.best_val_auc is not None and t.status != "ERROR"]
+    scored.sort(key=lambda t: t.best_val_auc, reverse=True)
+    return [Candidate(t.trial_id, dict(t.params), int(t.seed or 0)) for t in scored[:count]]
+
+
+def finalize_model(
+    result: SweepResult,
+    train: pd.DataFrame,
+    y_train: np.ndarray,
+    val: pd.DataFrame,
+    y_val: np.ndarray,
+    *,
+    transform: FeatureTransform,
+    model: ModelConfig,
+    split: SplitConfig,
+    business: BusinessConfig | None,
+    evaluation: EvaluationConfig,
+    cv_seed: int,
+    business_seed: int,
+) -> FinalModel:
+    """Cross-validate when the table is small, then calibrate and choose the decision threshold."""
+    rows = len(train) + len(val)
+    cv = None
+    if split.cross_validates(rows):
+        features = transform.transform(pd.concat([train, val], ignore_index=True))
+        y = np.concatenate([y_train, y_val])
+        cv = cross_validate(
+            features, y, transform=transform, base=model, candidates=top_candidates(result, split.cv_top_trials),
+            folds=split.cv_folds, seed=cv_seed, confidence=evaluation.confidence,
+        )  # fmt: skip
+        scorer, logits, y_held, weight = cv.scorer, cv.oof_logits, cv.y, cv.positive_weight
+        holdout = f"out-of-fold rows of train+validation ({split.cv_folds} folds)"
+    else:
+        scorer, y_held = result.scorer, np.asarray(y_val)
+        logits = scorer.logits(val)
+        trained = model.with_overrides(result.best_params).for_data(len(y_train), float(np.mean(y_train)))
+        weight = float(trained.positive_weight)
+        holdout = "validation rows"
+
+    temperature = fit_temperature(logits, y_held, offset=math.log(weight))
+    before = calibration(y_held, _sigmoid(logits))
+    held_scores = _sigmoid(temperature.apply(logits))
+    after = calibration(y_held, held_scores)
+    choice = None
+    if business is not None:
+        choice = optimal_threshold(
+            y_held, held_scores, business,
+            n_resamples=evaluation.n_bootstrap, seed=business_seed, confidence=evaluation.confidence,
+        )  # fmt: skip
+        rule = DecisionRule(choice.threshold.value, f"profit-maximising on the {holdout}", business.capacity)
+    else:
+        rule = DecisionRule(evaluation.threshold, "evaluation.threshold (no business section)")
+    final = scorer.with_calibration(temperature).with_decision(rule)
+    return FinalModel(final, cv, holdout, len(y_held), before, after, choice)
