@@ -6,7 +6,8 @@ own local Ray runtime started outside the measured wall time) and prints estimat
 
     error = (estimate - actual) / actual        target: |sweep_seconds_error| <= 30%
 
-Run: .venv/bin/python benchmarks/bench_estimate.py [--rows 200000]
+Run: .venv/bin/python benchmarks/bench_estimate.py [--rows 200000] [--architecture tabm]
+(`--architecture` overrides the config's, e.g. to check the estimate of TabM on a smaller table.)
 """
 
 from __future__ import annotations
@@ -34,10 +35,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=200_000, help="Generated leads before the split.")
     parser.add_argument("--markdown", action="store_true", help="Also print the approver's table.")
+    parser.add_argument("--architecture", choices=["mlp", "tabm"], help="Override model.architecture.")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        config = load_config(CONFIG, home=Path(tmp))
+        overrides = {"model.architecture": args.architecture} if args.architecture else None
+        config = load_config(CONFIG, home=Path(tmp), overrides=overrides)
         frame = generate_leads(args.rows, seed=7)
         y = binary_labels(frame, config.data.target, config.data.positive_class)
         split = split_frame(

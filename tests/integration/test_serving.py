@@ -23,8 +23,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from models.calibrator import fit_temperature
 from models.config import FeatureConfig, ModelConfig
 from models.data.synthetic import LeadSchema, generate_leads
+from models.decision import DecisionRule
 from models.features import FeatureTransform
 from models.scorer import WEIGHTS_FILE, TabularScorer
 from models.training import train_model
@@ -76,10 +78,12 @@ def scorer() -> TabularScorer:
         transform.transform(val),
         val[SCHEMA.target].to_numpy(),
         transform=transform,
-        config=ModelConfig(hidden_sizes=[16], batch_size=256, max_epochs=2),
+        config=ModelConfig(hidden_sizes=[16], ensemble_size=4, batch_size=256, max_epochs=2),
         seed=3,
     )
-    return result.scorer
+    # A fitted calibration and a contact rule with a capacity, as the pipeline saves them.
+    calibration = fit_temperature(result.scorer.logits(val), val[SCHEMA.target].to_numpy())
+    return result.scorer.with_calibration(calibration).with_decision(DecisionRule(0.3, "test rule", capacity=3))
 
 
 @pytest.fixture(scope="module")
@@ -168,6 +172,10 @@ def test_scores_match_the_scorer(served: Served) -> None:
     np.testing.assert_allclose(scores, expected, rtol=0, atol=1e-6)
     assert {p["model_version"] for p in body["predictions"]} == {MODEL_VERSION}
     assert body["variant"] == "champion"
+    # The saved rule decides per request: score >= 0.3, at most 3 contacts, the highest scores first.
+    contacts = [p["contact"] for p in body["predictions"]]
+    assert contacts == served.scorer.decision.decide(expected).tolist()
+    assert sum(contacts) == min(3, int((expected >= 0.3).sum()))
     # One row alone scores the same as inside a batch.
     status, single = call(served.url, "/predict", {"rows": [{**rows[3], "request_id": "lead-3"}]})
     assert status == 200, single
@@ -250,6 +258,7 @@ def test_metadata_describes_the_served_model(served: Served) -> None:
     assert body["max_rows"] == 50
     assert [f["name"] for f in body["features"]] == FEATURES
     assert body["metadata"]["run_id"] == "r1"
+    assert body["decision"] == {"threshold": 0.3, "source": "test rule", "capacity": 3}
 
 
 def test_bento_pins_the_packages_installed_here(served: Served) -> None:
@@ -257,7 +266,7 @@ def test_bento_pins_the_packages_installed_here(served: Served) -> None:
     bento_dir = served.home.parent / "bentoml" / "bentos" / name / version
     [requirements] = bento_dir.glob("env/python/requirements*.txt")
     lines = requirements.read_text().splitlines()
-    for package in ("torch", "numpy", "pandas", "pydantic"):
+    for package in ("torch", "numpy", "pandas", "pydantic", "scipy", "tabm", "rtdl_num_embeddings"):
         assert f"{package}=={importlib.metadata.version(package)}" in lines, lines
 
 
