@@ -6,7 +6,12 @@ own local Ray runtime started outside the measured wall time) and prints estimat
 
     error = (estimate - actual) / actual        target: |sweep_seconds_error| <= 30%
 
-Run: .venv/bin/python benchmarks/bench_estimate.py [--rows 200000] [--architecture tabm]
+The estimate is an expectation over ASHA's outcomes; one 6-trial sweep is a single draw whose epoch count
+varies by about +-35% around it (the estimate's own simulation: 5th-95th percentile 23-74 epochs for the
+default config). So the actual figure is the mean over `--sweeps` sweeps with different root seeds (new
+trial samples and seeds, same data), and each sweep's own error is printed beside it.
+
+Run: .venv/bin/python benchmarks/bench_estimate.py [--rows 200000] [--sweeps 3] [--architecture tabm]
 (`--architecture` overrides the config's, e.g. to check the estimate of TabM on a smaller table.)
 """
 
@@ -36,6 +41,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=200_000, help="Generated leads before the split.")
     parser.add_argument("--markdown", action="store_true", help="Also print the approver's table.")
     parser.add_argument("--architecture", choices=["mlp", "tabm"], help="Override model.architecture.")
+    parser.add_argument("--sweeps", type=int, default=3, help="Sweeps (root seeds) averaged for the actual.")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -68,49 +74,49 @@ def main() -> None:
 
         num_cpus = max(1, math.ceil(config.sweep.max_concurrent_trials * config.sweep.cpus_per_trial))
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+        results = []
         try:
-            result = run_sweep(
-                data,
-                transform=transform,
-                base=config.model,
-                sweep=config.sweep,
-                seed=config.seed,
-                storage_path=Path(tmp) / "sweeps",
-                name="bench-estimate",
-            )
+            for index in range(args.sweeps):
+                results.append(
+                    run_sweep(
+                        data,
+                        transform=transform,
+                        base=config.model,
+                        sweep=config.sweep,
+                        seed=config.seed + index,
+                        storage_path=Path(tmp) / "sweeps",
+                        name=f"bench-estimate-{index}",
+                    )
+                )
         finally:
             ray.shutdown()
 
-    actual = actual_from_sweep(result, estimate.device)
-    errors = compare(estimate, actual)
+    actuals = [actual_from_sweep(result, estimate.device) for result in results]
     if args.markdown:
         print(estimate.to_markdown(), end="\n\n")
     print(
         f"{args.rows} rows ({len(data.y_train)} train, {len(data.y_val)} val), {estimate.trials} trials, "
-        f"{estimate.concurrency} at a time, on {estimate.device}; estimate took {estimate_seconds:.1f} s, "
-        f"CPU contention x{estimate.cpu_contention:.2f}"
+        f"{estimate.concurrency} at a time, on {estimate.device} ({estimate.architecture}); estimate took "
+        f"{estimate_seconds:.1f} s, CPU contention x{estimate.cpu_contention:.2f}"
     )
-    print(f"{'':22}{'estimate':>10}{'actual':>10}{'error':>9}")
-    measured_epoch = actual.train_seconds_total / max(actual.epochs_total, 1)
-    for label, est, act, error in (
-        ("sweep wall seconds", estimate.sweep_seconds, actual.sweep_seconds, errors.sweep_seconds_error),
-        ("epochs, all trials", estimate.sweep_epochs, actual.epochs_total, errors.epochs_error),
-        (
-            "train seconds, all",
-            estimate.sweep_epochs * estimate.seconds_per_epoch,
-            actual.train_seconds_total,
-            errors.train_seconds_error,
-        ),
-        ("seconds per epoch", estimate.seconds_per_epoch, measured_epoch, errors.seconds_per_epoch_error),
-    ):
-        print(f"{label:22}{est:10.2f}{act:10.2f}{error:+9.1%}")
-    print("per trial (params -> epochs, train s):")
-    for trial in result.trials:
-        print(f"  {trial.params.get('hidden_sizes')!s:12} {trial.epochs:3d} {trial.train_seconds:7.2f}")
-    verdict = "within" if abs(errors.sweep_seconds_error) <= TARGET_ERROR else "outside"
-    print(
-        f"sweep wall time error {errors.sweep_seconds_error:+.1%}: {verdict} the ±{TARGET_ERROR:.0%} target"
-    )
+    for index, (result, actual) in enumerate(zip(results, actuals, strict=True)):
+        error = compare(estimate, actual).sweep_seconds_error
+        epochs = ", ".join(f"{t.params.get('hidden_sizes', t.params.get('architecture', ''))}:{t.epochs}" for t in result.trials)
+        print(f"  sweep {index}: {actual.sweep_seconds:6.1f} s, {actual.epochs_total:3d} epochs ({epochs}); error {error:+.1%}")
+    mean = lambda values: sum(values) / len(values)  # noqa: E731
+    measured_epoch = mean([a.train_seconds_total / max(a.epochs_total, 1) for a in actuals])
+    rows = (
+        ("sweep wall seconds", estimate.sweep_seconds, mean([a.sweep_seconds for a in actuals])),
+        ("epochs, all trials", estimate.sweep_epochs, mean([a.epochs_total for a in actuals])),
+        ("train seconds, all", estimate.sweep_epochs * estimate.seconds_per_epoch, mean([a.train_seconds_total for a in actuals])),
+        ("seconds per epoch", estimate.seconds_per_epoch, measured_epoch),
+    )  # fmt: skip
+    print(f"mean of {len(actuals)} sweeps:{'estimate':>10}{'actual':>10}{'error':>9}")
+    for label, est, act in rows:
+        print(f"{label:22}{est:10.2f}{act:10.2f}{(est - act) / act:+9.1%}")
+    error = (rows[0][1] - rows[0][2]) / rows[0][2]
+    verdict = "within" if abs(error) <= TARGET_ERROR else "outside"
+    print(f"sweep wall time error (mean of {len(actuals)} sweeps) {error:+.1%}: {verdict} the ±{TARGET_ERROR:.0%} target")
 
 
 if __name__ == "__main__":
