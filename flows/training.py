@@ -36,6 +36,7 @@ from tasks.estimate import estimate
 from tasks.evaluate import evaluate
 from tasks.gates import require_server_for, run_gate
 from tasks.lineage import code_version, fingerprint
+from tasks.monitoring import save_drift_reference
 from tasks.packaging import package_version
 from tasks.registry import load_champion, promote, publish_model_card, record_decision, register_challenger
 from tasks.reporting import publish_summary
@@ -94,6 +95,7 @@ def training_pipeline(config_path: str, data_path: str | None = None) -> Pipelin
         card = model_card(card_context(run, version.version, config, rows, validation.report, prepared.split.strategy),
                           result, final, evaluation)  # fmt: skip
         publish_model_card(target, version, card)
+        save_drift_reference(target, version, prepared, final.scorer, config.features, config.monitoring, seeds.reference)
         policy = decide_promotion(evaluation, config.promotion)
         gate = run_gate(promotion_gate(run, version.version, est, errors, actual, policy, evaluation,
                                        validation.markdown, tracked.link, approval.promotion, final.markdown(), card),

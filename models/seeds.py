@@ -26,6 +26,7 @@ class Seeds:
     diagnostics: int  # subsample of the test split for the slow diagnostics
     cv: int  # fold assignment of the cross-validation and its fold models' training seeds
     business: int  # bootstrap of the profit-maximising threshold
+    reference: int  # the training-split sample kept as each version's drift reference
 
     @classmethod
     def from_root(cls, root: int) -> Seeds:

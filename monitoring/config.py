@@ -2,7 +2,26 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Final
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+# Evidently 0.7.23's default threshold of each stat test its DataDriftPreset can pick, keyed by the
+# registry name Evidently itself accepts (`DataDriftPreset(method="wasserstein")`). Read from
+# `StatTest(default_threshold=...)` in evidently/legacy/calculations/stattests/*.py (the StatTest dataclass
+# defaults to 0.05, which chi-square and Z inherit). This is the one place these defaults live.
+EVIDENTLY_DEFAULT_THRESHOLDS: Final[Mapping[str, float]] = MappingProxyType(
+    {
+        "ks": 0.05,  # p-value
+        "chisquare": 0.05,  # p-value
+        "z": 0.05,  # p-value
+        "wasserstein": 0.1,  # normed distance
+        "jensenshannon": 0.1,  # distance
+    }
+)
+P_VALUE_STATTESTS: Final = frozenset({"ks", "chisquare", "z"})
 
 
 class MonitoringConfig(BaseModel):
@@ -10,16 +29,41 @@ class MonitoringConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    drift_threshold: float = Field(
-        default=0.1,
-        gt=0.0,
-        description="Per-column distance above which a column drifted (Evidently's default).",
+    stattest_thresholds: dict[str, float] = Field(
+        default_factory=dict,
+        description=(
+            "Per stat test threshold overrides, keyed by Evidently's test name "
+            f"({', '.join(EVIDENTLY_DEFAULT_THRESHOLDS)}); a test left out keeps Evidently's default "
+            "(0.05 for the p-values, 0.1 for the distances). Applies to every column that test is picked for."
+        ),
     )
     drift_share: float = Field(
-        default=0.5, gt=0.0, le=1.0, description="Share of drifted columns that makes the dataset drifted."
+        default=0.5,
+        gt=0.0,
+        le=1.0,
+        description="Share of drifted feature columns at or above which the dataset drifted (Evidently's rule).",
     )
     reference_rows: int = Field(default=50_000, ge=100, description="Rows kept as the drift reference.")
     schedule_interval_minutes: int = Field(default=60, ge=1)
     retrain_cooldown_minutes: int = Field(
         default=360, ge=0, description="Minimum time between drift retrains."
     )
+
+    @field_validator("stattest_thresholds")
+    @classmethod
+    def _known_tests_in_range(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - set(EVIDENTLY_DEFAULT_THRESHOLDS))
+        if unknown:
+            raise ValueError(f"unknown stat test(s) {unknown}; known: {sorted(EVIDENTLY_DEFAULT_THRESHOLDS)}")
+        for name, threshold in value.items():
+            if name in P_VALUE_STATTESTS and not 0.0 < threshold < 1.0:
+                raise ValueError(
+                    f"{name} compares a p-value: its threshold must lie in (0, 1), got {threshold}"
+                )
+            if threshold <= 0.0:
+                raise ValueError(f"{name} compares a distance: its threshold must be > 0, got {threshold}")
+        return value
+
+    def threshold_for(self, stattest: str) -> float:
+        """Threshold of one stat test: the override if configured, else Evidently's default."""
+        return self.stattest_thresholds.get(stattest, EVIDENTLY_DEFAULT_THRESHOLDS[stattest])
