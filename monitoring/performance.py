@@ -26,6 +26,7 @@ import numpy as np
 
 from models.evaluation import MetricInterval, bootstrap_metrics
 from models.evaluation._checks import as_labels, as_scores
+from models.evaluation.bootstrap import percentile_interval
 from models.evaluation.ranking import SortedScores, sort_scores, weighted_auc_ap
 
 # Cells per (chunk, 2n) weight matrix of the label simulation: the same ~4 MB budget the evaluation
@@ -142,8 +143,8 @@ def realised_performance(
         roc_auc=boot["roc_auc"],
         pr_auc=boot["pr_auc"],
         brier=boot["brier"],
-        positive_rate=_percentile_interval((tp + fn) / n, (counts[:, 0] + counts[:, 2]) / n, confidence),
-        precision=_percentile_interval(
+        positive_rate=percentile_interval((tp + fn) / n, (counts[:, 0] + counts[:, 2]) / n, confidence),
+        precision=percentile_interval(
             _ratio(tp, tp + fp), _ratios(counts[:, 0], counts[:, 0] + counts[:, 1]), confidence
         ),
     )
@@ -210,9 +211,9 @@ def estimate_performance(
         threshold=float(threshold),
         flagged=n_flagged,
         n_resamples=int(n_resamples),
-        roc_auc=_percentile_interval(_expected_auc(s, paired), np.concatenate(aucs), confidence),
-        positive_rate=_percentile_interval(float(s.mean()), np.concatenate(rates), confidence),
-        precision=_percentile_interval(
+        roc_auc=percentile_interval(_expected_auc(s, paired), np.concatenate(aucs), confidence),
+        positive_rate=percentile_interval(float(s.mean()), np.concatenate(rates), confidence),
+        precision=percentile_interval(
             float(s[flagged].mean()) if n_flagged else math.nan, np.concatenate(precisions), confidence
         ),
     )
@@ -260,17 +261,6 @@ def _ratio(num: float, den: float) -> float:
 
 def _ratios(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return np.divide(num, den, out=np.full_like(num, math.nan), where=den > 0)
-
-
-def _percentile_interval(value: float, samples: np.ndarray, confidence: float) -> MetricInterval:
-    """Percentile interval over the finite samples; the NaN ones (undefined draws) count as skipped."""
-    finite = samples[np.isfinite(samples)]
-    skipped = int(samples.size - finite.size)
-    if finite.size == 0:
-        return MetricInterval(float(value), math.nan, math.nan, confidence, skipped)
-    alpha = (1.0 - confidence) / 2.0
-    low, high = np.quantile(finite, [alpha, 1.0 - alpha])
-    return MetricInterval(float(value), float(low), float(high), confidence, skipped)
 
 
 def _flat(prefix: str, rows: int, flagged: int, intervals: dict[str, MetricInterval]) -> dict[str, float]:

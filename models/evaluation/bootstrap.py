@@ -119,7 +119,7 @@ def _chunks(n_resamples: int, n: int) -> list[int]:
     return [size] * full + ([rest] if rest else [])
 
 
-def _interval(value: float, samples: np.ndarray, confidence: float) -> MetricInterval:
+def percentile_interval(value: float, samples: np.ndarray, confidence: float) -> MetricInterval:
     """Percentile interval over the finite samples; NaN samples are the skipped resamples."""
     finite = samples[np.isfinite(samples)]
     skipped = int(samples.size - finite.size)
@@ -174,7 +174,7 @@ def bootstrap_metrics(
     rng = np.random.default_rng(seed)
     parts = [evaluate(_resample_counts(rng, rows, n)) for rows in _chunks(n_resamples, n)]
     return {
-        name: _interval(float(point[name][0]), np.concatenate([p[name] for p in parts]), confidence)
+        name: percentile_interval(float(point[name][0]), np.concatenate([p[name] for p in parts]), confidence)
         for name in point
     }
 
@@ -231,7 +231,7 @@ def paired_bootstrap_auc(
     diffs = diffs[np.isfinite(diffs)]
     if diffs.size == 0:
         return PairedComparison("roc_auc", point, math.nan, math.nan, confidence, math.nan)
-    interval = _interval(point, diffs, confidence)
+    interval = percentile_interval(point, diffs, confidence)
     p = 2.0 * min(float(np.mean(diffs <= 0.0)), float(np.mean(diffs >= 0.0)))
     p_value = min(1.0, max(1.0 / diffs.size, p))
     return PairedComparison("roc_auc", point, interval.low, interval.high, confidence, p_value)

@@ -32,8 +32,8 @@ from models.evaluation.bootstrap import (
     _check_confidence,
     _check_resamples,
     _chunks,
-    _interval,
     confidence_percent,
+    percentile_interval,
 )
 from models.params import BusinessConfig
 
@@ -353,8 +353,8 @@ def optimal_threshold(
         for rows in _chunks(n_resamples, n)
     ]
     return ThresholdChoice(
-        threshold=_interval(float(point_t[0]), np.concatenate([p[0] for p in parts]), confidence),
-        profit=_interval(float(point_p[0]), np.concatenate([p[1] for p in parts]), confidence),
+        threshold=percentile_interval(float(point_t[0]), np.concatenate([p[0] for p in parts]), confidence),
+        profit=percentile_interval(float(point_p[0]), np.concatenate([p[1] for p in parts]), confidence),
         contacts=int(point_c[0]),
     )
 
