@@ -203,4 +203,7 @@ def load_config(
     data = config.data.model_copy(
         update={"path": resolve(config.data.path), "expectations": resolve(config.data.expectations)}
     )
-    return config.model_copy(update={"data": data})
+    monitoring = config.monitoring
+    if monitoring.retrain_data is not None:
+        monitoring = monitoring.model_copy(update={"retrain_data": resolve(monitoring.retrain_data)})
+    return config.model_copy(update={"data": data, "monitoring": monitoring})

@@ -1,18 +1,47 @@
-"""The training pipeline as a Prefect deployment on the config's schedule (``mlops deploy``)."""
+"""The pipelines as Prefect deployments (``mlops deploy``): training on the config's schedule and retrained by
+drift events (with a cooldown), and the drift monitor on its interval."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from prefect.deployments.runner import RunnerDeployment
+from prefect.events import DeploymentEventTrigger
+from prefect.events.schemas.automations import Posture
 from prefect.schedules import Cron, Interval
 
 from flows.config import PipelineConfig
+from flows.monitor import drift_monitor
 from flows.training import training_pipeline
+from tasks.monitoring import DRIFT_EVENT
 
 TAGS = ["mlops", "training"]
+MONITOR_TAGS = ["mlops", "monitoring"]
+
+
+def drift_trigger(config: PipelineConfig, config_path: str) -> DeploymentEventTrigger:
+    """Retrain on ``mlops.drift.detected`` for this model, at most once per cooldown.
+
+    A reactive trigger with threshold 1 fires on the first drift event of the model's resource and opens a
+    bucket of ``monitoring.retrain_cooldown_minutes``; later drift events inside it are counted in that bucket
+    and start nothing. The run reads the labelled source the event names (``retrain_data``).
+    """
+    model = config.registry.model_name
+    return DeploymentEventTrigger(
+        name=f"retrain-{model}-on-drift",
+        expect={DRIFT_EVENT},
+        match={"prefect.resource.id": f"mlops.model.{model}"},
+        for_each={"prefect.resource.id"},
+        posture=Posture.Reactive,
+        threshold=1,
+        within=timedelta(minutes=config.monitoring.retrain_cooldown_minutes),
+        parameters={"config_path": config_path, "data_path": "{{ event.payload.retrain_data }}"},
+    )
 
 
 def training_deployment(config: PipelineConfig, config_path: str) -> RunnerDeployment:
-    """Deployment ``training-pipeline/<config.name>``: cron or interval, in the schedule's time zone."""
+    """Deployment ``training-pipeline/<config.name>``: cron or interval, in the schedule's time zone, and
+    the drift trigger."""
     schedule = config.schedule
     if schedule.cron:
         schedules = [Cron(schedule.cron, timezone=schedule.timezone)]
@@ -22,10 +51,25 @@ def training_deployment(config: PipelineConfig, config_path: str) -> RunnerDeplo
         when = f"every {schedule.interval_seconds} s"
     else:
         schedules, when = [], "no schedule: runs only when triggered"
+    cooldown = config.monitoring.retrain_cooldown_minutes
     return training_pipeline.to_deployment(
         name=config.name,
         schedules=schedules,
         parameters={"config_path": config_path},
+        triggers=[drift_trigger(config, config_path)],
         tags=TAGS,
-        description=f"Training pipeline for {config.registry.model_name} ({config_path}), {when}.",
+        description=f"Training pipeline for {config.registry.model_name} ({config_path}), {when}; "
+        f"retrained on drift at most every {cooldown} min.",
+    )
+
+
+def monitor_deployment(config: PipelineConfig, config_path: str) -> RunnerDeployment:
+    """Deployment ``drift-monitor/<config.name>``: the champion's prediction log checked every interval."""
+    minutes = config.monitoring.schedule_interval_minutes
+    return drift_monitor.to_deployment(
+        name=config.name,
+        schedules=[Interval(timedelta(minutes=minutes))],
+        parameters={"config_path": config_path},
+        tags=MONITOR_TAGS,
+        description=f"Drift monitor of {config.registry.model_name} ({config_path}), every {minutes} min.",
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from types import MappingProxyType
 from typing import Final
 
@@ -44,6 +45,11 @@ class MonitoringConfig(BaseModel):
         description="Share of drifted feature columns at or above which the dataset drifted (Evidently's rule).",
     )
     reference_rows: int = Field(default=50_000, ge=100, description="Rows kept as the drift reference.")
+    retrain_data: Path | None = Field(
+        default=None,
+        description="Labelled table a drift-triggered retraining reads (relative to the config file); null = "
+        "data.path, which your own data pipeline refreshes. Retraining never reads the unlabelled log.",
+    )
     schedule_interval_minutes: int = Field(default=60, ge=1)
     retrain_cooldown_minutes: int = Field(
         default=360, ge=0, description="Minimum time between drift retrains."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -37,3 +38,13 @@ def code_version(repo: Path) -> str:
 @task(name="fingerprint-data", cache_policy=ONCE_PER_RUN, **REPLAYABLE)
 def fingerprint(df: pd.DataFrame) -> str:
     return data_fingerprint(df)
+
+
+@task(name="fingerprint-file", **REPLAYABLE)
+def file_fingerprint(path: Path) -> str:
+    """SHA-256 of a file's bytes (first 16 hex digits): which version of a data file an event saw."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]

@@ -1,24 +1,43 @@
-"""Monitoring I/O around the registry: each registered version's drift reference (pure code in ``monitoring/``)."""
+"""Monitoring I/O: each version's drift reference, the batch to check, labels, reports, the drift event
+(pure code in ``monitoring/``)."""
 
 from __future__ import annotations
 
+import re
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
+import numpy as np
+import pandas as pd
 from prefect import task
+from prefect.artifacts import create_markdown_artifact
+from prefect.events import emit_event
 
 from models.config import FeatureConfig
+from models.data.config import DataConfig
+from models.data.io import read_table
+from models.data.split import binary_labels
+from models.errors import UserInputError
+from models.names import Alias, Variant
+from models.params import EvaluationConfig
 from models.scorer import TabularScorer
+from monitoring.check import MonitorResult, check_batch
 from monitoring.config import MonitoringConfig
+from monitoring.drift import DriftReport
+from monitoring.evidently_report import write_drift_report, write_quality_report
+from monitoring.prediction_log import log_files, read_records
 from monitoring.reference import DriftReference
 from tasks.caching import IO_RETRIES, PER_RUN_INPUTS, REPLAYABLE
-from tasks.registry import RegisteredVersion
+from tasks.registry import RegisteredVersion, load_scorer, version_by_alias
 from tasks.tracking import TrackingTarget
 from tasks.training import PreparedData
 
 REFERENCE_FOLDER = "drift_reference"
 REFERENCE_TAG = "monitoring.reference"  # on the version: the artifact URI of its reference
+DRIFT_EVENT = "mlops.drift.detected"
+REPORT_ROWS = 20_000  # rows per side in Evidently's HTML reports (it takes tens of seconds per 100k)
 
 
 @task(name="save-drift-reference", cache_policy=PER_RUN_INPUTS, **REPLAYABLE, **IO_RETRIES)
@@ -59,3 +78,123 @@ def load_drift_reference(tracking_uri: str, uri: str) -> DriftReference:
     with tempfile.TemporaryDirectory() as tmp:
         local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp)
         return DriftReference.load(Path(local))
+
+
+@dataclass(frozen=True)
+class Monitored:
+    """The champion under watch: its version, its scorer and its drift reference."""
+
+    name: str
+    version: str
+    scorer: TabularScorer
+    reference: DriftReference
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Current rows to check: raw features, the champion's scores, entity ids when known, and their source."""
+
+    features: pd.DataFrame
+    scores: np.ndarray
+    ids: pd.Series | None
+    source: str
+
+
+@task(name="load-monitored-model", **IO_RETRIES)
+def load_monitored(target: TrackingTarget, name: str) -> Monitored:
+    """The champion of `name` with its scorer and drift reference; a clear error when there is none."""
+    version = version_by_alias(target, name, Alias.CHAMPION)
+    if version is None:
+        raise UserInputError(f"model {name!r} has no champion yet: nothing to monitor (run `mlops run` first)")
+    tags = target.client().get_model_version(name, version.version).tags
+    if REFERENCE_TAG not in tags:
+        raise UserInputError(
+            f"{name} v{version.version} has no drift reference (tag {REFERENCE_TAG}): it was registered before "
+            "monitoring existed; retrain to get one"
+        )
+    scorer = load_scorer(target.tracking_uri, version.uri)
+    return Monitored(name, version.version, scorer, load_drift_reference(target.tracking_uri, tags[REFERENCE_TAG]))
+
+
+@task(name="read-current-batch")
+def read_batch(model: Monitored, data: DataConfig, data_path: Path | None, log_dir: Path) -> Batch | None:
+    """A table (`data_path`, read with the config's CSV options and scored by the champion) or, without one,
+    the champion's rows of the prediction log (their logged features and scores); None when the log holds
+    no row of this version (nothing to check, not an error)."""
+    columns = [*model.reference.numeric, *model.reference.categorical]
+    if data_path is not None:
+        frame = read_table(data_path, delimiter=data.delimiter, na_values=data.na_values, parse_dates=data.parse_dates)
+        if frame.empty:
+            raise UserInputError(f"{data_path}: the batch has no rows")
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise UserInputError(f"{data_path}: the batch lacks feature columns {', '.join(missing)}")
+        canonical = model.scorer.transform.canonical_inputs(frame)
+        ids = frame[data.id_column] if data.id_column and data.id_column in frame.columns else None
+        return Batch(canonical, model.scorer.predict_proba(frame), ids, str(data_path))
+    records = [
+        r for r in read_records(log_files(log_dir))
+        if r.variant == Variant.CHAMPION.value and r.model_version == model.version
+    ]  # fmt: skip
+    if not records:
+        return None
+    frame = pd.DataFrame([r.features for r in records])
+    canonical = model.scorer.transform.canonical_inputs(frame)
+    return Batch(canonical, np.array([r.score for r in records]), None, f"prediction log {log_dir}")
+
+
+@task(name="read-labels")
+def read_labels(batch: Batch, data: DataConfig, labels_path: Path) -> np.ndarray:
+    """Labels of the batch's rows, joined by the config's id column; every row must have one."""
+    if batch.ids is None or not data.id_column:
+        raise UserInputError(
+            f"--labels needs the batch's {data.id_column or 'id'} column to join on (data.id_column)"
+        )
+    labels = read_table(labels_path, delimiter=data.delimiter, na_values=data.na_values)
+    for column in (data.id_column, data.target):
+        if column not in labels.columns:
+            raise UserInputError(f"{labels_path}: no column {column!r} to join labels on")
+    by_id = labels.drop_duplicates(data.id_column).set_index(data.id_column)[data.target]
+    joined = batch.ids.map(by_id)
+    if joined.isna().any():
+        raise UserInputError(f"{labels_path}: {int(joined.isna().sum())} batch rows have no label")
+    return binary_labels(joined.to_frame(data.target), data.target, data.positive_class)
+
+
+@task(name="write-drift-reports")
+def write_reports(model: Monitored, batch: Batch, drift: DriftReport, labels: np.ndarray | None, folder: Path,
+                  seed: int) -> list[Path]:  # fmt: skip
+    """Evidently's HTML reports (data drift; with labels, classification quality) under `folder`."""
+    paths = [write_drift_report(model.reference, batch.features, drift, folder / "drift.html", max_rows=REPORT_ROWS, seed=seed)]
+    if labels is not None:
+        paths.append(write_quality_report(model.reference, labels, batch.scores, folder / "quality.html",
+                                          max_rows=REPORT_ROWS, seed=seed))  # fmt: skip
+    return paths
+
+
+@task(name="publish-monitor-result")
+def publish_result(result: MonitorResult, reports: list[Path]) -> None:
+    """The verdict table as a Prefect markdown artifact, linking the HTML reports."""
+    links = "\n".join(f"- Evidently report: `{p}`" for p in reports)
+    key = re.sub(r"[^a-z0-9-]+", "-", f"drift-monitor-{result.model_name}".lower())
+    create_markdown_artifact(key=key, markdown=f"{result.markdown()}\n\n{links}", description="Drift monitor")
+
+
+@task(name="emit-drift-event")
+def emit_drift(result: MonitorResult, payload: dict) -> None:
+    """`mlops.drift.detected` on resource `mlops.model.<name>`: what the training deployment's trigger waits for."""
+    emit_event(
+        event=DRIFT_EVENT,
+        resource={"prefect.resource.id": f"mlops.model.{result.model_name}", "prefect.resource.name": result.model_name},
+        payload=payload,
+    )
+
+
+@task(name="check-batch")
+def run_check(model: Monitored, batch: Batch, labels: np.ndarray | None, monitoring: MonitoringConfig,
+              evaluation: EvaluationConfig, seed: int) -> MonitorResult:  # fmt: skip
+    """Drift of the batch against the version's reference, and its performance with and without labels."""
+    return check_batch(
+        model.reference, batch.features, batch.scores, labels, model_name=model.name, version=model.version,
+        config=monitoring, n_resamples=evaluation.n_bootstrap, seed=seed, confidence=evaluation.confidence,
+    )  # fmt: skip

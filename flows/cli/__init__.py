@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from flows.cli import pipeline, stack
+from flows.cli import monitor, pipeline, stack
 from flows.cli.approvals import approvals_app
 from flows.cli.common import quiet_logging
 from flows.cli.data import data_app, validate
@@ -52,6 +52,7 @@ app.command("run")(pipeline.run)
 app.command("estimate")(pipeline.estimate_cmd)
 app.command("predict")(pipeline.predict)
 app.command("deploy")(pipeline.deploy)
+app.command("monitor")(monitor.monitor)
 app.command("up")(stack.up)
 app.command("status")(stack.status)
 app.command("down")(stack.down)

@@ -137,7 +137,8 @@ def deploy(
         bool, typer.Option(help="Run the deployment runner in the background; `mlops down` stops it.")
     ] = False,
 ) -> None:
-    """Register the training pipeline as a Prefect deployment on the config's schedule and run it.
+    """Register the training pipeline (schedule + drift trigger) and the drift monitor as Prefect deployments
+    and run them.
 
     Runs the process that executes the deployment's runs (like `prefect serve`); with --detach it
     goes to the background and is stopped by `mlops down`.
@@ -158,8 +159,9 @@ def deploy(
         return
     from prefect import serve
 
-    from flows.deployments import training_deployment
+    from flows.deployments import monitor_deployment, training_deployment
 
-    deployment = training_deployment(cfg, config_path)
-    say(f"serving deployment training-pipeline/{cfg.name}: {deployment.description} Ctrl+C stops it")
-    serve(deployment)
+    training, monitoring = training_deployment(cfg, config_path), monitor_deployment(cfg, config_path)
+    say(f"serving deployment training-pipeline/{cfg.name}: {training.description}")
+    say(f"serving deployment drift-monitor/{cfg.name}: {monitoring.description} Ctrl+C stops both")
+    serve(training, monitoring)

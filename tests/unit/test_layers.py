@@ -63,3 +63,15 @@ def test_training_flow_is_wiring_only() -> None:
     assert [f.name for f in functions] == ["training_pipeline"]
     flow = functions[0]
     assert flow.end_lineno - flow.lineno + 1 < 80
+
+
+def test_flow_files_load_as_scripts_the_way_deployments_run_them() -> None:
+    """Prefect runs a deployment's flow file as a script with its folder first on sys.path: a module in
+    flows/ named like a top-level package (e.g. monitoring.py) would shadow it and crash every run."""
+    from prefect.utilities.importtools import load_script_as_module
+
+    top_level = {p.name for p in REPO.iterdir() if (p / "__init__.py").is_file()}
+    flows = REPO / "flows"
+    assert not {p.stem for p in flows.glob("*.py")} & top_level
+    for script in ("training.py", "monitor.py"):
+        load_script_as_module(str(flows / script))

@@ -1,0 +1,57 @@
+"""``mlops monitor``: one drift check of the champion, the verdict table, and an exit code for scripts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from flows.cli.common import EXIT_USER_ERROR, ConfigOption, fail, home_of, load, say
+
+EXIT_NO_DRIFT, EXIT_DRIFT = 0, 1
+LabelsOption = Annotated[
+    Path | None,
+    typer.Option("--labels", help="Labels of the batch (the config's id and target columns), joined by id."),
+]
+BatchOption = Annotated[
+    Path | None,
+    typer.Option("--data", "-d", help="Batch to check (CSV/Parquet); default: the champion's prediction log."),
+]
+
+
+def monitor(ctx: typer.Context, config: ConfigOption, data: BatchOption = None, labels: LabelsOption = None) -> None:
+    """Check a batch against the champion's drift reference: exit 0 no drift, 1 drift, 2 unusable input."""
+    home = home_of(ctx)
+    from models.errors import UserInputError
+
+    try:
+        load(config, None, home)
+        for path in (data, labels):
+            if path is not None and not path.is_file():
+                raise UserInputError(f"{path}: file not found")
+    except UserInputError as exc:
+        raise fail(str(exc)) from None
+    from flows.monitor import drift_monitor
+
+    state = drift_monitor(
+        str(config.resolve()),
+        str(data.resolve()) if data else None,
+        str(labels.resolve()) if labels else None,
+        return_state=True,
+    )
+    summary = state.result(raise_on_failure=False)
+    if isinstance(summary, UserInputError | ValueError):
+        raise fail(str(summary), EXIT_USER_ERROR)
+    if isinstance(summary, BaseException):
+        raise summary
+    result = summary.result
+    if result is None:
+        say(f"nothing to check: {summary.source}")
+        raise typer.Exit(EXIT_NO_DRIFT)
+    say(result.markdown())
+    for report in summary.reports:
+        say(f"report: {report}")
+    if summary.event_emitted:
+        say(f"drift: emitted mlops.drift.detected for mlops.model.{result.model_name}")
+    raise typer.Exit(EXIT_DRIFT if result.drifted else EXIT_NO_DRIFT)

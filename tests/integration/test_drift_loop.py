@@ -1,0 +1,121 @@
+"""The monitoring loop as an operator runs it, against a real Prefect server with both deployments served:
+
+1. `mlops run` makes a champion (with its drift reference); `mlops deploy` serves training and the monitor.
+2. An undrifted batch: `mlops monitor` exits 0 and emits no event.
+3. A drifted batch: `mlops monitor` exits 1, emits `mlops.drift.detected`, and the training deployment's
+   trigger starts a run by itself on the labelled source the event names; the run completes through the
+   promotion gate (decided by policy).
+4. A second drift inside the cooldown starts no second run.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+
+from infra.home import ProjectHome
+from models.data.io import write_table
+from models.data.synthetic import generate_leads
+
+from conftest import small_pipeline_config, stop_process
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+MLOPS = str(Path(sys.executable).parent / "mlops")
+MODEL = "crm-drift-loop"
+NAME = "drift-loop"
+TRIGGER_WAIT_S = 90  # the runner polls every second; the trigger acts within seconds of the event
+
+
+@pytest.fixture(scope="module")
+def loop(tmp_path_factory: pytest.TempPathFactory, prefect_server: str) -> Iterator[dict]:
+    root = tmp_path_factory.mktemp("drift-loop")
+    home = ProjectHome(root / "home")
+    data = write_table(generate_leads(3000, seed=31), root / "leads.parquet")
+    config = small_pipeline_config(
+        root / f"{NAME}.yaml", data, model_name=MODEL, trials=1, name=NAME,
+        schedule={"cron": None}, monitoring={"retrain_cooldown_minutes": 60},
+    )  # fmt: skip
+    env = {
+        **os.environ,
+        "MLOPS_HOME": str(home.root),
+        "MLFLOW_TRACKING_URI": home.tracking_uri,
+        "BENTOML_HOME": str(home.bentoml),
+        "PREFECT_API_URL": prefect_server,
+        "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+    }
+    first = subprocess.run([MLOPS, "run", "--config", str(config)], cwd=REPO, env=env, capture_output=True,
+                           text=True, timeout=600)  # fmt: skip
+    assert first.returncode == 0 and "champion: v1" in first.stdout, first.stdout[-2000:] + first.stderr[-2000:]
+    log = root / "runner.log"
+    with log.open("w") as handle:
+        runner = subprocess.Popen([MLOPS, "deploy", "--config", str(config)], cwd=REPO, env=env, stdout=handle,
+                                  stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    try:
+        yield {"root": root, "env": env, "config": config, "log": log, "deployment": _deployment_id(NAME, log)}
+    finally:
+        stop_process(runner)
+
+
+def _deployment_id(name: str, log: Path, timeout: float = 120):
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            found = client.read_deployments(deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[name])))
+            flows = {client.read_flow(d.flow_id).name for d in found}
+            if {"training-pipeline", "drift-monitor"} <= flows:
+                return next(d.id for d in found if client.read_flow(d.flow_id).name == "training-pipeline")
+            time.sleep(1)
+    raise TimeoutError(f"deployments {name} were not registered\n{log.read_text()[-3000:]}")
+
+
+def _monitor(loop: dict, batch: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([MLOPS, "monitor", "--config", str(loop["config"]), "--data", str(batch)], cwd=REPO,
+                          env=loop["env"], capture_output=True, text=True, timeout=300)  # fmt: skip
+
+
+def _training_runs(deployment_id) -> list:
+    with get_client(sync_client=True) as client:
+        return client.read_flow_runs(deployment_filter=DeploymentFilter(id={"any_": [deployment_id]}))
+
+
+def test_drift_retrains_once_per_cooldown(loop: dict) -> None:
+    calm = write_table(generate_leads(2000, seed=32), loop["root"] / "calm.parquet")
+    drifted = write_table(generate_leads(2000, seed=33, drift=1.0), loop["root"] / "drifted.parquet")
+
+    quiet = _monitor(loop, calm)
+    assert quiet.returncode == 0, quiet.stdout[-3000:] + quiet.stderr[-3000:]
+    assert "no drift" in quiet.stdout and "emitted" not in quiet.stdout
+    time.sleep(5)
+    assert _training_runs(loop["deployment"]) == [], "an undrifted batch must not retrain"
+
+    alarm = _monitor(loop, drifted)
+    assert alarm.returncode == 1, alarm.stdout[-3000:] + alarm.stderr[-3000:]
+    assert f"emitted mlops.drift.detected for mlops.model.{MODEL}" in alarm.stdout
+    assert "drift.html" in alarm.stdout
+
+    deadline = time.monotonic() + TRIGGER_WAIT_S
+    while not (runs := _training_runs(loop["deployment"])) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert len(runs) == 1, f"the drift event started no training run\n{loop['log'].read_text()[-3000:]}"
+    [run] = runs
+    assert run.parameters["data_path"] == str(Path(loop["config"]).parent / "leads.parquet")
+
+    again = _monitor(loop, drifted)
+    assert again.returncode == 1
+    deadline = time.monotonic() + 600
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline and not (state := client.read_flow_run(run.id).state).is_final():
+            time.sleep(2)
+    assert state.is_completed(), f"{state.name}: {state.message}\n{loop['log'].read_text()[-3000:]}"
+    # The second drift came inside the 60-minute cooldown: still the one run.
+    assert [r.id for r in _training_runs(loop["deployment"])] == [run.id]
