@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from models.errors import UserInputError
 from monitoring.config import MonitoringConfig
 from monitoring.drift import DriftReport, detect_drift
 from monitoring.performance import (
@@ -96,6 +97,20 @@ class MonitorResult:
             "(covariate shift), not when what a feature means for the outcome changes (concept drift).",
         ]
         return "\n".join(lines)
+
+
+def require_usable_batch(frame: pd.DataFrame, *, numeric: list[str], categorical: list[str], source: str) -> None:
+    """Raise `UserInputError` naming what is wrong with a batch: no rows, missing feature columns, or a numeric
+    feature holding text. Checked before any run starts, so an unusable batch writes no run and emits nothing."""
+    if frame.empty:
+        raise UserInputError(f"{source}: the batch has no rows")
+    missing = [c for c in [*numeric, *categorical] if c not in frame.columns]
+    if missing:
+        raise UserInputError(f"{source}: the batch lacks feature columns {', '.join(missing)}")
+    for column in numeric:
+        dtype = frame[column].dtype
+        if not (pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)):
+            raise UserInputError(f"{source}: numeric column {column!r} has non-numeric dtype {dtype}")
 
 
 def check_batch(

@@ -23,7 +23,7 @@ from models.errors import UserInputError
 from models.names import Alias, Variant
 from models.params import EvaluationConfig
 from models.scorer import TabularScorer
-from monitoring.check import MonitorResult, check_batch
+from monitoring.check import MonitorResult, check_batch, require_usable_batch
 from monitoring.config import MonitoringConfig
 from monitoring.drift import DriftReport
 from monitoring.evidently_report import write_drift_report, write_quality_report
@@ -121,14 +121,10 @@ def read_batch(model: Monitored, data: DataConfig, data_path: Path | None, log_d
     """A table (`data_path`, read with the config's CSV options and scored by the champion) or, without one,
     the champion's rows of the prediction log (their logged features and scores); None when the log holds
     no row of this version (nothing to check, not an error)."""
-    columns = [*model.reference.numeric, *model.reference.categorical]
     if data_path is not None:
         frame = read_table(data_path, delimiter=data.delimiter, na_values=data.na_values, parse_dates=data.parse_dates)
-        if frame.empty:
-            raise UserInputError(f"{data_path}: the batch has no rows")
-        missing = [c for c in columns if c not in frame.columns]
-        if missing:
-            raise UserInputError(f"{data_path}: the batch lacks feature columns {', '.join(missing)}")
+        reference = model.reference
+        require_usable_batch(frame, numeric=reference.numeric, categorical=reference.categorical, source=str(data_path))
         canonical = model.scorer.transform.canonical_inputs(frame)
         ids = frame[data.id_column] if data.id_column and data.id_column in frame.columns else None
         return Batch(canonical, model.scorer.predict_proba(frame), ids, str(data_path))

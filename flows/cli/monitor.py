@@ -26,10 +26,19 @@ def monitor(ctx: typer.Context, config: ConfigOption, data: BatchOption = None, 
     from models.errors import UserInputError
 
     try:
-        load(config, None, home)
+        cfg = load(config, None, home)
         for path in (data, labels):
             if path is not None and not path.is_file():
                 raise UserInputError(f"{path}: file not found")
+        if data is not None:
+            # Before any flow run: an unusable batch writes no run and emits no event.
+            from models.data.io import read_table
+            from monitoring.check import require_usable_batch
+
+            d = cfg.data
+            frame = read_table(data, delimiter=d.delimiter, na_values=d.na_values, parse_dates=d.parse_dates)
+            features = cfg.features
+            require_usable_batch(frame, numeric=features.numeric, categorical=features.categorical, source=str(data))
     except UserInputError as exc:
         raise fail(str(exc)) from None
     from flows.monitor import drift_monitor

@@ -119,3 +119,25 @@ def test_drift_retrains_once_per_cooldown(loop: dict) -> None:
     assert state.is_completed(), f"{state.name}: {state.message}\n{loop['log'].read_text()[-3000:]}"
     # The second drift came inside the 60-minute cooldown: still the one run.
     assert [r.id for r in _training_runs(loop["deployment"])] == [run.id]
+
+
+def test_unusable_batches_exit_2_and_an_empty_log_has_nothing_to_check(loop: dict) -> None:
+    root, before = loop["root"], [r.id for r in _training_runs(loop["deployment"])]
+    frame = generate_leads(200, seed=34)
+    cases = {
+        "missing": (frame.drop(columns=["deal_size"]), "lacks feature columns deal_size"),
+        "wrong-type": (frame.assign(deal_size="lots"), "'deal_size' has non-numeric dtype"),
+        "empty": (frame.iloc[:0], "no data rows"),
+    }
+    for name, (batch, message) in cases.items():
+        path = root / f"{name}.csv"
+        batch.to_csv(path, index=False)
+        result = _monitor(loop, path)
+        assert result.returncode == 2, (name, result.stdout[-2000:], result.stderr[-2000:])
+        assert message in result.stderr and "Traceback" not in result.stderr, (name, result.stderr[-2000:])
+        assert "emitted" not in result.stdout
+    # No --data: the champion's prediction log, empty in this home (nothing served yet).
+    empty_log = subprocess.run([MLOPS, "monitor", "--config", str(loop["config"])], cwd=REPO, env=loop["env"],
+                               capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert empty_log.returncode == 0 and "nothing to check" in empty_log.stdout, empty_log.stderr[-2000:]
+    assert [r.id for r in _training_runs(loop["deployment"])] == before  # no event, no run

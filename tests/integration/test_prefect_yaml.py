@@ -57,15 +57,26 @@ def deployment(prefect_server: str) -> DeploymentResponse:
     assert deployed.returncode == 0, deployed.stdout[-3000:] + deployed.stderr[-3000:]
     assert _git_status() == before, "prefect deploy must not change the repository"
     with get_client(sync_client=True) as client:
+        assert client.read_deployment_by_name("drift-monitor/crm-leads").work_pool_name == POOL
         return client.read_deployment_by_name(DEPLOYMENT)
 
 
 def test_prefect_yaml_matches_the_default_config(tmp_path: Path) -> None:
-    [spec] = yaml.safe_load((REPO / "prefect.yaml").read_text())["deployments"]
+    spec, monitor = yaml.safe_load((REPO / "prefect.yaml").read_text())["deployments"]
     config = load_config(REPO / spec["parameters"]["config_path"], home=tmp_path)
     [schedule] = spec["schedules"]
     assert (schedule["cron"], schedule["timezone"]) == (config.schedule.cron, config.schedule.timezone)
     assert spec["entrypoint"] == "flows/training.py:training_pipeline"
+    # The drift trigger and the monitor's interval are the config's, as `mlops deploy` builds them.
+    from flows.deployments import drift_trigger
+
+    [trigger] = spec["triggers"]
+    expected = drift_trigger(config, spec["parameters"]["config_path"])
+    assert set(trigger["expect"]) == expected.expect and trigger["match"] == expected.match.model_dump()
+    assert trigger["within"] == expected.within.total_seconds() and trigger["threshold"] == expected.threshold
+    assert trigger["parameters"] == expected.parameters and trigger["posture"] == expected.posture.value
+    assert monitor["entrypoint"] == "flows/monitor.py:drift_monitor"
+    assert monitor["schedules"] == [{"interval": config.monitoring.schedule_interval_minutes * 60}]
 
 
 def test_prefect_deploy_registers_the_training_deployment(deployment: DeploymentResponse) -> None:
