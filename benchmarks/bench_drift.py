@@ -32,8 +32,6 @@ import os
 import sys
 import tempfile
 import time
-import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +39,7 @@ import pandas as pd
 
 from monitoring.config import MonitoringConfig
 from monitoring.drift import DriftReport, detect_drift
+from monitoring.evidently_report import EvidentlyColumn
 
 TARGET_SECONDS = 10.0  # end to end at 1M rows x 30 columns on 2 cores
 EVIDENTLY_FACTS_SECONDS = 16.6  # FACTS.md, 100k x 30 columns
@@ -60,14 +59,6 @@ CATEGORICAL_SPEC: dict[str, tuple[int, float]] = {
     "c_product": (40, 0.0),  # 3% of the current rows take 2 levels the reference never saw
     "c_city": (50, 0.25),
 }
-
-
-@dataclass(frozen=True)
-class EvidentlyColumn:
-    method: str
-    threshold: float
-    score: float
-    drifted: bool
 
 
 def _numeric(rng: np.random.Generator, rows: int, shifted: bool) -> dict[str, np.ndarray]:
@@ -150,39 +141,11 @@ def _evidently(
 ) -> tuple[float, dict[str, EvidentlyColumn], float]:
     """Evidently's DataDriftPreset with an explicit DataDefinition: seconds, per-column results read from
     ``snapshot.dict()`` and its drifted share (as in tests/integration/test_drift_parity.py)."""
-    from evidently import DataDefinition, Dataset, Report
-    from evidently.presets import DataDriftPreset
+    from monitoring.evidently_report import evidently_drift  # imports Evidently: seconds
 
-    definition = DataDefinition(numerical_columns=NUMERIC, categorical_columns=CATEGORICAL)
     start = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # Evidently's chi-square divides by zero counts
-        snapshot = Report([DataDriftPreset(columns=[*NUMERIC, *CATEGORICAL])], include_tests=True).run(
-            current_data=Dataset.from_pandas(current, data_definition=definition),
-            reference_data=Dataset.from_pandas(reference, data_definition=definition),
-        )
-    seconds = time.perf_counter() - start
-    result = snapshot.dict()
-    prefix = "Value Drift for column "
-    failed = {
-        t["name"].removeprefix(prefix): t["status"] == "FAIL"
-        for t in result["tests"]
-        if t["name"].startswith(prefix)
-    }
-    columns: dict[str, EvidentlyColumn] = {}
-    share = float("nan")
-    for metric in result["metrics"]:
-        config = metric["config"]
-        if config["type"].endswith(":ValueDrift"):
-            columns[config["column"]] = EvidentlyColumn(
-                method=config["method"],
-                threshold=config["threshold"],
-                score=metric["value"],
-                drifted=failed[config["column"]],
-            )
-        elif config["type"].endswith(":DriftedColumnsCount"):
-            share = metric["value"]["share"]
-    return seconds, columns, share
+    columns, share = evidently_drift(reference, current, NUMERIC, CATEGORICAL)
+    return time.perf_counter() - start, columns, share
 
 
 def _disagreements(ours: DriftReport, theirs: dict[str, EvidentlyColumn]) -> list[str]:

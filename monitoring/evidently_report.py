@@ -10,11 +10,13 @@ reference's held-out rows (scores and labels only: those rows' features are not 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from evidently import BinaryClassification, DataDefinition, Dataset, Report
+from evidently.metrics import ValueDrift
 from evidently.presets import ClassificationPreset, DataDriftPreset
 
 from monitoring.drift import DriftReport
@@ -68,3 +70,60 @@ def write_quality_report(
     return _run(
         [ClassificationPreset()], _sample(current, max_rows, seed), _sample(held, max_rows, seed), definition, path
     )
+
+
+@dataclass(frozen=True)
+class EvidentlyColumn:
+    method: str
+    threshold: float
+    score: float
+    drifted: bool
+
+
+def evidently_drift(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    numeric: list[str],
+    categorical: list[str],
+    score_column: str | None = None,
+    thresholds: dict[str, float] | None = None,
+) -> tuple[dict[str, EvidentlyColumn], float]:
+    """Evidently's own per-column results (read from ``snapshot.dict()``) and its share of drifted columns:
+    what the parity test and ``benchmarks/bench_drift.py`` compare ``detect_drift`` with."""
+    definition = DataDefinition(
+        numerical_columns=[*numeric, *([score_column] if score_column else [])],
+        categorical_columns=categorical,
+    )
+    thresholds = thresholds or {}
+    metrics: list = [
+        DataDriftPreset(columns=[*numeric, *categorical], per_column_threshold=thresholds or None)
+    ]
+    if score_column is not None:
+        metrics.append(ValueDrift(column=score_column, threshold=thresholds.get(score_column)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # Evidently's chi-square divides by zero counts
+        snapshot = Report(metrics, include_tests=True).run(
+            current_data=Dataset.from_pandas(current, data_definition=definition),
+            reference_data=Dataset.from_pandas(reference, data_definition=definition),
+        )
+    result = snapshot.dict()
+    prefix = "Value Drift for column "
+    failed = {
+        t["name"].removeprefix(prefix): t["status"] == "FAIL"
+        for t in result["tests"]
+        if t["name"].startswith(prefix)
+    }
+    columns: dict[str, EvidentlyColumn] = {}
+    share = float("nan")
+    for metric in result["metrics"]:
+        config = metric["config"]
+        if config["type"].endswith(":ValueDrift"):
+            columns[config["column"]] = EvidentlyColumn(
+                method=config["method"],
+                threshold=config["threshold"],
+                score=metric["value"],
+                drifted=failed[config["column"]],
+            )
+        elif config["type"].endswith(":DriftedColumnsCount"):
+            share = metric["value"]["share"]
+    return columns, share

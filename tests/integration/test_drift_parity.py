@@ -9,21 +9,17 @@ of Evidently's 1,000-row switch from p-values to distances) so that the file run
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import pytest
-from evidently import DataDefinition, Dataset, Report
-from evidently.metrics import ValueDrift
-from evidently.presets import DataDriftPreset
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import ks_2samp, norm
 
 from monitoring.config import MonitoringConfig
 from monitoring.drift import DriftReport, detect_drift
+from monitoring.evidently_report import EvidentlyColumn, evidently_drift
 
 pytestmark = pytest.mark.integration
 
@@ -31,62 +27,6 @@ NUMERIC = ["tenure", "deal_size", "seats", "visits", "has_demo", "engagement"]
 CATEGORICAL = ["region", "plan", "source"]
 SCORE = "score"
 REGIONS = ["north", "south", "east", "west", "central", "islands"]
-
-
-@dataclass(frozen=True)
-class EvidentlyColumn:
-    method: str
-    threshold: float
-    score: float
-    drifted: bool
-
-
-def evidently_drift(
-    reference: pd.DataFrame,
-    current: pd.DataFrame,
-    numeric: list[str],
-    categorical: list[str],
-    score_column: str | None = None,
-    thresholds: dict[str, float] | None = None,
-) -> tuple[dict[str, EvidentlyColumn], float]:
-    """Evidently's per-column results (read from ``snapshot.dict()``) and its share of drifted columns."""
-    definition = DataDefinition(
-        numerical_columns=[*numeric, *([score_column] if score_column else [])],
-        categorical_columns=categorical,
-    )
-    thresholds = thresholds or {}
-    metrics: list = [
-        DataDriftPreset(columns=[*numeric, *categorical], per_column_threshold=thresholds or None)
-    ]
-    if score_column is not None:
-        metrics.append(ValueDrift(column=score_column, threshold=thresholds.get(score_column)))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # Evidently's chi-square divides by zero counts
-        snapshot = Report(metrics, include_tests=True).run(
-            current_data=Dataset.from_pandas(current, data_definition=definition),
-            reference_data=Dataset.from_pandas(reference, data_definition=definition),
-        )
-    result = snapshot.dict()
-    prefix = "Value Drift for column "
-    failed = {
-        t["name"].removeprefix(prefix): t["status"] == "FAIL"
-        for t in result["tests"]
-        if t["name"].startswith(prefix)
-    }
-    columns: dict[str, EvidentlyColumn] = {}
-    share = float("nan")
-    for metric in result["metrics"]:
-        config = metric["config"]
-        if config["type"].endswith(":ValueDrift"):
-            columns[config["column"]] = EvidentlyColumn(
-                method=config["method"],
-                threshold=config["threshold"],
-                score=metric["value"],
-                drifted=failed[config["column"]],
-            )
-        elif config["type"].endswith(":DriftedColumnsCount"):
-            share = metric["value"]["share"]
-    return columns, share
 
 
 def assert_same(ours: DriftReport, theirs: dict[str, EvidentlyColumn], their_share: float) -> None:
