@@ -159,7 +159,12 @@ def deploy(
         return
     from prefect import serve
 
+    from flows.alerts import ensure_alerts
     from flows.deployments import monitor_deployment, training_deployment
+
+    alerts = ensure_alerts(cfg, os.environ["PREFECT_API_URL"].removesuffix("/api"))
+    if alerts:
+        say(f"alerts to {cfg.monitoring.alert_webhook_url}: automations {', '.join(alerts)}")
 
     training, monitoring = training_deployment(cfg, config_path), monitor_deployment(cfg, config_path)
     say(f"serving deployment training-pipeline/{cfg.name}: {training.description}")

@@ -1,31 +1,36 @@
 """The monitoring loop as an operator runs it, against a real Prefect server with both deployments served:
 
-1. `mlops run` makes a champion (with its drift reference); `mlops deploy` serves training and the monitor.
+1. `mlops run` makes a champion (with its drift reference); `mlops deploy` serves training and the monitor
+   and sets up the alert automations towards a webhook receiver the test runs.
 2. An undrifted batch: `mlops monitor` exits 0 and emits no event.
-3. A drifted batch: `mlops monitor` exits 1, emits `mlops.drift.detected`, and the training deployment's
-   trigger starts a run by itself on the labelled source the event names; the run completes through the
-   promotion gate (decided by policy).
+3. A drifted batch: `mlops monitor` exits 1, emits `mlops.drift.detected` (the receiver is notified), and
+   the training deployment's trigger starts a run by itself on the labelled source the event names; the run
+   suspends at the promotion gate (the receiver is notified again), an approver resumes it, it completes.
 4. A second drift inside the cooldown starts no second run.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+from prefect.flow_runs import resume_flow_run
 
 from infra.home import ProjectHome
 from models.data.io import write_table
 from models.data.synthetic import generate_leads
 
-from conftest import small_pipeline_config, stop_process
+from conftest import free_port, small_pipeline_config, stop_process
 
 pytestmark = pytest.mark.integration
 
@@ -36,14 +41,63 @@ NAME = "drift-loop"
 TRIGGER_WAIT_S = 90  # the runner polls every second; the trigger acts within seconds of the event
 
 
+class Receiver:
+    """A Slack-style webhook on 127.0.0.1: keeps every POSTed JSON body; stopped by its fixture."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict] = []
+        received = self.bodies
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args) -> None:  # quiet
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def wait_for(self, text: str, timeout: float = 60) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for body in list(self.bodies):
+                if text in body.get("text", ""):
+                    return body
+            time.sleep(0.5)
+        raise AssertionError(f"no notification containing {text!r}; got {self.bodies}")
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
 @pytest.fixture(scope="module")
-def loop(tmp_path_factory: pytest.TempPathFactory, prefect_server: str) -> Iterator[dict]:
+def receiver() -> Iterator[Receiver]:
+    hook = Receiver()
+    try:
+        yield hook
+    finally:
+        hook.stop()
+
+
+@pytest.fixture(scope="module")
+def loop(tmp_path_factory: pytest.TempPathFactory, prefect_server: str, receiver: Receiver) -> Iterator[dict]:
     root = tmp_path_factory.mktemp("drift-loop")
     home = ProjectHome(root / "home")
     data = write_table(generate_leads(3000, seed=31), root / "leads.parquet")
+    monitoring = {"retrain_cooldown_minutes": 60, "alert_webhook_url": receiver.url}
+    # The deployment's runs wait for a person at the promotion gate; the first, local run does not.
     config = small_pipeline_config(
-        root / f"{NAME}.yaml", data, model_name=MODEL, trials=1, name=NAME,
-        schedule={"cron": None}, monitoring={"retrain_cooldown_minutes": 60},
+        root / f"{NAME}.yaml", data, model_name=MODEL, trials=1, name=NAME, schedule={"cron": None},
+        monitoring=monitoring, approval={"promotion": {"mode": "human"}, "timeout_seconds": 900},
+    )  # fmt: skip
+    first_config = small_pipeline_config(
+        root / f"{NAME}-first.yaml", data, model_name=MODEL, trials=1, name=NAME, schedule={"cron": None},
+        monitoring=monitoring,
     )  # fmt: skip
     env = {
         **os.environ,
@@ -53,7 +107,7 @@ def loop(tmp_path_factory: pytest.TempPathFactory, prefect_server: str) -> Itera
         "PREFECT_API_URL": prefect_server,
         "PREFECT_RUNNER_POLL_FREQUENCY": "1",
     }
-    first = subprocess.run([MLOPS, "run", "--config", str(config)], cwd=REPO, env=env, capture_output=True,
+    first = subprocess.run([MLOPS, "run", "--config", str(first_config)], cwd=REPO, env=env, capture_output=True,
                            text=True, timeout=600)  # fmt: skip
     assert first.returncode == 0 and "champion: v1" in first.stdout, first.stdout[-2000:] + first.stderr[-2000:]
     log = root / "runner.log"
@@ -88,7 +142,7 @@ def _training_runs(deployment_id) -> list:
         return client.read_flow_runs(deployment_filter=DeploymentFilter(id={"any_": [deployment_id]}))
 
 
-def test_drift_retrains_once_per_cooldown(loop: dict) -> None:
+def test_drift_retrains_once_per_cooldown(loop: dict, receiver: Receiver) -> None:
     calm = write_table(generate_leads(2000, seed=32), loop["root"] / "calm.parquet")
     drifted = write_table(generate_leads(2000, seed=33, drift=1.0), loop["root"] / "drifted.parquet")
 
@@ -102,6 +156,8 @@ def test_drift_retrains_once_per_cooldown(loop: dict) -> None:
     assert alarm.returncode == 1, alarm.stdout[-3000:] + alarm.stderr[-3000:]
     assert f"emitted mlops.drift.detected for mlops.model.{MODEL}" in alarm.stdout
     assert "drift.html" in alarm.stdout
+    alert = receiver.wait_for(f"Drift detected in {MODEL}")
+    assert "drifted columns" in alert["text"] and "drift.html" in alert["text"]
 
     deadline = time.monotonic() + TRIGGER_WAIT_S
     while not (runs := _training_runs(loop["deployment"])) and time.monotonic() < deadline:
@@ -114,6 +170,12 @@ def test_drift_retrains_once_per_cooldown(loop: dict) -> None:
     assert again.returncode == 1
     deadline = time.monotonic() + 600
     with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline and not (state := client.read_flow_run(run.id).state).is_paused():
+            assert not state.is_final(), f"{state.name}: {state.message}\n{loop['log'].read_text()[-3000:]}"
+            time.sleep(1)
+        gate = receiver.wait_for(f"Approval waiting: {MODEL}")
+        assert str(run.id) in gate["text"]
+        resume_flow_run(run.id, run_input={"approved": True, "approver": "ops", "comment": "drift retrain"})
         while time.monotonic() < deadline and not (state := client.read_flow_run(run.id).state).is_final():
             time.sleep(2)
     assert state.is_completed(), f"{state.name}: {state.message}\n{loop['log'].read_text()[-3000:]}"
