@@ -22,6 +22,7 @@ from monitoring.check import MonitorResult
 from tasks.lineage import file_fingerprint
 from tasks.monitoring import (
     emit_drift,
+    last_retraining,
     load_monitored,
     publish_result,
     read_batch,
@@ -40,6 +41,7 @@ class MonitorSummary:
     reports: list[str]
     source: str
     event_emitted: bool
+    retraining: str = ""  # the training deployment's last run, in words
 
 
 @flow(name="drift-monitor")
@@ -58,9 +60,10 @@ def drift_monitor(config_path: str, data_path: str | None = None, labels_path: s
     result = run_check(model, batch, labels, config.monitoring, config.evaluation, seeds.bootstrap)
     folder = home.reports / "drift" / f"{registry.model_name}-v{model.version}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
     reports = write_reports(model, batch, result.drift, labels, folder, seeds.diagnostics)
-    publish_result(result, reports)
+    retraining = f"Last retraining run of training-pipeline/{config.name}: {last_retraining(f'training-pipeline/{config.name}')}"
+    publish_result(result, reports, retraining)
     retrain = Path(config.monitoring.retrain_data or config.data.path)
     if result.drifted:
         emit_drift(result, result.payload(report=str(reports[0]), data_source=batch.source, retrain_data=str(retrain),
                                           fingerprint=file_fingerprint(retrain)))  # fmt: skip
-    return MonitorSummary(result, [str(p) for p in reports], batch.source, result.drifted)
+    return MonitorSummary(result, [str(p) for p in reports], batch.source, result.drifted, retraining)

@@ -13,7 +13,11 @@ import numpy as np
 import pandas as pd
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import DeploymentFilter
+from prefect.client.schemas.sorting import FlowRunSort
 from prefect.events import emit_event
+from prefect.exceptions import ObjectNotFound
 
 from models.config import FeatureConfig
 from models.data.config import DataConfig
@@ -169,9 +173,9 @@ def write_reports(model: Monitored, batch: Batch, drift: DriftReport, labels: np
 
 
 @task(name="publish-monitor-result")
-def publish_result(result: MonitorResult, reports: list[Path]) -> None:
-    """The verdict table as a Prefect markdown artifact, linking the HTML reports."""
-    links = "\n".join(f"- Evidently report: `{p}`" for p in reports)
+def publish_result(result: MonitorResult, reports: list[Path], retraining: str) -> None:
+    """The verdict table as a Prefect markdown artifact, linking the HTML reports and the last retraining run."""
+    links = "\n".join(f"- Evidently report: `{p}`" for p in reports) + f"\n- {retraining}"
     key = re.sub(r"[^a-z0-9-]+", "-", f"drift-monitor-{result.model_name}".lower())
     create_markdown_artifact(key=key, markdown=f"{result.markdown()}\n\n{links}", description="Drift monitor")
 
@@ -194,3 +198,23 @@ def run_check(model: Monitored, batch: Batch, labels: np.ndarray | None, monitor
         model.reference, batch.features, batch.scores, labels, model_name=model.name, version=model.version,
         config=monitoring, n_resamples=evaluation.n_bootstrap, seed=seed, confidence=evaluation.confidence,
     )  # fmt: skip
+
+
+@task(name="last-retraining-run")
+def last_retraining(deployment: str) -> str:
+    """The training deployment's latest run in words, so an operator sees why a new drift did not retrain."""
+    with get_client(sync_client=True) as client:
+        try:
+            found = client.read_deployment_by_name(deployment)
+        except ObjectNotFound:
+            return "none (the training deployment is not registered: `mlops deploy` registers it)"
+        runs = client.read_flow_runs(
+            deployment_filter=DeploymentFilter(id={"any_": [found.id]}), sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+            limit=1,
+        )  # fmt: skip
+    if not runs:
+        return "none yet"
+    run = runs[0]
+    started = run.start_time or run.expected_start_time
+    when = f", started {started:%Y-%m-%d %H:%M} UTC" if started else ""
+    return f"{run.name} ({run.state.name if run.state else 'unknown'}{when})"

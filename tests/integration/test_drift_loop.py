@@ -157,6 +157,7 @@ def test_drift_retrains_once_per_cooldown(loop: dict, receiver: Receiver) -> Non
     assert f"emitted mlops.drift.detected for mlops.model.{MODEL}" in alarm.stdout
     assert "drift.html" in alarm.stdout
     alert = receiver.wait_for(f"Drift detected in {MODEL}")
+    assert "Last retraining run of training-pipeline/drift-loop: none yet" in alarm.stdout
     assert "drifted columns" in alert["text"] and "drift.html" in alert["text"]
 
     deadline = time.monotonic() + TRIGGER_WAIT_S
@@ -168,6 +169,8 @@ def test_drift_retrains_once_per_cooldown(loop: dict, receiver: Receiver) -> Non
 
     again = _monitor(loop, drifted)
     assert again.returncode == 1
+    # The operator sees why this drift did not retrain: the run the first one started, inside the cooldown.
+    assert f"Last retraining run of training-pipeline/drift-loop: {run.name}" in again.stdout
     deadline = time.monotonic() + 600
     with get_client(sync_client=True) as client:
         while time.monotonic() < deadline and not (state := client.read_flow_run(run.id).state).is_paused():
@@ -186,8 +189,9 @@ def test_drift_retrains_once_per_cooldown(loop: dict, receiver: Receiver) -> Non
 def test_unusable_batches_exit_2_and_an_empty_log_has_nothing_to_check(loop: dict) -> None:
     root, before = loop["root"], [r.id for r in _training_runs(loop["deployment"])]
     frame = generate_leads(200, seed=34)
+    # Each kind of unusable batch is unit-tested (test_monitor_check.py); here the one a user most often
+    # sends, through the CLI as typed, and the header-only file the reader rejects.
     cases = {
-        "missing": (frame.drop(columns=["deal_size"]), "lacks feature columns deal_size"),
         "wrong-type": (frame.assign(deal_size="lots"), "'deal_size' has non-numeric dtype"),
         "empty": (frame.iloc[:0], "no data rows"),
     }
