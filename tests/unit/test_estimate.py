@@ -533,7 +533,7 @@ def test_estimate_profiles_each_searched_architecture_and_reports_the_costliest(
 
 
 @pytest.mark.parametrize("model", [MODEL, TABM], ids=["mlp", "tabm"])
-def test_profiling_run_is_quick_and_its_timers_fit_in_it(transform_and_train, model: ModelConfig) -> None:
+def test_profiling_timers_fit_inside_the_run(transform_and_train, model: ModelConfig) -> None:
     transform, train = transform_and_train
     # As `estimate_resources` profiles each candidate: resolved for the training rows.
     resolved = model.for_data(len(train))
@@ -549,8 +549,7 @@ def test_profiling_run_is_quick_and_its_timers_fit_in_it(transform_and_train, mo
         steps=10,
         seed=0,
     )
-    elapsed = time.perf_counter() - start
-    assert elapsed < 10
+    elapsed = time.perf_counter() - start  # how fast it is belongs to benchmarks, not to a test
     # The timed windows (10 steps of 64 rows, one validation pass, one checkpoint write, one shuffle)
     # are disjoint parts of the call: together they cannot take longer than it did.
     windows = (
