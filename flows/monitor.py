@@ -27,6 +27,7 @@ from tasks.monitoring import (
     publish_result,
     read_batch,
     read_labels,
+    record_dashboard,
     run_check,
     write_reports,
 )
@@ -42,6 +43,7 @@ class MonitorSummary:
     source: str
     event_emitted: bool
     retraining: str = ""  # the training deployment's last run, in words
+    dashboard: str = ""  # where the check's run is in the Evidently UI, in words
 
 
 @flow(name="drift-monitor")
@@ -58,12 +60,15 @@ def drift_monitor(config_path: str, data_path: str | None = None, labels_path: s
         return MonitorSummary(None, [], f"prediction log {home.prediction_logs} (no rows of v{model.version})", False)
     labels = read_labels(batch, config.data, Path(labels_path)) if labels_path else None
     result = run_check(model, batch, labels, config.monitoring, config.evaluation, seeds.bootstrap)
-    folder = home.reports / "drift" / f"{registry.model_name}-v{model.version}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+    checked_at = datetime.now(UTC)
+    folder = home.reports / "drift" / f"{registry.model_name}-v{model.version}-{checked_at:%Y%m%dT%H%M%SZ}"
     reports = write_reports(model, batch, result.drift, labels, folder, seeds.diagnostics)
+    dashboard = record_dashboard(result, home.evidently_workspace, checked_at, batch.source, reports,
+                                 config.monitoring.dashboard_max_runs)
     retraining = f"Last retraining run of training-pipeline/{config.name}: {last_retraining(f'training-pipeline/{config.name}')}"
-    publish_result(result, reports, retraining)
+    publish_result(result, reports, retraining, dashboard)
     retrain = Path(config.monitoring.retrain_data or config.data.path)
     if result.drifted:
         emit_drift(result, result.payload(report=str(reports[0]), data_source=batch.source, retrain_data=str(retrain),
                                           fingerprint=file_fingerprint(retrain)))  # fmt: skip
-    return MonitorSummary(result, [str(p) for p in reports], batch.source, result.drifted, retraining)
+    return MonitorSummary(result, [str(p) for p in reports], batch.source, result.drifted, retraining, dashboard)

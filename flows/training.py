@@ -103,7 +103,7 @@ def training_pipeline(config_path: str, data_path: str | None = None) -> Pipelin
         record_decision(target, version, decision_tags(policy, gate, evaluation))
         if gate.approved:
             promote(target, version)
-        bento_tag = package_version(target, version, config.serving) if gate.approved else None
+        bento_tag = package_version(target, version, config.serving, entity_column=config.data.id_column) if gate.approved else None
 
     summary = PipelineSummary.of_run(
         run.model_name, target.tracking_uri, est, budget, tracked.run_id, version.version, evaluation, gate,

@@ -80,6 +80,11 @@ class ProjectHome:
         return self.root / "reports"
 
     @property
+    def evidently_workspace(self) -> Path:
+        """The Evidently workspace the drift monitor records its checks in (served by ``evidently ui``)."""
+        return self.root / "evidently"
+
+    @property
     def prediction_logs(self) -> Path:
         return self.root / "predictions"
 

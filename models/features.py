@@ -125,6 +125,7 @@ class FeatureTransform:
         stds: list[float],
         vocabularies: list[list[str]],
         log_scaled: list[bool] | None = None,
+        ranges: list[list[float]] | None = None,
     ) -> None:
         assert len(medians) == len(means) == len(stds) == len(spec.numeric)
         self.log_scaled = [bool(v) for v in (log_scaled or [False] * len(spec.numeric))]
@@ -135,6 +136,12 @@ class FeatureTransform:
         self.means = [float(v) for v in means]
         self.stds = [float(v) for v in stds]
         self.vocabularies = [list(v) for v in vocabularies]
+        # Raw [min, max] of each numeric column's observed training values ([nan, nan] if none); None in
+        # transforms saved before ranges were kept, which then flag nothing.
+        self.ranges = None if ranges is None else [
+            [np.nan if lo is None else float(lo), np.nan if hi is None else float(hi)] for lo, hi in ranges
+        ]
+        assert self.ranges is None or len(self.ranges) == len(spec.numeric)
         # Built once here, not per transform call.
         self._lookups = [
             {value: i + N_RESERVED for i, value in enumerate(vocab)} for vocab in self.vocabularies
@@ -149,6 +156,11 @@ class FeatureTransform:
         """Fit on the training split only, so validation/test rows never leak into the statistics."""
         _check_columns(df, spec.numeric + spec.categorical)
         block = _numeric_block(df, spec.numeric)  # [n, k] float64 with NaN
+        observed_any = ~np.isnan(block).all(axis=0) if len(block) else np.zeros(block.shape[1], bool)
+        ranges = np.full((block.shape[1], 2), np.nan)
+        if observed_any.any():
+            ranges[observed_any, 0] = np.nanmin(block[:, observed_any], axis=0)
+            ranges[observed_any, 1] = np.nanmax(block[:, observed_any], axis=0)
         log_scaled = (
             _skewed_non_negative(block) if spec.log_transform_skewed else np.zeros(block.shape[1], bool)
         )
@@ -177,7 +189,22 @@ class FeatureTransform:
             stds=stds.tolist(),
             vocabularies=vocabularies,
             log_scaled=log_scaled.tolist(),
+            ranges=ranges.tolist(),
         )
+
+    def out_of_range(self, block: np.ndarray, margin: float) -> np.ndarray:
+        """[n, n_numeric] bool: raw values (``block``, NaN = missing) beyond the training range by more than
+        ``margin`` times its width (a constant column: by more than ``margin``). Missing values and columns
+        never observed in training are not flagged; all False for transforms saved without ranges."""
+        flagged = np.zeros(block.shape, dtype=bool)
+        if self.ranges is None:
+            return flagged
+        bounds = np.asarray(self.ranges, dtype=np.float64)  # [k, 2]
+        width = bounds[:, 1] - bounds[:, 0]
+        slack = margin * np.where(width > 0, width, 1.0)
+        with np.errstate(invalid="ignore"):
+            flagged = (block < bounds[:, 0] - slack) | (block > bounds[:, 1] + slack)
+        return flagged & ~np.isnan(block)
 
     @property
     def cardinalities(self) -> list[int]:
@@ -243,6 +270,10 @@ class FeatureTransform:
             "stds": list(self.stds),
             "vocabularies": [list(v) for v in self.vocabularies],
             "log_scaled": list(self.log_scaled),
+            # null, not NaN, for a column never observed in training: strict JSON, and equal after a round trip
+            "ranges": None if self.ranges is None else [
+                [None if np.isnan(v) else v for v in r] for r in self.ranges
+            ],
         }
 
     @classmethod
@@ -257,6 +288,7 @@ class FeatureTransform:
             stds=state["stds"],
             vocabularies=state["vocabularies"],
             log_scaled=state["log_scaled"],
+            ranges=state.get("ranges"),  # absent in transforms saved before ranges were kept
         )
 
     def __eq__(self, other: object) -> bool:

@@ -56,6 +56,12 @@ class MonitoringConfig(BaseModel):
         description="Slack-compatible webhook (POST {\"text\": ...}) that Prefect automations notify on drift and "
         "when a gate starts waiting; set up by `mlops deploy`. Null: no alerts.",
     )
+    dashboard_max_runs: int = Field(
+        default=2000,
+        ge=1,
+        description="Checks kept per model in the Evidently workspace (about 150 kB each); older ones are "
+        "deleted. 2000 is 83 days of hourly checks.",
+    )
     retrain_cooldown_minutes: int = Field(
         default=360, ge=0, description="Minimum time between drift retrains."
     )

@@ -24,14 +24,20 @@ FILE_SUFFIX = ".jsonl"
 
 @dataclass(frozen=True)
 class PredictionRecord:
-    """One scored row as monitoring and A/B analysis read it back."""
+    """One scored row as monitoring and A/B analysis read it back (the contract between the two).
+
+    Records written before ``entity_id``, ``model_name`` and ``flags`` existed read back with their defaults.
+    """
 
     request_id: str
-    variant: str  # a models.names.Variant value
+    variant: str  # a models.names.Variant value: champion, challenger or shadow
     model_version: str
     features: dict[str, Any]  # raw request values, before encoding; None for missing
     score: float
     timestamp: str = field(default_factory=lambda: datetime.now(UTC).isoformat())  # ISO 8601, UTC
+    entity_id: str | None = None  # the config's id column (data.id_column) when the request carried it
+    model_name: str = ""  # the registered model's name
+    flags: list[str] = field(default_factory=list)  # e.g. "out_of_range:<column>"
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"), default=str)

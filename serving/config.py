@@ -18,3 +18,9 @@ class ServingConfig(BaseModel):
     )
     port: int = Field(default=3000, ge=1, le=65535, description="Port in the `bentoml serve` command printed after a run.")
     max_batch_size: int = Field(default=256, ge=1, description="Most rows one request may carry.")
+    out_of_range_margin: float = Field(
+        default=0.5,
+        ge=0.0,
+        description="A numeric value beyond the training range by more than this many times the range's width "
+        "is scored but flagged (`out_of_range:<column>` in the response and the prediction log).",
+    )

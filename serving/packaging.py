@@ -42,6 +42,7 @@ SERVING_CONFIG_ARG = "serving_config"  # Bento argument carrying ServingConfig i
 # Metadata keys written by `save_model` and read by the service.
 MODEL_NAME_KEY = "model_name"
 MODEL_VERSION_KEY = "model_version"
+ENTITY_COLUMN_KEY = "entity_id_column"  # the request field logged as the entity id ("" or absent: none)
 FEATURE_SCHEMA_KEY = "feature_schema"
 SCORER_DIGEST_KEY = "scorer_sha256"
 _RESERVED_KEYS = (FEATURE_SCHEMA_KEY, SCORER_DIGEST_KEY)

@@ -58,6 +58,7 @@ from models.scorer import FeatureColumn, TabularScorer
 from monitoring.prediction_log import PredictionLog, PredictionRecord
 from serving.config import ServingConfig
 from serving.packaging import (
+    ENTITY_COLUMN_KEY,
     MODEL_ALIAS,
     MODEL_NAME_KEY,
     MODEL_VERSION_KEY,
@@ -98,11 +99,14 @@ CategoryValue = Annotated[
 RequestId = Annotated[str | None, BeforeValidator(_request_id)]
 
 
-def build_request_model(columns: list[FeatureColumn], max_rows: int) -> type[BaseModel]:
+def build_request_model(
+    columns: list[FeatureColumn], max_rows: int, entity_column: str | None = None
+) -> type[BaseModel]:
     """Pydantic model of a predict request body for these feature columns (built once at start-up).
 
     Row fields get positional Python names (``f0``, ``f1``, ...) and the column name as alias, so any column
-    name works (spaces, ``json``, ``model_...``) and errors still report the column name.
+    name works (spaces, ``json``, ``model_...``) and errors still report the column name. ``entity_column``
+    (the config's id column), when it is not a feature, is an optional string or integer field ``entity_id``.
     """
     names = {column.name for column in columns}
     fields: dict[str, Any] = {
@@ -112,6 +116,9 @@ def build_request_model(columns: list[FeatureColumn], max_rows: int) -> type[Bas
         )
         for i, column in enumerate(columns)
     }
+    if entity_column and entity_column not in names:
+        fields["entity_id"] = (RequestId, Field(default=None, validation_alias=entity_column))
+        names.add(entity_column)
     id_aliases = [alias for alias in ("request_id", "id") if alias not in names]
     if id_aliases:
         fields["request_id"] = (RequestId, Field(default=None, validation_alias=AliasChoices(*id_aliases)))
@@ -134,6 +141,25 @@ def rows_to_frame(rows: list[BaseModel], columns: list[FeatureColumn]) -> pd.Dat
     return pd.DataFrame(data)
 
 
+def entity_ids(rows: list[BaseModel], columns: list[FeatureColumn], entity_column: str | None) -> list[str | None]:
+    """Each row's entity id: the entity field, or the feature of that name; None without one."""
+    if not entity_column:
+        return [None] * len(rows)
+    feature = next((i for i, c in enumerate(columns) if c.name == entity_column), None)
+    values = [getattr(row, f"f{feature}" if feature is not None else "entity_id", None) for row in rows]
+    return [None if v is None else str(v) for v in values]
+
+
+def range_flags(frame: pd.DataFrame, scorer: TabularScorer, margin: float) -> list[list[str]]:
+    """Per row, ``out_of_range:<column>`` for each numeric value far outside the training range."""
+    transform = scorer.transform
+    numeric = transform.spec.numeric
+    if not numeric:
+        return [[] for _ in range(len(frame))]
+    flagged = transform.out_of_range(frame[numeric].to_numpy(dtype=np.float64), margin)  # [n, k]
+    return [[f"out_of_range:{numeric[j]}" for j in np.flatnonzero(row)] for row in flagged]
+
+
 class Prediction(BaseModel):
     request_id: str
     score: float = Field(description="Calibrated P(label = 1) in [0, 1].")
@@ -142,6 +168,10 @@ class Prediction(BaseModel):
         "the model has no decision rule."
     )
     model_version: str
+    flags: list[str] = Field(
+        default_factory=list,
+        description="Scored but suspect: `out_of_range:<column>` for a value far outside the training range.",
+    )
 
 
 class PredictResponse(BaseModel):
@@ -240,7 +270,8 @@ class TabularModelService:
         verify_scorer_files(model_dir, metadata.get(SCORER_DIGEST_KEY))
         self.scorer = TabularScorer.load(model_dir)
         self.columns = self.scorer.feature_columns
-        self.request_model = build_request_model(self.columns, self.config.max_batch_size)
+        self.entity_column = str(metadata.get(ENTITY_COLUMN_KEY) or "") or None
+        self.request_model = build_request_model(self.columns, self.config.max_batch_size, self.entity_column)
         self.model_tag = str(model.tag)
         self.model_name = str(metadata.get(MODEL_NAME_KEY, model.tag.name))
         self.model_version = str(metadata.get(MODEL_VERSION_KEY, model.tag.version))
@@ -272,10 +303,13 @@ class TabularModelService:
     ) -> PredictResponse:
         """Score each row; validation errors are raised as pydantic errors, which BentoML answers with 400."""
         request = self.request_model.model_validate({"rows": rows})
-        scores = self.scorer.predict_proba(rows_to_frame(request.rows, self.columns))  # [n] float64
+        frame = rows_to_frame(request.rows, self.columns)
+        scores = self.scorer.predict_proba(frame)  # [n] float64
         decision = self.scorer.decision
         contacts = decision.decide(scores).tolist() if decision is not None else [None] * len(scores)
         ids = [getattr(row, "request_id", None) or uuid.uuid4().hex for row in request.rows]
+        entities = entity_ids(request.rows, self.columns, self.entity_column)
+        flags = range_flags(frame, self.scorer, self.config.out_of_range_margin)
         if self.prediction_log is not None:
             self.prediction_log.append(
                 [
@@ -285,8 +319,13 @@ class TabularModelService:
                         model_version=self.model_version,
                         features={c.name: getattr(row, f"f{i}") for i, c in enumerate(self.columns)},
                         score=float(score),
+                        entity_id=entity,
+                        model_name=self.model_name,
+                        flags=row_flags,
                     )
-                    for request_id, row, score in zip(ids, request.rows, scores, strict=True)
+                    for request_id, row, score, entity, row_flags in zip(
+                        ids, request.rows, scores, entities, flags, strict=True
+                    )
                 ]
             )
         return PredictResponse(
@@ -296,8 +335,9 @@ class TabularModelService:
                     score=float(score),
                     contact=contact,
                     model_version=self.model_version,
+                    flags=row_flags,
                 )
-                for request_id, score, contact in zip(ids, scores, contacts, strict=True)
+                for request_id, score, contact, row_flags in zip(ids, scores, contacts, flags, strict=True)
             ],
             model_name=self.model_name,
             model_version=self.model_version,

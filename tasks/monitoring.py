@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 import tempfile
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import mlflow
@@ -33,6 +35,7 @@ from monitoring.drift import DriftReport
 from monitoring.evidently_report import write_drift_report, write_quality_report
 from monitoring.prediction_log import log_files, read_records
 from monitoring.reference import DriftReference
+from monitoring.workspace import dashboard_url, record_check
 from tasks.caching import IO_RETRIES, PER_RUN_INPUTS, REPLAYABLE
 from tasks.registry import RegisteredVersion, load_scorer, version_by_alias
 from tasks.tracking import TrackingTarget
@@ -41,6 +44,7 @@ from tasks.training import PreparedData
 REFERENCE_FOLDER = "drift_reference"
 REFERENCE_TAG = "monitoring.reference"  # on the version: the artifact URI of its reference
 DRIFT_EVENT = "mlops.drift.detected"
+EVIDENTLY_UI_ENV = "MLOPS_EVIDENTLY_UI_URL"  # set by `mlops` commands while `mlops up`'s Evidently UI runs
 REPORT_ROWS = 20_000  # rows per side in Evidently's HTML reports (it takes tens of seconds per 100k)
 
 
@@ -135,12 +139,16 @@ def read_batch(model: Monitored, data: DataConfig, data_path: Path | None, log_d
     records = [
         r for r in read_records(log_files(log_dir))
         if r.variant == Variant.CHAMPION.value and r.model_version == model.version
+        and r.model_name in (model.name, "")  # "": written before records named their model
     ]  # fmt: skip
     if not records:
         return None
     frame = pd.DataFrame([r.features for r in records])
     canonical = model.scorer.transform.canonical_inputs(frame)
-    return Batch(canonical, np.array([r.score for r in records]), None, f"prediction log {log_dir}")
+    # Entity ids join outcomes (--labels) to logged rows; a log without them cannot be joined.
+    entities = [r.entity_id for r in records]
+    ids = pd.Series(entities, name=data.id_column) if all(e is not None for e in entities) else None
+    return Batch(canonical, np.array([r.score for r in records]), ids, f"prediction log {log_dir}")
 
 
 @task(name="read-labels")
@@ -155,7 +163,9 @@ def read_labels(batch: Batch, data: DataConfig, labels_path: Path) -> np.ndarray
         if column not in labels.columns:
             raise UserInputError(f"{labels_path}: no column {column!r} to join labels on")
     by_id = labels.drop_duplicates(data.id_column).set_index(data.id_column)[data.target]
-    joined = batch.ids.map(by_id)
+    # Compared as text: the prediction log keeps entity ids as strings, a table may read them as numbers.
+    by_id.index = by_id.index.astype(str)
+    joined = batch.ids.astype(str).map(by_id)
     if joined.isna().any():
         raise UserInputError(f"{labels_path}: {int(joined.isna().sum())} batch rows have no label")
     return binary_labels(joined.to_frame(data.target), data.target, data.positive_class)
@@ -172,10 +182,26 @@ def write_reports(model: Monitored, batch: Batch, drift: DriftReport, labels: np
     return paths
 
 
+@task(name="record-dashboard-run", **IO_RETRIES)
+def record_dashboard(result: MonitorResult, workspace: Path, timestamp: datetime, source: str,
+                     reports: list[Path], max_runs: int) -> str:  # fmt: skip
+    """The check as one run of the model's project in the Evidently workspace; where to see it, in words."""
+    recorded = record_check(workspace, result, timestamp=timestamp, source=source, reports=[str(p) for p in reports],
+                            max_runs=max_runs)  # fmt: skip
+    ui = os.environ.get(EVIDENTLY_UI_ENV)
+    if ui:
+        return f"Dashboard: {dashboard_url(ui, recorded.project_id)}"
+    return (
+        f"Dashboard: project {result.model_name} ({recorded.project_id}) in the Evidently workspace {workspace}; "
+        "`mlops up` serves it"
+    )
+
+
 @task(name="publish-monitor-result")
-def publish_result(result: MonitorResult, reports: list[Path], retraining: str) -> None:
-    """The verdict table as a Prefect markdown artifact, linking the HTML reports and the last retraining run."""
-    links = "\n".join(f"- Evidently report: `{p}`" for p in reports) + f"\n- {retraining}"
+def publish_result(result: MonitorResult, reports: list[Path], retraining: str, dashboard: str) -> None:
+    """The verdict table as a Prefect markdown artifact, linking the HTML reports, the dashboard and the last
+    retraining run."""
+    links = "\n".join(f"- Evidently report: `{p}`" for p in reports) + f"\n- {dashboard}\n- {retraining}"
     key = re.sub(r"[^a-z0-9-]+", "-", f"drift-monitor-{result.model_name}".lower())
     create_markdown_artifact(key=key, markdown=f"{result.markdown()}\n\n{links}", description="Drift monitor")
 

@@ -11,7 +11,7 @@ from prefect.cache_policies import NO_CACHE
 
 from models.names import Alias
 from serving.config import ServingConfig
-from serving.packaging import build_bento, save_model
+from serving.packaging import ENTITY_COLUMN_KEY, build_bento, save_model
 from tasks.caching import IO_RETRIES
 from tasks.registry import RegisteredVersion, load_scorer
 from tasks.tracking import TrackingTarget
@@ -19,9 +19,17 @@ from tasks.tracking import TrackingTarget
 
 @task(name="build-bento", cache_policy=NO_CACHE, **IO_RETRIES)
 def package_version(
-    target: TrackingTarget, version: RegisteredVersion, serving: ServingConfig, *, alias: Alias = Alias.CHAMPION
+    target: TrackingTarget,
+    version: RegisteredVersion,
+    serving: ServingConfig,
+    *,
+    entity_column: str | None,
+    alias: Alias = Alias.CHAMPION,
 ) -> str:
-    """Save the registered version's scorer as a BentoML model and build a Bento around it; returns the tag."""
+    """Save the registered version's scorer as a BentoML model and build a Bento around it; returns the tag.
+
+    ``entity_column`` (the config's ``data.id_column``) is the request field the service logs as each row's
+    entity id, which joins the prediction log to outcomes."""
     scorer = load_scorer(target.tracking_uri, version.uri)
     model_tag = save_model(
         scorer,
@@ -31,6 +39,7 @@ def package_version(
             "model_version": version.version,
             "mlflow_run_id": version.run_id or "",
             "registry_uri": version.uri,
+            ENTITY_COLUMN_KEY: entity_column or "",
         },
         labels={"alias": alias.value},
     )

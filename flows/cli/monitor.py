@@ -61,6 +61,7 @@ def monitor(ctx: typer.Context, config: ConfigOption, data: BatchOption = None, 
     say(result.markdown())
     for report in summary.reports:
         say(f"report: {report}")
+    say(summary.dashboard)
     say(summary.retraining)
     if summary.event_emitted:
         say(f"drift: emitted mlops.drift.detected for mlops.model.{result.model_name}")

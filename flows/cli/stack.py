@@ -51,13 +51,16 @@ def up(
 ) -> None:
     """Start the local stack's servers as processes bound to 127.0.0.1 and wait until they are healthy."""
     from infra.stack import up as stack_up
+    from infra.stack.secrets import secrets_dir
 
+    home = home_of(ctx)
     try:
-        services = stack_up(home_of(ctx), database_url=database_url, **ports)
+        services = stack_up(home, database_url=database_url, **ports)
     except UserInputError as exc:
         raise fail(str(exc)) from None
     for service in services:
         say(service.describe())
+    say(f"server secrets (e.g. the Evidently UI's, for writing to it): {secrets_dir(home)}, one file each, mode 0600")
     say("runs started from this shell now use the stack; stop it with `mlops down`")
 
 

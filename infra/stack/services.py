@@ -6,7 +6,7 @@ command running it for one home: the command of its docker-compose service, boun
 127.0.0.1 (``tests/unit/test_compose.py`` holds the two to each other). ``mlops up`` starts
 every entry; ``--<name>-port`` picks its port.
 
-Adding a server (an Evidently UI, a Bento, a Ray head) is one launch function and one more
+Adding a server (a Bento, a Ray head) is one launch function and one more
 ``Service`` in ``SERVICES``, plus a docker-compose service of the same name.
 """
 
@@ -89,6 +89,7 @@ class ServiceSpec:
     port_option: str  # the CLI option that picks ``port``, named when the port is busy
     postgres: PostgresDatabase | None  # set when it runs on Postgres (``--database-url``)
     folders: tuple[Path, ...]
+    secret_env: str | None = None  # see Service.secret_env
 
     @property
     def url(self) -> str:
@@ -122,6 +123,9 @@ class Service:
     postgres: PostgresDatabase | None = None
     # What a client sets to use this server: variable -> suffix of the server's URL.
     client_env: Mapping[str, str] = field(default_factory=dict)
+    # The variable through which the server takes its secret (``infra.stack.secrets``): set by ``up`` from
+    # the home's secret file, so that it is in neither the command line nor the state file.
+    secret_env: str | None = None
 
     @property
     def port_option(self) -> str:
@@ -145,6 +149,7 @@ class Service:
             port_option=self.port_option,
             postgres=self.postgres if database is not None else None,
             folders=launch.folders,
+            secret_env=self.secret_env,
         )
 
 
@@ -183,6 +188,14 @@ def _mlflow(ctx: LaunchContext) -> Launch:
     )
 
 
+def _evidently(ctx: LaunchContext) -> Launch:
+    # The dashboard of the drift monitor's checks (monitoring.workspace). Its write API needs the secret
+    # (EVIDENTLY_SECRET, set by `up`); telemetry is off through DO_NOT_TRACK, like every server's.
+    workspace = ctx.home.evidently_workspace
+    command = [_program("evidently"), "ui", "--host", HOST, "--port", str(ctx.port), "--workspace", str(workspace)]
+    return Launch(command=command, folders=(workspace,))
+
+
 SERVICES: Mapping[str, Service] = MappingProxyType(
     {
         service.name: service
@@ -205,6 +218,16 @@ SERVICES: Mapping[str, Service] = MappingProxyType(
                 launch=_mlflow,
                 postgres=PostgresDatabase("mlflow", "postgresql", "psycopg2", "psycopg2-binary"),
                 client_env={"MLFLOW_TRACKING_URI": ""},
+            ),
+            Service(
+                name="evidently",
+                default_port=8000,
+                health_path="/api/version",
+                port_help="Port of the Evidently UI (the drift monitor's dashboard).",
+                launch=_evidently,
+                # The monitor links its checks' dashboard in its Prefect artifact when this is set.
+                client_env={"MLOPS_EVIDENTLY_UI_URL": ""},
+                secret_env="EVIDENTLY_SECRET",
             ),
         )
     }

@@ -24,6 +24,7 @@ from pathlib import Path
 from infra.home import ProjectHome
 from infra.stack.errors import StackError
 from infra.stack.processes import Started, adopt, exit_code, is_ours, spawn, stop
+from infra.stack.secrets import ensure_secret
 from infra.stack.services import HOST, SERVICES, ServiceSpec, build_specs, choose_ports
 from infra.stack.state import ProcessRecord, locked, read_state, state_path, write_state
 
@@ -100,7 +101,10 @@ def up(
         started: list[Started] = []
         try:
             for spec in to_start:
-                started.append(spawn(spec, spec.process_env(os.environ)))
+                env = spec.process_env(os.environ)
+                if spec.secret_env is not None:
+                    env[spec.secret_env] = ensure_secret(home, spec.name)
+                started.append(spawn(spec, env))
             # Recorded before the wait, so that `down` can stop them if this process is killed.
             write_state(home, kept + [s.record for s in started])
             _wait_healthy(started, specs, timeout)

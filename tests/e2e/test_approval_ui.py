@@ -22,40 +22,18 @@ from infra.home import ProjectHome
 from models.data.io import write_table
 from models.data.synthetic import generate_leads
 
-from conftest import small_pipeline_config
+from conftest import ARTIFACTS, CHROMIUM_ARGS, small_pipeline_config
 
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 MLOPS = str(Path(sys.executable).parent / "mlops")
-ARTIFACTS = REPO / "test-artifacts"
 MODEL = "crm-leads-e2e"
 APPROVER = "Ada Approver"
 COMMENT = "Evidence reviewed in the UI: ship it."
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 PAUSE_TIMEOUT_S = 240  # generate, train, sweep and evaluate the shrunken pipeline up to the gate
 FINISH_TIMEOUT_S = 180  # champion alias and Bento build after the resume
 UI_TIMEOUT_MS = 30_000
-
-
-@pytest.fixture
-def chromium() -> str:
-    """Debian's Chromium: skipped on a user's machine without it, a failure in CI (which installs it)."""
-    path = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
-    if path is None:
-        reason = "Chromium not found: install Debian's `chromium` package (`apt-get install chromium`)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason}; .ci/run installs it before `make test`")
-        pytest.skip(reason)
-    return path
 
 
 @pytest.fixture

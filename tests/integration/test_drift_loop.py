@@ -169,6 +169,13 @@ def test_drift_retrains_once_per_cooldown(loop: dict, receiver: Receiver) -> Non
 
     again = _monitor(loop, drifted)
     assert again.returncode == 1
+    # Each check is a run of the model's project in the home's Evidently workspace (the dashboard).
+    from evidently.ui.workspace import Workspace
+
+    workspace = Workspace(str(ProjectHome(Path(loop["env"]["MLOPS_HOME"])).evidently_workspace))
+    (project,) = workspace.search_project(MODEL)
+    assert len(workspace.list_runs(project.id)) == 3
+    assert f"Dashboard: project {MODEL} ({project.id}) in the Evidently workspace" in again.stdout
     # The operator sees why this drift did not retrain: the run the first one started, inside the cooldown.
     assert f"Last retraining run of training-pipeline/drift-loop: {run.name}" in again.stdout
     deadline = time.monotonic() + 600

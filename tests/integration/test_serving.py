@@ -50,7 +50,8 @@ from models.scorer import WEIGHTS_FILE, TabularScorer
 from serving.config import ServingConfig
 from serving.packaging import build_bento, save_model
 scorer = TabularScorer.load(Path(sys.argv[1]))
-tag = save_model(scorer, name="crm-leads", metadata={"model_name": "crm-leads", "model_version": "7", "run_id": "r1"})
+tag = save_model(scorer, name="crm-leads", metadata={"model_name": "crm-leads", "model_version": "7", "run_id": "r1",
+                                                   "entity_id_column": "lead_id"})
 bento = build_bento(tag, service_name="crm-leads-service", config=ServingConfig(max_batch_size=50))
 print(json.dumps({"model": str(tag), "bento": str(bento)}))
 """
@@ -199,6 +200,22 @@ def test_every_scored_row_is_logged(served: Served) -> None:
         assert (record.variant, record.model_version) == ("champion", MODEL_VERSION)
         assert record.score == pytest.approx(prediction["score"])
         assert record.features == {name: row[name] for name in FEATURES}
+        # The contract monitoring and A/B analysis read: entity id (the config's id column), model name, flags.
+        assert (record.entity_id, record.model_name, record.flags) == (str(row[SCHEMA.id_column]), "crm-leads", [])
+
+
+def test_values_far_outside_the_training_range_are_scored_but_flagged(served: Served) -> None:
+    column = SCHEMA.numeric[0]
+    low, high = served.scorer.transform.ranges[0]
+    row = as_request_rows(served.rows.iloc[:1])[0]
+    far = high + 10 * (high - low)
+    status, body = call(served.url, "/predict", {"rows": [{**row, column: far, "id": "far-1"}, {**row, "id": "near-1"}]})
+    assert status == 200, body
+    far_prediction, near_prediction = body["predictions"]
+    assert far_prediction["flags"] == [f"out_of_range:{column}"] and near_prediction["flags"] == []
+    assert 0.0 <= far_prediction["score"] <= 1.0
+    logged = {r.request_id: r for r in read_records(log_files(served.home / "predictions"))}
+    assert logged["far-1"].flags == [f"out_of_range:{column}"] and logged["near-1"].flags == []
 
 
 def test_missing_token_is_rejected_but_probes_stay_open(served: Served) -> None:

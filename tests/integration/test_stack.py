@@ -25,7 +25,7 @@ import pytest
 from infra import stack
 from infra.home import ProjectHome
 
-from conftest import free_port
+from conftest import ARTIFACTS, CHROMIUM_ARGS, free_port, monitored_checks
 
 pytestmark = pytest.mark.integration
 
@@ -33,17 +33,31 @@ pytestmark = pytest.mark.integration
 @dataclass(frozen=True)
 class RunningStack:
     home: ProjectHome
-    prefect_port: int
-    mlflow_port: int
+    ports: dict[str, int]  # by `up` keyword: prefect_port, mlflow_port, evidently_port
     started: dict[str, stack.ServiceStatus]
 
+    @property
+    def prefect_port(self) -> int:
+        return self.ports["prefect_port"]
 
-def _two_ports() -> tuple[int, int]:
-    first = free_port()
-    second = free_port()
-    while second == first:
-        second = free_port()
-    return first, second
+    @property
+    def mlflow_port(self) -> int:
+        return self.ports["mlflow_port"]
+
+    @property
+    def evidently_port(self) -> int:
+        return self.ports["evidently_port"]
+
+
+def _free_ports(**fixed: int) -> dict[str, int]:
+    """A distinct free loopback port for every server of the registry (``up``'s keywords), but ``fixed``."""
+    ports = dict(fixed)
+    for service in stack.SERVICES.values():
+        while service.port_parameter not in ports:
+            port = free_port()
+            if port not in ports.values():
+                ports[service.port_parameter] = port
+    return ports
 
 
 def _processes_using(port: int) -> list[psutil.Process]:
@@ -70,28 +84,30 @@ def _gone(pid: int) -> bool:
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     home = ProjectHome(tmp_path_factory.mktemp("stack") / "home")
-    prefect_port, mlflow_port = _two_ports()
+    ports = _free_ports()
     try:
-        statuses = stack.up(home, prefect_port=prefect_port, mlflow_port=mlflow_port)
-        yield RunningStack(home, prefect_port, mlflow_port, {s.name: s for s in statuses})
+        statuses = stack.up(home, **ports)
+        yield RunningStack(home, ports, {s.name: s for s in statuses})
     finally:
         stack.down(home)
 
 
-def test_up_starts_both_servers_healthy(running: RunningStack) -> None:
-    assert [s.name for s in running.started.values()] == ["prefect", "mlflow"]
+def test_up_starts_every_server_healthy(running: RunningStack) -> None:
+    assert [s.name for s in running.started.values()] == ["prefect", "mlflow", "evidently"]
     assert all(s.running and s.healthy and s.pid for s in running.started.values())
     assert _get(f"http://127.0.0.1:{running.prefect_port}/api/health") == (200, "true")
     assert _get(f"http://127.0.0.1:{running.mlflow_port}/health") == (200, "OK")
-    for name in ("prefect", "mlflow"):
+    status, body = _get(f"http://127.0.0.1:{running.evidently_port}/api/version")
+    assert status == 200 and '"Evidently UI"' in body
+    for name in ("prefect", "mlflow", "evidently"):
         assert running.started[name].log == running.home.runtime / f"{name}.log"
         assert running.started[name].log.exists()
     assert (running.home.runtime / "stack.json").exists()
 
 
-def test_status_reports_both_running_and_healthy(running: RunningStack) -> None:
+def test_status_reports_every_server_running_and_healthy(running: RunningStack) -> None:
     statuses = {s.name: s for s in stack.status(running.home)}
-    assert set(statuses) == {"prefect", "mlflow"}
+    assert set(statuses) == {"prefect", "mlflow", "evidently"}
     for name, current in statuses.items():
         assert current.running and current.healthy
         assert current.pid == running.started[name].pid
@@ -101,7 +117,7 @@ def test_status_reports_both_running_and_healthy(running: RunningStack) -> None:
 
 def test_second_up_reports_the_running_servers(running: RunningStack) -> None:
     # Other ports on purpose: a running stack is reported as it is, not moved or restarted.
-    again = stack.up(running.home, prefect_port=free_port(), mlflow_port=free_port())
+    again = stack.up(running.home, **_free_ports())
     assert {s.name: s.pid for s in again} == {name: s.pid for name, s in running.started.items()}
     assert {s.name: s.url for s in again} == {name: s.url for name, s in running.started.items()}
 
@@ -111,6 +127,7 @@ def test_endpoints_serve_real_clients(running: RunningStack) -> None:
     assert urls == {
         "PREFECT_API_URL": f"http://127.0.0.1:{running.prefect_port}/api",
         "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{running.mlflow_port}",
+        "MLOPS_EVIDENTLY_UI_URL": f"http://127.0.0.1:{running.evidently_port}",
     }
 
     from mlflow import MlflowClient
@@ -135,17 +152,72 @@ def test_endpoints_serve_real_clients(running: RunningStack) -> None:
         assert asyncio.run(talk()) == (None, "stack-smoke")
 
 
+def test_evidently_ui_shows_the_monitors_dashboard_in_chromium(running: RunningStack, chromium: str) -> None:
+    """Checks recorded into the home's workspace while the UI runs (as the monitor records them) show in the
+    dashboard's panels; writing through the UI's API needs the secret `up` generated."""
+    from datetime import UTC, datetime, timedelta
+
+    from evidently.errors import EvidentlyError
+    from evidently.ui.workspace import RemoteWorkspace
+    from playwright.sync_api import expect, sync_playwright
+
+    from infra.stack.secrets import read_secret, secret_path
+    from monitoring.workspace import dashboard_url, record_check
+
+    secret = secret_path(running.home, "evidently")
+    assert secret.stat().st_mode & 0o777 == 0o600 and secret.parent.stat().st_mode & 0o777 == 0o700
+    ui = running.started["evidently"].url
+    with pytest.raises(EvidentlyError, match="permissions"):
+        RemoteWorkspace(ui).create_project("intruder")  # no secret: read-only
+    RemoteWorkspace(ui, secret=read_secret(running.home, "evidently")).list_projects()
+
+    checks = monitored_checks()
+    start = datetime.now(UTC) - timedelta(hours=len(checks))
+    recorded = [
+        record_check(running.home.evidently_workspace, result, timestamp=start + timedelta(hours=i),
+                     source="batch.parquet", reports=[], max_runs=100)
+        for i, result in enumerate(checks)
+    ]  # fmt: skip
+    last = checks[-1]
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 2400})
+        try:
+            page.set_default_timeout(30_000)
+            page.route(lambda url: not url.startswith(ui), lambda route: route.abort())  # offline
+            page.goto(dashboard_url(ui, recorded[-1].project_id))
+
+            def panel(title: str):
+                return page.locator(".MuiCard-root").filter(has=page.get_by_text(title, exact=True))
+
+            share = f"{last.drift.drifted_share:g}"
+            expect(panel("Dataset drift share (last check)")).to_contain_text(share)
+            expect(panel("Drifted columns (last check)")).to_contain_text(str(len(last.drift.drifted_columns)))
+            # Plots with data have a time axis; an empty one shows only its title.
+            for title in ("Dataset drift share", "Drifted columns", "Prediction drift",
+                          "ROC AUC: estimated and realised", "Rows checked"):  # fmt: skip
+                expect(panel(title)).to_contain_text("Timestamps")
+            expect(panel("ROC AUC: estimated and realised")).to_contain_text("realised (with labels)")
+            page.screenshot(path=ARTIFACTS / "evidently-dashboard.png", full_page=True)
+        except Exception:
+            page.screenshot(path=ARTIFACTS / "evidently-dashboard-failure.png", full_page=True)
+            raise
+        finally:
+            browser.close()
+
+
 def test_busy_port_is_named_and_nothing_starts(tmp_path: Path) -> None:
     home = ProjectHome(tmp_path / "home")
-    prefect_port = free_port()
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         busy = holder.getsockname()[1]
+        ports = _free_ports(mlflow_port=busy)
         with pytest.raises(stack.StackError, match=f"port {busy} .*mlflow.*--mlflow-port"):
-            stack.up(home, prefect_port=prefect_port, mlflow_port=busy)
+            stack.up(home, **ports)
     assert not (home.runtime / "stack.json").exists()
-    assert _processes_using(prefect_port) == []
+    assert _processes_using(ports["prefect_port"]) == []
     assert stack.status(home) == [] and stack.endpoints(home) == {}
 
 
@@ -153,27 +225,27 @@ def test_port_taken_during_start_up_stops_the_other_server(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     home = ProjectHome(tmp_path / "home")
-    mlflow_port = free_port()
     # Someone binds the port between the check and the server's own bind.
     monkeypatch.setattr(stack.supervisor, "_port_free", lambda port, grace=0.0: True)
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         busy = holder.getsockname()[1]
+        ports = _free_ports(prefect_port=busy)
         with pytest.raises(stack.StackError, match=f"port {busy} .*prefect.*--prefect-port"):
-            stack.up(home, prefect_port=busy, mlflow_port=mlflow_port)
+            stack.up(home, **ports)
     assert not (home.runtime / "stack.json").exists()
-    assert _processes_using(mlflow_port) == []
+    assert _processes_using(ports["mlflow_port"]) == [] and _processes_using(ports["evidently_port"]) == []
 
 
 def test_server_not_healthy_in_time_names_its_log_and_is_stopped(tmp_path: Path) -> None:
     home = ProjectHome(tmp_path / "home")
-    prefect_port, mlflow_port = _two_ports()
+    ports = _free_ports()
     with pytest.raises(stack.StackError, match="did not become healthy") as raised:
-        stack.up(home, prefect_port=prefect_port, mlflow_port=mlflow_port, timeout=1)
+        stack.up(home, timeout=1, **ports)
     assert str(home.runtime / "prefect.log") in str(raised.value)
     assert not (home.runtime / "stack.json").exists()
-    assert _processes_using(prefect_port) == [] and _processes_using(mlflow_port) == []
+    assert all(_processes_using(port) == [] for port in ports.values())
 
 
 def test_database_url_is_checked_before_anything_starts(tmp_path: Path) -> None:
@@ -198,10 +270,7 @@ def test_crashed_server_shows_as_stopped_and_up_restarts_only_it(running: Runnin
     assert statuses["prefect"].running and statuses["prefect"].healthy
     assert stack.endpoints(running.home) == {}
 
-    restarted = {
-        s.name: s
-        for s in stack.up(running.home, prefect_port=running.prefect_port, mlflow_port=running.mlflow_port)
-    }
+    restarted = {s.name: s for s in stack.up(running.home, **running.ports)}
     assert restarted["prefect"].pid == running.started["prefect"].pid
     assert restarted["mlflow"].pid != crashed.pid and restarted["mlflow"].healthy
 
@@ -224,7 +293,8 @@ def test_down_stops_exactly_what_it_started(running: RunningStack) -> None:
             time.sleep(0.2)
         assert "runner up" in detached.log.read_text(), "the detached process writes to its log"
         statuses = stack.status(running.home)
-        assert [s.name for s in statuses] == ["prefect", "mlflow", "runner", "detached"]
+        names = [s.name for s in statuses]  # servers in state order (a restarted one moves last), then the rest
+        assert sorted(names[:3]) == sorted(stack.SERVICES) and names[3:] == ["runner", "detached"]
         # Each server's whole process group: MLflow runs its uvicorn worker as a child.
         pids = {
             p.pid
@@ -235,7 +305,7 @@ def test_down_stops_exactly_what_it_started(running: RunningStack) -> None:
 
         stopped = stack.down(running.home)
 
-        assert sorted(s.name for s in stopped) == ["detached", "mlflow", "prefect", "runner"]
+        assert sorted(s.name for s in stopped) == ["detached", "evidently", "mlflow", "prefect", "runner"]
         assert not any(s.running for s in stopped)
         assert all(_gone(pid) for pid in pids)
         # Our own children are reaped by `down`, so they do not linger as zombies.

@@ -56,6 +56,10 @@ COMPOSE_ONLY_FLAGS = {
         "MLflow refuses by default (it accepts localhost and private IPs)",
     },
 }
+# Client variables that are links for a person's browser, not addresses for the runner: the host's port.
+BROWSER_LINKS = {
+    "MLOPS_EVIDENTLY_UI_URL": "the monitor's Prefect artifact links the dashboard for whoever opens it",
+}
 NOT_LOCAL = {
     "postgres": "`mlops up` keeps SQLite in the home, or uses the server given with --database-url",
     "trainer": "`mlops deploy --detach` runs it, and registers it with the stack",
@@ -195,7 +199,8 @@ def test_runner_talks_to_the_servers_by_service_name(services: dict) -> None:
     env = _environment(trainer)
     for name, service in SERVICES.items():
         for variable, suffix in service.client_env.items():
-            assert env[variable] == f"http://{name}:{service.default_port}{suffix}"
+            host = "127.0.0.1" if variable in BROWSER_LINKS else name
+            assert env[variable] == f"http://{host}:{service.default_port}{suffix}"
         assert trainer["depends_on"][name] == {"condition": "service_healthy"}
 
 
@@ -224,10 +229,33 @@ def test_compose_validates_the_file() -> None:
         if os.environ.get("CI") == "true":
             pytest.fail("docker-compose is not installed (CI installs Debian's package in .ci/run)")
         pytest.skip("docker-compose not installed: apt-get install --no-install-recommends docker-compose")
+    # The secrets .env would hold (see .env.example); without them Compose refuses the file, as it should.
+    secrets = {name: "from-.env" for name in _required_variables()}
     result = subprocess.run(
-        [tool, "-f", str(COMPOSE), "config", "-q"], capture_output=True, text=True, timeout=60
-    )
+        [tool, "-f", str(COMPOSE), "config", "-q"], capture_output=True, text=True, timeout=60,
+        env={**os.environ, **secrets}, cwd=REPO,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
+    if secrets:
+        env = {k: v for k, v in os.environ.items() if k not in secrets}
+        refused = subprocess.run(
+            [tool, "-f", str(COMPOSE), "config", "-q"], capture_output=True, text=True, timeout=60, env=env,
+            cwd=REPO,
+        )  # fmt: skip
+        assert refused.returncode != 0 and sorted(secrets)[0] in refused.stderr
+
+
+def _required_variables() -> set[str]:
+    """Variables the compose file requires (``${VAR:?message}``)."""
+    return set(re.findall(r"\$\{(\w+):\?", COMPOSE.read_text()))
+
+
+def test_env_example_lists_every_variable_the_compose_file_reads() -> None:
+    example = REPO / ".env.example"
+    listed = set(re.findall(r"^(\w+)=", example.read_text(), re.MULTILINE))
+    used = set(re.findall(r"\$\{(\w+)", COMPOSE.read_text()))
+    assert used <= listed, f".env.example lacks {sorted(used - listed)}"
+    assert ".env" in (REPO / ".gitignore").read_text().split()
 
 
 def test_platform_image_copies_every_package() -> None:

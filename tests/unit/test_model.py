@@ -163,6 +163,24 @@ def test_constant_column_has_unit_std() -> None:
     assert (t.transform(df).numeric == 0).all()
 
 
+def test_values_far_outside_the_training_range_are_flagged() -> None:
+    train = pd.DataFrame({"x": [0.0, 5.0, 10.0], "k": [2.0, 2.0, 2.0], "gone": [np.nan] * 3})
+    t = FeatureTransform.fit(train, FeatureConfig(numeric=["x", "k", "gone"]))
+    assert t.ranges[:2] == [[0.0, 10.0], [2.0, 2.0]] and np.isnan(t.ranges[2]).all()
+    block = np.array([
+        [-5.0, 2.5, 1.0],  # at the margin (0.5 x width 10 below 0): not flagged; k within 0.5 of a constant
+        [15.1, 2.6, 1e9],  # beyond both margins; a column never seen in training flags nothing
+        [np.nan, -1.0, np.nan],  # missing is not out of range
+    ])  # fmt: skip
+    assert t.out_of_range(block, margin=0.5).tolist() == [
+        [False, False, False], [True, True, False], [False, True, False],
+    ]  # fmt: skip
+    restored = FeatureTransform.from_dict(json.loads(json.dumps(t.to_dict(), allow_nan=False)))
+    assert restored == t
+    legacy = {key: value for key, value in t.to_dict().items() if key != "ranges"}  # saved before ranges
+    assert not FeatureTransform.from_dict(legacy).out_of_range(block, margin=0.5).any()
+
+
 def test_missing_column_error_names_column(frames, transform: FeatureTransform) -> None:
     with pytest.raises(MissingColumnsError, match="region") as info:
         transform.transform(frames[1].drop(columns=["region"]))

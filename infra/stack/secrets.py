@@ -1,0 +1,50 @@
+"""Per-home secrets of the local stack's servers: generated once, kept private to the user.
+
+``home.runtime/secrets/<server>`` holds one secret per server that takes one (``Service.secret_env``),
+created by ``mlops up`` with mode 0600 in a 0700 folder and reused on every later start, so clients of
+the same home (``mlops`` commands, tests) read the same value. Never in a command line or the state file.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from infra.home import ProjectHome
+from infra.stack.errors import StackError
+
+
+def secrets_dir(home: ProjectHome) -> Path:
+    return home.runtime / "secrets"
+
+
+def secret_path(home: ProjectHome, name: str) -> Path:
+    return secrets_dir(home) / name
+
+
+def ensure_secret(home: ProjectHome, name: str) -> str:
+    """The secret of server ``name`` for ``home``, generated (URL-safe, 256 bits) the first time."""
+    path = secret_path(home, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(path.parent, 0o700)
+    try:
+        # O_EXCL: two concurrent `mlops up` calls cannot both write one.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return read_secret(home, name)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secrets.token_urlsafe(32))
+    return read_secret(home, name)
+
+
+def read_secret(home: ProjectHome, name: str) -> str:
+    """The secret ``mlops up`` generated for server ``name``; a clear error before it ever ran."""
+    path = secret_path(home, name)
+    try:
+        value = path.read_text().strip()
+    except FileNotFoundError:
+        raise StackError(f"no secret for the {name} server at {path}: `mlops up` generates it") from None
+    if not value:
+        raise StackError(f"{path} is empty: delete it and run `mlops up` to generate a new secret")
+    return value
