@@ -6,6 +6,7 @@ its statistics round-trip exactly through JSON (Python floats keep every bit).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +60,7 @@ def _numeric_block(df: pd.DataFrame, columns: list[str]) -> np.ndarray:
 
 
 SKEW_THRESHOLD = 2.0
+STANDARDISED_LIMIT = 1e4  # |standardised numeric| is clipped here
 
 
 def _skewed_non_negative(block: np.ndarray) -> np.ndarray:
@@ -244,9 +246,7 @@ class FeatureTransform:
     def transform(self, df: pd.DataFrame) -> EncodedFeatures:
         """Encode `df` (extra columns are ignored); vectorised, about a second for 1M rows."""
         self.check_columns(df)
-        block = _log_scale(_numeric_block(df, self.spec.numeric), self._log)  # [n, n_numeric] with NaN
-        block = np.where(np.isnan(block), self._medians, block)
-        numeric = ((block - self._means) / self._stds).astype(np.float32)  # [n, n_numeric]
+        numeric = self._encode_numeric(_numeric_block(df, self.spec.numeric))
 
         categorical = np.empty((len(df), len(self.spec.categorical)), dtype=np.int64)  # [n, n_cat]
         for j, (column, lookup) in enumerate(zip(self.spec.categorical, self._lookups, strict=True)):
@@ -259,6 +259,38 @@ class FeatureTransform:
                 codes >= 0, index_of_unique[np.maximum(codes, 0)] if len(uniques) else 0, MISSING_INDEX
             )
         return EncodedFeatures(numeric=np.ascontiguousarray(numeric), categorical=categorical)
+
+    def encode_rows(self, numeric: np.ndarray, categorical: Sequence[Sequence[Any]]) -> EncodedFeatures:
+        """The serving path: encode rows given as arrays, with no DataFrame.
+
+        ``numeric`` is [n, n_numeric] float64 in ``spec.numeric`` order (NaN or ±inf = missing, as in
+        `transform`); ``categorical`` holds one sequence of n raw values per ``spec.categorical`` column
+        (None or NaN = missing), each cast to str as `transform` casts it (``3`` and ``3.0`` -> ``"3"``) and
+        looked up in the vocabulary dict. Gives the same arrays as `transform` of the same rows, except that a
+        column mixing values that compare equal across types (``1``, ``1.0`` and ``True`` in one batch) is
+        merged by pandas there before the cast and not here.
+        """
+        block = np.array(numeric, dtype=np.float64, copy=True).reshape(-1, self.n_numeric)  # [n, n_numeric]
+        block[~np.isfinite(block)] = np.nan
+        n = len(block)
+        codes = np.empty((n, len(self.spec.categorical)), dtype=np.int64)  # [n, n_cat]
+        for j, (values, lookup) in enumerate(zip(categorical, self._lookups, strict=True)):
+            assert len(values) == n, "every categorical column needs one value per row"
+            codes[:, j] = [
+                MISSING_INDEX if v is None or (isinstance(v, float) and v != v) else lookup.get(_category_str(v), UNKNOWN_INDEX)
+                for v in values
+            ]  # fmt: skip
+        return EncodedFeatures(numeric=self._encode_numeric(block), categorical=codes)
+
+    def _encode_numeric(self, block: np.ndarray) -> np.ndarray:
+        """Raw numerics [n, n_numeric] float64 (NaN = missing) -> log-scaled, imputed, standardised float32."""
+        block = _log_scale(block, self._log)
+        block = np.where(np.isnan(block), self._medians, block)
+        with np.errstate(over="ignore"):
+            standardised = (block - self._means) / self._stds
+        # Bounded so that an absurd input (1e308) stays finite in float32; no real value is this many
+        # training standard deviations out.
+        return np.ascontiguousarray(np.clip(standardised, -STANDARDISED_LIMIT, STANDARDISED_LIMIT).astype(np.float32))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable state; floats are Python floats so the round-trip is bit-exact."""

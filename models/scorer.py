@@ -91,7 +91,11 @@ class TabularScorer:
 
         `calibrated=False` gives the network's own probabilities (for the before/after comparison).
         """
-        logits = self.logits(df)
+        return self.predict_proba_encoded(self.transform.transform(df), calibrated=calibrated)
+
+    def predict_proba_encoded(self, encoded: EncodedFeatures, *, calibrated: bool = True) -> np.ndarray:
+        """`predict_proba` of rows already encoded by this scorer's transform (the serving path)."""
+        logits = self.logits_encoded(encoded)
         if calibrated:
             logits = self.calibration.apply(logits)
         return torch.sigmoid(torch.from_numpy(logits)).numpy()  # float64 sigmoid, stable for any logit

@@ -24,3 +24,9 @@ class ServingConfig(BaseModel):
         description="A numeric value beyond the training range by more than this many times the range's width "
         "is scored but flagged (`out_of_range:<column>` in the response and the prediction log).",
     )
+    max_string_length: int = Field(
+        default=256, ge=1, description="Longest string a categorical value or an id may be; longer is a 400."
+    )
+    max_body_bytes: int = Field(
+        default=1_048_576, ge=1024, description="Largest request body accepted; larger is a 413."
+    )

@@ -22,6 +22,15 @@ numbers or booleans, passed unchanged to the fitted transform, which casts them 
 training (``3`` and ``3.0`` both become ``"3"``). Malformed requests get HTTP 400 with pydantic's details, each
 error's ``loc`` naming the field, e.g. ``["rows", 0, "deal_size"]``.
 
+Limits (`ServingConfig`): ``NaN``/``Infinity`` literals are 400s naming the field (not "missing"); a string
+longer than ``max_string_length`` is a 400; a body over ``max_body_bytes`` a 413 and a body that is not JSON a
+415 (`RequestGuardMiddleware`, before anything is parsed). A numeric value more than ``out_of_range_margin``
+training-range widths outside the training range is scored and flagged (``flags`` in the response, the log
+and ``mlops_out_of_range_values_total``). Scoring goes from the validated rows straight to encoded arrays
+(`FeatureTransform.encode_rows`, the same fitted transform as training), with no per-request DataFrame.
+Prometheus ``/metrics`` adds, per model and variant, rows scored, score and handler-latency histograms,
+out-of-range counts and the served version (``mlops_served_model``).
+
 Auth: with the variable named by ``ServingConfig.token_env`` (default ``MLOPS_SERVING_TOKEN``) set, every path
 except health and metrics needs ``Authorization: Bearer <token>``; unset, auth is off and start-up says so.
 Every scored row is appended to ``$MLOPS_HOME/predictions/`` (see `monitoring.prediction_log`).
@@ -29,11 +38,15 @@ Every scored row is appended to ``$MLOPS_HOME/predictions/`` (see `monitoring.pr
 
 from __future__ import annotations
 
+import functools
 import hmac
 import logging
+import math
 import os
+import time
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Annotated, Any
 
 import bentoml
@@ -42,12 +55,12 @@ import pandas as pd
 from bentoml.exceptions import NotFound
 from pydantic import (
     AliasChoices,
+    AllowInfNan,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     PlainValidator,
-    StrictFloat,
+    Strict,
     create_model,
 )
 from pydantic_core import PydanticCustomError
@@ -81,64 +94,100 @@ OPEN_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/metrics"})
 # --- request and response models ----------------------------------------------------------------------
 
 
-def _category(value: object) -> str | int | float | bool | None:
-    if value is None or isinstance(value, str | int | float):  # bool is an int
+def _category_validator(max_chars: int):
+    """Validator of one categorical value: a string of at most ``max_chars``, a finite number, a boolean or
+    null, passed on unchanged (the transform casts it to str as in training)."""
+
+    def validate(value: object) -> str | int | float | bool | None:
+        if isinstance(value, str):
+            if len(value) > max_chars:
+                raise PydanticCustomError(
+                    "string_too_long", "String should have at most {max_length} characters", {"max_length": max_chars}
+                )
+            return value
+        if isinstance(value, float) and not math.isfinite(value):
+            raise PydanticCustomError("finite_number", "Input should be a finite number")
+        if value is None or isinstance(value, int | float):  # bool is an int
+            return value
+        raise PydanticCustomError("category_type", "Input should be a string, number, boolean or null")
+
+    return validate
+
+
+def _identifier_validator(max_chars: int):
+    """Validator of a request or entity id: a string of at most ``max_chars`` or an integer (made a string)."""
+
+    def validate(value: object) -> str | None:
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise PydanticCustomError("id_type", "Input should be a string or an integer")
+        if len(value) > max_chars:
+            raise PydanticCustomError(
+                "string_too_long", "String should have at most {max_length} characters", {"max_length": max_chars}
+            )
         return value
-    raise PydanticCustomError("category_type", "Input should be a string, number, boolean or null")
+
+    return validate
 
 
-def _request_id(value: object) -> object:
-    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
-
-
-NumericValue = StrictFloat | None  # JSON numbers (ints too); strings and booleans are errors
-CategoryValue = Annotated[
-    str | int | float | bool | None,
-    PlainValidator(_category, json_schema_input_type=str | int | float | bool | None),
-]
-RequestId = Annotated[str | None, BeforeValidator(_request_id)]
+# JSON numbers (ints too), finite: NaN and Infinity literals are 400s naming the field, not "missing".
+NumericValue = Annotated[float, Strict(), AllowInfNan(False)] | None
+AnyValue = str | int | float | bool | None
 
 
 def build_request_model(
-    columns: list[FeatureColumn], max_rows: int, entity_column: str | None = None
+    columns: list[FeatureColumn], max_rows: int, entity_column: str | None = None, max_chars: int = 256
 ) -> type[BaseModel]:
     """Pydantic model of a predict request body for these feature columns (built once at start-up).
 
     Row fields get positional Python names (``f0``, ``f1``, ...) and the column name as alias, so any column
     name works (spaces, ``json``, ``model_...``) and errors still report the column name. ``entity_column``
     (the config's id column), when it is not a feature, is an optional string or integer field ``entity_id``.
+    Strings (categorical values, ids) longer than ``max_chars`` are errors.
     """
+    category = Annotated[AnyValue, PlainValidator(_category_validator(max_chars), json_schema_input_type=AnyValue)]
+    identifier = Annotated[
+        str | None, PlainValidator(_identifier_validator(max_chars), json_schema_input_type=str | int | None)
+    ]
     names = {column.name for column in columns}
     fields: dict[str, Any] = {
         f"f{i}": (
-            NumericValue if column.kind == "numeric" else CategoryValue,
+            NumericValue if column.kind == "numeric" else category,
             Field(validation_alias=column.name),
         )
         for i, column in enumerate(columns)
     }
     if entity_column and entity_column not in names:
-        fields["entity_id"] = (RequestId, Field(default=None, validation_alias=entity_column))
+        fields["entity_id"] = (identifier, Field(default=None, validation_alias=entity_column))
         names.add(entity_column)
     id_aliases = [alias for alias in ("request_id", "id") if alias not in names]
     if id_aliases:
-        fields["request_id"] = (RequestId, Field(default=None, validation_alias=AliasChoices(*id_aliases)))
+        fields["request_id"] = (identifier, Field(default=None, validation_alias=AliasChoices(*id_aliases)))
     row_model = create_model("Row", __config__=ConfigDict(extra="ignore"), **fields)
     return create_model("PredictRequest", rows=(list[row_model], Field(min_length=1, max_length=max_rows)))
 
 
-def rows_to_frame(rows: list[BaseModel], columns: list[FeatureColumn]) -> pd.DataFrame:
-    """Validated rows as the frame the scorer expects: float64 numerics (None -> NaN), object categoricals.
+def rows_to_arrays(rows: list[BaseModel], columns: list[FeatureColumn]) -> tuple[np.ndarray, list[list[Any]]]:
+    """Validated rows as the fast path's inputs (`FeatureTransform.encode_rows`): raw numerics [n, n_numeric]
+    float64 (None -> NaN) and one list of raw values per categorical column, in model order."""
+    numeric = [i for i, c in enumerate(columns) if c.kind == "numeric"]
+    categorical = [i for i, c in enumerate(columns) if c.kind == "categorical"]
+    block = np.array([[getattr(row, f"f{i}") for i in numeric] for row in rows], dtype=np.float64)
+    return block.reshape(len(rows), len(numeric)), [[getattr(row, f"f{i}") for row in rows] for i in categorical]
 
-    Dtypes are set per column so that an all-null numeric column stays numeric.
-    """
-    data: dict[str, np.ndarray] = {}
-    for i, column in enumerate(columns):
-        values = [getattr(row, f"f{i}") for row in rows]
-        if column.kind == "numeric":
-            data[column.name] = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
-        else:
-            data[column.name] = np.array(values, dtype=object)
-    return pd.DataFrame(data)
+
+def rows_to_frame(rows: list[BaseModel], columns: list[FeatureColumn]) -> pd.DataFrame:
+    """Validated rows as the frame the scorer's DataFrame path expects (float64 numerics, object categoricals):
+    what the encoding-parity test compares the fast path with."""
+    block, categorical = rows_to_arrays(rows, columns)
+    numeric = [c.name for c in columns if c.kind == "numeric"]
+    names = [c.name for c in columns if c.kind == "categorical"]
+    data: dict[str, np.ndarray] = {name: block[:, j] for j, name in enumerate(numeric)}
+    data |= {name: np.array(values, dtype=object) for name, values in zip(names, categorical, strict=True)}
+    return pd.DataFrame(data)[[c.name for c in columns]]
 
 
 def entity_ids(rows: list[BaseModel], columns: list[FeatureColumn], entity_column: str | None) -> list[str | None]:
@@ -150,13 +199,11 @@ def entity_ids(rows: list[BaseModel], columns: list[FeatureColumn], entity_colum
     return [None if v is None else str(v) for v in values]
 
 
-def range_flags(frame: pd.DataFrame, scorer: TabularScorer, margin: float) -> list[list[str]]:
-    """Per row, ``out_of_range:<column>`` for each numeric value far outside the training range."""
-    transform = scorer.transform
-    numeric = transform.spec.numeric
-    if not numeric:
-        return [[] for _ in range(len(frame))]
-    flagged = transform.out_of_range(frame[numeric].to_numpy(dtype=np.float64), margin)  # [n, k]
+def range_flags(block: np.ndarray, scorer: TabularScorer, margin: float) -> list[list[str]]:
+    """Per row, ``out_of_range:<column>`` for each raw numeric value (``block`` [n, n_numeric]) far outside
+    the training range."""
+    numeric = scorer.transform.spec.numeric
+    flagged = scorer.transform.out_of_range(block, margin)  # [n, n_numeric]
     return [[f"out_of_range:{numeric[j]}" for j in np.flatnonzero(row)] for row in flagged]
 
 
@@ -240,6 +287,104 @@ class BearerTokenMiddleware:
         await response(scope, receive, send)
 
 
+class RequestGuardMiddleware:
+    """ASGI middleware in front of the APIs: 415 for a body that is not JSON, 413 for one over
+    ``ServingConfig.max_body_bytes``.
+
+    Every API takes JSON; BentoML would try to parse any other declared type as a form (and answer a
+    multipart type without a boundary with a 500). A declared ``Content-Length`` over the limit is refused
+    before anything is read; otherwise the body is read up to the limit (chunked bodies included) and
+    replayed to the app, so nothing larger ever reaches parsing, validation or the prediction log.
+    """
+
+    def __init__(self, app: Any, max_bytes: int | None = None) -> None:
+        self.app = app
+        self.max_bytes = max_bytes or serving_config().max_body_bytes
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope.get("method") in ("GET", "HEAD"):
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        media_type = headers.get(b"content-type", b"application/json").split(b";")[0].strip().lower()
+        if media_type != b"application/json" and not media_type.endswith(b"+json"):
+            response = JSONResponse(
+                {"error": f"Content-Type must be application/json, got {media_type.decode(errors='replace')!r}"},
+                status_code=415,
+            )
+            await response(scope, receive, send)
+            return
+        declared = headers.get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            await self._refuse(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await self._refuse(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        response = JSONResponse(
+            {"error": f"request body over the {self.max_bytes}-byte limit (serving.max_body_bytes)"}, status_code=413
+        )
+        await response(scope, receive, send)
+
+
+# --- metrics ----------------------------------------------------------------------------------------------
+
+
+@functools.cache
+def _metrics() -> SimpleNamespace:
+    """The service's Prometheus metrics, created once per worker process on first use.
+
+    prometheus_client is imported here, not at module import: BentoML sets ``PROMETHEUS_MULTIPROC_DIR`` in
+    the worker after importing this module, and a client imported before that never reaches ``/metrics``.
+    """
+    import prometheus_client as prom
+
+    labels = ["model_name", "variant"]
+    return SimpleNamespace(
+        rows=prom.Counter("mlops_predictions", "Rows scored.", [*labels, "model_version"]),
+        scores=prom.Histogram(
+            "mlops_prediction_score", "Calibrated scores served.", labels,
+            buckets=[i / 10 for i in range(1, 11)],
+        ),
+        latency=prom.Histogram(
+            "mlops_predict_latency_seconds", "Time in the predict handler (validation, encoding, scoring, log).",
+            labels, buckets=[0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0],
+        ),
+        out_of_range=prom.Counter(
+            "mlops_out_of_range_values", "Numeric values far outside the training range (scored, flagged).",
+            [*labels, "column"],
+        ),
+        served=prom.Gauge(
+            "mlops_served_model", "1 for the model version a worker serves.", [*labels, "model_version"],
+            multiprocess_mode="liveall",
+        ),
+    )  # fmt: skip
+
+
 # --- the service ----------------------------------------------------------------------------------------
 
 
@@ -271,7 +416,9 @@ class TabularModelService:
         self.scorer = TabularScorer.load(model_dir)
         self.columns = self.scorer.feature_columns
         self.entity_column = str(metadata.get(ENTITY_COLUMN_KEY) or "") or None
-        self.request_model = build_request_model(self.columns, self.config.max_batch_size, self.entity_column)
+        self.request_model = build_request_model(
+            self.columns, self.config.max_batch_size, self.entity_column, self.config.max_string_length
+        )
         self.model_tag = str(model.tag)
         self.model_name = str(metadata.get(MODEL_NAME_KEY, model.tag.name))
         self.model_version = str(metadata.get(MODEL_VERSION_KEY, model.tag.version))
@@ -280,6 +427,8 @@ class TabularModelService:
         has_bento = context.bento_version not in ("", "not available")
         self.bento_tag = f"{context.bento_name}:{context.bento_version}" if has_bento else None
         self.prediction_log = _prediction_log()
+        self.metrics = _metrics()
+        self.metrics.served.labels(self.model_name, VARIANT, self.model_version).set(1)
         logger.info(
             "serving %s version %s (BentoML model %s, Bento %s)",
             self.model_name,
@@ -302,14 +451,16 @@ class TabularModelService:
         rows: Annotated[list[dict[str, Any]], Field(description="Rows to score: feature name -> value.")],
     ) -> PredictResponse:
         """Score each row; validation errors are raised as pydantic errors, which BentoML answers with 400."""
+        started = time.perf_counter()
         request = self.request_model.model_validate({"rows": rows})
-        frame = rows_to_frame(request.rows, self.columns)
-        scores = self.scorer.predict_proba(frame)  # [n] float64
+        # The fast path: validated rows straight to encoded arrays by the fitted transform, no DataFrame.
+        numeric, categorical = rows_to_arrays(request.rows, self.columns)
+        scores = self.scorer.predict_proba_encoded(self.scorer.transform.encode_rows(numeric, categorical))
         decision = self.scorer.decision
         contacts = decision.decide(scores).tolist() if decision is not None else [None] * len(scores)
         ids = [getattr(row, "request_id", None) or uuid.uuid4().hex for row in request.rows]
         entities = entity_ids(request.rows, self.columns, self.entity_column)
-        flags = range_flags(frame, self.scorer, self.config.out_of_range_margin)
+        flags = range_flags(numeric, self.scorer, self.config.out_of_range_margin)
         if self.prediction_log is not None:
             self.prediction_log.append(
                 [
@@ -328,6 +479,7 @@ class TabularModelService:
                     )
                 ]
             )
+        self._observe(scores, flags, started)
         return PredictResponse(
             predictions=[
                 Prediction(
@@ -343,6 +495,17 @@ class TabularModelService:
             model_version=self.model_version,
             variant=VARIANT,
         )
+
+    def _observe(self, scores: np.ndarray, flags: list[list[str]], started: float) -> None:
+        metrics, labels = self.metrics, (self.model_name, VARIANT)
+        metrics.rows.labels(*labels, self.model_version).inc(len(scores))
+        histogram = metrics.scores.labels(*labels)
+        for score in scores.tolist():
+            histogram.observe(score)
+        for row_flags in flags:
+            for flag in row_flags:
+                metrics.out_of_range.labels(*labels, flag.removeprefix("out_of_range:")).inc()
+        metrics.latency.labels(*labels).observe(time.perf_counter() - started)
 
     @bentoml.api(route="/metadata")
     async def metadata(self) -> ModelMetadata:
@@ -360,4 +523,5 @@ class TabularModelService:
         )
 
 
+TabularModelService.add_asgi_middleware(RequestGuardMiddleware)
 TabularModelService.add_asgi_middleware(BearerTokenMiddleware)

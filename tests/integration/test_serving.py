@@ -7,12 +7,15 @@ loopback port and is stopped by its fixture.
 
 from __future__ import annotations
 
+import collections
+import http.client
 import importlib.metadata
 import json
 import os
 import subprocess
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,6 +35,7 @@ from models.scorer import WEIGHTS_FILE, TabularScorer
 from models.training import train_model
 from monitoring.prediction_log import log_files, read_records
 from serving.packaging import ModelIntegrityError, scorer_digest, verify_scorer_files
+from serving.service import build_request_model
 
 from conftest import free_port, stop_process, wait_http
 
@@ -154,6 +158,27 @@ def call(url: str, path: str, body: Any | None = None, token: str | None = TOKEN
         return status, text
 
 
+def raw_post(url: str, path: str, body: bytes, *, chunked: bool = False) -> tuple[int, str]:
+    """POST raw bytes (optionally with chunked transfer encoding, so no Content-Length); status and text."""
+    parts = urllib.parse.urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}
+    try:
+        if chunked:
+            connection.request("POST", path, body=iter([body[i : i + 65536] for i in range(0, len(body), 65536)]),
+                               headers=headers, encode_chunked=True)  # fmt: skip
+        else:
+            connection.request("POST", path, body=body, headers=headers)
+        response = connection.getresponse()
+        return response.status, response.read().decode()
+    except (BrokenPipeError, ConnectionResetError):
+        # The server answered and closed while the client was still sending: read what it said.
+        response = connection.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        connection.close()
+
+
 def as_request_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """Feature dicts as a client sends them: JSON null for missing values, plus an unused extra column."""
     records = frame[[*FEATURES, SCHEMA.id_column]].to_dict(orient="records")
@@ -216,6 +241,81 @@ def test_values_far_outside_the_training_range_are_scored_but_flagged(served: Se
     assert 0.0 <= far_prediction["score"] <= 1.0
     logged = {r.request_id: r for r in read_records(log_files(served.home / "predictions"))}
     assert logged["far-1"].flags == [f"out_of_range:{column}"] and logged["near-1"].flags == []
+
+
+def _logged_ids(served: Served) -> set[str]:
+    return {r.request_id for r in read_records(log_files(served.home / "predictions"))}
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_numbers_are_rejected_naming_the_field(served: Served, literal: str) -> None:
+    row = as_request_rows(served.rows.iloc[:1])[0]
+    # JSON's non-standard literals, as Python's json module (and many clients) write them.
+    for field in ("deal_size", "plan"):
+        body = json.dumps({"rows": [{**row, field: "__X__", "id": f"nonfinite-{field}"}]}).replace('"__X__"', literal)
+        status, answer = raw_post(served.url, "/predict", body.encode())
+        assert status == 400, answer
+        assert error_locations(json.loads(answer)) == [["rows", 0, field]]
+    assert not {"nonfinite-deal_size", "nonfinite-plan"} & _logged_ids(served)
+
+
+def test_oversized_requests_are_refused_before_anything_is_read(served: Served) -> None:
+    row = as_request_rows(served.rows.iloc[:1])[0]
+    huge = json.dumps({"rows": [{**row, "plan": "x" * 5_000_000, "id": "huge"}]}).encode()
+    status, answer = raw_post(served.url, "/predict", huge)
+    assert status == 413 and "max_body_bytes" in answer
+    status, answer = raw_post(served.url, "/predict", huge, chunked=True)  # no Content-Length to trust
+    assert status == 413, answer
+    # Under the body limit, a string over the length cap (256) is a 400 naming the field.
+    status, body = call(served.url, "/predict", {"rows": [{**row, "plan": "y" * 257, "id": "long"}]})
+    assert status == 400 and error_locations(body) == [["rows", 0, "plan"]], body
+    assert "at most 256 characters" in body["detail"][0]["msg"]
+    assert not {"huge", "long"} & _logged_ids(served)
+
+
+def test_absurd_numbers_are_scored_finite_and_flagged(served: Served) -> None:
+    row = as_request_rows(served.rows.iloc[:1])[0]
+    status, body = call(served.url, "/predict", {"rows": [{**row, "deal_size": 1e308}, {**row, "deal_size": -1e308}]})
+    assert status == 200, body
+    for prediction in body["predictions"]:
+        assert 0.0 <= prediction["score"] <= 1.0 and prediction["flags"] == ["out_of_range:deal_size"]
+
+
+def _schemathesis(served: Served, schema: str, tmp_path: Path, name: str, *extra: str) -> list[int]:
+    """Run schemathesis's CLI against the live service; the status of every request it sent (from its HAR)."""
+    har = tmp_path / f"{name}.har"
+    result = subprocess.run(
+        [str(BIN / "schemathesis"), "run", schema, "--checks", "not_a_server_error", "--max-examples", "200",
+         "--seed", "7", "--header", f"Authorization: Bearer {TOKEN}", "--report", "har",
+         "--report-har-path", str(har), "--workers", "2", "--no-color", *extra],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+    return [entry["response"]["status"] for entry in json.loads(har.read_text())["log"]["entries"]]
+
+
+def test_generated_requests_never_get_a_5xx(served: Served, tmp_path: Path) -> None:
+    """Schemathesis against the service's own OpenAPI, then against the same API described with the
+    generated row model (each feature's type), so values reach the row validation: no 5xx either way."""
+    statuses = _schemathesis(served, f"{served.url}/docs.json", tmp_path, "served")
+    columns = served.scorer.feature_columns
+    request = build_request_model(columns, 50, "lead_id").model_json_schema(ref_template="#/components/schemas/{model}")
+    components = request.pop("$defs", {})
+    typed = {
+        "openapi": "3.0.3",
+        "info": {"title": "predict, typed rows", "version": "1"},
+        "paths": {"/predict": {"post": {
+            "requestBody": {"required": True, "content": {"application/json": {"schema": request}}},
+            "responses": {"200": {"description": "scored"}, "400": {"description": "invalid"}},
+        }}},
+        "components": {"schemas": components},
+    }  # fmt: skip
+    (tmp_path / "typed.json").write_text(json.dumps(typed))
+    statuses += _schemathesis(served, str(tmp_path / "typed.json"), tmp_path, "typed", "--url", served.url)
+    server_errors = [status for status in statuses if status >= 500]
+    print(f"schemathesis: {len(statuses)} requests, statuses {sorted(collections.Counter(statuses).items())}")
+    assert len(statuses) >= 500 and server_errors == [], (len(statuses), server_errors[:10])
+    assert 200 in statuses and 400 in statuses  # both valid and invalid requests were among them
 
 
 def test_missing_token_is_rejected_but_probes_stay_open(served: Served) -> None:
@@ -292,6 +392,17 @@ def test_metrics_are_exposed_without_token(served: Served) -> None:
     status, text = call(served.url, "/metrics", token=None)
     assert status == 200
     assert 'bentoml_service_request_total{endpoint="/predict",http_response_code="200"' in text
+    # Ours: per-variant rows, score and latency histograms, out-of-range counts, the served version.
+    for sample in (
+        'mlops_predictions_total{model_name="crm-leads",model_version="7",variant="champion"}',
+        'mlops_prediction_score_bucket{le="0.5",model_name="crm-leads",variant="champion"}',
+        'mlops_predict_latency_seconds_count{model_name="crm-leads",variant="champion"}',
+        'mlops_served_model{model_name="crm-leads",model_version="7",',
+    ):
+        assert sample in text, sample
+    assert call(served.url, "/predict", {"rows": [{**as_request_rows(served.rows.iloc[:1])[0], "deal_size": 1e12}]})[0] == 200
+    status, text = call(served.url, "/metrics", token=None)
+    assert 'mlops_out_of_range_values_total{column="deal_size",model_name="crm-leads",variant="champion"}' in text
 
 
 def test_tampered_model_files_fail_the_integrity_check(scorer: TabularScorer, tmp_path: Path) -> None:
