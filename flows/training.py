@@ -38,7 +38,14 @@ from tasks.gates import require_server_for, run_gate
 from tasks.lineage import code_version, fingerprint
 from tasks.monitoring import save_drift_reference
 from tasks.packaging import package_version
-from tasks.registry import load_champion, promote, publish_model_card, record_decision, register_challenger
+from tasks.registry import (
+    load_champion,
+    promote,
+    publish_model_card,
+    record_decision,
+    record_serving_integrity,
+    register_challenger,
+)
 from tasks.reporting import publish_summary
 from tasks.tracking import TrackingTarget, log_artifacts, log_metrics, log_model, log_trials, parent_run
 from tasks.training import finalize, fit_transform, split_data, sweep, train_baselines
@@ -92,6 +99,7 @@ def training_pipeline(config_path: str, data_path: str | None = None) -> Pipelin
         model_uri = log_model(target, tracked.run_id, final.scorer, prepared.split.test.head(5))
         lineage = lineage_tags(run, tracked.run_id, rows, validation.report, result, est, errors, actual, budget)
         version = register_challenger(target, run.model_name, model_uri, tracked.run_id, lineage)
+        record_serving_integrity(target, version, final.scorer, prepared.split.val)
         card = model_card(card_context(run, version.version, config, rows, validation.report, prepared.split.strategy),
                           result, final, evaluation)  # fmt: skip
         publish_model_card(target, version, card)
@@ -103,7 +111,11 @@ def training_pipeline(config_path: str, data_path: str | None = None) -> Pipelin
         record_decision(target, version, decision_tags(policy, gate, evaluation))
         if gate.approved:
             promote(target, version)
-        bento_tag = package_version(target, version, config.serving, entity_column=config.data.id_column) if gate.approved else None
+        bento_tag = (
+            package_version(target, version, config.serving, entity_column=config.data.id_column)
+            if gate.approved
+            else None
+        )
 
     summary = PipelineSummary.of_run(
         run.model_name, target.tracking_uri, est, budget, tracked.run_id, version.version, evaluation, gate,

@@ -30,3 +30,11 @@ class ServingConfig(BaseModel):
     max_body_bytes: int = Field(
         default=1_048_576, ge=1024, description="Largest request body accepted; larger is a 413."
     )
+    follow_registry: bool = Field(
+        default=True,
+        description="With MLFLOW_TRACKING_URI set where it runs, the service polls the registry's champion "
+        "alias and swaps in a moved one (verified first) without a restart.",
+    )
+    poll_interval_seconds: float = Field(
+        default=30.0, ge=0.2, description="How often each worker reads the followed alias."
+    )

@@ -45,6 +45,7 @@ import math
 import os
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Annotated, Any
@@ -66,7 +67,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 from starlette.responses import JSONResponse
 
-from models.names import Variant
+from models.names import Alias, Variant
 from models.scorer import FeatureColumn, TabularScorer
 from monitoring.prediction_log import PredictionLog, PredictionRecord
 from serving.config import ServingConfig
@@ -79,6 +80,7 @@ from serving.packaging import (
     SERVING_CONFIG_ARG,
     verify_scorer_files,
 )
+from serving.registry import Refusal, RegistryFollower
 
 # Under "bentoml" so that BentoML's server logging (INFO, its format) shows which model a worker serves.
 logger = logging.getLogger("bentoml.serve.tabular")
@@ -238,6 +240,11 @@ class ModelMetadata(BaseModel):
     model_version: str
     bento_model_tag: str = Field(description="The BentoML model (name:version) being served.")
     bento_tag: str | None = Field(description="The served Bento; null when serving from source.")
+    source: str = Field(description="Where the served model came from: the Bento's model or a registry version.")
+    following: str | None = Field(description="The registry alias followed and how often; null when not following.")
+    refused: list[dict[str, str]] = Field(
+        description="Versions the alias pointed at that failed the integrity check or to load, with why."
+    )
     variant: str
     max_rows: int
     features: list[FeatureSchema]
@@ -378,6 +385,10 @@ def _metrics() -> SimpleNamespace:
             "mlops_out_of_range_values", "Numeric values far outside the training range (scored, flagged).",
             [*labels, "column"],
         ),
+        refused=prom.Counter(
+            "mlops_model_refused", "Registry versions refused (integrity check or load failed).",
+            ["model_name", "model_version"],
+        ),
         served=prom.Gauge(
             "mlops_served_model", "1 for the model version a worker serves.", [*labels, "model_version"],
             multiprocess_mode="liveall",
@@ -396,9 +407,36 @@ def _prediction_log() -> PredictionLog | None:
     return PredictionLog(Path(home) / PREDICTIONS_DIR)
 
 
+@dataclass(frozen=True)
+class ServedModel:
+    """Everything one request needs about the model it is scored by. The service swaps the whole object in
+    one assignment, so a request never mixes two versions."""
+
+    scorer: TabularScorer
+    name: str
+    version: str
+    source: str  # "bento model <tag>" or "registry models:/<name>/<version>"
+    entity_column: str | None
+    request_model: type[BaseModel]
+    metadata: dict[str, Any]
+
+    @classmethod
+    def of(cls, scorer: TabularScorer, *, name: str, version: str, source: str, entity_column: str | None,
+           metadata: dict[str, Any], config: ServingConfig) -> ServedModel:  # fmt: skip
+        request_model = build_request_model(
+            scorer.feature_columns, config.max_batch_size, entity_column, config.max_string_length
+        )
+        return cls(scorer, name, version, source, entity_column, request_model, metadata)
+
+    @property
+    def columns(self) -> list[FeatureColumn]:
+        return self.scorer.feature_columns
+
+
 @bentoml.service(traffic={"timeout": 30})
 class TabularModelService:
-    """Scores CRM rows with the champion; one model load per worker, at start-up."""
+    """Scores CRM rows with the champion; the Bento's model at start-up, then whatever the registry's
+    ``champion`` alias points at (when ``MLFLOW_TRACKING_URI`` is set and ``serving.follow_registry``)."""
 
     def __init__(self) -> None:
         self.config = serving_config()
@@ -413,32 +451,59 @@ class TabularModelService:
         metadata = dict(model.info.metadata)
         model_dir = Path(model.path)
         verify_scorer_files(model_dir, metadata.get(SCORER_DIGEST_KEY))
-        self.scorer = TabularScorer.load(model_dir)
-        self.columns = self.scorer.feature_columns
-        self.entity_column = str(metadata.get(ENTITY_COLUMN_KEY) or "") or None
-        self.request_model = build_request_model(
-            self.columns, self.config.max_batch_size, self.entity_column, self.config.max_string_length
-        )
         self.model_tag = str(model.tag)
-        self.model_name = str(metadata.get(MODEL_NAME_KEY, model.tag.name))
-        self.model_version = str(metadata.get(MODEL_VERSION_KEY, model.tag.version))
-        self.model_metadata = metadata
+        self.served = ServedModel.of(
+            TabularScorer.load(model_dir),
+            name=str(metadata.get(MODEL_NAME_KEY, model.tag.name)),
+            version=str(metadata.get(MODEL_VERSION_KEY, model.tag.version)),
+            source=f"bento model {model.tag}",
+            entity_column=str(metadata.get(ENTITY_COLUMN_KEY) or "") or None,
+            metadata=metadata,
+            config=self.config,
+        )
         context = bentoml.server_context
         has_bento = context.bento_version not in ("", "not available")
         self.bento_tag = f"{context.bento_name}:{context.bento_version}" if has_bento else None
         self.prediction_log = _prediction_log()
         self.metrics = _metrics()
-        self.metrics.served.labels(self.model_name, VARIANT, self.model_version).set(1)
-        logger.info(
-            "serving %s version %s (BentoML model %s, Bento %s)",
-            self.model_name,
-            self.model_version,
-            self.model_tag,
-            self.bento_tag,
-        )
+        self.metrics.served.labels(self.served.name, VARIANT, self.served.version).set(1)
+        self.refusals: list[Refusal] = []
+        self.follower = self._follow()
+        logger.info("serving %s version %s (%s, Bento %s)", self.served.name, self.served.version,
+                    self.served.source, self.bento_tag)  # fmt: skip
+
+    def _follow(self) -> RegistryFollower | None:
+        """Start polling the registry's champion alias, when there is a registry to poll."""
+        tracking_uri = os.environ.get("MLFLOW_TRACKING_URI")
+        if not (self.config.follow_registry and tracking_uri):
+            logger.info("not following the registry (%s): serving the Bento's model only",
+                        "serving.follow_registry is off" if tracking_uri else "MLFLOW_TRACKING_URI is not set")  # fmt: skip
+            return None
+        follower = RegistryFollower(
+            tracking_uri, self.served.name, Alias.CHAMPION.value, self.config.poll_interval_seconds,
+            self.served.version, swap=self._swap, refuse=self._refuse,
+        )  # fmt: skip
+        follower.start()
+        return follower
+
+    def _swap(self, version: str, scorer: TabularScorer) -> None:
+        old = self.served
+        self.served = ServedModel.of(
+            scorer, name=old.name, version=version, source=f"registry models:/{old.name}/{version}",
+            entity_column=old.entity_column, metadata={MODEL_NAME_KEY: old.name, MODEL_VERSION_KEY: version},
+            config=self.config,
+        )  # fmt: skip
+        self.metrics.served.labels(old.name, VARIANT, old.version).set(0)
+        self.metrics.served.labels(old.name, VARIANT, version).set(1)
+
+    def _refuse(self, refusal: Refusal) -> None:
+        self.refusals.append(refusal)
+        self.metrics.refused.labels(self.served.name, refusal.version).inc()
 
     @bentoml.on_shutdown
     def close_prediction_log(self) -> None:
+        if self.follower is not None:
+            self.follower.stop()
         if self.prediction_log is not None:
             self.prediction_log.close()
 
@@ -452,26 +517,29 @@ class TabularModelService:
     ) -> PredictResponse:
         """Score each row; validation errors are raised as pydantic errors, which BentoML answers with 400."""
         started = time.perf_counter()
-        request = self.request_model.model_validate({"rows": rows})
+        served = self.served  # one version for the whole request, even if a swap happens meanwhile
+        request = served.request_model.model_validate({"rows": rows})
+        columns = served.columns
         # The fast path: validated rows straight to encoded arrays by the fitted transform, no DataFrame.
-        numeric, categorical = rows_to_arrays(request.rows, self.columns)
-        scores = self.scorer.predict_proba_encoded(self.scorer.transform.encode_rows(numeric, categorical))
-        decision = self.scorer.decision
+        numeric, categorical = rows_to_arrays(request.rows, columns)
+        scorer = served.scorer
+        scores = scorer.predict_proba_encoded(scorer.transform.encode_rows(numeric, categorical))
+        decision = scorer.decision
         contacts = decision.decide(scores).tolist() if decision is not None else [None] * len(scores)
         ids = [getattr(row, "request_id", None) or uuid.uuid4().hex for row in request.rows]
-        entities = entity_ids(request.rows, self.columns, self.entity_column)
-        flags = range_flags(numeric, self.scorer, self.config.out_of_range_margin)
+        entities = entity_ids(request.rows, columns, served.entity_column)
+        flags = range_flags(numeric, scorer, self.config.out_of_range_margin)
         if self.prediction_log is not None:
             self.prediction_log.append(
                 [
                     PredictionRecord(
                         request_id=request_id,
                         variant=VARIANT,
-                        model_version=self.model_version,
-                        features={c.name: getattr(row, f"f{i}") for i, c in enumerate(self.columns)},
+                        model_version=served.version,
+                        features={c.name: getattr(row, f"f{i}") for i, c in enumerate(columns)},
                         score=float(score),
                         entity_id=entity,
-                        model_name=self.model_name,
+                        model_name=served.name,
                         flags=row_flags,
                     )
                     for request_id, row, score, entity, row_flags in zip(
@@ -479,26 +547,26 @@ class TabularModelService:
                     )
                 ]
             )
-        self._observe(scores, flags, started)
+        self._observe(served, scores, flags, started)
         return PredictResponse(
             predictions=[
                 Prediction(
                     request_id=request_id,
                     score=float(score),
                     contact=contact,
-                    model_version=self.model_version,
+                    model_version=served.version,
                     flags=row_flags,
                 )
                 for request_id, score, contact, row_flags in zip(ids, scores, contacts, flags, strict=True)
             ],
-            model_name=self.model_name,
-            model_version=self.model_version,
+            model_name=served.name,
+            model_version=served.version,
             variant=VARIANT,
         )
 
-    def _observe(self, scores: np.ndarray, flags: list[list[str]], started: float) -> None:
-        metrics, labels = self.metrics, (self.model_name, VARIANT)
-        metrics.rows.labels(*labels, self.model_version).inc(len(scores))
+    def _observe(self, served: ServedModel, scores: np.ndarray, flags: list[list[str]], started: float) -> None:
+        metrics, labels = self.metrics, (served.name, VARIANT)
+        metrics.rows.labels(*labels, served.version).inc(len(scores))
         histogram = metrics.scores.labels(*labels)
         for score in scores.tolist():
             histogram.observe(score)
@@ -509,17 +577,23 @@ class TabularModelService:
 
     @bentoml.api(route="/metadata")
     async def metadata(self) -> ModelMetadata:
-        """What is being served: model name and version, feature schema, Bento and model tags."""
+        """What is being served: model name and version, where it came from, the feature schema, the Bento,
+        whether the registry is followed and which versions were refused."""
+        served = self.served
+        follower = self.follower
         return ModelMetadata(
-            model_name=self.model_name,
-            model_version=self.model_version,
+            model_name=served.name,
+            model_version=served.version,
             bento_model_tag=self.model_tag,
             bento_tag=self.bento_tag,
+            source=served.source,
+            following=None if follower is None else f"{follower.name}@{follower.alias} every {follower.interval:g} s",
+            refused=[{"version": r.version, "reason": r.reason} for r in self.refusals],
             variant=VARIANT,
             max_rows=self.config.max_batch_size,
-            features=[FeatureSchema(name=c.name, kind=c.kind) for c in self.columns],
-            metadata=self.model_metadata,
-            decision=None if self.scorer.decision is None else self.scorer.decision.to_dict(),
+            features=[FeatureSchema(name=c.name, kind=c.kind) for c in served.columns],
+            metadata=served.metadata,
+            decision=None if served.scorer.decision is None else served.scorer.decision.to_dict(),
         )
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 from mlflow.exceptions import MlflowException
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
@@ -16,7 +17,9 @@ from models.errors import UserInputError
 from models.evaluation import ChampionModel
 from models.mlflow_model import SCORER_ARTIFACT
 from models.names import Alias, tag_value
+from models.rollback import Rollback, RollbackRefused, check_rollback
 from models.scorer import TabularScorer
+from serving.registry import record_integrity
 from tasks.caching import IO_RETRIES, ONCE_PER_RUN, PER_RUN_INPUTS, REPLAYABLE
 from tasks.tracking import TrackingTarget
 
@@ -118,3 +121,41 @@ def publish_model_card(target: TrackingTarget, version: RegisteredVersion, card:
             client.log_artifact(version.run_id, str(path))
     key = re.sub(r"[^a-z0-9-]+", "-", f"model-card-{version.name}-v{version.version}".lower())
     create_markdown_artifact(key=key, markdown=card, description=f"Model card of {version.name} v{version.version}")
+
+
+@task(name="record-serving-integrity", cache_policy=PER_RUN_INPUTS, **REPLAYABLE, **IO_RETRIES)
+def record_serving_integrity(target: TrackingTarget, version: RegisteredVersion, scorer: TabularScorer,
+                             rows: pd.DataFrame) -> None:  # fmt: skip
+    """What a serving worker checks before it swaps this version in: the digest of the registry's copy of
+    the scorer files and a smoke sample of ``rows`` (held-out rows) with their scores."""
+    assert version.run_id is not None, "a registered version of the pipeline always has its run"
+    record_integrity(target.client(), target.tracking_uri, version.name, version.version, version.run_id, scorer, rows)
+
+
+@task(name="roll-back-champion", **IO_RETRIES)
+def roll_back(target: TrackingTarget, name: str, to: str | None, reason: str, by: str, at: str) -> Rollback:
+    """Move ``champion`` back to ``to`` (default: the ``previous-champion``) and record it on both versions.
+
+    The version it replaces becomes ``previous-champion``, so a rollback can itself be undone. Refused
+    (`RollbackRefused`, nothing moved) unless ``to`` once passed its promotion gate.
+    """
+    client = target.client()
+    champion = version_by_alias(target, name, Alias.CHAMPION)
+    if to is None:
+        previous = version_by_alias(target, name, Alias.PREVIOUS_CHAMPION)
+        if previous is None:
+            raise RollbackRefused(f"{name} has no {Alias.PREVIOUS_CHAMPION} to roll back to: name one with --to")
+        to = previous.version
+    try:
+        tags = client.get_model_version(name, to).tags
+    except MlflowException:
+        raise RollbackRefused(f"{name} has no version {to}") from None
+    check_rollback(name, champion.version if champion else None, to, tags, reason)
+    assert champion is not None
+    record = Rollback(model=name, from_version=champion.version, to_version=to, by=by, reason=reason, at=at)
+    client.set_registered_model_alias(name, Alias.CHAMPION, to)
+    client.set_registered_model_alias(name, Alias.PREVIOUS_CHAMPION, champion.version)
+    for version, version_tags in ((to, record.restored_tags()), (champion.version, record.demoted_tags())):
+        for key, value in version_tags.items():
+            client.set_model_version_tag(name, version, key, tag_value(value))
+    return record

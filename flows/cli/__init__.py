@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from flows.cli import monitor, pipeline, stack
+from flows.cli import monitor, pipeline, registry, stack
 from flows.cli.approvals import approvals_app
 from flows.cli.common import quiet_logging
 from flows.cli.data import data_app, validate
@@ -53,6 +53,7 @@ app.command("estimate")(pipeline.estimate_cmd)
 app.command("predict")(pipeline.predict)
 app.command("deploy")(pipeline.deploy)
 app.command("monitor")(monitor.monitor)
+app.command("rollback")(registry.rollback)
 app.command("up")(stack.up)
 app.command("status")(stack.status)
 app.command("down")(stack.down)

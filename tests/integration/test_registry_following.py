@@ -1,0 +1,256 @@
+"""A running Bento follows the registry: a moved champion alias is served without a restart or a failed
+request, `mlops rollback` moves it back (recorded, refused for versions that never passed a gate), and a
+version whose files were damaged after registration is refused while the old one keeps serving.
+
+Real components: an `mlflow server` (the local stack's command), `bentoml serve` of a built Bento, the
+session's Prefect server (the rollback flow and its event), and the `mlops` CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from infra.home import ProjectHome
+from infra.stack import SERVICES
+from models.config import FeatureConfig, ModelConfig
+from models.data.synthetic import LeadSchema, generate_leads
+from models.features import FeatureTransform
+from models.names import Alias
+from models.scorer import WEIGHTS_FILE, TabularScorer
+from models.training import train_model
+
+from conftest import free_port, stop_process, wait_http
+
+pytestmark = pytest.mark.integration
+
+SCHEMA = LeadSchema()
+FEATURES = [*SCHEMA.numeric, *SCHEMA.categorical]
+BIN = Path(sys.executable).parent
+MODEL, TOKEN = "crm-follow", "follow-secret"
+SWITCH_TIMEOUT_S = 60  # the poll interval is 0.5 s; a download, digest and smoke check take a few seconds
+PACKAGE = """
+import json, sys
+from serving.config import ServingConfig
+from serving.packaging import build_bento, save_model
+from tasks.registry import load_scorer
+tracking_uri, name, version = sys.argv[1:4]
+scorer = load_scorer(tracking_uri, f"models:/{name}/{version}")
+tag = save_model(scorer, name=name, metadata={"model_name": name, "model_version": version, "entity_id_column": "lead_id"})
+print(json.dumps({"bento": str(build_bento(tag, service_name=name, config=ServingConfig(poll_interval_seconds=0.5)))}))
+"""
+
+
+def _scorer(seed: int) -> TabularScorer:
+    leads = generate_leads(1_500, seed=seed)
+    train, val = leads.iloc[:1_200], leads.iloc[1_200:]
+    transform = FeatureTransform.fit(train, FeatureConfig(numeric=list(SCHEMA.numeric), categorical=list(SCHEMA.categorical)))
+    return train_model(
+        transform.transform(train), train[SCHEMA.target].to_numpy(), transform.transform(val),
+        val[SCHEMA.target].to_numpy(), transform=transform,
+        config=ModelConfig(architecture="mlp", hidden_sizes=[8], batch_size=256, max_epochs=1), seed=seed,
+    ).scorer  # fmt: skip
+
+
+@dataclass
+class Registry:
+    url: str
+    home: ProjectHome
+    versions: dict[str, str] = field(default_factory=dict)  # label -> version
+
+    def client(self):
+        from mlflow import MlflowClient
+
+        return MlflowClient(self.url)
+
+    def register(self, scorer: TabularScorer, decision: str) -> str:
+        """Log, register and record as the pipeline does (digest, smoke sample, gate decision)."""
+        from tasks.registry import record_serving_integrity, register_challenger
+        from tasks.tracking import TrackingTarget, log_model
+
+        target = TrackingTarget.for_store(self.url, MODEL, self.home.mlflow_artifacts)
+        experiment = self.client().get_experiment_by_name(MODEL) or self.client().get_experiment(
+            self.client().create_experiment(MODEL)
+        )
+        run_id = self.client().create_run(experiment.experiment_id).info.run_id
+        rows = generate_leads(20, seed=3)
+        uri = log_model.fn(target, run_id, scorer, rows.head(5))
+        version = register_challenger.fn(target, MODEL, uri, run_id, {})
+        record_serving_integrity.fn(target, version, scorer, rows)
+        self.client().set_model_version_tag(MODEL, version.version, "promotion.decision", decision)
+        self.client().set_model_version_tag(MODEL, version.version, "promotion.reason", f"test: {decision}")
+        return version.version
+
+    def point_champion(self, version: str) -> None:
+        self.client().set_registered_model_alias(MODEL, Alias.CHAMPION, version)
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    home = ProjectHome(tmp_path_factory.mktemp("follow") / "home")
+    port = free_port()
+    spec = SERVICES["mlflow"].spec(home, {"prefect": free_port(), "mlflow": port, "evidently": free_port()}, None)
+    for folder in spec.folders:
+        folder.mkdir(parents=True, exist_ok=True)
+    home.root.mkdir(parents=True, exist_ok=True)
+    log = home.root / "mlflow.log"
+    with log.open("w") as handle:
+        proc = subprocess.Popen(spec.command, env=spec.process_env(os.environ), stdout=handle,
+                                stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    try:
+        wait_http(f"{spec.url}/health", timeout=120, proc=proc, log=log)
+        yield Registry(spec.url, home)
+    finally:
+        stop_process(proc)
+
+
+@pytest.fixture(scope="module")
+def service(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    registry.versions["good-1"] = registry.register(_scorer(1), "approved")
+    registry.versions["good-2"] = registry.register(_scorer(2), "approved")
+    registry.versions["rejected"] = registry.register(_scorer(3), "rejected")
+    registry.point_champion(registry.versions["good-1"])
+    root = tmp_path_factory.mktemp("follow-serve")
+    env = {
+        **os.environ, "BENTOML_HOME": str(root / "bentoml"), "MLOPS_HOME": str(root / "home"),
+        "MLFLOW_TRACKING_URI": registry.url, "MLOPS_SERVING_TOKEN": TOKEN,
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+    }  # fmt: skip
+    packaged = subprocess.run([sys.executable, "-c", PACKAGE, registry.url, MODEL, registry.versions["good-1"]],
+                              cwd=root, env=env, capture_output=True, text=True, timeout=240)  # fmt: skip
+    assert packaged.returncode == 0, packaged.stderr[-3000:]
+    bento = json.loads(packaged.stdout.strip().splitlines()[-1])["bento"]
+    port = free_port()
+    log = root / "serve.log"
+    with log.open("w") as handle:
+        proc = subprocess.Popen([str(BIN / "bentoml"), "serve", bento, "--host", "127.0.0.1", "--port", str(port)],
+                                cwd=root, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{url}/readyz", timeout=120, proc=proc, log=log)
+        yield url
+    finally:
+        stop_process(proc)
+
+
+def _call(url: str, path: str, body: Any | None = None) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url + path, data=data, method="POST" if data is not None else "GET")
+    request.add_header("Content-Type", "application/json")
+    request.add_header("Authorization", f"Bearer {TOKEN}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+    except OSError as err:  # refused or reset: a failed request as a client sees it
+        return 0, str(err)
+
+
+class LoadLoop:
+    """Scores one row after another in a thread, recording each answer's status and model version."""
+
+    def __init__(self, url: str) -> None:
+        rows = generate_leads(8, seed=11)[FEATURES].to_dict(orient="records")
+        self.body = {"rows": [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()} for r in rows]}
+        self.url = url
+        self.answers: list[tuple[int, str | None]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            status, body = _call(self.url, "/predict", self.body)
+            self.answers.append((status, body["model_version"] if status == 200 else None))
+
+    def __enter__(self) -> LoadLoop:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+
+    def wait_for_version(self, version: str) -> None:
+        deadline = time.monotonic() + SWITCH_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.answers and self.answers[-1][1] == version:
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"still serving {self.answers[-1:]} after {SWITCH_TIMEOUT_S} s, expected v{version}")
+
+
+def _rollback(registry: Registry, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MLFLOW_TRACKING_URI": registry.url, "MLOPS_HOME": str(registry.home.root)}
+    return subprocess.run([str(BIN / "mlops"), "rollback", "--model", MODEL, *args], env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+
+
+def test_moves_rollback_and_refusals_while_traffic_flows(registry: Registry, service: str, prefect_server: str) -> None:
+    v1, v2, rejected = (registry.versions[k] for k in ("good-1", "good-2", "rejected"))
+    with LoadLoop(service) as load:
+        load.wait_for_version(v1)
+        # The pipeline promotes v2: the service swaps it in, no restart.
+        registry.client().set_registered_model_alias(MODEL, Alias.PREVIOUS_CHAMPION, v1)
+        registry.point_champion(v2)
+        load.wait_for_version(v2)
+
+        # A refusal names why and moves nothing (the other refusals: tests/unit/test_rollback.py).
+        refused = _rollback(registry, "--to", rejected, "--reason", "try it")
+        assert refused.returncode == 2, refused.stdout + refused.stderr[-2000:]
+        assert f"v{rejected} cannot become champion again: it was rejected at its promotion gate" in refused.stderr
+        assert registry.client().get_model_version_by_alias(MODEL, Alias.CHAMPION).version == v2
+
+        # The operator rolls back: to the previous champion by default, recorded on both versions.
+        rolled = _rollback(registry, "--reason", "conversion dropped after v2", "--by", "ops-oncall")
+        assert rolled.returncode == 0, rolled.stdout + rolled.stderr[-3000:]
+        assert f"champion is v{v1} again (was v{v2}" in rolled.stdout
+        client = registry.client()
+        assert client.get_model_version_by_alias(MODEL, Alias.CHAMPION).version == v1
+        assert client.get_model_version_by_alias(MODEL, Alias.PREVIOUS_CHAMPION).version == v2
+        restored, demoted = client.get_model_version(MODEL, v1).tags, client.get_model_version(MODEL, v2).tags
+        assert restored["rollback.restored_by"] == "ops-oncall" and restored["rollback.replaced_version"] == v2
+        assert demoted["rollback.demoted_reason"] == "conversion dropped after v2"
+        load.wait_for_version(v1)
+
+        # v2's files damaged after registration: the alias moves to it, the service refuses and keeps v1.
+        source = client.get_model_version(MODEL, v2).source
+        weights = [p for p in registry.home.mlflow_artifacts.rglob(WEIGHTS_FILE) if _belongs(p, source, client)]
+        assert len(weights) == 1, weights
+        weights[0].write_bytes(weights[0].read_bytes()[:-8] + b"corrupt!")
+        registry.point_champion(v2)
+        deadline = time.monotonic() + SWITCH_TIMEOUT_S
+        while not (status := _call(service, "/metadata", {}))[1]["refused"] and time.monotonic() < deadline:
+            time.sleep(0.5)
+        refused = status[1]["refused"]
+        assert [r["version"] for r in refused] == [v2] and "hash to" in refused[0]["reason"], refused
+        assert status[1]["model_version"] == v1 and status[1]["following"].startswith(f"{MODEL}@champion")
+        time.sleep(2)  # more polls: still the old one
+        assert load.answers[-1] == (200, v1)
+
+    statuses = [s for s, _ in load.answers]
+    assert statuses and set(statuses) == {200}, [a for a in load.answers if a[0] != 200][:5]
+    seen = [v for _, v in load.answers]
+    switches = [v for i, v in enumerate(seen) if i == 0 or v != seen[i - 1]]
+    assert switches == [v1, v2, v1], switches  # and never the damaged v2 again
+    metrics = urllib.request.urlopen(f"{service}/metrics", timeout=10).read().decode()
+    assert f'mlops_model_refused_total{{model_name="{MODEL}",model_version="{v2}"}}' in metrics
+
+
+def _belongs(path: Path, source: str, client) -> bool:
+    """Whether an artifact file on the server's disk is part of the logged model ``source`` points at."""
+    model_id = source.rstrip("/").split("/")[-1]
+    return model_id in path.parts or any(model_id in part for part in path.parts)
