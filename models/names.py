@@ -16,6 +16,7 @@ class Alias(StrEnum):
     CHALLENGER = "challenger"  # the newest candidate, before its promotion gate
     CHAMPION = "champion"  # what serving loads
     PREVIOUS_CHAMPION = "previous-champion"  # kept for rollback when the champion moves
+    CANDIDATE = "candidate"  # served beside the champion (A/B or shadow); set only by `mlops ab start`
 
 
 class Variant(StrEnum):

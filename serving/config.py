@@ -2,7 +2,28 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
+
+
+class ABConfig(BaseModel):
+    """A second model beside the champion: the version the ``candidate`` alias names (set only by
+    ``mlops ab start``, recorded like a gate decision)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["off", "ab", "shadow"] = Field(
+        default="off",
+        description="ab: a stable share of entities is scored (and answered) by the candidate as `challenger`; "
+        "shadow: the candidate scores every request too, logged as `shadow`, never returned.",
+    )
+    challenger_share: float = Field(default=0.1, gt=0.0, lt=1.0, description="Share of entities the challenger answers.")
+    key: str | None = Field(
+        default=None,
+        description="Request field whose value routes a row (a stable hash: the same lead always sees the same "
+        "variant); null = the config's id column (data.id_column). Rows without it go to the champion.",
+    )
 
 
 class ServingConfig(BaseModel):
@@ -38,3 +59,5 @@ class ServingConfig(BaseModel):
     poll_interval_seconds: float = Field(
         default=30.0, ge=0.2, description="How often each worker reads the followed alias."
     )
+
+    ab: ABConfig = Field(default_factory=ABConfig, description="A/B split or shadow scoring with the candidate alias.")

@@ -119,18 +119,20 @@ class Refusal:
 
 
 class RegistryFollower:
-    """Polls ``name@alias`` every ``interval`` seconds in a daemon thread; a new version that passes
-    `fetch_verified` is handed to ``swap(version, scorer)``, one that fails goes to ``refuse(Refusal)`` once.
+    """Polls ``name@alias`` at start and every ``interval`` seconds in a daemon thread; a new version that
+    passes `fetch_verified` is handed to ``swap(version, scorer)``, one that fails goes to ``refuse(Refusal)``
+    once, and an alias that does not exist (or no longer does) calls ``missing()`` when given.
 
     ``current`` is the version being served. Registry errors (the server unreachable) are logged and
     retried at the next poll: the served model never changes because of them.
     """
 
     def __init__(self, tracking_uri: str, name: str, alias: str, interval: float, current: str | None,
-                 swap: Callable[[str, TabularScorer], None], refuse: Callable[[Refusal], None]) -> None:  # fmt: skip
+                 swap: Callable[[str, TabularScorer], None], refuse: Callable[[Refusal], None],
+                 missing: Callable[[], None] | None = None) -> None:  # fmt: skip
         self.tracking_uri, self.name, self.alias, self.interval = tracking_uri, name, alias, interval
         self.current = current
-        self._swap, self._refuse = swap, refuse
+        self._swap, self._refuse, self._missing = swap, refuse, missing
         self.refused: dict[str, str] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"follow-{name}@{alias}", daemon=True)
@@ -145,6 +147,10 @@ class RegistryFollower:
         try:
             version = str(MlflowClient(self.tracking_uri).get_model_version_by_alias(self.name, self.alias).version)
         except MlflowException as exc:
+            if self._missing is not None and "not found" in exc.message.lower():
+                self.current = None  # the alias was removed: nothing to serve from it
+                self._missing()
+                return
             logger.warning("registry poll of %s@%s failed: %s", self.name, self.alias, exc.message)
             return
         if version == self.current or version in self.refused:
@@ -162,8 +168,9 @@ class RegistryFollower:
         logger.info("now serving %s v%s (was v%s) from %s@%s", self.name, version, previous, self.name, self.alias)
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+        while not self._stop.is_set():  # a first poll at once, then one per interval
             try:
                 self.poll_once()
             except Exception:  # a poller that dies silently would stop following: log and keep going
                 logger.exception("registry poll of %s@%s crashed", self.name, self.alias)
+            self._stop.wait(self.interval)

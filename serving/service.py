@@ -39,6 +39,7 @@ Every scored row is appended to ``$MLOPS_HOME/predictions/`` (see `monitoring.pr
 from __future__ import annotations
 
 import functools
+import hashlib
 import hmac
 import logging
 import math
@@ -62,6 +63,7 @@ from pydantic import (
     Field,
     PlainValidator,
     Strict,
+    ValidationError,
     create_model,
 )
 from pydantic_core import PydanticCustomError
@@ -70,7 +72,7 @@ from starlette.responses import JSONResponse
 from models.names import Alias, Variant
 from models.scorer import FeatureColumn, TabularScorer
 from monitoring.prediction_log import PredictionLog, PredictionRecord
-from serving.config import ServingConfig
+from serving.config import ABConfig, ServingConfig
 from serving.packaging import (
     ENTITY_COLUMN_KEY,
     MODEL_ALIAS,
@@ -217,6 +219,7 @@ class Prediction(BaseModel):
         "the model has no decision rule."
     )
     model_version: str
+    variant: str = Field(default="champion", description="Which model answered: champion or challenger (A/B).")
     flags: list[str] = Field(
         default_factory=list,
         description="Scored but suspect: `out_of_range:<column>` for a value far outside the training range.",
@@ -242,6 +245,9 @@ class ModelMetadata(BaseModel):
     bento_tag: str | None = Field(description="The served Bento; null when serving from source.")
     source: str = Field(description="Where the served model came from: the Bento's model or a registry version.")
     following: str | None = Field(description="The registry alias followed and how often; null when not following.")
+    ab: dict[str, Any] | None = Field(
+        default=None, description="A/B or shadow mode, share, routing key and the candidate served; null when off."
+    )
     refused: list[dict[str, str]] = Field(
         description="Versions the alias pointed at that failed the integrity check or to load, with why."
     )
@@ -258,10 +264,18 @@ class ModelMetadata(BaseModel):
 # --- configuration and auth -----------------------------------------------------------------------------
 
 
+AB_ENV = "MLOPS_SERVING_AB"  # JSON of serving.ab, overriding the Bento's: switch A/B or shadow without a rebuild
+
+
 def serving_config() -> ServingConfig:
-    """The ServingConfig the Bento was built with (a Bento argument); defaults when serving from source."""
+    """The ServingConfig the Bento was built with (a Bento argument; defaults when serving from source), with
+    ``serving.ab`` replaced by ``$MLOPS_SERVING_AB`` (JSON, e.g. ``{"mode": "shadow"}``) when that is set."""
     arguments = vars(bentoml.use_arguments())
-    return ServingConfig.model_validate(arguments.get(SERVING_CONFIG_ARG) or {})
+    config = ServingConfig.model_validate(arguments.get(SERVING_CONFIG_ARG) or {})
+    override = os.environ.get(AB_ENV)
+    if override:
+        config = config.model_copy(update={"ab": ABConfig.model_validate_json(override)})
+    return config
 
 
 class BearerTokenMiddleware:
@@ -407,6 +421,30 @@ def _prediction_log() -> PredictionLog | None:
     return PredictionLog(Path(home) / PREDICTIONS_DIR)
 
 
+def ab_bucket(salt: str, key: str) -> float:
+    """A stable position in [0, 1) for a routing key: the same lead always lands in the same place (BLAKE2b,
+    not Python's per-process randomised ``hash``), so every worker and every restart routes it alike."""
+    digest = hashlib.blake2b(f"{salt}\x00{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One row scored by one model version: the answer and what its log record needs."""
+
+    model_name: str
+    version: str
+    score: float
+    contact: bool | None
+    flags: list[str]
+    features: dict[str, Any]
+
+    def record(self, request_id: str, entity_id: str | None, variant: str) -> PredictionRecord:
+        return PredictionRecord(request_id=request_id, variant=variant, model_version=self.version,
+                                features=self.features, score=self.score, entity_id=entity_id,
+                                model_name=self.model_name, flags=self.flags)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class ServedModel:
     """Everything one request needs about the model it is scored by. The service swaps the whole object in
@@ -468,7 +506,10 @@ class TabularModelService:
         self.metrics = _metrics()
         self.metrics.served.labels(self.served.name, VARIANT, self.served.version).set(1)
         self.refusals: list[Refusal] = []
+        self.ab = self.config.ab
+        self.candidate: ServedModel | None = None  # the A/B challenger or the shadow, when the alias names one
         self.follower = self._follow()
+        self.candidate_follower = self._follow_candidate()
         logger.info("serving %s version %s (%s, Bento %s)", self.served.name, self.served.version,
                     self.served.source, self.bento_tag)  # fmt: skip
 
@@ -486,6 +527,50 @@ class TabularModelService:
         follower.start()
         return follower
 
+    def _follow_candidate(self) -> RegistryFollower | None:
+        """With serving.ab on, follow the ``candidate`` alias too (set only by ``mlops ab start``)."""
+        tracking_uri = os.environ.get("MLFLOW_TRACKING_URI")
+        if self.ab.mode == "off":
+            return None
+        if not tracking_uri:
+            logger.warning("serving.ab.mode is %s but MLFLOW_TRACKING_URI is not set: no candidate to serve", self.ab.mode)
+            return None
+        follower = RegistryFollower(
+            tracking_uri, self.served.name, Alias.CANDIDATE.value, self.config.poll_interval_seconds, None,
+            swap=self._swap_candidate, refuse=self._refuse, missing=self._drop_candidate,
+        )  # fmt: skip
+        follower.start()
+        return follower
+
+    def _swap_candidate(self, version: str, scorer: TabularScorer) -> None:
+        name = self.served.name
+        self.candidate = ServedModel.of(
+            scorer, name=name, version=version, source=f"registry models:/{name}/{version}",
+            entity_column=self.served.entity_column, metadata={MODEL_NAME_KEY: name, MODEL_VERSION_KEY: version},
+            config=self.config,
+        )  # fmt: skip
+        self.metrics.served.labels(name, self._candidate_variant, version).set(1)
+
+    def _drop_candidate(self) -> None:
+        if self.candidate is not None:
+            logger.info("the %s alias is gone: %s v%s no longer serves", Alias.CANDIDATE, self.candidate.name,
+                        self.candidate.version)  # fmt: skip
+            self.metrics.served.labels(self.candidate.name, self._candidate_variant, self.candidate.version).set(0)
+            self.candidate = None
+
+    @property
+    def _candidate_variant(self) -> str:
+        return Variant.SHADOW.value if self.ab.mode == "shadow" else Variant.CHALLENGER.value
+
+    def _routing_keys(self, served: ServedModel, rows: list[BaseModel], entities: list[str | None]) -> list[str | None]:
+        key = self.ab.key or served.entity_column
+        if key is None or key == served.entity_column:
+            return entities
+        index = next((i for i, c in enumerate(served.columns) if c.name == key), None)
+        return [None] * len(rows) if index is None else [
+            None if (v := getattr(row, f"f{index}")) is None else str(v) for row in rows
+        ]
+
     def _swap(self, version: str, scorer: TabularScorer) -> None:
         old = self.served
         self.served = ServedModel.of(
@@ -502,8 +587,9 @@ class TabularModelService:
 
     @bentoml.on_shutdown
     def close_prediction_log(self) -> None:
-        if self.follower is not None:
-            self.follower.stop()
+        for follower in (self.follower, self.candidate_follower):
+            if follower is not None:
+                follower.stop()
         if self.prediction_log is not None:
             self.prediction_log.close()
 
@@ -517,63 +603,90 @@ class TabularModelService:
     ) -> PredictResponse:
         """Score each row; validation errors are raised as pydantic errors, which BentoML answers with 400."""
         started = time.perf_counter()
-        served = self.served  # one version for the whole request, even if a swap happens meanwhile
+        served, candidate = self.served, self.candidate  # one pair of versions for the whole request
         request = served.request_model.model_validate({"rows": rows})
-        columns = served.columns
-        # The fast path: validated rows straight to encoded arrays by the fitted transform, no DataFrame.
-        numeric, categorical = rows_to_arrays(request.rows, columns)
-        scorer = served.scorer
-        scores = scorer.predict_proba_encoded(scorer.transform.encode_rows(numeric, categorical))
-        decision = scorer.decision
-        contacts = decision.decide(scores).tolist() if decision is not None else [None] * len(scores)
         ids = [getattr(row, "request_id", None) or uuid.uuid4().hex for row in request.rows]
-        entities = entity_ids(request.rows, columns, served.entity_column)
-        flags = range_flags(numeric, scorer, self.config.out_of_range_margin)
+        entities = entity_ids(request.rows, served.columns, served.entity_column)
+        variants = [Variant.CHAMPION.value] * len(rows)
+        if candidate is not None and self.ab.mode == "ab":
+            keys = self._routing_keys(served, request.rows, entities)
+            share = self.ab.challenger_share
+            variants = [Variant.CHALLENGER.value if k is not None and ab_bucket(served.name, k) < share
+                        else Variant.CHAMPION.value for k in keys]  # fmt: skip
+        answers: list[Scored | None] = [None] * len(rows)
+        for variant, model in ((Variant.CHAMPION.value, served), (Variant.CHALLENGER.value, candidate)):
+            picked = [i for i, v in enumerate(variants) if v == variant]
+            if not picked or model is None:
+                continue
+            scored = self._score(model, [rows[i] for i in picked] if model is not served else None, request, picked)
+            if scored is None:  # the challenger cannot read these rows (another schema): the champion answers
+                for i in picked:
+                    variants[i] = Variant.CHAMPION.value
+                scored = self._score(served, None, request, picked)
+            for i, answer in zip(picked, scored, strict=True):
+                answers[i] = answer
+        records = [
+            answer.record(request_id, entity, variant)
+            for request_id, entity, variant, answer in zip(ids, entities, variants, answers, strict=True)
+        ]
+        if candidate is not None and self.ab.mode == "shadow":
+            shadow = self._score(candidate, rows, request, list(range(len(rows))))
+            if shadow is not None:  # scored on every request, logged, never returned
+                records += [s.record(r, e, Variant.SHADOW.value) for r, e, s in zip(ids, entities, shadow, strict=True)]
+                self._observe(candidate, Variant.SHADOW.value, shadow, None)
         if self.prediction_log is not None:
-            self.prediction_log.append(
-                [
-                    PredictionRecord(
-                        request_id=request_id,
-                        variant=VARIANT,
-                        model_version=served.version,
-                        features={c.name: getattr(row, f"f{i}") for i, c in enumerate(columns)},
-                        score=float(score),
-                        entity_id=entity,
-                        model_name=served.name,
-                        flags=row_flags,
-                    )
-                    for request_id, row, score, entity, row_flags in zip(
-                        ids, request.rows, scores, entities, flags, strict=True
-                    )
-                ]
-            )
-        self._observe(served, scores, flags, started)
+            self.prediction_log.append(records)
+        for variant, model in ((Variant.CHAMPION.value, served), (Variant.CHALLENGER.value, candidate)):
+            mine = [a for a, v in zip(answers, variants, strict=True) if v == variant]
+            if mine and model is not None:
+                self._observe(model, variant, mine, started)
         return PredictResponse(
             predictions=[
-                Prediction(
-                    request_id=request_id,
-                    score=float(score),
-                    contact=contact,
-                    model_version=served.version,
-                    flags=row_flags,
-                )
-                for request_id, score, contact, row_flags in zip(ids, scores, contacts, flags, strict=True)
-            ],
+                Prediction(request_id=request_id, score=a.score, contact=a.contact, model_version=a.version,
+                           variant=variant, flags=a.flags)
+                for request_id, variant, a in zip(ids, variants, answers, strict=True)
+            ],  # fmt: skip
             model_name=served.name,
             model_version=served.version,
-            variant=VARIANT,
+            variant=variants[0] if len(set(variants)) == 1 else "mixed",
         )
 
-    def _observe(self, served: ServedModel, scores: np.ndarray, flags: list[list[str]], started: float) -> None:
-        metrics, labels = self.metrics, (served.name, VARIANT)
-        metrics.rows.labels(*labels, served.version).inc(len(scores))
+    def _score(self, model: ServedModel, raw: list[dict[str, Any]] | None, request: BaseModel,
+               picked: list[int]) -> list[Scored] | None:  # fmt: skip
+        """Score rows ``picked`` of the request with ``model``: the champion's validated rows when ``raw`` is
+        None, else ``raw`` validated by ``model``'s own request model (None when they do not validate)."""
+        if raw is None:
+            validated = [request.rows[i] for i in picked]
+        else:
+            try:
+                validated = model.request_model.model_validate({"rows": raw}).rows
+            except ValidationError as exc:
+                logger.warning("%s v%s cannot score these rows (%d errors): the champion answers",
+                               model.name, model.version, exc.error_count())  # fmt: skip
+                return None
+        columns = model.columns
+        # The fast path: validated rows straight to encoded arrays by the fitted transform, no DataFrame.
+        numeric, categorical = rows_to_arrays(validated, columns)
+        scorer = model.scorer
+        scores = scorer.predict_proba_encoded(scorer.transform.encode_rows(numeric, categorical))
+        contacts = scorer.decision.decide(scores).tolist() if scorer.decision is not None else [None] * len(scores)
+        flags = range_flags(numeric, scorer, self.config.out_of_range_margin)
+        return [
+            Scored(model.name, model.version, float(score), contact, row_flags,
+                   {c.name: getattr(row, f"f{i}") for i, c in enumerate(columns)})
+            for row, score, contact, row_flags in zip(validated, scores, contacts, flags, strict=True)
+        ]  # fmt: skip
+
+    def _observe(self, model: ServedModel, variant: str, answers: list[Scored], started: float | None) -> None:
+        metrics, labels = self.metrics, (model.name, variant)
+        metrics.rows.labels(*labels, model.version).inc(len(answers))
         histogram = metrics.scores.labels(*labels)
-        for score in scores.tolist():
-            histogram.observe(score)
-        for row_flags in flags:
-            for flag in row_flags:
+        for answer in answers:
+            histogram.observe(answer.score)
+            for flag in answer.flags:
                 metrics.out_of_range.labels(*labels, flag.removeprefix("out_of_range:")).inc()
-        metrics.latency.labels(*labels).observe(time.perf_counter() - started)
+        if started is not None:
+            metrics.latency.labels(*labels).observe(time.perf_counter() - started)
 
     @bentoml.api(route="/metadata")
     async def metadata(self) -> ModelMetadata:
@@ -589,6 +702,11 @@ class TabularModelService:
             source=served.source,
             following=None if follower is None else f"{follower.name}@{follower.alias} every {follower.interval:g} s",
             refused=[{"version": r.version, "reason": r.reason} for r in self.refusals],
+            ab=None if self.ab.mode == "off" else {
+                "mode": self.ab.mode, "challenger_share": self.ab.challenger_share,
+                "key": self.ab.key or served.entity_column,
+                "candidate_version": None if self.candidate is None else self.candidate.version,
+            },
             variant=VARIANT,
             max_rows=self.config.max_batch_size,
             features=[FeatureSchema(name=c.name, kind=c.kind) for c in served.columns],

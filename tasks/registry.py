@@ -159,3 +159,37 @@ def roll_back(target: TrackingTarget, name: str, to: str | None, reason: str, by
         for key, value in version_tags.items():
             client.set_model_version_tag(name, version, key, tag_value(value))
     return record
+
+
+def start_ab(target: TrackingTarget, name: str, version: str, *, by: str, reason: str, at: str) -> None:
+    """Point ``candidate`` at ``version`` (served beside the champion in A/B or shadow mode), recorded on the
+    version as a gate decision (``approval.ab.*``). Refused for the champion itself or an unknown version."""
+    if not reason.strip():
+        raise RollbackRefused("--reason is required: say why this version goes live (it is recorded)")
+    client = target.client()
+    try:
+        client.get_model_version(name, version)
+    except MlflowException:
+        raise RollbackRefused(f"{name} has no version {version}") from None
+    champion = version_by_alias(target, name, Alias.CHAMPION)
+    if champion is not None and champion.version == version:
+        raise RollbackRefused(f"{name} v{version} is the champion: an A/B test needs another version")
+    tags = {"approval.ab.outcome": "approved", "approval.ab.decided_by": "person", "approval.ab.approver": by,
+            "approval.ab.reason": reason, "approval.ab.decided_at": at}  # fmt: skip
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, tag_value(value))
+    client.set_registered_model_alias(name, Alias.CANDIDATE, version)
+
+
+def stop_ab(target: TrackingTarget, name: str, *, by: str, reason: str, at: str) -> str | None:
+    """Remove the ``candidate`` alias (services stop serving it within their poll interval), recorded on the
+    version; returns the version it named, None if there was none."""
+    candidate = version_by_alias(target, name, Alias.CANDIDATE)
+    if candidate is None:
+        return None
+    client = target.client()
+    for key, value in {"approval.ab.stopped_by": by, "approval.ab.stopped_reason": reason,
+                       "approval.ab.stopped_at": at}.items():  # fmt: skip
+        client.set_model_version_tag(name, candidate.version, key, tag_value(value))
+    client.delete_registered_model_alias(name, Alias.CANDIDATE)
+    return candidate.version

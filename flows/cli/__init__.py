@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from flows.cli import monitor, pipeline, registry, stack
+from flows.cli.ab import ab_app
 from flows.cli.approvals import approvals_app
 from flows.cli.common import quiet_logging
 from flows.cli.data import data_app, validate
@@ -58,3 +59,4 @@ app.command("up")(stack.up)
 app.command("status")(stack.status)
 app.command("down")(stack.down)
 app.add_typer(approvals_app, name="approvals")
+app.add_typer(ab_app, name="ab")

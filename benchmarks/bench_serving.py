@@ -1,0 +1,279 @@
+"""Serving throughput and latency: our Bento against `mlflow models serve`, the BentoML ceiling and the limit.
+
+One run, on 127.0.0.1, each server with one worker, all four serving the same scorer (trained here on
+20,000 generated leads with `configs/crm_leads.yaml`'s model section, registered in a temporary MLflow
+store):
+
+    ours      `bentoml serve` of the Bento `serving.packaging.build_bento` builds (validation, the fast
+              encoding path, the decision rule, the prediction log, metrics, bearer token), `{"rows": [...]}`
+    peer      `mlflow models serve` of the same registered version, its fastest format
+              (`{"inputs": {column: [values]}}`)
+    ceiling   a lean BentoML service doing only the network forward on pre-encoded rows (async API,
+              tracing and metrics off: benchmarks/serving_peers.py)
+    limit     a bare ASGI app under uvicorn doing the JSON parse and the same forward
+
+Load: Debian's `wrk` (a compiled client: `apt-get install wrk`), 32 connections on one thread for
+`--seconds` (60) per server and request size (1 row, 64 rows); its CPU share of the machine is printed, so
+a client-bound figure shows. Per server and size: requests/s, p50/p99 latency and non-2xx answers, plus
+the single-request p50 over 400 sequential requests on one keep-alive connection. Then the ratios and the
+targets on 2 cores: single-row p50 <= 2 ms; ours >= 0.75x the ceiling; ours >= 3x the peer; 0 errors.
+
+Run after install: .venv/bin/python benchmarks/bench_serving.py [--seconds 60] [--servers ours peer ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+TOKEN = "bench-token"
+CONNECTIONS = 32
+TARGETS = {"single_p50_ms": 2.0, "vs_ceiling": 0.75, "vs_peer": 3.0}
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer %(token)s"
+local f = io.open("%(body)s", "rb"); wrk.body = f:read("*a"); f:close()
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("RESULT %%d %%d %%d %%d %%d %%d\\n", summary.requests, e.status,
+    e.connect + e.read + e.write + e.timeout, latency:percentile(50), latency:percentile(99), summary.duration))
+end
+"""
+PACKAGE = """
+import json, sys
+from serving.config import ServingConfig
+from serving.packaging import build_bento, save_model
+from tasks.registry import load_scorer
+uri, name = sys.argv[1:3]
+scorer = load_scorer(uri, f"models:/{name}/1")
+tag = save_model(scorer, name=name, metadata={"model_name": name, "model_version": "1", "entity_id_column": "lead_id"})
+print(json.dumps({"bento": str(build_bento(tag, service_name=name, config=ServingConfig()))}))
+"""
+
+
+@dataclass
+class Load:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    non_2xx: int
+    socket_errors: int
+    requests: int
+    client_cpu_share: float  # of all cores
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(url: str, proc: subprocess.Popen, log: Path, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"{url} not ready:\n{log.read_text()[-3000:]}")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def prepare(work: Path) -> tuple[str, str, Path, pd.DataFrame]:
+    """Train, register and package the scorer; its tracking URI, Bento tag, saved folder and sample rows."""
+    import yaml
+
+    from models.config import ModelConfig
+    from models.data.synthetic import LeadSchema, generate_leads
+    from models.features import FeatureTransform
+    from models.training import train_model
+    from tasks.registry import register_challenger
+    from tasks.tracking import TrackingTarget, log_model
+
+    schema = LeadSchema()
+    leads = generate_leads(20_000, seed=0)
+    train, val = leads.iloc[:16_000], leads.iloc[16_000:]
+    config = yaml.safe_load((REPO / "configs" / "crm_leads.yaml").read_text())
+    from models.config import FeatureConfig
+
+    transform = FeatureTransform.fit(train, FeatureConfig(numeric=list(schema.numeric), categorical=list(schema.categorical)))
+    model = ModelConfig.model_validate({**config.get("model", {}), "max_epochs": 3}).for_data(len(train), float(train[schema.target].mean()))
+    scorer = train_model(transform.transform(train), train[schema.target].to_numpy(), transform.transform(val),
+                         val[schema.target].to_numpy(), transform=transform, config=model, seed=0).scorer  # fmt: skip
+    scorer.save(work / "scorer")
+    uri = f"sqlite:///{work / 'mlflow.db'}"
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    target = TrackingTarget.for_store(uri, "bench", work / "mlartifacts")
+    client = target.client()
+    experiment = client.create_experiment("bench", artifact_location=str(work / "mlartifacts"))
+    run_id = client.create_run(experiment).info.run_id
+    register_challenger.fn(target, "bench", log_model.fn(target, run_id, scorer, val.head(5)), run_id, {})
+    env = {**os.environ, "BENTOML_HOME": str(work / "bentoml")}
+    packaged = subprocess.run([sys.executable, "-c", PACKAGE, uri, "bench"], cwd=work, env=env,
+                              capture_output=True, text=True, timeout=600, check=True)  # fmt: skip
+    return uri, json.loads(packaged.stdout.strip().splitlines()[-1])["bento"], work / "scorer", val
+
+
+def bodies(server: str, rows: pd.DataFrame, scorer_dir: Path) -> bytes:
+    from models.scorer import TabularScorer
+
+    features = [c.name for c in TabularScorer.load(scorer_dir).feature_columns]
+    if server == "ours":
+        records = rows[features].astype(object).where(rows[features].notna(), None).to_dict(orient="records")
+        return json.dumps({"rows": records}).encode()
+    if server == "peer":
+        columns = {c: [None if pd.isna(v) else v for v in rows[c].tolist()] for c in features}
+        return json.dumps({"inputs": columns}).encode()
+    encoded = TabularScorer.load(scorer_dir).transform.transform(rows)
+    return json.dumps({"numeric": encoded.numeric.tolist(), "categorical": encoded.categorical.tolist()}).encode()
+
+
+def start(server: str, work: Path, uri: str, bento: str, scorer_dir: Path) -> tuple[subprocess.Popen, str, str]:
+    """The server, its base URL and the path to POST to."""
+    port = free_port()
+    env = {**os.environ, "BENTOML_HOME": str(work / "bentoml"), "MLOPS_HOME": str(work / "home"),
+           "MLOPS_SERVING_TOKEN": TOKEN, "BENCH_SCORER_DIR": str(scorer_dir), "PATH": f"{BIN}:{os.environ['PATH']}",
+           "DO_NOT_TRACK": "1", "BENTOML_DO_NOT_TRACK": "true", "PYTHONPATH": str(REPO)}  # fmt: skip
+    env.pop("MLFLOW_TRACKING_URI", None)  # ours: serve the Bento's model, no registry polling
+    host = ["--host", "127.0.0.1", "--port", str(port)]
+    commands = {
+        "ours": ([str(BIN / "bentoml"), "serve", bento, *host], "/predict", "/readyz"),
+        "peer": ([str(BIN / "mlflow"), "models", "serve", "-m", "models:/bench/1", "--env-manager", "local",
+                  "-w", "1", *host], "/invocations", "/ping"),  # fmt: skip
+        "ceiling": ([str(BIN / "bentoml"), "serve", "benchmarks.serving_peers:LeanService", *host], "/forward", "/readyz"),
+        "limit": ([str(BIN / "uvicorn"), "benchmarks.serving_peers:bare_app", "--workers", "1", "--no-access-log",
+                   "--log-level", "warning", *host], "/forward", None),  # fmt: skip
+    }
+    command, path, ready = commands[server]
+    if server == "peer":
+        env["MLFLOW_TRACKING_URI"] = uri
+    log = work / f"{server}.log"
+    with log.open("w") as handle:
+        proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    if ready is None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.2)
+    else:
+        wait_ready(url + ready, proc, log)
+    return proc, url, path
+
+
+def single_p50(url: str, path: str, body: bytes, n: int = 400) -> float:
+    parts = urllib.request.urlparse(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}
+    times = []
+    for i in range(n + 20):
+        started = time.perf_counter()
+        connection.request("POST", path, body=body, headers=headers)
+        response = connection.getresponse()
+        response.read()
+        if response.status != 200:
+            raise RuntimeError(f"{url}{path}: {response.status}")
+        if i >= 20:  # warm-up
+            times.append(time.perf_counter() - started)
+    connection.close()
+    return statistics.median(times) * 1000
+
+
+def load(url: str, path: str, body: bytes, seconds: int, work: Path) -> Load:
+    body_file = work / "body.json"
+    body_file.write_bytes(body)
+    script = work / "bench.lua"
+    script.write_text(WRK_SCRIPT % {"token": TOKEN, "body": body_file})
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.monotonic()
+    result = subprocess.run(["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", "-s", str(script), url + path],
+                            capture_output=True, text=True, timeout=seconds + 60, check=True)  # fmt: skip
+    wall = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    line = next(line for line in result.stdout.splitlines() if line.startswith("RESULT"))
+    requests, status_errors, socket_errors, p50_us, p99_us, duration_us = map(int, line.split()[1:])
+    return Load(requests / (duration_us / 1e6), p50_us / 1000, p99_us / 1000, status_errors, socket_errors, requests,
+                cpu / wall / (os.cpu_count() or 1))  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=60)
+    parser.add_argument("--servers", nargs="+", default=["ours", "peer", "ceiling", "limit"])
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed: apt-get install wrk (a compiled load client, so the client is not the bottleneck)")
+    results: dict[tuple[str, int], Load] = {}
+    singles: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
+        work = Path(tmp)
+        uri, bento, scorer_dir, rows = prepare(work)
+        for server in args.servers:
+            proc, url, path = start(server, work, uri, bento, scorer_dir)
+            try:
+                one = bodies(server, rows.head(1), scorer_dir)
+                singles[server] = single_p50(url, path, one)
+                for size in (1, 64):
+                    body = one if size == 1 else bodies(server, rows.head(64), scorer_dir)
+                    results[server, size] = load(url, path, body, args.seconds, work)
+            finally:
+                stop(proc)
+    print(f"{CONNECTIONS} connections, {args.seconds} s each, one worker per server, {os.cpu_count()} cores")
+    print(f"{'server':<9}{'rows':>5}{'rps':>10}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}{'sock err':>9}{'client cpu':>11}")
+    for (server, size), r in results.items():
+        print(f"{server:<9}{size:>5}{r.rps:>10,.0f}{r.p50_ms:>9.1f}{r.p99_ms:>9.1f}{r.non_2xx:>9}{r.socket_errors:>9}"
+              f"{r.client_cpu_share:>10.0%}")  # fmt: skip
+    for server, p50 in singles.items():
+        print(f"single-request p50 {server:<8} {p50:6.2f} ms")
+    if "ours" in singles:
+        print(f"target single-row p50 <= {TARGETS['single_p50_ms']} ms: ours {singles['ours']:.2f} ms "
+              f"(ratio {singles['ours'] / TARGETS['single_p50_ms']:.2f})")  # fmt: skip
+    for size in (1, 64):
+        ours = results.get(("ours", size))
+        if ours is None:
+            continue
+        for other, target in (("ceiling", TARGETS["vs_ceiling"]), ("peer", TARGETS["vs_peer"]), ("limit", None)):
+            if (other, size) in results:
+                ratio = ours.rps / results[other, size].rps
+                goal = f" (target >= {target})" if target else ""
+                print(f"{size:>2} rows: ours / {other:<7} {ratio:5.2f}x{goal}")
+    errors = sum(r.non_2xx + r.socket_errors for r in results.values())
+    print(f"errors over all runs: {errors} (target 0)")
+
+
+if __name__ == "__main__":
+    main()
