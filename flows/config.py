@@ -66,6 +66,22 @@ class ScheduleConfig(BaseModel):
         return self
 
 
+class BatchConfig(BaseModel):
+    """The ``batch-scoring`` pipeline: the champion scores files like live traffic (`mlops deploy`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input: Path | None = Field(
+        default=None,
+        description="File or folder (CSV/Parquet) the scheduled batch-scoring run scores (relative to the config "
+        "file); null: no batch-scoring deployment. Each file's scores go beside it as <name>.scored.<ext>.",
+    )
+    schedule: ScheduleConfig = Field(
+        default_factory=lambda: ScheduleConfig(cron="0 4 * * *"),
+        description="When the batch-scoring deployment runs; the default is daily at 04:00.",
+    )
+
+
 class PipelineConfig(BaseModel):
     """Everything one training pipeline needs, composed from the layers' own sections."""
 
@@ -95,6 +111,7 @@ class PipelineConfig(BaseModel):
     registry: RegistryConfig
     serving: ServingConfig = Field(default_factory=ServingConfig)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
+    batch: BatchConfig = Field(default_factory=BatchConfig)
 
     @model_validator(mode="after")
     def _consistent_columns(self) -> PipelineConfig:
@@ -206,4 +223,7 @@ def load_config(
     monitoring = config.monitoring
     if monitoring.retrain_data is not None:
         monitoring = monitoring.model_copy(update={"retrain_data": resolve(monitoring.retrain_data)})
-    return config.model_copy(update={"data": data, "monitoring": monitoring})
+    batch = config.batch
+    if batch.input is not None:
+        batch = batch.model_copy(update={"input": resolve(batch.input)})
+    return config.model_copy(update={"data": data, "monitoring": monitoring, "batch": batch})

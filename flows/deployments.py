@@ -10,13 +10,15 @@ from prefect.events import DeploymentEventTrigger
 from prefect.events.schemas.automations import Posture
 from prefect.schedules import Cron, Interval
 
-from flows.config import PipelineConfig
+from flows.batch import batch_scoring
+from flows.config import PipelineConfig, ScheduleConfig
 from flows.monitor import drift_monitor
 from flows.training import training_pipeline
 from tasks.monitoring import DRIFT_EVENT
 
 TAGS = ["mlops", "training"]
 MONITOR_TAGS = ["mlops", "monitoring"]
+BATCH_TAGS = ["mlops", "batch-scoring"]
 
 
 def drift_trigger(config: PipelineConfig, config_path: str) -> DeploymentEventTrigger:
@@ -42,15 +44,7 @@ def drift_trigger(config: PipelineConfig, config_path: str) -> DeploymentEventTr
 def training_deployment(config: PipelineConfig, config_path: str) -> RunnerDeployment:
     """Deployment ``training-pipeline/<config.name>``: cron or interval, in the schedule's time zone, and
     the drift trigger."""
-    schedule = config.schedule
-    if schedule.cron:
-        schedules = [Cron(schedule.cron, timezone=schedule.timezone)]
-        when = f"cron {schedule.cron!r} {schedule.timezone}"
-    elif schedule.interval_seconds:
-        schedules = [Interval(schedule.interval_seconds, timezone=schedule.timezone)]
-        when = f"every {schedule.interval_seconds} s"
-    else:
-        schedules, when = [], "no schedule: runs only when triggered"
+    schedules, when = _schedules(config.schedule, "no schedule: runs only when triggered")
     cooldown = config.monitoring.retrain_cooldown_minutes
     return training_pipeline.to_deployment(
         name=config.name,
@@ -72,4 +66,26 @@ def monitor_deployment(config: PipelineConfig, config_path: str) -> RunnerDeploy
         parameters={"config_path": config_path},
         tags=MONITOR_TAGS,
         description=f"Drift monitor of {config.registry.model_name} ({config_path}), every {minutes} min.",
+    )
+
+
+def _schedules(schedule: ScheduleConfig, unscheduled: str = "no schedule: runs only when started") -> tuple[list, str]:
+    if schedule.cron:
+        return [Cron(schedule.cron, timezone=schedule.timezone)], f"cron {schedule.cron!r} {schedule.timezone}"
+    if schedule.interval_seconds:
+        return [Interval(schedule.interval_seconds, timezone=schedule.timezone)], f"every {schedule.interval_seconds} s"
+    return [], unscheduled
+
+
+def batch_deployment(config: PipelineConfig, config_path: str) -> RunnerDeployment | None:
+    """Deployment ``batch-scoring/<config.name>`` of ``batch.input`` on ``batch.schedule``; None without an input."""
+    if config.batch.input is None:
+        return None
+    schedules, when = _schedules(config.batch.schedule)
+    return batch_scoring.to_deployment(
+        name=config.name,
+        schedules=schedules,
+        parameters={"config_path": config_path},
+        tags=BATCH_TAGS,
+        description=f"Batch scoring of {config.batch.input} with the champion of {config.registry.model_name}, {when}.",
     )

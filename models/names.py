@@ -25,6 +25,7 @@ class Variant(StrEnum):
     CHAMPION = "champion"
     CHALLENGER = "challenger"
     SHADOW = "shadow"
+    BATCH = "batch"  # scored by the batch-scoring pipeline, logged like live traffic
 
 
 # MLflow accepts tag values up to 8000 characters (5000 on older stores); 5000 fits every backend.

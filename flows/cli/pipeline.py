@@ -130,6 +130,31 @@ def predict(
     say(f"scored {len(df):,} rows with {model}; wrote {output_path}")
 
 
+def batch(
+    ctx: typer.Context,
+    config: ConfigOption,
+    input_path: Annotated[
+        Path | None, typer.Option("--input", "-i", help="File or folder to score (default: the config's batch.input).")
+    ] = None,
+) -> None:
+    """Run the batch-scoring flow once: the champion scores each new file, writes <name>.scored.<ext> beside
+    it and logs every row (variant batch) for the drift monitor."""
+    home = home_of(ctx)
+    from flows.batch import batch_scoring
+
+    state = batch_scoring(str(config.resolve()), str(input_path.resolve()) if input_path else None, return_state=True)
+    result = state.result(raise_on_failure=False)
+    if isinstance(result, UserInputError):
+        raise fail(str(result))
+    if isinstance(result, BaseException):
+        raise result
+    for path, rows in result:
+        say(f"scored {rows:,} rows: {path}")
+    if not result:
+        say("no new file to score")
+    say(f"prediction log: {home.prediction_logs}")
+
+
 def deploy(
     ctx: typer.Context,
     config: ConfigOption,
@@ -160,13 +185,19 @@ def deploy(
     from prefect import serve
 
     from flows.alerts import ensure_alerts
-    from flows.deployments import monitor_deployment, training_deployment
+    from flows.deployments import batch_deployment, monitor_deployment, training_deployment
 
     alerts = ensure_alerts(cfg, os.environ["PREFECT_API_URL"].removesuffix("/api"))
     if alerts:
         say(f"alerts to {cfg.monitoring.alert_webhook_url}: automations {', '.join(alerts)}")
 
     training, monitoring = training_deployment(cfg, config_path), monitor_deployment(cfg, config_path)
+    deployments = [training, monitoring]
     say(f"serving deployment training-pipeline/{cfg.name}: {training.description}")
-    say(f"serving deployment drift-monitor/{cfg.name}: {monitoring.description} Ctrl+C stops both")
-    serve(training, monitoring)
+    say(f"serving deployment drift-monitor/{cfg.name}: {monitoring.description}")
+    batch = batch_deployment(cfg, config_path)
+    if batch is not None:
+        deployments.append(batch)
+        say(f"serving deployment batch-scoring/{cfg.name}: {batch.description}")
+    say("Ctrl+C stops them")
+    serve(*deployments)

@@ -24,6 +24,7 @@ from flows.config import load_config
 from infra.home import ProjectHome
 from models.data.io import read_table, write_table
 from models.data.synthetic import generate_leads
+from tasks.registry import load_by_reference
 
 from conftest import small_pipeline_config
 
@@ -247,6 +248,28 @@ def test_predict_cli_matches_registry_and_bento(first_run, stack, tmp_path) -> N
 
     bento_scores = served_scores(first_run.bento_tag, rows.head(3), home=stack["home"])
     np.testing.assert_allclose(bento_scores, cli_scores[:3], rtol=0, atol=1e-6)
+
+
+def test_batch_scoring_flow_scores_new_files_and_logs_them(first_run, stack, tmp_path) -> None:
+    """`mlops batch`: each new file of a folder scored beside itself by the champion, every row in the
+    prediction log as variant `batch`; outputs and already-scored files are not scored again."""
+    from monitoring.prediction_log import log_files, read_records
+
+    folder = tmp_path / "incoming"
+    rows = read_table(stack["data"]).head(30)
+    write_table(rows.head(20), folder / "monday.csv")
+    write_table(rows.tail(10), folder / "tuesday.parquet")
+    result = CliRunner().invoke(app, ["batch", "--config", str(stack["config_path"]), "--input", str(folder)])
+    assert result.exit_code == 0, result.output
+    assert "scored 20 rows" in result.output and "scored 10 rows" in result.output
+    monday = pd.read_csv(folder / "monday.scored.csv")
+    scorer = load_by_reference(stack["home"].tracking_uri, f"{MODEL}@champion")
+    np.testing.assert_allclose(monday["score"], scorer.predict_proba(rows.head(20)), rtol=0, atol=1e-12)
+    batch = [r for r in read_records(log_files(stack["home"].prediction_logs)) if r.variant == "batch"]
+    assert len(batch) == 30 and {(r.model_name, r.model_version) for r in batch} == {(MODEL, first_run.version)}
+    assert sorted(r.entity_id for r in batch) == sorted(rows["lead_id"].astype(str))
+    again = CliRunner().invoke(app, ["batch", "--config", str(stack["config_path"]), "--input", str(folder)])
+    assert again.exit_code == 0 and "no new file to score" in again.output, again.output
 
 
 def served_scores(bento_tag: str, rows: pd.DataFrame, *, home: ProjectHome) -> np.ndarray:

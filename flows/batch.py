@@ -1,0 +1,47 @@
+"""The ``batch-scoring`` flow: the champion scores a file or a folder of files, each output written beside
+its input, every row appended to the prediction log as variant ``batch``.
+
+Wiring only: the I/O is ``tasks.batch``. A scheduled deployment (``batch.schedule``) scores ``batch.input``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact
+
+from flows.config import load_config
+from infra.home import ProjectHome
+from models.errors import UserInputError
+from tasks.batch import batch_inputs, score_file
+from tasks.registry import load_champion
+from tasks.tracking import TrackingTarget
+
+
+@flow(name="batch-scoring")
+def batch_scoring(config_path: str, input_path: str | None = None) -> list[tuple[str, int]]:
+    """Score ``input_path`` (default ``batch.input``) with the champion; the outputs and their row counts."""
+    home = ProjectHome.configured()
+    config = load_config(Path(config_path), home=home.root)
+    source = Path(input_path) if input_path else config.batch.input
+    if source is None:
+        raise UserInputError("nothing to score: give a file or folder, or set batch.input in the config")
+    registry = config.registry
+    target = TrackingTarget.for_store(home.active_tracking_uri(), registry.experiment or registry.model_name,
+                                      home.mlflow_artifacts)  # fmt: skip
+    champion = load_champion(target, registry.model_name)
+    if champion is None:
+        raise UserInputError(f"model {registry.model_name!r} has no champion yet: run `mlops run` first")
+    scored = [
+        score_file(champion.scorer, registry.model_name, champion.version, path, config.data,
+                   home.prediction_logs)
+        for path in batch_inputs(source)
+    ]  # fmt: skip
+    lines = "\n".join(f"| `{path}` | {rows:,} |" for path, rows in scored) or "| (no new file) | 0 |"
+    create_markdown_artifact(
+        key=f"batch-scoring-{registry.model_name}".lower(),
+        markdown=f"## Batch scoring with {registry.model_name} v{champion.version}\n\n| output | rows |\n|---|---|\n{lines}",
+        description="Batch scoring",
+    )
+    return [(str(path), rows) for path, rows in scored]

@@ -1,0 +1,63 @@
+"""Batch scoring I/O: which files to score, scoring one beside itself, and logging it like live traffic."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from pathlib import Path
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from models.data.config import DataConfig
+from models.data.io import read_table, write_table
+from models.errors import UserInputError
+from models.names import Variant
+from models.scorer import TabularScorer
+from monitoring.prediction_log import PredictionLog, PredictionRecord
+
+SCORED_SUFFIX = ".scored"  # <name>.scored.<ext>: the output beside each input, never scored again
+FORMATS = (".csv", ".parquet")
+
+
+def batch_inputs(path: Path) -> list[Path]:
+    """``path`` itself, or the CSV/Parquet files of a folder that are not outputs and have no output yet."""
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise UserInputError(f"{path}: no such file or folder to score")
+    return sorted(
+        p for p in path.iterdir()
+        if p.suffix in FORMATS and not p.stem.endswith(SCORED_SUFFIX) and not scored_path(p).exists()
+    )  # fmt: skip
+
+
+def scored_path(path: Path) -> Path:
+    return path.with_name(f"{path.stem}{SCORED_SUFFIX}{path.suffix}")
+
+
+def _value(v: object) -> object:
+    return None if isinstance(v, float) and not math.isfinite(v) else v
+
+
+@task(name="score-file", cache_policy=NO_CACHE)
+def score_file(scorer: TabularScorer, name: str, version: str, path: Path, data: DataConfig,
+               log_dir: Path) -> tuple[Path, int]:  # fmt: skip
+    """Score ``path`` with the champion, write ``<name>.scored.<ext>`` beside it and append every row to the
+    prediction log (variant ``batch``), so the drift monitor sees batch use too. Returns the output and rows."""
+    frame = read_table(path, delimiter=data.delimiter, na_values=data.na_values, parse_dates=data.parse_dates)
+    id_column = data.id_column
+    scored = scorer.score_frame(frame)
+    out = write_table(scored, scored_path(path))
+    canonical = scorer.transform.canonical_inputs(frame)
+    ids = frame[id_column].astype(str).tolist() if id_column and id_column in frame.columns else [None] * len(frame)
+    records = [
+        PredictionRecord(request_id=uuid.uuid4().hex, variant=Variant.BATCH.value, model_version=version,
+                         features={k: _value(v) for k, v in row.items()}, score=float(score), entity_id=entity,
+                         model_name=name)  # fmt: skip
+        for row, score, entity in zip(canonical.to_dict(orient="records"), scored["score"], ids, strict=True)
+    ]
+    with PredictionLog(log_dir) as log:
+        for start in range(0, len(records), 10_000):
+            log.append(records[start : start + 10_000])
+    return out, len(frame)
