@@ -45,6 +45,9 @@ class ServingConfig(BaseModel):
         description="A numeric value beyond the training range by more than this many times the range's width "
         "is scored but flagged (`out_of_range:<column>` in the response and the prediction log).",
     )
+    max_explain_rows: int = Field(
+        default=16, ge=1, description="Most rows one /explain request may carry (each costs 64 forward passes)."
+    )
     max_string_length: int = Field(
         default=256, ge=1, description="Longest string a categorical value or an id may be; longer is a 400."
     )

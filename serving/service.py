@@ -28,6 +28,7 @@ longer than ``max_string_length`` is a 400; a body over ``max_body_bytes`` a 413
 training-range widths outside the training range is scored and flagged (``flags`` in the response, the log
 and ``mlops_out_of_range_values_total``). Scoring goes from the validated rows straight to encoded arrays
 (`FeatureTransform.encode_rows`, the same fitted transform as training), with no per-request DataFrame.
+``/explain`` gives integrated-gradient attributions of the champion's score per raw feature (`models.explain`).
 Prometheus ``/metrics`` adds, per model and variant, rows scored, score and handler-latency histograms,
 out-of-range counts and the served version (``mlops_served_model``).
 
@@ -69,6 +70,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 from starlette.responses import JSONResponse
 
+from models.explain import explain as explain_rows
 from models.names import Alias, Variant
 from models.scorer import FeatureColumn, TabularScorer
 from monitoring.prediction_log import PredictionLog, PredictionRecord
@@ -231,6 +233,21 @@ class PredictResponse(BaseModel):
     model_name: str
     model_version: str
     variant: str
+
+
+class RowExplanation(BaseModel):
+    request_id: str
+    score: float = Field(description="Calibrated P(label = 1) of the row.")
+    baseline_score: float = Field(description="Score of the baseline row (numerics at training medians, categoricals missing).")
+    attributions: dict[str, float] = Field(description="Raw feature -> its share of score - baseline_score.")
+    gap: float = Field(description="score - baseline_score - sum(attributions): the integration's error.")
+
+
+class ExplainResponse(BaseModel):
+    explanations: list[RowExplanation]
+    model_name: str
+    model_version: str
+    method: str = "integrated gradients of the calibrated score, 64 midpoint steps, from the baseline row"
 
 
 class FeatureSchema(BaseModel):
@@ -457,6 +474,7 @@ class ServedModel:
     entity_column: str | None
     request_model: type[BaseModel]
     metadata: dict[str, Any]
+    explain_model: type[BaseModel]  # the request model of /explain: fewer rows (each costs a path integral)
 
     @classmethod
     def of(cls, scorer: TabularScorer, *, name: str, version: str, source: str, entity_column: str | None,
@@ -464,7 +482,10 @@ class ServedModel:
         request_model = build_request_model(
             scorer.feature_columns, config.max_batch_size, entity_column, config.max_string_length
         )
-        return cls(scorer, name, version, source, entity_column, request_model, metadata)
+        explain_model = build_request_model(
+            scorer.feature_columns, config.max_explain_rows, entity_column, config.max_string_length
+        )
+        return cls(scorer, name, version, source, entity_column, request_model, metadata, explain_model)
 
     @property
     def columns(self) -> list[FeatureColumn]:
@@ -694,6 +715,29 @@ class TabularModelService:
                 metrics.out_of_range.labels(*labels, flag.removeprefix("out_of_range:")).inc()
         if started is not None:
             metrics.latency.labels(*labels).observe(time.perf_counter() - started)
+
+    @bentoml.api(route="/explain")
+    async def explain(
+        self,
+        rows: Annotated[list[dict[str, Any]], Field(description="Rows to explain: feature name -> value.")],
+    ) -> ExplainResponse:
+        """Per-row attributions of the champion's score to each raw feature (integrated gradients from the
+        baseline row: numerics at their training medians, categoricals missing). They add up to
+        ``score - baseline_score`` up to ``gap``. At most ``serving.max_explain_rows`` rows per request."""
+        served = self.served
+        request = served.explain_model.model_validate({"rows": rows})
+        numeric, categorical = rows_to_arrays(request.rows, served.columns)
+        encoded = served.scorer.transform.encode_rows(numeric, categorical)
+        ids = [getattr(row, "request_id", None) or uuid.uuid4().hex for row in request.rows]
+        return ExplainResponse(
+            explanations=[
+                RowExplanation(request_id=request_id, score=e.score, baseline_score=e.baseline_score,
+                               attributions=e.attributions, gap=e.gap)
+                for request_id, e in zip(ids, explain_rows(served.scorer, encoded), strict=True)
+            ],  # fmt: skip
+            model_name=served.name,
+            model_version=served.version,
+        )
 
     @bentoml.api(route="/metadata")
     async def metadata(self) -> ModelMetadata:

@@ -193,10 +193,22 @@ class LoadLoop:
         raise AssertionError(f"still serving {self.answers[-1:]} after {SWITCH_TIMEOUT_S} s, expected v{version}")
 
 
-def _rollback(registry: Registry, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "MLFLOW_TRACKING_URI": registry.url, "MLOPS_HOME": str(registry.home.root)}
-    return subprocess.run([str(BIN / "mlops"), "rollback", "--model", MODEL, *args], env=env,
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+def _mlops(env: dict[str, str], *args: str):
+    """An `mlops` command as typed, run in this process (Typer's runner: the CLI's own parsing, output and
+    exit code, without another interpreter start-up per call)."""
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    # Every variable the CLI would otherwise set for the rest of this process (ProjectHome.configure_environment).
+    home = ProjectHome(Path(env["MLOPS_HOME"]))
+    env = {"BENTOML_HOME": str(home.bentoml), **env}
+    return CliRunner().invoke(app, list(args), env=env)
+
+
+def _rollback(registry: Registry, *args: str):
+    env = {"MLFLOW_TRACKING_URI": registry.url, "MLOPS_HOME": str(registry.home.root)}
+    return _mlops(env, "rollback", "--model", MODEL, *args)
 
 
 def test_moves_rollback_and_refusals_while_traffic_flows(registry: Registry, service: str, prefect_server: str) -> None:
@@ -210,14 +222,14 @@ def test_moves_rollback_and_refusals_while_traffic_flows(registry: Registry, ser
 
         # A refusal names why and moves nothing (the other refusals: tests/unit/test_rollback.py).
         refused = _rollback(registry, "--to", rejected, "--reason", "try it")
-        assert refused.returncode == 2, refused.stdout + refused.stderr[-2000:]
-        assert f"v{rejected} cannot become champion again: it was rejected at its promotion gate" in refused.stderr
+        assert refused.exit_code == 2, refused.output
+        assert f"v{rejected} cannot become champion again: it was rejected at its promotion gate" in refused.output
         assert registry.client().get_model_version_by_alias(MODEL, Alias.CHAMPION).version == v2
 
         # The operator rolls back: to the previous champion by default, recorded on both versions.
         rolled = _rollback(registry, "--reason", "conversion dropped after v2", "--by", "ops-oncall")
-        assert rolled.returncode == 0, rolled.stdout + rolled.stderr[-3000:]
-        assert f"champion is v{v1} again (was v{v2}" in rolled.stdout
+        assert rolled.exit_code == 0, rolled.output
+        assert f"champion is v{v1} again (was v{v2}" in rolled.output
         client = registry.client()
         assert client.get_model_version_by_alias(MODEL, Alias.CHAMPION).version == v1
         assert client.get_model_version_by_alias(MODEL, Alias.PREVIOUS_CHAMPION).version == v2
@@ -319,11 +331,9 @@ def test_ab_split_and_shadow_follow_the_candidate_alias(registry: Registry, ab_s
     # The version the services serve: the first test left the alias on a damaged version they refuse.
     champion = _call(ab_url, "/metadata", {})[1]["model_version"]
     candidate = registry.versions["rejected"]
-    env = {**os.environ, "MLFLOW_TRACKING_URI": registry.url, "MLOPS_HOME": str(ab_home)}
-    mlops = [str(BIN / "mlops"), "ab"]
-    started = subprocess.run([*mlops, "start", "--model", MODEL, "--version", candidate, "--reason", "live trial",
-                              "--by", "ops"], env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
-    assert started.returncode == 0, started.stderr[-2000:]
+    env = {"MLFLOW_TRACKING_URI": registry.url, "MLOPS_HOME": str(ab_home)}
+    started = _mlops(env, "ab", "start", "--model", MODEL, "--version", candidate, "--reason", "live trial", "--by", "ops")
+    assert started.exit_code == 0, started.output
     assert registry.client().get_model_version(MODEL, candidate).tags["approval.ab.approver"] == "ops"
     for url in (ab_url, shadow_url):
         _wait_candidate(url, candidate)
@@ -351,15 +361,13 @@ def test_ab_split_and_shadow_follow_the_candidate_alias(registry: Registry, ab_s
     labels = tmp_path / "outcomes.csv"
     rng = np.random.default_rng(0)
     labels.write_text("lead_id,converted\n" + "".join(f"{i},{int(rng.random() < 0.2)}\n" for i in ids))
-    report = subprocess.run([*mlops, "report", "--model", MODEL, "--labels", str(labels), "--config",
-                             str(Path(__file__).resolve().parents[2] / "configs" / "crm_leads.yaml")],
-                            env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
-    assert report.returncode == 0, report.stderr[-2000:]
+    config = Path(__file__).resolve().parents[2] / "configs" / "crm_leads.yaml"
+    report = _mlops(env, "ab", "report", "--model", MODEL, "--labels", str(labels), "--config", str(config))
+    assert report.exit_code == 0, report.output
     for text in ("champion", "challenger", "always-valid", "recommendation: "):
-        assert text in report.stdout, report.stdout
+        assert text in report.output, report.output
 
-    stopped = subprocess.run([*mlops, "stop", "--model", MODEL, "--reason", "done"], env=env, capture_output=True,
-                             text=True, timeout=120)  # fmt: skip
-    assert stopped.returncode == 0 and f"candidate v{candidate} removed" in stopped.stdout, stopped.stderr[-2000:]
+    stopped = _mlops(env, "ab", "stop", "--model", MODEL, "--reason", "done")
+    assert stopped.exit_code == 0 and f"candidate v{candidate} removed" in stopped.output, stopped.output
     _wait_candidate(ab_url, None)
     assert {v for v, _ in _variants(ab_url, ids[:500]).values()} == {"champion"}

@@ -318,6 +318,21 @@ def test_generated_requests_never_get_a_5xx(served: Served, tmp_path: Path) -> N
     assert 200 in statuses and 400 in statuses  # both valid and invalid requests were among them
 
 
+def test_explanations_are_in_raw_features_and_add_up(served: Served) -> None:
+    rows = as_request_rows(served.rows.iloc[:5])
+    status, body = call(served.url, "/explain", {"rows": rows})
+    assert status == 200, body
+    expected = served.scorer.predict_proba(served.rows.iloc[:5])
+    for explanation, score in zip(body["explanations"], expected, strict=True):
+        assert explanation["score"] == pytest.approx(score, abs=1e-6)
+        assert set(explanation["attributions"]) == set(FEATURES)
+        total = sum(explanation["attributions"].values())
+        # Integrated gradients add up to the score difference from the baseline, up to the quadrature error.
+        assert abs(explanation["score"] - explanation["baseline_score"] - total) <= 0.01
+    status, body = call(served.url, "/explain", {"rows": rows * 4})  # 20 > max_explain_rows (16)
+    assert status == 400 and error_locations(body) == [["rows"]], body
+
+
 def test_missing_token_is_rejected_but_probes_stay_open(served: Served) -> None:
     row = as_request_rows(served.rows.iloc[:1])
     assert call(served.url, "/predict", {"rows": row}, token=None)[0] == 401
