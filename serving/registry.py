@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import tempfile
 import threading
 from collections.abc import Callable
@@ -70,6 +71,7 @@ def check_smoke(scorer: TabularScorer, smoke: dict[str, Any]) -> None:
 
 def download_scorer_dir(tracking_uri: str, model_uri: str, into: Path) -> Path:
     """The scorer folder of a logged model (``models:/NAME/VERSION``), downloaded under ``into``."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no progress bars in a server log
     mlflow.set_tracking_uri(tracking_uri)
     local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(into))
     return Path(local) / "artifacts" / SCORER_ARTIFACT

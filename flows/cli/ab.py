@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import getpass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -19,35 +18,34 @@ ReasonOption = Annotated[str, typer.Option("--reason", help="Why; recorded on th
 ByOption = Annotated[str | None, typer.Option("--by", help="Who decides (default: your login name).")]
 
 
-def _target(home, model: str):
-    from tasks.tracking import TrackingTarget
-
-    return TrackingTarget.for_store(home.active_tracking_uri(), model, home.mlflow_artifacts)
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+def _run(flow_state):
+    result = flow_state.result(raise_on_failure=False)
+    if isinstance(result, UserInputError):
+        raise fail(str(result))
+    if isinstance(result, BaseException):
+        raise result
+    return result
 
 
 @ab_app.command("start")
 def ab_start(ctx: typer.Context, model: ModelOption, version: Annotated[str, typer.Option("--version", "-v")],
              reason: ReasonOption, by: ByOption = None) -> None:  # fmt: skip
-    """Point `candidate` at VERSION: services with serving.ab on serve it beside the champion."""
-    from tasks.registry import start_ab
+    """Point `candidate` at VERSION: services with serving.ab on serve it beside the champion. Recorded on the
+    version (approval.ab.*) and as the Prefect event mlops.model.ab_started."""
+    from flows.ab import ab_start as start_flow
 
-    try:
-        start_ab(_target(home_of(ctx), model), model, version, by=by or getpass.getuser(), reason=reason, at=_now())
-    except UserInputError as exc:
-        raise fail(str(exc)) from None
+    home_of(ctx)
+    _run(start_flow(model, version, reason, by or getpass.getuser(), return_state=True))
     say(f"{model}: v{version} is the candidate; services with serving.ab on serve it within their poll interval")
 
 
 @ab_app.command("stop")
 def ab_stop(ctx: typer.Context, model: ModelOption, reason: ReasonOption, by: ByOption = None) -> None:
-    """Remove `candidate`: services go back to the champion alone."""
-    from tasks.registry import stop_ab
+    """Remove `candidate`: services go back to the champion alone (event mlops.model.ab_stopped)."""
+    from flows.ab import ab_stop as stop_flow
 
-    stopped = stop_ab(_target(home_of(ctx), model), model, by=by or getpass.getuser(), reason=reason, at=_now())
+    home_of(ctx)
+    stopped = _run(stop_flow(model, reason, by or getpass.getuser(), return_state=True))
     say(f"{model}: candidate v{stopped} removed" if stopped else f"{model} has no candidate")
 
 

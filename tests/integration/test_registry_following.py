@@ -323,8 +323,8 @@ def _wait_candidate(url: str, version: str | None) -> None:
         time.sleep(0.5)
 
 
-def test_ab_split_and_shadow_follow_the_candidate_alias(registry: Registry, ab_services: dict,
-                                                          tmp_path: Path) -> None:  # fmt: skip
+def test_ab_split_and_shadow_follow_the_candidate_alias(registry: Registry, ab_services: dict, tmp_path: Path,
+                                                          prefect_server: str) -> None:  # fmt: skip
     from monitoring.prediction_log import log_files, read_records
 
     (ab_url, ab_home), (shadow_url, shadow_home) = ab_services["ab"], ab_services["shadow"]
