@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import tempfile
 import threading
@@ -43,18 +42,10 @@ SMOKE_ROWS = 16
 SMOKE_TOLERANCE = 1e-5
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float | np.floating) and not math.isfinite(float(value)):
-        return None
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
 def smoke_sample(scorer: TabularScorer, rows: pd.DataFrame) -> dict[str, Any]:
     """The smoke record of ``scorer``: up to SMOKE_ROWS canonical rows (JSON-safe) and their scores."""
     canonical = scorer.transform.canonical_inputs(rows.head(SMOKE_ROWS))
-    records = [{k: _json_safe(v) for k, v in r.items()} for r in canonical.to_dict(orient="records")]
+    records = json.loads(canonical.to_json(orient="records", double_precision=15))  # NaN/None -> null
     return {"rows": records, "scores": scorer.predict_proba(canonical).tolist()}
 
 

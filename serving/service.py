@@ -54,7 +54,6 @@ from typing import Annotated, Any
 
 import bentoml
 import numpy as np
-import pandas as pd
 from bentoml.exceptions import NotFound
 from pydantic import (
     AliasChoices,
@@ -183,17 +182,6 @@ def rows_to_arrays(rows: list[BaseModel], columns: list[FeatureColumn]) -> tuple
     categorical = [i for i, c in enumerate(columns) if c.kind == "categorical"]
     block = np.array([[getattr(row, f"f{i}") for i in numeric] for row in rows], dtype=np.float64)
     return block.reshape(len(rows), len(numeric)), [[getattr(row, f"f{i}") for row in rows] for i in categorical]
-
-
-def rows_to_frame(rows: list[BaseModel], columns: list[FeatureColumn]) -> pd.DataFrame:
-    """Validated rows as the frame the scorer's DataFrame path expects (float64 numerics, object categoricals):
-    what the encoding-parity test compares the fast path with."""
-    block, categorical = rows_to_arrays(rows, columns)
-    numeric = [c.name for c in columns if c.kind == "numeric"]
-    names = [c.name for c in columns if c.kind == "categorical"]
-    data: dict[str, np.ndarray] = {name: block[:, j] for j, name in enumerate(numeric)}
-    data |= {name: np.array(values, dtype=object) for name, values in zip(names, categorical, strict=True)}
-    return pd.DataFrame(data)[[c.name for c in columns]]
 
 
 def entity_ids(rows: list[BaseModel], columns: list[FeatureColumn], entity_column: str | None) -> list[str | None]:

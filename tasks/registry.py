@@ -15,11 +15,10 @@ from prefect.artifacts import create_markdown_artifact
 
 from models.errors import UserInputError
 from models.evaluation import ChampionModel
-from models.mlflow_model import SCORER_ARTIFACT
 from models.names import Alias, tag_value
 from models.rollback import Rollback, RollbackRefused, check_rollback
 from models.scorer import TabularScorer
-from serving.registry import record_integrity
+from serving.registry import download_scorer_dir, record_integrity
 from tasks.caching import IO_RETRIES, ONCE_PER_RUN, PER_RUN_INPUTS, REPLAYABLE
 from tasks.tracking import TrackingTarget
 
@@ -39,10 +38,8 @@ class RegisteredVersion:
 
 def load_scorer(tracking_uri: str, model_uri: str) -> TabularScorer:
     """Download a logged model's scorer folder and load it (the transform comes with it)."""
-    mlflow.set_tracking_uri(tracking_uri)
     with tempfile.TemporaryDirectory() as tmp:
-        local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp)
-        return TabularScorer.load(Path(local) / "artifacts" / SCORER_ARTIFACT)
+        return TabularScorer.load(download_scorer_dir(tracking_uri, model_uri, Path(tmp)))
 
 
 def load_by_reference(tracking_uri: str, reference: str) -> TabularScorer:
