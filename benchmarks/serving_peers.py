@@ -6,7 +6,9 @@
 - ``bare_app``: the limit. A bare ASGI callable (no framework) doing the JSON parse and the same forward.
   ``uvicorn benchmarks.serving_peers:bare_app``.
 
-Both load the scorer saved under ``$BENCH_SCORER_DIR`` (a `TabularScorer.save` folder) once per process.
+Both load the scorer saved under ``$BENCH_SCORER_DIR`` (a `TabularScorer.save` folder) once per process and
+run the forward on as many PyTorch threads as our service does (`ServingConfig.torch_threads`), so the three
+differ only in what surrounds the forward.
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ import bentoml
 import torch
 
 from models.scorer import TabularScorer
+from serving.config import ServingConfig
 
 
 @cache
 def _scorer() -> TabularScorer:
+    torch.set_num_threads(ServingConfig().torch_threads)
     return TabularScorer.load(Path(os.environ["BENCH_SCORER_DIR"]))
 
 

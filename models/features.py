@@ -276,8 +276,11 @@ class FeatureTransform:
         codes = np.empty((n, len(self.spec.categorical)), dtype=np.int64)  # [n, n_cat]
         for j, (values, lookup) in enumerate(zip(categorical, self._lookups, strict=True)):
             assert len(values) == n, "every categorical column needs one value per row"
+            # Strings, the common case, go straight to the dict; everything else is cast as `transform` casts it.
             codes[:, j] = [
-                MISSING_INDEX if v is None or (isinstance(v, float) and v != v) else lookup.get(_category_str(v), UNKNOWN_INDEX)
+                lookup.get(v, UNKNOWN_INDEX) if type(v) is str
+                else MISSING_INDEX if v is None or (isinstance(v, float) and v != v)
+                else lookup.get(_category_str(v), UNKNOWN_INDEX)
                 for v in values
             ]  # fmt: skip
         return EncodedFeatures(numeric=self._encode_numeric(block), categorical=codes)

@@ -12,11 +12,13 @@ import json
 import os
 import socket
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
+
+import orjson
 
 FILE_PREFIX = "predictions-"
 FILE_SUFFIX = ".jsonl"
@@ -40,8 +42,11 @@ class PredictionRecord:
     flags: list[str] = field(default_factory=list)  # e.g. "out_of_range:<column>"
 
     def to_json(self) -> str:
-        # vars(), not dataclasses.asdict: asdict deep-copies every features dict, the log's main cost per row.
-        return json.dumps(vars(self), separators=(",", ":"), default=str)
+        """One compact JSON line (no newline). Non-finite floats become null, as JSON has no NaN; anything
+        not JSON-native is written as its str()."""
+        # vars(), not dataclasses.asdict: asdict deep-copies every features dict. orjson: the log line is
+        # the serving path's main cost per row after the forward, and orjson writes it several times faster.
+        return orjson.dumps(vars(self), default=str).decode()
 
 
 class PredictionLog:
@@ -72,9 +77,17 @@ class PredictionLog:
 
     def append(self, records: Sequence[PredictionRecord]) -> None:
         """Write one line per record and flush once (one call per request)."""
-        if not records:
-            return
-        payload = "".join(record.to_json() + "\n" for record in records)
+        if records:
+            self._write("".join(record.to_json() + "\n" for record in records))
+
+    def append_dicts(self, records: Sequence[Mapping[str, Any]]) -> None:
+        """`append` for records given as dicts with exactly `PredictionRecord`'s fields, ``timestamp``
+        included: the serving path, which builds no object per row. They read back as `PredictionRecord`s."""
+        if records:
+            self._write(b"".join(orjson.dumps(record, default=str, option=orjson.OPT_APPEND_NEWLINE)
+                                 for record in records).decode())  # fmt: skip
+
+    def _write(self, payload: str) -> None:
         with self._lock:
             handle = self._open_for(self.clock().strftime("%Y-%m-%d"))
             handle.write(payload)

@@ -62,5 +62,12 @@ class ServingConfig(BaseModel):
     poll_interval_seconds: float = Field(
         default=30.0, ge=0.2, description="How often each worker reads the followed alias."
     )
+    torch_threads: int = Field(
+        default=1,
+        ge=1,
+        description="PyTorch intra-op threads per worker. A forward of up to max_batch_size rows takes well under "
+        "a millisecond on one thread; a second thread only contends with the worker's event loop and the other "
+        "workers (scale with more workers instead).",
+    )
 
     ab: ABConfig = Field(default_factory=ABConfig, description="A/B split or shadow scoring with the candidate alias.")

@@ -9,6 +9,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import mlflow
 import numpy as np
@@ -39,7 +40,9 @@ from monitoring.workspace import dashboard_url, record_check
 from tasks.caching import IO_RETRIES, PER_RUN_INPUTS, REPLAYABLE
 from tasks.registry import RegisteredVersion, load_scorer, version_by_alias
 from tasks.tracking import TrackingTarget
-from tasks.training import PreparedData
+
+if TYPE_CHECKING:  # tasks.training imports Ray (the sweep): seconds at every `mlops monitor` start
+    from tasks.training import PreparedData
 
 REFERENCE_FOLDER = "drift_reference"
 REFERENCE_TAG = "monitoring.reference"  # on the version: the artifact URI of its reference

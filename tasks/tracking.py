@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow
 import pandas as pd
@@ -25,8 +25,10 @@ from prefect import task
 from models.mlflow_model import SCORER_ARTIFACT, ScorerPyfunc, pip_requirements
 from models.names import tag_value
 from models.scorer import TabularScorer
-from models.sweep import TrialSummary
 from tasks.caching import IO_RETRIES, ONCE_PER_RUN, PER_RUN_INPUTS, REPLAYABLE
+
+if TYPE_CHECKING:  # models.sweep imports Ray: seconds at start-up of every command that only tracks
+    from models.sweep import TrialSummary
 
 MAX_BATCH = 900  # MLflow accepts up to 1000 metrics per log_batch call
 MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value

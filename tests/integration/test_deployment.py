@@ -1,15 +1,10 @@
 """Deployments as a platform owner runs them: `mlops deploy` serving the training pipeline against
-a real Prefect server; a run suspends at the promotion gate and an approver decides.
+a real Prefect server, with the config's cron schedule.
 
-One runner serves one deployment for the module, with a cron schedule that fires every minute.
-
-1. A run of the deployment suspends at the promotion gate (its runner is released); approving it
-   through the API completes the run, moves `champion`, writes the decision tags, and the sweep is
-   not run a second time (the resumed run replays persisted task results).
-2. The cron schedule fires on its own and the runner starts the run. That run is cancelled as soon as
-   it has started, and the deployment paused: the pipeline itself is the one of (1), and a second
-   pipeline on the same data would only compete with it for the machine. Waiting for the schedule
-   overlaps with (1) instead of adding up to a minute to it.
+One runner serves one deployment for the module, with a cron schedule that fires every minute. The
+schedule fires on its own and the runner starts the run; that run is cancelled as soon as it has
+started, and the deployment paused: a whole deployment run, suspended at the promotion gate, approved
+and replayed without retraining, is test_drift_loop's (there the drift event starts it).
 
 A person's rejection keeping the champion is checked on a local run, in test_training_pipeline: the
 gate and the decision tags are the same code for both kinds of run.
@@ -30,17 +25,12 @@ from pathlib import Path
 from uuid import UUID
 
 import pytest
-from mlflow.tracking import MlflowClient
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
     DeploymentFilter,
     DeploymentFilterName,
-    FlowRunFilter,
-    FlowRunFilterId,
 )
 from prefect.client.schemas.objects import FlowRun, StateType
-from prefect.deployments import run_deployment
-from prefect.flow_runs import resume_flow_run
 from prefect.states import Cancelling, State
 
 from infra.home import ProjectHome
@@ -108,19 +98,6 @@ class Runner:
 class Served:
     runner: Runner
     deployment_id: UUID
-
-
-def _wait_state(run_id: UUID, predicate, what: str, runner: Runner, timeout: float = 420):
-    deadline = time.monotonic() + timeout
-    with get_client(sync_client=True) as client:
-        while time.monotonic() < deadline:
-            state = client.read_flow_run(run_id).state
-            if state is not None and predicate(state):
-                return state
-            if state is not None and (state.is_failed() or state.is_crashed()):
-                raise AssertionError(f"run {run_id} ended {state.name}: {state.message}\n{runner.tail()}")
-            time.sleep(1)
-    raise TimeoutError(f"run {run_id} did not become {what} in {timeout} s\n{runner.tail()}")
 
 
 def _deployment_id(name: str, timeout: float, runner: Runner) -> UUID:
@@ -216,49 +193,12 @@ def scheduled(served: Served) -> Iterator[FirstScheduledRun]:
         watcher.stop()
 
 
-@pytest.fixture(scope="module")
-def approved(served: Served, scheduled: FirstScheduledRun) -> FlowRun:
-    """A run of the deployment started through the API, suspended at the gate and approved by alice."""
-    runner = served.runner
-    flow_run = run_deployment("training-pipeline/deploy-cron", timeout=0)
-    state = _wait_state(flow_run.id, lambda s: s.is_paused(), "suspended", runner)
-    assert state.name == "Suspended", "a deployment run releases its runner at the gate"
-    resume_flow_run(flow_run.id, run_input={"approved": True, "approver": "alice", "comment": "ship it"})
-    _wait_state(flow_run.id, lambda s: s.is_completed(), "completed", runner)
-    return flow_run
-
-
 def test_deployment_carries_the_configs_schedule(served: Served) -> None:
     with get_client(sync_client=True) as client:
         deployment = client.read_deployment(served.deployment_id)
     [schedule] = deployment.schedules
     assert (schedule.schedule.cron, schedule.schedule.timezone) == ("* * * * *", "UTC")
     assert deployment.parameters["config_path"].endswith("deploy-cron.yaml")
-
-
-def test_suspended_run_is_approved_without_retraining(env, approved: FlowRun) -> None:
-    client = MlflowClient(env["home"].tracking_uri)
-    champion = client.get_model_version_by_alias(MODEL, "champion")
-    tags = champion.tags
-    assert tags["approval.promotion.outcome"] == "approved" and tags["approval.promotion.approver"] == "alice"
-    assert (
-        tags["approval.promotion.decided_by"] == "human" and tags["approval.promotion.comment"] == "ship it"
-    )
-    assert tags["prefect.flow_run_id"] == str(approved.id)
-
-    # The resumed run replayed the sweep from its persisted result: one sweep, one set of trial runs.
-    with get_client(sync_client=True) as prefect:
-        task_runs = prefect.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[approved.id]))
-        )
-    sweeps = [t for t in task_runs if t.name.startswith("hyperparameter-sweep")]
-    assert [t.state.name for t in sweeps].count("Completed") == 1, [t.state.name for t in sweeps]
-    assert all(t.state.name in ("Completed", "Cached") for t in sweeps)
-    experiment = client.get_experiment_by_name(MODEL)
-    parents = client.search_runs(
-        [experiment.experiment_id], filter_string=f"tags.`prefect.flow_run_id` = '{approved.id}'"
-    )
-    assert len(parents) == 1
 
 
 def test_cron_schedule_fires_and_the_runner_starts_the_run(

@@ -5,7 +5,9 @@
 2. An undrifted batch: `mlops monitor` exits 0 and emits no event.
 3. A drifted batch: `mlops monitor` exits 1, emits `mlops.drift.detected` (the receiver is notified), and
    the training deployment's trigger starts a run by itself on the labelled source the event names; the run
-   suspends at the promotion gate (the receiver is notified again), an approver resumes it, it completes.
+   suspends at the promotion gate (the receiver is notified again), an approver resumes it, it completes:
+   the new version is champion with the person's decision on it, and the sweep was not run twice (the
+   resumed run replays persisted task results).
 4. A second drift inside the cooldown starts no second run.
 """
 
@@ -22,15 +24,21 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from mlflow.tracking import MlflowClient
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+from prefect.client.schemas.filters import (
+    DeploymentFilter,
+    DeploymentFilterName,
+    FlowRunFilter,
+    FlowRunFilterId,
+)
 from prefect.flow_runs import resume_flow_run
 
 from infra.home import ProjectHome
 from models.data.io import write_table
 from models.data.synthetic import generate_leads
 
-from conftest import free_port, small_pipeline_config, stop_process
+from conftest import free_port, mlops_in_process, small_pipeline_config, stop_process
 
 pytestmark = pytest.mark.integration
 
@@ -115,7 +123,9 @@ def loop(tmp_path_factory: pytest.TempPathFactory, prefect_server: str, receiver
         runner = subprocess.Popen([MLOPS, "deploy", "--config", str(config)], cwd=REPO, env=env, stdout=handle,
                                   stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
     try:
-        yield {"root": root, "env": env, "config": config, "log": log, "deployment": _deployment_id(NAME, log)}
+        cli_env = {key: env[key] for key in ("MLOPS_HOME", "MLFLOW_TRACKING_URI", "BENTOML_HOME")}
+        yield {"root": root, "env": env, "cli_env": cli_env, "config": config, "log": log,
+               "deployment": _deployment_id(NAME, log)}  # fmt: skip
     finally:
         stop_process(runner)
 
@@ -132,9 +142,10 @@ def _deployment_id(name: str, log: Path, timeout: float = 120):
     raise TimeoutError(f"deployments {name} were not registered\n{log.read_text()[-3000:]}")
 
 
-def _monitor(loop: dict, batch: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([MLOPS, "monitor", "--config", str(loop["config"]), "--data", str(batch)], cwd=REPO,
-                          env=loop["env"], capture_output=True, text=True, timeout=300)  # fmt: skip
+def _monitor(loop: dict, batch: Path | None = None) -> subprocess.CompletedProcess:
+    """`mlops monitor` as typed, in this process (the CLI start-up is most of a check's time)."""
+    data = [] if batch is None else ["--data", str(batch)]
+    return mlops_in_process(loop["cli_env"], "monitor", "--config", str(loop["config"]), *data)
 
 
 def _training_runs(deployment_id) -> list:
@@ -191,6 +202,26 @@ def test_drift_retrains_once_per_cooldown(loop: dict, receiver: Receiver) -> Non
     assert state.is_completed(), f"{state.name}: {state.message}\n{loop['log'].read_text()[-3000:]}"
     # The second drift came inside the 60-minute cooldown: still the one run.
     assert [r.id for r in _training_runs(loop["deployment"])] == [run.id]
+    _assert_approved_without_retraining(loop, run.id)
+
+
+def _assert_approved_without_retraining(loop: dict, run_id) -> None:
+    """The resumed deployment run moved `champion` with the person's decision on the version, and replayed
+    the sweep from its persisted result instead of running it again (one sweep, one MLflow parent run)."""
+    client = MlflowClient(loop["env"]["MLFLOW_TRACKING_URI"])
+    champion = client.get_model_version_by_alias(MODEL, "champion")
+    assert str(champion.version) == "2", "the retrained version is the champion"
+    tags = champion.tags
+    assert (tags["approval.promotion.outcome"], tags["approval.promotion.approver"]) == ("approved", "ops")
+    assert (tags["approval.promotion.decided_by"], tags["approval.promotion.comment"]) == ("human", "drift retrain")
+    assert tags["prefect.flow_run_id"] == str(run_id)
+    with get_client(sync_client=True) as prefect:
+        task_runs = prefect.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
+    sweeps = [t.state.name for t in task_runs if t.name.startswith("hyperparameter-sweep")]
+    assert sweeps.count("Completed") == 1 and set(sweeps) <= {"Completed", "Cached"}, sweeps
+    experiment = client.get_experiment_by_name(MODEL)
+    parents = client.search_runs([experiment.experiment_id], filter_string=f"tags.`prefect.flow_run_id` = '{run_id}'")
+    assert len(parents) == 1
 
 
 def test_unusable_batches_exit_2_and_an_empty_log_has_nothing_to_check(loop: dict) -> None:
@@ -210,7 +241,6 @@ def test_unusable_batches_exit_2_and_an_empty_log_has_nothing_to_check(loop: dic
         assert message in result.stderr and "Traceback" not in result.stderr, (name, result.stderr[-2000:])
         assert "emitted" not in result.stdout
     # No --data: the champion's prediction log, empty in this home (nothing served yet).
-    empty_log = subprocess.run([MLOPS, "monitor", "--config", str(loop["config"])], cwd=REPO, env=loop["env"],
-                               capture_output=True, text=True, timeout=300)  # fmt: skip
+    empty_log = _monitor(loop)
     assert empty_log.returncode == 0 and "nothing to check" in empty_log.stdout, empty_log.stderr[-2000:]
     assert [r.id for r in _training_runs(loop["deployment"])] == before  # no event, no run

@@ -33,7 +33,7 @@ from models.names import Alias
 from models.scorer import WEIGHTS_FILE, TabularScorer
 from models.training import train_model
 
-from conftest import free_port, stop_process, wait_http
+from conftest import free_port, mlops_in_process, stop_process, wait_http
 
 pytestmark = pytest.mark.integration
 
@@ -193,22 +193,9 @@ class LoadLoop:
         raise AssertionError(f"still serving {self.answers[-1:]} after {SWITCH_TIMEOUT_S} s, expected v{version}")
 
 
-def _mlops(env: dict[str, str], *args: str):
-    """An `mlops` command as typed, run in this process (Typer's runner: the CLI's own parsing, output and
-    exit code, without another interpreter start-up per call)."""
-    from typer.testing import CliRunner
-
-    from flows.cli import app
-
-    # Every variable the CLI would otherwise set for the rest of this process (ProjectHome.configure_environment).
-    home = ProjectHome(Path(env["MLOPS_HOME"]))
-    env = {"BENTOML_HOME": str(home.bentoml), **env}
-    return CliRunner().invoke(app, list(args), env=env)
-
-
 def _rollback(registry: Registry, *args: str):
     env = {"MLFLOW_TRACKING_URI": registry.url, "MLOPS_HOME": str(registry.home.root)}
-    return _mlops(env, "rollback", "--model", MODEL, *args)
+    return mlops_in_process(env, "rollback", "--model", MODEL, *args)
 
 
 def test_moves_rollback_and_refusals_while_traffic_flows(registry: Registry, service: str, prefect_server: str) -> None:
@@ -222,14 +209,14 @@ def test_moves_rollback_and_refusals_while_traffic_flows(registry: Registry, ser
 
         # A refusal names why and moves nothing (the other refusals: tests/unit/test_rollback.py).
         refused = _rollback(registry, "--to", rejected, "--reason", "try it")
-        assert refused.exit_code == 2, refused.output
-        assert f"v{rejected} cannot become champion again: it was rejected at its promotion gate" in refused.output
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        assert f"v{rejected} cannot become champion again: it was rejected at its promotion gate" in refused.stdout + refused.stderr
         assert registry.client().get_model_version_by_alias(MODEL, Alias.CHAMPION).version == v2
 
         # The operator rolls back: to the previous champion by default, recorded on both versions.
         rolled = _rollback(registry, "--reason", "conversion dropped after v2", "--by", "ops-oncall")
-        assert rolled.exit_code == 0, rolled.output
-        assert f"champion is v{v1} again (was v{v2}" in rolled.output
+        assert rolled.returncode == 0, rolled.stdout + rolled.stderr
+        assert f"champion is v{v1} again (was v{v2}" in rolled.stdout + rolled.stderr
         client = registry.client()
         assert client.get_model_version_by_alias(MODEL, Alias.CHAMPION).version == v1
         assert client.get_model_version_by_alias(MODEL, Alias.PREVIOUS_CHAMPION).version == v2
@@ -332,8 +319,8 @@ def test_ab_split_and_shadow_follow_the_candidate_alias(registry: Registry, ab_s
     champion = _call(ab_url, "/metadata", {})[1]["model_version"]
     candidate = registry.versions["rejected"]
     env = {"MLFLOW_TRACKING_URI": registry.url, "MLOPS_HOME": str(ab_home)}
-    started = _mlops(env, "ab", "start", "--model", MODEL, "--version", candidate, "--reason", "live trial", "--by", "ops")
-    assert started.exit_code == 0, started.output
+    started = mlops_in_process(env, "ab", "start", "--model", MODEL, "--version", candidate, "--reason", "live trial", "--by", "ops")
+    assert started.returncode == 0, started.stdout + started.stderr
     assert registry.client().get_model_version(MODEL, candidate).tags["approval.ab.approver"] == "ops"
     for url in (ab_url, shadow_url):
         _wait_candidate(url, candidate)
@@ -362,12 +349,12 @@ def test_ab_split_and_shadow_follow_the_candidate_alias(registry: Registry, ab_s
     rng = np.random.default_rng(0)
     labels.write_text("lead_id,converted\n" + "".join(f"{i},{int(rng.random() < 0.2)}\n" for i in ids))
     config = Path(__file__).resolve().parents[2] / "configs" / "crm_leads.yaml"
-    report = _mlops(env, "ab", "report", "--model", MODEL, "--labels", str(labels), "--config", str(config))
-    assert report.exit_code == 0, report.output
+    report = mlops_in_process(env, "ab", "report", "--model", MODEL, "--labels", str(labels), "--config", str(config))
+    assert report.returncode == 0, report.stdout + report.stderr
     for text in ("champion", "challenger", "always-valid", "recommendation: "):
-        assert text in report.output, report.output
+        assert text in report.stdout + report.stderr, report.stdout + report.stderr
 
-    stopped = _mlops(env, "ab", "stop", "--model", MODEL, "--reason", "done")
-    assert stopped.exit_code == 0 and f"candidate v{candidate} removed" in stopped.output, stopped.output
+    stopped = mlops_in_process(env, "ab", "stop", "--model", MODEL, "--reason", "done")
+    assert stopped.returncode == 0 and f"candidate v{candidate} removed" in stopped.stdout + stopped.stderr, stopped.stdout + stopped.stderr
     _wait_candidate(ab_url, None)
     assert {v for v, _ in _variants(ab_url, ids[:500]).values()} == {"champion"}

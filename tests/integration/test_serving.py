@@ -35,7 +35,7 @@ from models.scorer import WEIGHTS_FILE, TabularScorer
 from models.training import train_model
 from monitoring.prediction_log import log_files, read_records
 from serving.packaging import ModelIntegrityError, scorer_digest, verify_scorer_files
-from serving.service import build_request_model
+from serving.service import PredictResponse, build_request_model
 
 from conftest import free_port, stop_process, wait_http
 
@@ -193,6 +193,7 @@ def test_scores_match_the_scorer(served: Served) -> None:
     rows = as_request_rows(served.rows)
     status, body = call(served.url, "/predict", {"rows": rows})
     assert status == 200, body
+    PredictResponse.model_validate(body, strict=True)  # the hand-written JSON is the documented schema
     expected = served.scorer.predict_proba(served.rows)
     scores = np.array([p["score"] for p in body["predictions"]])
     np.testing.assert_allclose(scores, expected, rtol=0, atol=1e-6)
