@@ -691,8 +691,11 @@ class TabularModelService:
                 self._observe(candidate, Variant.SHADOW.value, shadow, None)
         if self.prediction_log is not None:
             self.prediction_log.append_dicts(lines)
+        timed: set[str] = set()  # the request's latency once per variant, also when two parts share one
         for _, variant, scored in parts:
-            self._observe(served if variant == Variant.CHAMPION.value else candidate, variant, scored, started)
+            model = served if variant == Variant.CHAMPION.value else candidate
+            self._observe(model, variant, scored, None if variant in timed else started)
+            timed.add(variant)
         predictions: list[dict[str, Any]] = [{}] * len(rows)
         for picked, variant, scored in parts:
             for i, score, contact, flags in zip(picked, scored.scores, scored.contacts, scored.flags, strict=True):
