@@ -47,6 +47,14 @@ def up(
             "there; default SQLite in MLOPS_HOME."
         ),
     ] = None,
+    artifacts: Annotated[
+        str | None,
+        typer.Option(
+            help="Where MLflow stores artifacts, served through it: s3://bucket/prefix (endpoint and keys from "
+            "MLFLOW_S3_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) or an absolute folder; "
+            "default MLOPS_HOME/mlflow/artifacts."
+        ),
+    ] = None,
     **ports: int,
 ) -> None:
     """Start the local stack's servers as processes bound to 127.0.0.1 and wait until they are healthy."""
@@ -55,7 +63,7 @@ def up(
 
     home = home_of(ctx)
     try:
-        services = stack_up(home, database_url=database_url, **ports)
+        services = stack_up(home, database_url=database_url, artifacts=artifacts, **ports)
     except UserInputError as exc:
         raise fail(str(exc)) from None
     for service in services:

@@ -55,6 +55,9 @@ class LaunchContext:
     ports: Mapping[str, int]
     # Its own Postgres database URL; None keeps its default store (SQLite in the home).
     database: str | None
+    # Where servers that store artifacts put them (``--artifacts``): an s3:// URI or a folder;
+    # None keeps them in the home.
+    artifacts: str | None = None
 
     @property
     def port(self) -> int:
@@ -136,9 +139,18 @@ class Service:
         """The keyword argument of ``up`` (and of the ``mlops up`` command) that picks the port."""
         return f"{self.name.replace('-', '_')}_port"
 
-    def spec(self, home: ProjectHome, ports: Mapping[str, int], database: str | None) -> ServiceSpec:
-        """This server for ``home`` on ``ports[name]``, on its Postgres ``database`` if given."""
-        launch = self.launch(LaunchContext(home=home, name=self.name, ports=ports, database=database))
+    def spec(
+        self,
+        home: ProjectHome,
+        ports: Mapping[str, int],
+        database: str | None,
+        artifacts: str | None = None,
+    ) -> ServiceSpec:
+        """This server for ``home`` on ``ports[name]``, on its Postgres ``database`` if given, its
+        artifacts (if it keeps any) under ``artifacts`` if given."""
+        launch = self.launch(
+            LaunchContext(home=home, name=self.name, ports=ports, database=database, artifacts=artifacts)
+        )
         return ServiceSpec(
             name=self.name,
             command=launch.command,
@@ -175,16 +187,18 @@ def _prefect(ctx: LaunchContext) -> Launch:
 
 def _mlflow(ctx: LaunchContext) -> Launch:
     # One worker: the default starts 15 processes and 2.4 GB for a single local user.
+    destination = ctx.artifacts or str(ctx.home.mlflow_artifacts)
     command = [
         _program("mlflow"), "server", "--host", HOST, "--port", str(ctx.port), "--workers", "1",
         "--backend-store-uri", ctx.database or ctx.home.tracking_uri,
-        "--artifacts-destination", str(ctx.home.mlflow_artifacts), "--serve-artifacts",
+        # Served through the tracking server (mlflow-artifacts:/ URIs): clients need no S3 credentials.
+        "--artifacts-destination", destination, "--serve-artifacts",
     ]  # fmt: skip
     return Launch(
         command=command,
         # Its background job runner (on by default) is not needed for tracking, so it stays off.
         env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-        folders=(ctx.home.mlflow_artifacts,),
+        folders=() if destination.startswith("s3://") else (Path(destination),),
     )
 
 
@@ -216,7 +230,8 @@ SERVICES: Mapping[str, Service] = MappingProxyType(
                 health_path="/health",
                 port_help="Port of the MLflow tracking server.",
                 launch=_mlflow,
-                postgres=PostgresDatabase("mlflow", "postgresql", "psycopg2", "psycopg2-binary"),
+                # Explicit driver: SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3.
+                postgres=PostgresDatabase("mlflow", "postgresql+psycopg2", "psycopg2", "psycopg2-binary"),
                 client_env={"MLFLOW_TRACKING_URI": ""},
             ),
             Service(
@@ -262,16 +277,35 @@ def choose_ports(requested: Mapping[str, int]) -> dict[str, int]:
 
 
 def build_specs(
-    home: ProjectHome, ports: Mapping[str, int], database_url: str | None
+    home: ProjectHome, ports: Mapping[str, int], database_url: str | None, artifacts: str | None = None
 ) -> dict[str, ServiceSpec]:
     """Every server of the registry for ``home``, in start order, on ``ports`` (by name).
 
     ``database_url`` (``postgresql://user:pass@host:port``, no database name) puts each server
     that has a Postgres database on it, each in its own; None keeps their stores in the home.
+    ``artifacts`` (``s3://bucket/prefix`` or an absolute folder) is where MLflow stores artifacts.
     Pure: nothing is checked on disk or started.
     """
     databases = postgres_urls(database_url) if database_url is not None else {}
-    return {name: service.spec(home, ports, databases.get(name)) for name, service in SERVICES.items()}
+    destination = artifact_destination(artifacts) if artifacts is not None else None
+    return {
+        name: service.spec(home, ports, databases.get(name), destination) for name, service in SERVICES.items()
+    }
+
+
+def artifact_destination(artifacts: str) -> str:
+    """``--artifacts`` checked: ``s3://bucket[/prefix]`` (credentials and endpoint from the usual AWS
+    variables and ``MLFLOW_S3_ENDPOINT_URL``) or an absolute folder, returned without a trailing slash."""
+    parts = urlsplit(artifacts)
+    if parts.scheme == "s3":
+        if not parts.netloc:
+            raise StackError(f"--artifacts '{artifacts}' names no bucket: give s3://bucket or s3://bucket/prefix")
+        return artifacts.rstrip("/")
+    if parts.scheme or not Path(artifacts).is_absolute():
+        raise StackError(
+            f"--artifacts must be s3://bucket[/prefix] or an absolute folder, got '{artifacts}'"
+        )
+    return str(Path(artifacts))
 
 
 def postgres_urls(database_url: str) -> dict[str, str]:

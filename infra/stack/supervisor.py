@@ -65,6 +65,7 @@ def up(
     home: ProjectHome,
     *,
     database_url: str | None = None,
+    artifacts: str | None = None,
     timeout: float = DEFAULT_TIMEOUT,
     **ports: int,
 ) -> list[ServiceStatus]:
@@ -77,9 +78,10 @@ def up(
     exits or stays unhealthy past ``timeout``, Ctrl-C) whatever this call started is stopped
     again, so the stack is never left half up. ``database_url``
     (``postgresql://user:pass@host:port``, no database name) puts the servers on Postgres, each
-    in its own database.
+    in its own database; ``artifacts`` (``s3://bucket/prefix`` or a folder) is where MLflow keeps
+    artifacts, served through it.
     """
-    specs = build_specs(home, choose_ports(ports), database_url)
+    specs = build_specs(home, choose_ports(ports), database_url, artifacts)
     _check_installed(list(specs.values()))
     with locked(home):
         records = read_state(home)
@@ -229,6 +231,9 @@ def _check_installed(specs: Sequence[ServiceSpec]) -> None:
         for spec in specs
         if spec.postgres is not None and find_spec(spec.postgres.driver) is None
     }
+    s3 = any(arg.startswith("s3://") for spec in specs for arg in spec.command)
+    if s3 and find_spec("boto3") is None:
+        raise StackError("--artifacts s3://... needs boto3 for MLflow's S3 artifact store: pip install boto3")
     if missing:
         raise StackError(
             f"--database-url needs the Postgres drivers {', '.join(db.driver for db in missing.values())} "

@@ -254,7 +254,22 @@ def test_database_url_is_checked_before_anything_starts(tmp_path: Path) -> None:
         stack.up(home, database_url="mysql://user:pw@db:3306", prefect_port=free_port())
     with pytest.raises(stack.StackError, match="database 'prefect'"):
         stack.up(home, database_url="postgresql://user:pw@db:5432/prefect", prefect_port=free_port())
+    with pytest.raises(stack.StackError, match="names no bucket"):
+        stack.up(home, artifacts="s3:///prefix", prefect_port=free_port())
+    with pytest.raises(stack.StackError, match="absolute folder, got 'relative/dir'"):
+        stack.up(home, artifacts="relative/dir", prefect_port=free_port())
     assert not (home.runtime / "stack.json").exists()
+
+
+def test_artifacts_option_reaches_the_mlflow_command(tmp_path: Path) -> None:
+    home = ProjectHome(tmp_path / "home")
+    ports = {s.name: s.default_port for s in stack.SERVICES.values()}
+    s3 = stack.build_specs(home, ports, None, "s3://bucket/prefix/")["mlflow"]
+    at = s3.command.index("--artifacts-destination")
+    assert s3.command[at + 1] == "s3://bucket/prefix" and "--serve-artifacts" in s3.command
+    assert s3.folders == ()
+    folder = stack.build_specs(home, ports, None, str(tmp_path / "art"))["mlflow"]
+    assert folder.command[at + 1] == str(tmp_path / "art") and folder.folders == (tmp_path / "art",)
 
 
 def test_crashed_server_shows_as_stopped_and_up_restarts_only_it(running: RunningStack) -> None:
