@@ -28,6 +28,7 @@ import ray.cloudpickle as cloudpickle
 import torch
 from ray import tune
 
+from infra.stack import ray_nodes
 from models.config import FeatureConfig, ModelConfig
 from models.data.synthetic import LeadSchema, generate_leads
 from models.features import FeatureTransform
@@ -355,10 +356,10 @@ def test_sweep_spreads_trials_over_a_two_node_cluster(tmp_path: Path) -> None:
     # Token auth on every process of this cluster, with a token of its own (no file in the home dir).
     env = sweep_env(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16), RAY_USAGE_STATS_ENABLED="0")
     common = ["--num-cpus", "1", "--node-ip-address", "127.0.0.1", "--temp-dir", str(temp_dir)]
-    head_args = [str(BIN / "ray"), "start", "--head", "--port", str(port), "--include-dashboard", "false"]
-    head_args += ["--disable-usage-stats", "--dashboard-port", str(free_port())]
-    head_args += ["--dashboard-agent-listen-port", str(free_port())]
-    worker_args = [str(BIN / "ray"), "start", "--address", f"127.0.0.1:{port}"]
+    # The commands docker-compose's ray-head and ray-worker run, with this machine's ports and paths.
+    head_args = [str(BIN / "ray"), *ray_nodes.head_command(port)[1:]]
+    head_args += ["--dashboard-port", str(free_port()), "--dashboard-agent-listen-port", str(free_port())]
+    worker_args = [str(BIN / "ray"), *ray_nodes.worker_command(f"127.0.0.1:{port}")[1:]]
     worker_args += ["--dashboard-agent-listen-port", str(free_port())]
     groups: list[int] = []
     try:

@@ -43,7 +43,7 @@ import pytest
 import yaml
 
 from infra.home import ProjectHome
-from infra.stack import SERVICES, ServiceSpec, build_specs
+from infra.stack import SERVICES, ServiceSpec, build_specs, ray_nodes
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yml"
@@ -62,8 +62,15 @@ BROWSER_LINKS = {
 }
 NOT_LOCAL = {
     "postgres": "`mlops up` keeps SQLite in the home, or uses the server given with --database-url",
-    "trainer": "`mlops deploy --detach` runs it, and registers it with the stack",
+    "minio": "the local stack keeps artifacts in the home, or in the store given with --artifacts s3://...",
+    "minio-bucket": "a one-shot that creates the bucket; with --artifacts the bucket must already exist",
+    "ray-head": "runs start a local Ray runtime; a cluster is joined through RAY_ADDRESS (infra.stack.ray_nodes)",
+    "ray-worker": "joins ray-head; the two-node sweep test runs the same command as processes",
+    "deployments": "`mlops deploy` registers the deployments (prefect.yaml for `prefect deploy` with a pool)",
+    "worker": "`mlops deploy --detach` runs the deployments' runs locally, and registers it with the stack",
 }
+# The services that run pipelines, and so talk to every server: the worker and its registration job.
+RUNNERS = ("deployments", "worker")
 
 
 @dataclass(frozen=True)
@@ -193,15 +200,52 @@ def test_every_other_service_says_why_it_has_no_local_process(services: dict) ->
     assert set(services) - set(SERVICES) == set(NOT_LOCAL)
 
 
-def test_runner_talks_to_the_servers_by_service_name(services: dict) -> None:
-    trainer = services["trainer"]
-    assert trainer["command"][:1] == ["deploy"]
-    env = _environment(trainer)
+@pytest.mark.parametrize("runner", RUNNERS)
+def test_runners_talk_to_the_servers_by_service_name(runner: str, services: dict) -> None:
+    env = _environment(services[runner])
     for name, service in SERVICES.items():
         for variable, suffix in service.client_env.items():
             host = "127.0.0.1" if variable in BROWSER_LINKS else name
             assert env[variable] == f"http://{host}:{service.default_port}{suffix}"
-        assert trainer["depends_on"][name] == {"condition": "service_healthy"}
+    # Every Prefect client sends the credential the server requires.
+    assert env["PREFECT_API_AUTH_STRING"] == _environment(services["prefect"])["PREFECT_SERVER_API_AUTH_STRING"]
+    assert env["RAY_ADDRESS"] == f"ray-head:{ray_nodes.DEFAULT_PORT}"
+
+
+def test_worker_executes_the_deployments_of_prefect_yaml_on_its_pool(services: dict) -> None:
+    pools = {d["work_pool"]["name"] for d in yaml.safe_load((REPO / "prefect.yaml").read_text())["deployments"]}
+    worker = services["worker"]
+    assert [worker["entrypoint"], *worker["command"]] == [
+        ["prefect"], "worker", "start", "--pool", *pools, "--type", "process"
+    ]
+    assert services["deployments"]["command"] == ["--no-prompt", "deploy", "--all"]
+    assert worker["depends_on"]["deployments"] == {"condition": "service_completed_successfully"}
+    for name in (*SERVICES, "ray-head"):
+        assert worker["depends_on"][name] == {"condition": "service_healthy"}
+
+
+def test_ray_nodes_run_the_commands_the_two_node_test_runs(services: dict) -> None:
+    head, worker = services["ray-head"], services["ray-worker"]
+    port = ray_nodes.DEFAULT_PORT
+    assert [*head["entrypoint"], *head["command"]] == [*ray_nodes.head_command(port), "--block"]
+    assert [*worker["entrypoint"], *worker["command"]] == [*ray_nodes.worker_command(f"ray-head:{port}"), "--block"]
+    assert worker["depends_on"]["ray-head"] == {"condition": "service_healthy"}
+    assert str(port) in " ".join(head["healthcheck"]["test"])
+
+
+def test_mlflow_artifacts_go_to_the_bucket_the_one_shot_creates(services: dict) -> None:
+    argv = _argv(services["mlflow"])
+    bucket = _environment(services["minio-bucket"])["MLOPS_BUCKET"]
+    assert argv[argv.index("--artifacts-destination") + 1] == f"s3://{bucket}/mlflow"
+    assert _environment(services["mlflow"])["MLFLOW_S3_ENDPOINT_URL"] == "http://minio:9000"
+    assert services["mlflow"]["depends_on"]["minio-bucket"] == {"condition": "service_completed_successfully"}
+
+
+def test_every_image_is_pinned(services: dict) -> None:
+    for name, service in services.items():
+        image = service.get("image")
+        if image is not None:
+            assert ":" in image and not image.endswith(":latest"), f"{name}: image {image} is not pinned"
 
 
 def test_ports_are_published_on_loopback_only(services: dict) -> None:
@@ -236,13 +280,15 @@ def test_compose_validates_the_file() -> None:
         env={**os.environ, **secrets}, cwd=REPO,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    if secrets:
-        env = {k: v for k, v in os.environ.items() if k not in secrets}
+    # Each secret left unset on its own: Compose refuses the file and names it.
+    for missing in sorted(secrets):
+        env = {**{k: v for k, v in os.environ.items() if k not in secrets}, **secrets}
+        del env[missing]
         refused = subprocess.run(
             [tool, "-f", str(COMPOSE), "config", "-q"], capture_output=True, text=True, timeout=60, env=env,
             cwd=REPO,
         )  # fmt: skip
-        assert refused.returncode != 0 and sorted(secrets)[0] in refused.stderr
+        assert refused.returncode != 0 and missing in refused.stderr, (missing, refused.stderr)
 
 
 def _required_variables() -> set[str]:
