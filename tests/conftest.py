@@ -89,6 +89,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def free_stack_ports(**fixed: int) -> dict[str, int]:
+    """A distinct free loopback port for every server of the registry (``up``'s keywords), but ``fixed``."""
+    ports = dict(fixed)
+    from infra import stack
+
+    for service in stack.SERVICES.values():
+        while service.port_parameter not in ports:
+            port = free_port()
+            if port not in ports.values():
+                ports[service.port_parameter] = port
+    return ports
+
+
 def wait_http(
     url: str, timeout: float, proc: subprocess.Popen | None = None, log: Path | None = None
 ) -> None:

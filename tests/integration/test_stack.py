@@ -25,7 +25,7 @@ import pytest
 from infra import stack
 from infra.home import ProjectHome
 
-from conftest import ARTIFACTS, CHROMIUM_ARGS, free_port, monitored_checks
+from conftest import ARTIFACTS, CHROMIUM_ARGS, free_port, free_stack_ports, monitored_checks
 
 pytestmark = pytest.mark.integration
 
@@ -47,17 +47,6 @@ class RunningStack:
     @property
     def evidently_port(self) -> int:
         return self.ports["evidently_port"]
-
-
-def _free_ports(**fixed: int) -> dict[str, int]:
-    """A distinct free loopback port for every server of the registry (``up``'s keywords), but ``fixed``."""
-    ports = dict(fixed)
-    for service in stack.SERVICES.values():
-        while service.port_parameter not in ports:
-            port = free_port()
-            if port not in ports.values():
-                ports[service.port_parameter] = port
-    return ports
 
 
 def _processes_using(port: int) -> list[psutil.Process]:
@@ -84,7 +73,7 @@ def _gone(pid: int) -> bool:
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     home = ProjectHome(tmp_path_factory.mktemp("stack") / "home")
-    ports = _free_ports()
+    ports = free_stack_ports()
     try:
         statuses = stack.up(home, **ports)
         yield RunningStack(home, ports, {s.name: s for s in statuses})
@@ -117,7 +106,7 @@ def test_status_reports_every_server_running_and_healthy(running: RunningStack) 
 
 def test_second_up_reports_the_running_servers(running: RunningStack) -> None:
     # Other ports on purpose: a running stack is reported as it is, not moved or restarted.
-    again = stack.up(running.home, **_free_ports())
+    again = stack.up(running.home, **free_stack_ports())
     assert {s.name: s.pid for s in again} == {name: s.pid for name, s in running.started.items()}
     assert {s.name: s.url for s in again} == {name: s.url for name, s in running.started.items()}
 
@@ -213,7 +202,7 @@ def test_busy_port_is_named_and_nothing_starts(tmp_path: Path) -> None:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         busy = holder.getsockname()[1]
-        ports = _free_ports(mlflow_port=busy)
+        ports = free_stack_ports(mlflow_port=busy)
         with pytest.raises(stack.StackError, match=f"port {busy} .*mlflow.*--mlflow-port"):
             stack.up(home, **ports)
     assert not (home.runtime / "stack.json").exists()
@@ -231,7 +220,7 @@ def test_port_taken_during_start_up_stops_the_other_server(
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         busy = holder.getsockname()[1]
-        ports = _free_ports(prefect_port=busy)
+        ports = free_stack_ports(prefect_port=busy)
         with pytest.raises(stack.StackError, match=f"port {busy} .*prefect.*--prefect-port"):
             stack.up(home, **ports)
     assert not (home.runtime / "stack.json").exists()
@@ -240,7 +229,7 @@ def test_port_taken_during_start_up_stops_the_other_server(
 
 def test_server_not_healthy_in_time_names_its_log_and_is_stopped(tmp_path: Path) -> None:
     home = ProjectHome(tmp_path / "home")
-    ports = _free_ports()
+    ports = free_stack_ports()
     with pytest.raises(stack.StackError, match="did not become healthy") as raised:
         stack.up(home, timeout=1, **ports)
     assert str(home.runtime / "prefect.log") in str(raised.value)

@@ -22,7 +22,7 @@ import pytest
 from infra import stack
 from infra.home import ProjectHome
 
-from conftest import REPO, free_port, small_pipeline_config, stop_process, wait_http
+from conftest import REPO, free_port, free_stack_ports, small_pipeline_config, stop_process, wait_http
 
 pytestmark = pytest.mark.integration
 
@@ -128,9 +128,7 @@ def test_pipeline_runs_on_postgres_with_artifacts_in_s3(
         monkeypatch.setenv(key, s3[key])  # the MLflow server inherits them; clients never need them
     for key in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI"):
         monkeypatch.delenv(key, raising=False)
-    ports = {s.port_parameter: free_port() for s in stack.SERVICES.values()}
-    assert len(set(ports.values())) == len(ports)
-    stack.up(home, database_url=postgres, artifacts=f"s3://{BUCKET}/mlflow", **ports)
+    stack.up(home, database_url=postgres, artifacts=f"s3://{BUCKET}/mlflow", **free_stack_ports())
     try:
         endpoints = stack.endpoints(home)
         config = small_pipeline_config(tmp_path / "pg.yaml", leads_csv, model_name=MODEL, trials=1)
