@@ -38,10 +38,9 @@ def main(
     """Resolve the project home (MLOPS_HOME, default ./.mlops) and point the libraries at it."""
     home = ProjectHome.from_env()
     # After `mlops up`, talk to that stack unless the user pointed elsewhere.
-    from infra.stack import endpoints
+    from infra.stack import client_settings
 
-    for key, value in endpoints(home).items():
-        os.environ.setdefault(key, value)
+    os.environ.update(client_settings(home, os.environ))
     home.configure_environment()
     quiet_logging(verbose)
     ctx.obj = home

@@ -68,7 +68,10 @@ def up(
         raise fail(str(exc)) from None
     for service in services:
         say(service.describe())
-    say(f"server secrets (e.g. the Evidently UI's, for writing to it): {secrets_dir(home)}, one file each, mode 0600")
+    say(
+        f"server secrets: {secrets_dir(home)}, one file each, mode 0600: 'prefect' is the Prefect API's "
+        "user:password (the UI asks for it; mlops commands send it), 'evidently' the Evidently UI's write secret"
+    )
     say("runs started from this shell now use the stack; stop it with `mlops down`")
 
 

@@ -2,7 +2,8 @@
 
 - ``services``: the registry, one ``Service`` per server (port, health path, command, log);
   ``mlops up`` starts what it lists and docker-compose.yml mirrors it.
-- ``supervisor``: ``up``, ``status``, ``down``, ``endpoints``, ``add_process``, ``start_detached``, ``remove_process``.
+- ``supervisor``: ``up``, ``status``, ``down``, ``endpoints``, ``client_settings``, ``add_process``, ``start_detached``, ``remove_process``.
+- ``secrets``: the per-home server secrets (mode 0600) that ``up`` generates and clients read.
 - ``processes``: spawning, telling our processes from reused pids, stopping process groups.
 - ``state``: the locked JSON state file that records what was started.
 """
@@ -13,6 +14,7 @@ from infra.stack.supervisor import (
     DEFAULT_TIMEOUT,
     ServiceStatus,
     add_process,
+    client_settings,
     down,
     endpoints,
     remove_process,
@@ -30,6 +32,7 @@ __all__ = [
     "ServiceStatus",
     "StackError",
     "add_process",
+    "client_settings",
     "start_detached",
     "build_specs",
     "down",

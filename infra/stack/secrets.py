@@ -23,8 +23,11 @@ def secret_path(home: ProjectHome, name: str) -> Path:
     return secrets_dir(home) / name
 
 
-def ensure_secret(home: ProjectHome, name: str) -> str:
-    """The secret of server ``name`` for ``home``, generated (URL-safe, 256 bits) the first time."""
+def ensure_secret(home: ProjectHome, name: str, user: str | None = None) -> str:
+    """The secret of server ``name`` for ``home``, generated (URL-safe, 256 bits) the first time.
+
+    With ``user``, an HTTP basic-auth credential: ``<user>:<token>`` (the token has no ``:``).
+    """
     path = secret_path(home, name)
     path.parent.mkdir(parents=True, exist_ok=True)
     os.chmod(path.parent, 0o700)
@@ -34,7 +37,8 @@ def ensure_secret(home: ProjectHome, name: str) -> str:
     except FileExistsError:
         return read_secret(home, name)
     with os.fdopen(fd, "w") as handle:
-        handle.write(secrets.token_urlsafe(32))
+        token = secrets.token_urlsafe(32)
+        handle.write(f"{user}:{token}" if user else token)
     return read_secret(home, name)
 
 

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 from infra.home import TELEMETRY_OFF, ProjectHome
 from infra.stack.errors import StackError
 
-# Loopback only: the local stack has no authentication.
+# Loopback only; the Prefect API and the Evidently UI's writes also need the home's secrets (secrets.py).
 HOST = "127.0.0.1"
 
 
@@ -93,6 +93,7 @@ class ServiceSpec:
     postgres: PostgresDatabase | None  # set when it runs on Postgres (``--database-url``)
     folders: tuple[Path, ...]
     secret_env: str | None = None  # see Service.secret_env
+    secret_user: str | None = None  # see Service.secret_user
 
     @property
     def url(self) -> str:
@@ -110,6 +111,7 @@ class ServiceSpec:
         points at a server elsewhere means nothing to a server starting here.
         """
         clients = {key for service in SERVICES.values() for key in service.client_env}
+        clients |= {service.client_secret_env for service in SERVICES.values() if service.client_secret_env}
         return {**{k: v for k, v in inherited.items() if k not in clients}, **TELEMETRY_OFF, **self.env}
 
 
@@ -129,6 +131,11 @@ class Service:
     # The variable through which the server takes its secret (``infra.stack.secrets``): set by ``up`` from
     # the home's secret file, so that it is in neither the command line nor the state file.
     secret_env: str | None = None
+    # Set for an HTTP basic-auth secret: the file then holds ``<secret_user>:<token>``, the form the server
+    # and its clients take (Prefect's auth string; ``curl -u``).
+    secret_user: str | None = None
+    # The variable through which a client passes the same secret; ``endpoints`` returns it with the URLs.
+    client_secret_env: str | None = None
 
     @property
     def port_option(self) -> str:
@@ -162,6 +169,7 @@ class Service:
             postgres=self.postgres if database is not None else None,
             folders=launch.folders,
             secret_env=self.secret_env,
+            secret_user=self.secret_user,
         )
 
 
@@ -223,6 +231,11 @@ SERVICES: Mapping[str, Service] = MappingProxyType(
                 # Prefect's server is async and needs the asyncpg driver.
                 postgres=PostgresDatabase("prefect", "postgresql+asyncpg", "asyncpg", "asyncpg"),
                 client_env={"PREFECT_API_URL": "/api"},
+                # Every API call (the UI's included: it asks for the password) needs the credential;
+                # /api/health and /api/ready stay open, so the health check needs none.
+                secret_env="PREFECT_SERVER_API_AUTH_STRING",
+                secret_user="mlops",
+                client_secret_env="PREFECT_API_AUTH_STRING",
             ),
             Service(
                 name="mlflow",

@@ -24,7 +24,7 @@ from pathlib import Path
 from infra.home import ProjectHome
 from infra.stack.errors import StackError
 from infra.stack.processes import Started, adopt, exit_code, is_ours, spawn, stop
-from infra.stack.secrets import ensure_secret
+from infra.stack.secrets import ensure_secret, read_secret
 from infra.stack.services import HOST, SERVICES, ServiceSpec, build_specs, choose_ports
 from infra.stack.state import ProcessRecord, locked, read_state, state_path, write_state
 
@@ -105,7 +105,7 @@ def up(
             for spec in to_start:
                 env = spec.process_env(os.environ)
                 if spec.secret_env is not None:
-                    env[spec.secret_env] = ensure_secret(home, spec.name)
+                    env[spec.secret_env] = ensure_secret(home, spec.name, spec.secret_user)
                 started.append(spawn(spec, env))
             # Recorded before the wait, so that `down` can stop them if this process is killed.
             write_state(home, kept + [s.record for s in started])
@@ -143,17 +143,37 @@ def down(home: ProjectHome) -> list[ServiceStatus]:
 
 
 def endpoints(home: ProjectHome) -> dict[str, str]:
-    """What clients set to use this home's stack (``PREFECT_API_URL``, ``MLFLOW_TRACKING_URI``)
-    when every server of the registry is running, else ``{}``. No HTTP: cheap enough for
-    every CLI call."""
+    """What clients set to use this home's stack (``PREFECT_API_URL``, ``MLFLOW_TRACKING_URI``, and the
+    credentials, ``PREFECT_API_AUTH_STRING``) when every server of the registry is running, else ``{}``.
+    No HTTP: cheap enough for every CLI call."""
     records = {r.name: r for r in read_state(home)}
     if not all(name in records and is_ours(records[name]) for name in SERVICES):
         return {}
-    return {
+    urls = {
         variable: records[name].url + suffix
         for name, service in SERVICES.items()
         for variable, suffix in service.client_env.items()
     }
+    credentials = {
+        service.client_secret_env: read_secret(home, name)
+        for name, service in SERVICES.items()
+        if service.client_secret_env is not None
+    }
+    return {**urls, **credentials}
+
+
+def client_settings(home: ProjectHome, environ: Mapping[str, str]) -> dict[str, str]:
+    """What a CLI call adds to ``environ`` to use this home's running stack: each server's ``endpoints``
+    where ``environ`` does not point that client elsewhere. A credential goes only with its own server's
+    URL, so that a ``PREFECT_API_URL`` set to another server never receives this home's secret."""
+    ours = endpoints(home)
+    settings: dict[str, str] = {}
+    for service in SERVICES.values():
+        variables = [*service.client_env, *([service.client_secret_env] if service.client_secret_env else [])]
+        if not ours or any(environ.get(v, ours[v]) != ours[v] for v in service.client_env):
+            continue
+        settings.update({v: ours[v] for v in variables if v not in environ})
+    return settings
 
 
 def add_process(

@@ -112,11 +112,14 @@ def test_second_up_reports_the_running_servers(running: RunningStack) -> None:
 
 
 def test_endpoints_serve_real_clients(running: RunningStack) -> None:
+    from infra.stack.secrets import read_secret
+
     urls = stack.endpoints(running.home)
     assert urls == {
         "PREFECT_API_URL": f"http://127.0.0.1:{running.prefect_port}/api",
         "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{running.mlflow_port}",
         "MLOPS_EVIDENTLY_UI_URL": f"http://127.0.0.1:{running.evidently_port}",
+        "PREFECT_API_AUTH_STRING": read_secret(running.home, "prefect"),
     }
 
     from mlflow import MlflowClient
@@ -130,15 +133,67 @@ def test_endpoints_serve_real_clients(running: RunningStack) -> None:
     assert [p.read_text() for p in running.home.mlflow_artifacts.rglob("note.txt")] == ["hello"]
 
     from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.exceptions import PrefectHTTPStatusError
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
     async def talk() -> tuple[Exception | None, str]:
         async with get_client() as prefect:
             flow_id = await prefect.create_flow_from_name("stack-smoke")
             return await prefect.api_healthcheck(), (await prefect.read_flow(flow_id)).name
 
-    with temporary_settings(updates={PREFECT_API_URL: urls["PREFECT_API_URL"]}):
+    credential = urls["PREFECT_API_AUTH_STRING"]
+    with temporary_settings(updates={PREFECT_API_URL: urls["PREFECT_API_URL"], PREFECT_API_AUTH_STRING: credential}):
         assert asyncio.run(talk()) == (None, "stack-smoke")
+    # The same client without the home's credential is refused.
+    anonymous = temporary_settings(
+        updates={PREFECT_API_URL: urls["PREFECT_API_URL"]}, restore_defaults={PREFECT_API_AUTH_STRING}
+    )
+    with anonymous, pytest.raises(PrefectHTTPStatusError, match="401"):
+        asyncio.run(talk())
+
+
+def test_prefect_api_refuses_calls_without_the_homes_credential(running: RunningStack) -> None:
+    import base64
+    import urllib.error
+
+    from infra.stack.secrets import read_secret, secret_path
+
+    credential = read_secret(running.home, "prefect")
+    user, _, token = credential.partition(":")
+    assert user == "mlops" and len(token) >= 40 and ":" not in token
+    assert secret_path(running.home, "prefect").stat().st_mode & 0o777 == 0o600
+    api = f"http://127.0.0.1:{running.prefect_port}/api"
+
+    def call(path: str, auth: str | None) -> int:
+        headers = {"Content-Type": "application/json"}
+        if auth is not None:
+            headers["Authorization"] = "Basic " + base64.b64encode(auth.encode()).decode()
+        request = urllib.request.Request(api + path, data=b"{}", headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    # Reading (the flow runs a gate waits in) and writing (resuming one) both need it.
+    assert call("/flow_runs/filter", None) == 401
+    assert call("/flow_runs/filter", f"{user}:wrong") == 401
+    assert call("/flow_runs/filter", credential) == 200
+    # The health check stays open: `up` and compose poll it without the credential.
+    assert _get(f"{api}/health") == (200, "true")
+
+
+def test_cli_sends_the_credential_only_to_its_own_server(running: RunningStack) -> None:
+    ours = stack.endpoints(running.home)
+    assert stack.client_settings(running.home, {}) == ours
+    # A user who points Prefect elsewhere keeps that URL, and this home's credential is not sent there;
+    # MLflow and the Evidently UI still come from the stack.
+    elsewhere = stack.client_settings(running.home, {"PREFECT_API_URL": "http://prefect.example:4200/api"})
+    assert "PREFECT_API_URL" not in elsewhere and "PREFECT_API_AUTH_STRING" not in elsewhere
+    assert elsewhere["MLFLOW_TRACKING_URI"] == ours["MLFLOW_TRACKING_URI"]
+    # A credential set by the user wins over the home's.
+    mine = stack.client_settings(running.home, {"PREFECT_API_AUTH_STRING": "me:mine"})
+    assert "PREFECT_API_AUTH_STRING" not in mine and mine["PREFECT_API_URL"] == ours["PREFECT_API_URL"]
 
 
 def test_evidently_ui_shows_the_monitors_dashboard_in_chromium(running: RunningStack, chromium: str) -> None:
