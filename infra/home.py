@@ -60,6 +60,11 @@ class ProjectHome:
         return os.environ.get("MLFLOW_TRACKING_URI") or self.tracking_uri
 
     @property
+    def mlflow_auth(self) -> Path:
+        """MLflow's basic-auth app of the local stack: its config and its user store (SQLite)."""
+        return self.root / "mlflow-auth"
+
+    @property
     def mlflow_artifacts(self) -> Path:
         return self.root / "mlartifacts"
 

@@ -1,8 +1,12 @@
 """Per-home secrets of the local stack's servers: generated once, kept private to the user.
 
-``home.runtime/secrets/<server>`` holds one secret per server that takes one (``Service.secret_env``),
+``home.runtime/secrets/<file>`` holds each secret of the registry's servers (``Service.secrets``),
 created by ``mlops up`` with mode 0600 in a 0700 folder and reused on every later start, so clients of
 the same home (``mlops`` commands, tests) read the same value. Never in a command line or the state file.
+
+MLflow's auth app creates its admin with the password only on an empty user store: a deleted ``mlflow``
+file is generated anew but no longer matches; delete ``mlflow-auth/users.db`` with it (the admin is
+created again; other users are lost).
 """
 
 from __future__ import annotations

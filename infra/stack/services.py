@@ -46,6 +46,27 @@ class PostgresDatabase:
 
 
 @dataclass(frozen=True)
+class Secret:
+    """A secret a server takes, generated per home by ``up`` into ``secrets/<file>`` (``infra.stack.secrets``).
+
+    It reaches the server through variables set by ``up`` (never a command line or the state file) and its
+    clients through ``endpoints``. Each variable takes one part of it: ``secret`` (the whole file), or for an
+    HTTP basic-auth credential (``user`` set: the file holds ``<user>:<token>``) ``user`` or ``password``.
+    """
+
+    file: str
+    server_env: Mapping[str, str]  # variable -> part
+    client_env: Mapping[str, str] = field(default_factory=dict)  # variable -> part
+    user: str | None = None
+
+    def values(self, secret: str, variables: Mapping[str, str]) -> dict[str, str]:
+        """``variables`` (server_env or client_env) set from ``secret``, the file's content."""
+        user, _, password = secret.partition(":") if self.user else ("", "", secret)
+        parts = {"secret": secret, "user": user, "password": password}
+        return {variable: parts[part] for variable, part in variables.items()}
+
+
+@dataclass(frozen=True)
 class LaunchContext:
     """What a launch function may build its server's command from, for one call of ``up``."""
 
@@ -77,6 +98,8 @@ class Launch:
     env: dict[str, str] = field(default_factory=dict)
     # Created before it starts (servers do not create their parents).
     folders: tuple[Path, ...] = ()
+    # Files it reads at start (its config), written by ``up`` with mode 0600: path -> content.
+    files: Mapping[Path, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -92,8 +115,8 @@ class ServiceSpec:
     port_option: str  # the CLI option that picks ``port``, named when the port is busy
     postgres: PostgresDatabase | None  # set when it runs on Postgres (``--database-url``)
     folders: tuple[Path, ...]
-    secret_env: str | None = None  # see Service.secret_env
-    secret_user: str | None = None  # see Service.secret_user
+    secrets: tuple[Secret, ...] = ()  # see Service.secrets
+    files: Mapping[Path, str] = field(default_factory=dict)  # see Launch.files
 
     @property
     def url(self) -> str:
@@ -110,8 +133,7 @@ class ServiceSpec:
         The client variables of the stack's servers are dropped: a ``PREFECT_API_URL`` that
         points at a server elsewhere means nothing to a server starting here.
         """
-        clients = {key for service in SERVICES.values() for key in service.client_env}
-        clients |= {service.client_secret_env for service in SERVICES.values() if service.client_secret_env}
+        clients = {key for service in SERVICES.values() for key in service.client_variables}
         return {**{k: v for k, v in inherited.items() if k not in clients}, **TELEMETRY_OFF, **self.env}
 
 
@@ -128,14 +150,13 @@ class Service:
     postgres: PostgresDatabase | None = None
     # What a client sets to use this server: variable -> suffix of the server's URL.
     client_env: Mapping[str, str] = field(default_factory=dict)
-    # The variable through which the server takes its secret (``infra.stack.secrets``): set by ``up`` from
-    # the home's secret file, so that it is in neither the command line nor the state file.
-    secret_env: str | None = None
-    # Set for an HTTP basic-auth secret: the file then holds ``<secret_user>:<token>``, the form the server
-    # and its clients take (Prefect's auth string; ``curl -u``).
-    secret_user: str | None = None
-    # The variable through which a client passes the same secret; ``endpoints`` returns it with the URLs.
-    client_secret_env: str | None = None
+    # Its secrets (credentials, signing keys): set by ``up``, sent by ``mlops`` commands (``endpoints``).
+    secrets: tuple[Secret, ...] = ()
+
+    @property
+    def client_variables(self) -> tuple[str, ...]:
+        """Every variable a client of this server sets: its URL's, then its credential's."""
+        return (*self.client_env, *(v for secret in self.secrets for v in secret.client_env))
 
     @property
     def port_option(self) -> str:
@@ -168,8 +189,8 @@ class Service:
             port_option=self.port_option,
             postgres=self.postgres if database is not None else None,
             folders=launch.folders,
-            secret_env=self.secret_env,
-            secret_user=self.secret_user,
+            secrets=self.secrets,
+            files=launch.files,
         )
 
 
@@ -201,12 +222,34 @@ def _mlflow(ctx: LaunchContext) -> Launch:
         "--backend-store-uri", ctx.database or ctx.home.tracking_uri,
         # Served through the tracking server (mlflow-artifacts:/ URIs): clients need no S3 credentials.
         "--artifacts-destination", destination, "--serve-artifacts",
+        "--app-name", "basic-auth",
     ]  # fmt: skip
+    # The auth app reads its config from MLFLOW_AUTH_CONFIG_PATH (by default a file whose user store is
+    # written into the working directory): here a config in the home, its user store SQLite beside it, with
+    # or without --database-url. The admin and password come from the variables `up` sets
+    # (Service.secrets); the admin is created with them the first time, on an empty user store.
+    auth = ctx.home.mlflow_auth
+    config = auth / "basic_auth.ini"
     return Launch(
         command=command,
-        # Its background job runner (on by default) is not needed for tracking, so it stays off.
-        env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-        folders=() if destination.startswith("s3://") else (Path(destination),),
+        env={
+            # Its background job runner (on by default) is not needed for tracking, so it stays off.
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+            "MLFLOW_AUTH_CONFIG_PATH": str(config),
+        },
+        folders=(auth,) if destination.startswith("s3://") else (Path(destination), auth),
+        files={config: _mlflow_auth_config(f"sqlite:///{auth / 'users.db'}")},
+    )
+
+
+def _mlflow_auth_config(database_uri: str) -> str:
+    """MLflow's basic-auth config: signed-in users may read (MLflow's default) and the admin may do all."""
+    return (
+        "[mlflow]\n"
+        "default_permission = READ\n"
+        f"database_uri = {database_uri}\n"
+        "admin_username = admin\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
     )
 
 
@@ -233,9 +276,14 @@ SERVICES: Mapping[str, Service] = MappingProxyType(
                 client_env={"PREFECT_API_URL": "/api"},
                 # Every API call (the UI's included: it asks for the password) needs the credential;
                 # /api/health and /api/ready stay open, so the health check needs none.
-                secret_env="PREFECT_SERVER_API_AUTH_STRING",
-                secret_user="mlops",
-                client_secret_env="PREFECT_API_AUTH_STRING",
+                secrets=(
+                    Secret(
+                        "prefect",
+                        user="mlops",
+                        server_env={"PREFECT_SERVER_API_AUTH_STRING": "secret"},
+                        client_env={"PREFECT_API_AUTH_STRING": "secret"},
+                    ),
+                ),
             ),
             Service(
                 name="mlflow",
@@ -246,6 +294,17 @@ SERVICES: Mapping[str, Service] = MappingProxyType(
                 # Explicit driver: SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3.
                 postgres=PostgresDatabase("mlflow", "postgresql+psycopg2", "psycopg2", "psycopg2-binary"),
                 client_env={"MLFLOW_TRACKING_URI": ""},
+                # Its basic-auth app: every call but /health needs the admin's (or a user's) password.
+                secrets=(
+                    Secret(
+                        "mlflow",
+                        user="admin",
+                        server_env={"MLFLOW_AUTH_ADMIN_USERNAME": "user", "MLFLOW_AUTH_ADMIN_PASSWORD": "password"},
+                        client_env={"MLFLOW_TRACKING_USERNAME": "user", "MLFLOW_TRACKING_PASSWORD": "password"},
+                    ),
+                    # Signs the auth app's sessions and CSRF tokens (its user-management forms).
+                    Secret("mlflow-session", server_env={"MLFLOW_FLASK_SERVER_SECRET_KEY": "secret"}),
+                ),
             ),
             Service(
                 name="evidently",
@@ -255,7 +314,7 @@ SERVICES: Mapping[str, Service] = MappingProxyType(
                 launch=_evidently,
                 # The monitor links its checks' dashboard in its Prefect artifact when this is set.
                 client_env={"MLOPS_EVIDENTLY_UI_URL": ""},
-                secret_env="EVIDENTLY_SECRET",
+                secrets=(Secret("evidently", server_env={"EVIDENTLY_SECRET": "secret"}),),
             ),
         )
     }

@@ -100,12 +100,14 @@ def up(
         for spec in to_start:
             for folder in spec.folders:
                 folder.mkdir(parents=True, exist_ok=True)
+            for path, content in spec.files.items():
+                _write_private(path, content)
         started: list[Started] = []
         try:
             for spec in to_start:
                 env = spec.process_env(os.environ)
-                if spec.secret_env is not None:
-                    env[spec.secret_env] = ensure_secret(home, spec.name, spec.secret_user)
+                for secret in spec.secrets:
+                    env.update(secret.values(ensure_secret(home, secret.file, secret.user), secret.server_env))
                 started.append(spawn(spec, env))
             # Recorded before the wait, so that `down` can stop them if this process is killed.
             write_state(home, kept + [s.record for s in started])
@@ -155,9 +157,10 @@ def endpoints(home: ProjectHome) -> dict[str, str]:
         for variable, suffix in service.client_env.items()
     }
     credentials = {
-        service.client_secret_env: read_secret(home, name)
-        for name, service in SERVICES.items()
-        if service.client_secret_env is not None
+        variable: value
+        for service in SERVICES.values()
+        for secret in service.secrets
+        for variable, value in secret.values(read_secret(home, secret.file), secret.client_env).items()
     }
     return {**urls, **credentials}
 
@@ -169,7 +172,7 @@ def client_settings(home: ProjectHome, environ: Mapping[str, str]) -> dict[str, 
     ours = endpoints(home)
     settings: dict[str, str] = {}
     for service in SERVICES.values():
-        variables = [*service.client_env, *([service.client_secret_env] if service.client_secret_env else [])]
+        variables = service.client_variables
         if not ours or any(environ.get(v, ours[v]) != ours[v] for v in service.client_env):
             continue
         settings.update({v: ours[v] for v in variables if v not in environ})
@@ -260,6 +263,14 @@ def _check_installed(specs: Sequence[ServiceSpec]) -> None:
             f"({', '.join(f'{db.driver} for {name}' for name, db in missing.items())}): "
             f"pip install {' '.join(db.package for db in missing.values())}"
         )
+
+
+def _write_private(path: Path, content: str) -> None:
+    """Write a server's config file readable by the user only (it may name a database's password)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(content)
+    os.chmod(path, 0o600)
 
 
 def _port_free(port: int, grace: float = 0.0) -> bool:

@@ -111,7 +111,7 @@ def test_second_up_reports_the_running_servers(running: RunningStack) -> None:
     assert {s.name: s.url for s in again} == {name: s.url for name, s in running.started.items()}
 
 
-def test_endpoints_serve_real_clients(running: RunningStack) -> None:
+def test_endpoints_serve_real_clients(running: RunningStack, monkeypatch: pytest.MonkeyPatch) -> None:
     from infra.stack.secrets import read_secret
 
     urls = stack.endpoints(running.home)
@@ -120,10 +120,20 @@ def test_endpoints_serve_real_clients(running: RunningStack) -> None:
         "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{running.mlflow_port}",
         "MLOPS_EVIDENTLY_UI_URL": f"http://127.0.0.1:{running.evidently_port}",
         "PREFECT_API_AUTH_STRING": read_secret(running.home, "prefect"),
+        "MLFLOW_TRACKING_USERNAME": "admin",
+        "MLFLOW_TRACKING_PASSWORD": read_secret(running.home, "mlflow").removeprefix("admin:"),
     }
 
     from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
 
+    # MLflow's client takes its credential from the environment only.
+    for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        monkeypatch.delenv(key, raising=False)
+    with pytest.raises(MlflowException, match="401|[Uu]nauthori"):
+        MlflowClient(tracking_uri=urls["MLFLOW_TRACKING_URI"]).search_experiments()
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", urls["MLFLOW_TRACKING_USERNAME"])
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", urls["MLFLOW_TRACKING_PASSWORD"])
     client = MlflowClient(tracking_uri=urls["MLFLOW_TRACKING_URI"])
     experiment_id = client.create_experiment("stack-smoke")
     assert client.get_experiment(experiment_id).artifact_location.startswith("mlflow-artifacts:")
@@ -152,35 +162,54 @@ def test_endpoints_serve_real_clients(running: RunningStack) -> None:
         asyncio.run(talk())
 
 
-def test_prefect_api_refuses_calls_without_the_homes_credential(running: RunningStack) -> None:
+def _call(url: str, auth: str | None, body: bytes | None = b"{}") -> int:
+    """The status of one request to ``url`` (POST of ``body``, GET without), basic auth ``user:password``."""
     import base64
     import urllib.error
 
+    headers = {"Content-Type": "application/json"}
+    if auth is not None:
+        headers["Authorization"] = "Basic " + base64.b64encode(auth.encode()).decode()
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST" if body is not None else "GET")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+@pytest.mark.parametrize(
+    ("server", "user", "path", "body", "health"),
+    [
+        # Reading (the flow runs a gate waits in) and writing (resuming one) both need it.
+        ("prefect", "mlops", "/api/flow_runs/filter", b"{}", ("/api/health", "true")),
+        ("mlflow", "admin", "/api/2.0/mlflow/registered-models/search", None, ("/health", "OK")),
+        ("mlflow", "admin", "/", None, ("/health", "OK")),  # the UI
+    ],
+)
+def test_servers_refuse_calls_without_the_homes_credential(
+    running: RunningStack, server: str, user: str, path: str, body: bytes | None, health: tuple[str, str]
+) -> None:
     from infra.stack.secrets import read_secret, secret_path
 
-    credential = read_secret(running.home, "prefect")
-    user, _, token = credential.partition(":")
-    assert user == "mlops" and len(token) >= 40 and ":" not in token
-    assert secret_path(running.home, "prefect").stat().st_mode & 0o777 == 0o600
-    api = f"http://127.0.0.1:{running.prefect_port}/api"
-
-    def call(path: str, auth: str | None) -> int:
-        headers = {"Content-Type": "application/json"}
-        if auth is not None:
-            headers["Authorization"] = "Basic " + base64.b64encode(auth.encode()).decode()
-        request = urllib.request.Request(api + path, data=b"{}", headers=headers, method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                return response.status
-        except urllib.error.HTTPError as exc:
-            return exc.code
-
-    # Reading (the flow runs a gate waits in) and writing (resuming one) both need it.
-    assert call("/flow_runs/filter", None) == 401
-    assert call("/flow_runs/filter", f"{user}:wrong") == 401
-    assert call("/flow_runs/filter", credential) == 200
+    credential = read_secret(running.home, server)
+    name, _, token = credential.partition(":")
+    assert name == user and len(token) >= 40 and ":" not in token
+    assert secret_path(running.home, server).stat().st_mode & 0o777 == 0o600
+    url = running.started[server].url
+    assert _call(url + path, None, body) == 401
+    assert _call(url + path, f"{user}:wrong", body) == 401
+    assert _call(url + path, credential, body) == 200
     # The health check stays open: `up` and compose poll it without the credential.
-    assert _get(f"{api}/health") == (200, "true")
+    assert _get(url + health[0]) == (200, health[1])
+
+
+def test_mlflow_auth_config_is_private_to_the_home(running: RunningStack) -> None:
+    config = running.home.mlflow_auth / "basic_auth.ini"
+    assert config.stat().st_mode & 0o777 == 0o600
+    assert f"sqlite:///{running.home.mlflow_auth / 'users.db'}" in config.read_text()
+    assert (running.home.mlflow_auth / "users.db").exists()  # not in the working directory
+    assert not (Path.cwd() / "basic_auth.db").exists()
 
 
 def test_cli_sends_the_credential_only_to_its_own_server(running: RunningStack) -> None:
@@ -311,9 +340,10 @@ def test_artifacts_option_reaches_the_mlflow_command(tmp_path: Path) -> None:
     s3 = stack.build_specs(home, ports, None, "s3://bucket/prefix/")["mlflow"]
     at = s3.command.index("--artifacts-destination")
     assert s3.command[at + 1] == "s3://bucket/prefix" and "--serve-artifacts" in s3.command
-    assert s3.folders == ()
+    assert s3.folders == (home.mlflow_auth,)  # no artifact folder; the auth app's config is in the home
     folder = stack.build_specs(home, ports, None, str(tmp_path / "art"))["mlflow"]
-    assert folder.command[at + 1] == str(tmp_path / "art") and folder.folders == (tmp_path / "art",)
+    assert folder.command[at + 1] == str(tmp_path / "art")
+    assert folder.folders == (tmp_path / "art", home.mlflow_auth)
 
 
 def test_crashed_server_shows_as_stopped_and_up_restarts_only_it(running: RunningStack) -> None:

@@ -126,8 +126,8 @@ def test_pipeline_runs_on_postgres_with_artifacts_in_s3(
     home = ProjectHome(tmp_path / "home")
     for key in ("MLFLOW_S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
         monkeypatch.setenv(key, s3[key])  # the MLflow server inherits them; clients never need them
-    for key in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI"):
-        monkeypatch.delenv(key, raising=False)
+    for key in (v for service in stack.SERVICES.values() for v in service.client_variables):
+        monkeypatch.delenv(key, raising=False)  # the CLI finds the stack's URLs and credentials itself
     stack.up(home, database_url=postgres, artifacts=f"s3://{BUCKET}/mlflow", **free_stack_ports())
     try:
         endpoints = stack.endpoints(home)
@@ -157,7 +157,9 @@ def test_pipeline_runs_on_postgres_with_artifacts_in_s3(
         assert any(key.endswith("MLmodel") for key in keys), keys[:20]
         assert not list(home.mlflow_artifacts.rglob("MLmodel"))
 
-        # The champion loads back from S3 (through the tracking server) and passes its digest check.
+        # The champion loads back from S3 (through the tracking server, signed in) and passes its digest check.
+        monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", endpoints["MLFLOW_TRACKING_USERNAME"])
+        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", endpoints["MLFLOW_TRACKING_PASSWORD"])
         scorer = fetch_verified(endpoints["MLFLOW_TRACKING_URI"], MODEL, "1")
         import pandas as pd
 
