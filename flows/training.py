@@ -39,10 +39,9 @@ from tasks.lineage import code_version, fingerprint
 from tasks.monitoring import save_drift_reference
 from tasks.packaging import package_version
 from tasks.registry import (
+    decide,
     load_champion,
-    promote,
     publish_model_card,
-    record_decision,
     record_serving_integrity,
     register_challenger,
 )
@@ -108,9 +107,7 @@ def training_pipeline(config_path: str, data_path: str | None = None) -> Pipelin
         gate = run_gate(promotion_gate(run, version.version, est, errors, actual, policy, evaluation,
                                        validation.markdown, tracked.link, approval.promotion, final.markdown(), card),
                         approval)  # fmt: skip
-        record_decision(target, version, decision_tags(policy, gate, evaluation))
-        if gate.approved:
-            promote(target, version)
+        decide(target, version, decision_tags(policy, gate, evaluation), approved=gate.approved)
         bento_tag = (
             package_version(target, version, config.serving, entity_column=config.data.id_column)
             if gate.approved

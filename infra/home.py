@@ -26,6 +26,10 @@ TELEMETRY_OFF = {
 # With a tracking server, MLflow prints a "View run ... at: URL" line for every run it ends: one per
 # sweep trial. The pipeline's summary gives the one link that matters.
 QUIET = {"MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
+# MLflow's client retries a failed call 7 times with a back-off of 2 s doubling, about 4 minutes a call,
+# and the registry tasks retry on top: a tracking server that is down would hold a run for a quarter of
+# an hour before it says so. Bounded here: 3 retries, 1 s doubling (about 10 s a call, jitter included).
+MLFLOW_CLIENT_RETRIES = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
 
 
 @dataclass(frozen=True)
@@ -119,5 +123,5 @@ class ProjectHome:
         env.setdefault("BENTOML_HOME", str(self.bentoml))
         # A cold ephemeral Prefect server on a loaded 2-core machine can need more than 20 s.
         env.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
-        for key, value in (TELEMETRY_OFF | QUIET).items():
+        for key, value in (TELEMETRY_OFF | QUIET | MLFLOW_CLIENT_RETRIES).items():
             env.setdefault(key, value)

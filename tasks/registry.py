@@ -88,6 +88,10 @@ def register_challenger(
     return RegisteredVersion(name, str(mv.version), run_id)
 
 
+class RegistryUnavailableError(RuntimeError):
+    """The registry failed while the decision on a version was being recorded or the champion moved."""
+
+
 @task(name="record-decision", cache_policy=PER_RUN_INPUTS, **REPLAYABLE, **IO_RETRIES)
 def record_decision(target: TrackingTarget, version: RegisteredVersion, tags: dict[str, str]) -> None:
     client = target.client()
@@ -104,6 +108,25 @@ def promote(target: TrackingTarget, version: RegisteredVersion) -> RegisteredVer
         client.set_registered_model_alias(version.name, Alias.PREVIOUS_CHAMPION, previous.version)
     client.set_registered_model_alias(version.name, Alias.CHAMPION, version.version)
     return previous
+
+
+def decide(target: TrackingTarget, version: RegisteredVersion, tags: dict[str, str], *, approved: bool) -> None:
+    """Record the promotion decision on ``version``, then move ``champion`` to it if approved.
+
+    Raises RegistryUnavailableError, which says what did not happen and what to do, when MLflow fails
+    on the way (after its client's and the tasks' bounded retries).
+    """
+    try:
+        record_decision(target, version, tags)
+        if approved:
+            promote(target, version)
+    except MlflowException as exc:
+        raise RegistryUnavailableError(
+            f"MLflow at {target.tracking_uri} failed while the promotion decision on {version.name} "
+            f"v{version.version} was recorded ({'approved' if approved else 'rejected'}), so the champion "
+            f"did not move to v{version.version}. Run the pipeline again once MLflow is back (`mlops status`): "
+            f"it registers a new version. MLflow said: {str(exc)[:300]}"
+        ) from exc
 
 
 @task(name="publish-model-card", cache_policy=PER_RUN_INPUTS, **REPLAYABLE, **IO_RETRIES)

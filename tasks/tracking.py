@@ -125,7 +125,14 @@ def parent_run(
     try:
         yield run
     except Exception:
-        end_run(target, run.run_id, status="FAILED")
+        try:
+            end_run(target, run.run_id, status="FAILED")
+        except Exception as cleanup:  # noqa: BLE001 - the tracking server may be what failed: say why the run did
+            from prefect.logging import get_run_logger
+
+            get_run_logger().warning(
+                "could not mark MLflow run %s FAILED (%s); it stays RUNNING", run.run_id, str(cleanup)[:200]
+            )
         raise
     end_run(target, run.run_id)
 

@@ -134,15 +134,27 @@ def stop_process(proc: subprocess.Popen, timeout: float = 20) -> None:
 
 @pytest.fixture(scope="session")
 def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real Prefect server for the whole session; yields its API URL.
+    """A real Prefect server for the whole session, with API auth on as the stack runs it; yields its API URL.
+
+    The credential (``PREFECT_API_AUTH_STRING``, ``mlops:<random>``) is in this process's settings and
+    environment, so clients here and subprocesses started with ``os.environ`` send it, as ``mlops``
+    commands send the stack's.
 
     Flows run in this process send no heartbeats: the heartbeat thread sleeps in one-second steps
     and the flow waits for it at exit, which adds up to a second to every flow run. Heartbeats only
     serve the server's detection of crashed runs, which no test relies on.
     """
-    from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+    import secrets
+
+    from prefect.settings import (
+        PREFECT_API_AUTH_STRING,
+        PREFECT_API_URL,
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+        temporary_settings,
+    )
 
     home = tmp_path_factory.mktemp("prefect-home")
+    credential = f"mlops:{secrets.token_urlsafe(16)}"
     port = free_port()
     log = home / "server.log"
     env = {
@@ -153,8 +165,10 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         # Schedules in tests fire within seconds instead of the default minute.
         "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "5",
+        "PREFECT_SERVER_API_AUTH_STRING": credential,
     }
     env.pop("PREFECT_API_URL", None)
+    env.pop("PREFECT_API_AUTH_STRING", None)
     with log.open("w") as handle:
         proc = subprocess.Popen(
             [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
@@ -167,7 +181,9 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     try:
         wait_http(f"{url}/health", timeout=120, proc=proc, log=log)
         os.environ["PREFECT_API_URL"] = url
-        with temporary_settings(updates={PREFECT_API_URL: url, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        os.environ["PREFECT_API_AUTH_STRING"] = credential
+        settings = {PREFECT_API_URL: url, PREFECT_API_AUTH_STRING: credential, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
+        with temporary_settings(updates=settings):
             yield url
     finally:
         # Drain queued run logs while the server is still up, or the log worker retries
@@ -176,6 +192,7 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
         APILogWorker.drain_all(timeout=10)
         os.environ.pop("PREFECT_API_URL", None)
+        os.environ.pop("PREFECT_API_AUTH_STRING", None)
         stop_process(proc)
 
 

@@ -36,6 +36,7 @@ def run(ctx: typer.Context, config: ConfigOption, data: DataOption = None) -> No
     home = home_of(ctx)
     cfg = preflight(config, data, home)
     from flows.training import InvalidDataError, training_pipeline
+    from tasks.registry import RegistryUnavailableError
 
     say(f"training pipeline {cfg.name} on {cfg.data.path}")
     state = training_pipeline(str(config.resolve()), str(cfg.data.path), return_state=True)
@@ -43,7 +44,7 @@ def run(ctx: typer.Context, config: ConfigOption, data: DataOption = None) -> No
     if isinstance(summary, InvalidDataError):
         print_report(summary.report, cfg.data.path)
         raise fail("invalid data: nothing was trained and no model version was created", EXIT_INVALID_DATA)
-    if isinstance(summary, UserInputError):
+    if isinstance(summary, UserInputError | RegistryUnavailableError):
         raise fail(str(summary))
     if isinstance(summary, BaseException):
         raise summary

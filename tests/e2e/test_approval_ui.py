@@ -143,6 +143,15 @@ def test_approver_resumes_promotion_gate_in_prefect_ui(
         try:
             page.set_default_timeout(UI_TIMEOUT_MS)
             _route_offline(page, base)
+            # The server requires its credential: the UI asks for it first, and refuses a wrong one.
+            page.goto(f"{base}/v2/runs/flow-run/{run_id}")
+            login = page.get_by_placeholder("admin:pass")
+            login.fill("mlops:wrong")
+            page.get_by_role("button", name="Login").click()
+            expect(page.get_by_text("Invalid credentials")).to_be_visible()
+            login.fill(os.environ["PREFECT_API_AUTH_STRING"])
+            page.get_by_role("button", name="Login").click()
+            expect(login).to_be_hidden()
             # The UI a person lands on: `/` redirects to the V2 UI, whose run page has the actions
             # behind the "⋮" menu.
             page.goto(f"{base}/v2/runs/flow-run/{run_id}")

@@ -131,6 +131,7 @@ def test_person_decides_after_invalid_input_and_a_refused_approver(prefect_serve
         response = httpx.post(
             f"{prefect_server}/events/filter",
             json={"filter": {"event": {"name": [EVENT_DECIDED]}, "resource": {"id": ["mlops.model.demo.1"]}}},
+            auth=tuple(os.environ["PREFECT_API_AUTH_STRING"].split(":", 1)),  # the server requires it
             timeout=10,
         )
         response.raise_for_status()

@@ -1,0 +1,221 @@
+"""Faults of the server stack, each on a real local stack (``mlops up``: Prefect, MLflow and the
+Evidently UI as processes, with their credentials on), driven through the ``mlops`` CLI as a user does.
+
+One stack and one home for the module. The pipeline runs in order: the first waits at its human
+promotion gate while the Prefect server restarts, then is approved (v1 champion); the second is
+approved while MLflow is down (it fails and leaves v1 the champion); the third, once MLflow is back,
+is approved and promotes its version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+
+from infra import stack
+from infra.home import ProjectHome
+from models.data.io import write_table
+from models.data.synthetic import generate_leads
+
+from conftest import free_port, free_stack_ports, small_pipeline_config
+
+pytestmark = pytest.mark.integration
+
+MLOPS = str(Path(sys.executable).parent / "mlops")
+REPO = Path(__file__).resolve().parents[2]
+MODEL = "crm-leads-faults"
+PAUSE_TIMEOUT_S = 300  # generate, train, sweep and evaluate the shrunken pipeline up to the gate
+FINISH_TIMEOUT_S = 240  # after the answer: record, promote, package (or fail on a dead MLflow)
+
+
+@dataclass
+class Stack:
+    home: ProjectHome
+    ports: dict[str, int]
+    config: Path
+    root: Path
+
+    def env(self) -> dict[str, str]:
+        """A user's shell: only MLOPS_HOME, so that the CLI finds the stack, its URLs and credentials."""
+        clients = {v for service in stack.SERVICES.values() for v in service.client_variables}
+        homes = {"MLOPS_HOME", "MLFLOW_TRACKING_URI", "BENTOML_HOME", "PREFECT_HOME"}
+        env = {k: v for k, v in os.environ.items() if k not in clients | homes}
+        return {**env, "MLOPS_HOME": str(self.home.root)}
+
+    def mlops(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        return subprocess.run([MLOPS, *args], cwd=REPO, env=self.env(), capture_output=True, text=True,
+                              timeout=timeout)  # fmt: skip
+
+    def start_run(self, name: str) -> tuple[subprocess.Popen, Path]:
+        log = self.root / f"{name}.log"
+        with log.open("w") as handle:
+            proc = subprocess.Popen([MLOPS, "run", "--config", str(self.config)], cwd=REPO, env=self.env(),
+                                    stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        return proc, log
+
+    def client(self):
+        """MLflow's client signed in with the home's credential."""
+        from mlflow import MlflowClient
+
+        endpoints = stack.endpoints(self.home)
+        os.environ["MLFLOW_TRACKING_USERNAME"] = endpoints["MLFLOW_TRACKING_USERNAME"]
+        os.environ["MLFLOW_TRACKING_PASSWORD"] = endpoints["MLFLOW_TRACKING_PASSWORD"]
+        return MlflowClient(tracking_uri=endpoints["MLFLOW_TRACKING_URI"])
+
+
+@pytest.fixture(scope="module")
+def faulty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    root = tmp_path_factory.mktemp("faults")
+    home = ProjectHome(root / "home")
+    data = write_table(generate_leads(4000, seed=11), root / "leads.parquet")
+    config = small_pipeline_config(root / "pipeline.yaml", data, model_name=MODEL, trials=1,
+                                   approval={"promotion": {"mode": "human"}, "timeout_seconds": 900})  # fmt: skip
+    ports = free_stack_ports()
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
+    try:
+        stack.up(home, **ports)
+        yield Stack(home, ports, config, root)
+    finally:
+        stack.down(home)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _paused_run(faulty: Stack, proc: subprocess.Popen, log: Path, seen: set[UUID]) -> UUID:
+    """The id of the training run ``proc`` started, once it waits at its gate (as the UI's list shows it)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
+
+    endpoints = stack.endpoints(faulty.home)
+    flows = FlowFilter(name=FlowFilterName(any_=["training-pipeline"]))
+
+    async def paused() -> list[UUID]:
+        async with get_client() as client:
+            runs = await client.read_flow_runs(flow_filter=flows, limit=50)
+        return [r.id for r in runs if r.state is not None and r.state.is_paused() and r.id not in seen]
+
+    settings = {PREFECT_API_URL: endpoints["PREFECT_API_URL"],
+                PREFECT_API_AUTH_STRING: endpoints["PREFECT_API_AUTH_STRING"]}  # fmt: skip
+    deadline = time.monotonic() + PAUSE_TIMEOUT_S
+    with temporary_settings(updates=settings):
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                pytest.fail(f"`mlops run` exited with {proc.returncode} before its gate:\n{log.read_text()[-4000:]}")
+            found = asyncio.run(paused())
+            if found:
+                seen.add(found[0])
+                return found[0]
+            time.sleep(1)
+    pytest.fail(f"no run waiting at its gate within {PAUSE_TIMEOUT_S} s:\n{log.read_text()[-4000:]}")
+
+
+def _finish(proc: subprocess.Popen, log: Path) -> tuple[int, str]:
+    try:
+        code = proc.wait(timeout=FINISH_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail(f"`mlops run` did not finish within {FINISH_TIMEOUT_S} s of the answer:\n{log.read_text()[-4000:]}")
+    return code, log.read_text()
+
+
+def _kill(faulty: Stack, name: str) -> None:
+    """Stop one server of the stack as a crash would (its whole process group), and see it stopped."""
+    (record,) = [s for s in stack.status(faulty.home) if s.name == name]
+    os.killpg(record.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while {s.name: s for s in stack.status(faulty.home)}[name].running:
+        assert time.monotonic() < deadline, f"the killed {name} server still shows as running"
+        time.sleep(0.2)
+
+
+SEEN: set[UUID] = set()
+
+
+def test_gate_is_resumable_after_the_prefect_server_restarts(faulty: Stack) -> None:
+    proc, log = faulty.start_run("restart")
+    run_id = _paused_run(faulty, proc, log, SEEN)
+    before = {s.name: s.pid for s in stack.status(faulty.home)}
+
+    _kill(faulty, "prefect")
+    restarted = {s.name: s for s in stack.up(faulty.home, **faulty.ports)}  # restarts only Prefect
+    assert restarted["prefect"].pid != before["prefect"] and restarted["prefect"].healthy
+    assert restarted["mlflow"].pid == before["mlflow"]
+
+    # The run still waits at its gate on the restarted server (its state is in the database), and the
+    # approver's answer reaches it.
+    listed = faulty.mlops("approvals", "list")
+    assert listed.returncode == 0 and str(run_id) in listed.stdout, listed.stdout + listed.stderr
+    approved = faulty.mlops("approvals", "approve", str(run_id), "--approver", "ada", "--comment", "after restart")
+    assert approved.returncode == 0, approved.stdout + approved.stderr
+    code, output = _finish(proc, log)
+    assert code == 0 and "promoted to champion" in output, output[-4000:]
+    client = faulty.client()
+    assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "1"
+    assert client.get_model_version(MODEL, "1").tags["approval.promotion.approver"] == "ada"
+
+
+def test_mlflow_down_before_the_champion_moves_fails_clearly_and_a_rerun_succeeds(faulty: Stack) -> None:
+    proc, log = faulty.start_run("mlflow-down")
+    run_id = _paused_run(faulty, proc, log, SEEN)  # v2 is registered (challenger) and waits for a person
+    _kill(faulty, "mlflow")
+
+    approved = faulty.mlops("approvals", "approve", str(run_id), "--approver", "ada", "--comment", "ship it")
+    assert approved.returncode == 0, approved.stdout + approved.stderr  # Prefect is up: the answer is taken
+    code, output = _finish(proc, log)  # bounded: MLflow's client retries are capped (infra.home)
+    assert code != 0, output[-4000:]
+    flat = " ".join(output.split())
+    assert f"failed while the promotion decision on {MODEL} v2 was recorded" in flat, output[-4000:]
+    assert "champion did not move to v2" in flat and "Run the pipeline again once MLflow is back" in flat
+
+    assert {s.name: s for s in stack.up(faulty.home, **faulty.ports)}["mlflow"].healthy
+    client = faulty.client()
+    # The old champion is untouched; the version left behind has no decision and no champion alias (it keeps
+    # `challenger`, which marks the version under review).
+    assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "1"
+    left = client.get_model_version(MODEL, "2")
+    assert not [key for key in left.tags if key.startswith(("approval.promotion.", "promotion."))], left.tags
+    assert "champion" not in left.aliases
+
+    proc, log = faulty.start_run("rerun")
+    run_id = _paused_run(faulty, proc, log, SEEN)
+    approved = faulty.mlops("approvals", "approve", str(run_id), "--approver", "ada", "--comment", "mlflow is back")
+    assert approved.returncode == 0, approved.stdout + approved.stderr
+    code, output = _finish(proc, log)
+    assert code == 0 and "promoted to champion" in output, output[-4000:]
+    assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "3"
+    assert str(client.get_model_version_by_alias(MODEL, "previous-champion").version) == "1"
+
+
+def test_server_failing_its_health_check_at_up_is_named_with_its_log_and_the_others_stop(tmp_path: Path) -> None:
+    """Prefect and MLflow on a Postgres that is not there: both fail; the Evidently UI, healthy, is stopped."""
+    home = ProjectHome(tmp_path / "home")
+    ports = free_stack_ports()
+    nowhere = f"postgresql://mlops:pw@127.0.0.1:{free_port()}"
+    with pytest.raises(stack.StackError) as raised:
+        stack.up(home, database_url=nowhere, timeout=90, **ports)
+    message = str(raised.value)
+    assert "the prefect server" in message or "the mlflow server" in message, message
+    named = [name for name in ("prefect", "mlflow") if f"the {name} server" in message]
+    assert all(str(home.runtime / f"{name}.log") in message for name in named), message
+    assert "the evidently server" not in message, message
+    assert stack.status(home) == [] and not (home.runtime / "stack.json").exists()
+    import psutil
+
+    for port in ports.values():
+        listening = [c for c in psutil.net_connections("tcp") if c.laddr and c.laddr.port == port
+                     and c.status == psutil.CONN_LISTEN]  # fmt: skip
+        assert listening == [], f"something still listens on {port}"
