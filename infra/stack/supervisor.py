@@ -97,18 +97,10 @@ def up(
             if not _port_free(spec.port, grace):
                 raise _port_busy(spec)
         kept = [r for r in records if r.name in running or r.name not in specs]
-        for spec in to_start:
-            for folder in spec.folders:
-                folder.mkdir(parents=True, exist_ok=True)
-            for path, content in spec.files.items():
-                _write_private(path, content)
         started: list[Started] = []
         try:
             for spec in to_start:
-                env = spec.process_env(os.environ)
-                for secret in spec.secrets:
-                    env.update(secret.values(ensure_secret(home, secret.file, secret.user), secret.server_env))
-                started.append(spawn(spec, env))
+                started.append(spawn(spec, prepare(home, spec, os.environ)))
             # Recorded before the wait, so that `down` can stop them if this process is killed.
             write_state(home, kept + [s.record for s in started])
             _wait_healthy(started, specs, timeout)
@@ -161,13 +153,31 @@ def endpoints(home: ProjectHome) -> dict[str, str]:
         for name, service in SERVICES.items()
         for variable, suffix in service.client_env.items()
     }
-    credentials = {
+    signed_in = {variable: value for name in SERVICES for variable, value in credentials(home, name).items()}
+    return {**urls, **signed_in}
+
+
+def prepare(home: ProjectHome, spec: ServiceSpec, inherited: Mapping[str, str]) -> dict[str, str]:
+    """Everything ``up`` does before it starts ``spec``'s process: its folders, its config files (mode 0600),
+    its secrets (generated the first time); returns the environment to start it with."""
+    for folder in spec.folders:
+        folder.mkdir(parents=True, exist_ok=True)
+    for path, content in spec.files.items():
+        _write_private(path, content)
+    env = spec.process_env(inherited)
+    for secret in spec.secrets:
+        env.update(secret.values(ensure_secret(home, secret.file, secret.user), secret.server_env))
+    return env
+
+
+def credentials(home: ProjectHome, name: str) -> dict[str, str]:
+    """What a client sets to sign in to server ``name`` of ``home`` (``MLFLOW_TRACKING_USERNAME``...), from
+    the secrets ``up`` (or ``prepare``) generated."""
+    return {
         variable: value
-        for service in SERVICES.values()
-        for secret in service.secrets
+        for secret in SERVICES[name].secrets
         for variable, value in secret.values(read_secret(home, secret.file), secret.client_env).items()
     }
-    return {**urls, **credentials}
 
 
 def client_settings(home: ProjectHome, environ: Mapping[str, str]) -> dict[str, str]:

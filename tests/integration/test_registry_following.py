@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 from infra.home import ProjectHome
-from infra.stack import SERVICES
+from infra.stack import SERVICES, credentials, prepare
 from models.config import FeatureConfig, ModelConfig
 from models.data.synthetic import LeadSchema, generate_leads
 from models.features import FeatureTransform
@@ -103,18 +103,26 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     home = ProjectHome(tmp_path_factory.mktemp("follow") / "home")
     port = free_port()
     spec = SERVICES["mlflow"].spec(home, {"prefect": free_port(), "mlflow": port, "evidently": free_port()}, None)
-    for folder in spec.folders:
-        folder.mkdir(parents=True, exist_ok=True)
+    env = prepare(home, spec, os.environ)  # its folders, auth config and admin password, as `mlops up` does
     home.root.mkdir(parents=True, exist_ok=True)
     log = home.root / "mlflow.log"
+    # Every client here (the registry calls, the Bento's follower, `mlops rollback`) signs in as the admin.
+    signed_in = credentials(home, "mlflow")
+    saved = {key: os.environ.get(key) for key in signed_in}
+    os.environ.update(signed_in)
     with log.open("w") as handle:
-        proc = subprocess.Popen(spec.command, env=spec.process_env(os.environ), stdout=handle,
-                                stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        proc = subprocess.Popen(spec.command, env=env, stdout=handle, stderr=subprocess.STDOUT,
+                                start_new_session=True)  # fmt: skip
     try:
         wait_http(f"{spec.url}/health", timeout=120, proc=proc, log=log)
         yield Registry(spec.url, home)
     finally:
         stop_process(proc)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 @pytest.fixture(scope="module")

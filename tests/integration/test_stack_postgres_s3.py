@@ -73,10 +73,12 @@ def postgres() -> Iterator[str]:
     try:
         env = {**os.environ, "PGPASSWORD": PASSWORD}
         # What docker-compose.yml does: POSTGRES_DB=prefect, then infra/postgres-init.sql.
-        for sql in ("CREATE DATABASE prefect;", (REPO / "infra" / "postgres-init.sql").read_text()):
+        # The script through -f, as the image's entrypoint runs it: each statement on its own (CREATE DATABASE
+        # cannot run inside the one transaction that -c makes of several).
+        for source in (["-c", "CREATE DATABASE prefect;"], ["-f", str(REPO / "infra" / "postgres-init.sql")]):
             created = subprocess.run(
                 [psql, "-h", "127.0.0.1", "-p", str(port), "-U", "mlops", "-d", "postgres", "-v", "ON_ERROR_STOP=1",
-                 "-c", sql], capture_output=True, text=True, env=env, timeout=60,
+                 *source], capture_output=True, text=True, env=env, timeout=60,
             )  # fmt: skip
             assert created.returncode == 0, created.stderr
         yield f"postgresql://mlops:{PASSWORD}@127.0.0.1:{port}"
