@@ -8,6 +8,11 @@ Which model is served is decided once, at start-up (`TabularModelService.__init_
    Inside a Bento that bundles models, the active store is the Bento's own.
 2. Otherwise the Bento's model with the alias ``champion``, which `serving.packaging.build_bento` gives the
    model of every Bento it builds: ``bentoml serve <bento tag>`` serves exactly the model it was built with.
+3. With neither, and ``MLOPS_SERVING_CHAMPION_OF=<registered model>`` set (the server stack's service, started
+   before any champion exists): no model yet. ``/livez`` answers, ``/readyz`` and every scoring path answer 503
+   until the registry's ``champion`` alias of that model exists; its version is then fetched, verified and
+   served like any moved alias (``MLFLOW_TRACKING_URI`` and ``serving.follow_registry`` are required).
+   ``MLOPS_SERVING_ENTITY_COLUMN`` names the entity id field in that mode.
 
 The model's files are checked against the digest recorded at save time before they are loaded. If loading
 fails, ``__init__`` raises and BentoML restarts the worker forever without becoming ready: whatever starts the
@@ -92,6 +97,9 @@ from serving.registry import Refusal, RegistryFollower
 logger = logging.getLogger("bentoml.serve.tabular")
 
 MODEL_ENV = "MLOPS_BENTO_MODEL"  # name:version overriding the Bento's model (development)
+# A registered model's name: with no model in the store, start not ready and serve its first champion.
+WAIT_ENV = "MLOPS_SERVING_CHAMPION_OF"
+ENTITY_ENV = "MLOPS_SERVING_ENTITY_COLUMN"  # the request field logged as the entity id in that mode
 HOME_ENV = "MLOPS_HOME"  # prediction logs go to $MLOPS_HOME/predictions
 PREDICTIONS_DIR = "predictions"
 VARIANT = Variant.CHAMPION.value
@@ -265,7 +273,10 @@ class FeatureSchema(BaseModel):
 class ModelMetadata(BaseModel):
     model_name: str
     model_version: str
-    bento_model_tag: str = Field(description="The BentoML model (name:version) being served.")
+    bento_model_tag: str | None = Field(
+        description="The BentoML model (name:version) the service started with; null when it started waiting for "
+        "a first champion."
+    )
     bento_tag: str | None = Field(description="The served Bento; null when serving from source.")
     source: str = Field(description="Where the served model came from: the Bento's model or a registry version.")
     following: str | None = Field(description="The registry alias followed and how often; null when not following.")
@@ -535,40 +546,74 @@ class TabularModelService:
     def __init__(self) -> None:
         self.config = serving_config()
         torch.set_num_threads(self.config.torch_threads)  # this worker process only
-        reference = os.environ.get(MODEL_ENV) or MODEL_ALIAS
-        try:
-            model = bentoml.models.get(reference)
-        except NotFound as exc:
-            raise RuntimeError(
-                f"no model {reference!r} in the model store: serve a Bento built by "
-                f"serving.packaging.build_bento, or set {MODEL_ENV}=name:version"
-            ) from exc
-        metadata = dict(model.info.metadata)
-        model_dir = Path(model.path)
-        verify_scorer_files(model_dir, metadata.get(SCORER_DIGEST_KEY))
-        self.model_tag = str(model.tag)
-        self.served = ServedModel.of(
-            TabularScorer.load(model_dir),
-            name=str(metadata.get(MODEL_NAME_KEY, model.tag.name)),
-            version=str(metadata.get(MODEL_VERSION_KEY, model.tag.version)),
-            source=f"bento model {model.tag}",
-            entity_column=str(metadata.get(ENTITY_COLUMN_KEY) or "") or None,
-            metadata=metadata,
-            config=self.config,
-        )
         context = bentoml.server_context
         has_bento = context.bento_version not in ("", "not available")
         self.bento_tag = f"{context.bento_name}:{context.bento_version}" if has_bento else None
         self.prediction_log = _prediction_log()
         self.metrics = _metrics()
-        self.metrics.served.labels(self.served.name, VARIANT, self.served.version).set(1)
         self.refusals: list[Refusal] = []
         self.ab = self.config.ab
         self.candidate: ServedModel | None = None  # the A/B challenger or the shadow, when the alias names one
+        self.served: ServedModel | None = None  # None only while waiting for a first champion (WAIT_ENV)
+        self.model_tag: str | None = None
+        model = self._bento_model()
+        if model is None:
+            self.model_name = os.environ[WAIT_ENV].strip()
+            self.entity_column = os.environ.get(ENTITY_ENV) or None
+            logger.warning("no model in the store: not ready until %s@%s exists in the registry",
+                           self.model_name, Alias.CHAMPION)  # fmt: skip
+        else:
+            metadata = dict(model.info.metadata)
+            model_dir = Path(model.path)
+            verify_scorer_files(model_dir, metadata.get(SCORER_DIGEST_KEY))
+            self.model_tag = str(model.tag)
+            self.served = ServedModel.of(
+                TabularScorer.load(model_dir),
+                name=str(metadata.get(MODEL_NAME_KEY, model.tag.name)),
+                version=str(metadata.get(MODEL_VERSION_KEY, model.tag.version)),
+                source=f"bento model {model.tag}",
+                entity_column=str(metadata.get(ENTITY_COLUMN_KEY) or "") or None,
+                metadata=metadata,
+                config=self.config,
+            )
+            self.model_name, self.entity_column = self.served.name, self.served.entity_column
+            self.metrics.served.labels(self.served.name, VARIANT, self.served.version).set(1)
+            logger.info("serving %s version %s (%s, Bento %s)", self.served.name, self.served.version,
+                        self.served.source, self.bento_tag)  # fmt: skip
         self.follower = self._follow()
         self.candidate_follower = self._follow_candidate()
-        logger.info("serving %s version %s (%s, Bento %s)", self.served.name, self.served.version,
-                    self.served.source, self.bento_tag)  # fmt: skip
+
+    def _bento_model(self) -> bentoml.Model | None:
+        """The model to serve from the store; None when there is none and WAIT_ENV says to wait for one."""
+        reference = os.environ.get(MODEL_ENV) or MODEL_ALIAS
+        waiting = os.environ.get(WAIT_ENV, "").strip() and not os.environ.get(MODEL_ENV)
+        try:
+            return bentoml.models.get(reference)
+        except NotFound as exc:
+            if not waiting:
+                raise RuntimeError(
+                    f"no model {reference!r} in the model store: serve a Bento built by "
+                    f"serving.packaging.build_bento, set {MODEL_ENV}=name:version, or set {WAIT_ENV}=<registered "
+                    "model> to wait for its champion"
+                ) from exc
+        if not (self.config.follow_registry and os.environ.get("MLFLOW_TRACKING_URI")):
+            raise RuntimeError(
+                f"{WAIT_ENV} serves the registry's champion: it needs MLFLOW_TRACKING_URI and serving.follow_registry"
+            )
+        return None
+
+    def __is_ready__(self) -> bool:
+        """BentoML's /readyz: ready once a model is served (at once, unless waiting for a first champion)."""
+        return self.served is not None
+
+    def _waiting(self) -> Response:
+        """The answer of every scoring path before a first champion: a 503 that says what the service waits for
+        (as a response: BentoML replaces the message of a raised 5xx with a generic one)."""
+        error = (f"no champion of {self.model_name} yet: this service serves {self.model_name}@{Alias.CHAMPION} "
+                 "as soon as the registry has one")  # fmt: skip
+        retry = str(max(1, math.ceil(self.config.poll_interval_seconds)))
+        return Response(orjson.dumps({"error": error}), status_code=503, media_type="application/json",
+                        headers={"Retry-After": retry})  # fmt: skip
 
     def _follow(self) -> RegistryFollower | None:
         """Start polling the registry's champion alias, when there is a registry to poll."""
@@ -578,8 +623,8 @@ class TabularModelService:
                         "serving.follow_registry is off" if tracking_uri else "MLFLOW_TRACKING_URI is not set")  # fmt: skip
             return None
         follower = RegistryFollower(
-            tracking_uri, self.served.name, Alias.CHAMPION.value, self.config.poll_interval_seconds,
-            self.served.version, swap=self._swap, refuse=self._refuse,
+            tracking_uri, self.model_name, Alias.CHAMPION.value, self.config.poll_interval_seconds,
+            None if self.served is None else self.served.version, swap=self._swap, refuse=self._refuse,
         )  # fmt: skip
         follower.start()
         return follower
@@ -593,17 +638,17 @@ class TabularModelService:
             logger.warning("serving.ab.mode is %s but MLFLOW_TRACKING_URI is not set: no candidate to serve", self.ab.mode)
             return None
         follower = RegistryFollower(
-            tracking_uri, self.served.name, Alias.CANDIDATE.value, self.config.poll_interval_seconds, None,
+            tracking_uri, self.model_name, Alias.CANDIDATE.value, self.config.poll_interval_seconds, None,
             swap=self._swap_candidate, refuse=self._refuse, missing=self._drop_candidate,
         )  # fmt: skip
         follower.start()
         return follower
 
     def _swap_candidate(self, version: str, scorer: TabularScorer) -> None:
-        name = self.served.name
+        name = self.model_name
         self.candidate = ServedModel.of(
             scorer, name=name, version=version, source=f"registry models:/{name}/{version}",
-            entity_column=self.served.entity_column, metadata={MODEL_NAME_KEY: name, MODEL_VERSION_KEY: version},
+            entity_column=self.entity_column, metadata={MODEL_NAME_KEY: name, MODEL_VERSION_KEY: version},
             config=self.config,
         )  # fmt: skip
         self.metrics.served.labels(name, self._candidate_variant, version).set(1)
@@ -629,18 +674,19 @@ class TabularModelService:
         ]
 
     def _swap(self, version: str, scorer: TabularScorer) -> None:
-        old = self.served
+        old, name = self.served, self.model_name
         self.served = ServedModel.of(
-            scorer, name=old.name, version=version, source=f"registry models:/{old.name}/{version}",
-            entity_column=old.entity_column, metadata={MODEL_NAME_KEY: old.name, MODEL_VERSION_KEY: version},
+            scorer, name=name, version=version, source=f"registry models:/{name}/{version}",
+            entity_column=self.entity_column, metadata={MODEL_NAME_KEY: name, MODEL_VERSION_KEY: version},
             config=self.config,
         )  # fmt: skip
-        self.metrics.served.labels(old.name, VARIANT, old.version).set(0)
-        self.metrics.served.labels(old.name, VARIANT, version).set(1)
+        if old is not None:
+            self.metrics.served.labels(name, VARIANT, old.version).set(0)
+        self.metrics.served.labels(name, VARIANT, version).set(1)
 
     def _refuse(self, refusal: Refusal) -> None:
         self.refusals.append(refusal)
-        self.metrics.refused.labels(self.served.name, refusal.version).inc()
+        self.metrics.refused.labels(self.model_name, refusal.version).inc()
 
     @bentoml.on_shutdown
     def close_prediction_log(self) -> None:
@@ -661,6 +707,8 @@ class TabularModelService:
         """Score each row; validation errors are raised as pydantic errors, which BentoML answers with 400."""
         started = time.perf_counter()
         served, candidate = self.served, self.candidate  # one pair of versions for the whole request
+        if served is None:
+            return self._waiting()  # type: ignore[return-value]
         request = served.request_model.model_validate({"rows": rows})
         ids = request_ids(request.rows)
         entities = entity_ids(request.rows, served.columns, served.entity_column)
@@ -758,6 +806,8 @@ class TabularModelService:
         baseline row: numerics at their training medians, categoricals missing). They add up to
         ``score - baseline_score`` up to ``gap``. At most ``serving.max_explain_rows`` rows per request."""
         served = self.served
+        if served is None:
+            return self._waiting()  # type: ignore[return-value]
         request = served.explain_model.model_validate({"rows": rows})
         numeric, categorical = rows_to_arrays(request.rows, served.columns)
         encoded = served.scorer.transform.encode_rows(numeric, categorical)
@@ -777,6 +827,8 @@ class TabularModelService:
         """What is being served: model name and version, where it came from, the feature schema, the Bento,
         whether the registry is followed and which versions were refused."""
         served = self.served
+        if served is None:
+            return self._waiting()  # type: ignore[return-value]
         follower = self.follower
         return ModelMetadata(
             model_name=served.name,

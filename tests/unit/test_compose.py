@@ -68,6 +68,8 @@ NOT_LOCAL = {
     "ray-worker": "joins ray-head; the two-node sweep test runs the same command as processes",
     "deployments": "`mlops deploy` registers the deployments (prefect.yaml for `prefect deploy` with a pool)",
     "worker": "`mlops deploy --detach` runs the deployments' runs locally, and registers it with the stack",
+    "bento": "`bentoml serve <bento>` after a run (the command it prints); the same service from source with "
+    "MLOPS_SERVING_CHAMPION_OF waits for the first champion (tests/integration/test_registry_following.py)",
 }
 # The services that run pipelines, and so talk to every server: the worker and its registration job.
 RUNNERS = ("deployments", "worker")
@@ -313,3 +315,18 @@ def test_platform_image_copies_every_package() -> None:
     dockerfile = (REPO / "infra" / "Dockerfile").read_text().splitlines()
     missing = [p for p in packages if f"COPY {p} {p}" not in dockerfile]
     assert not missing, f"infra/Dockerfile does not copy {missing}"
+
+
+def test_bento_waits_for_the_first_champion_and_nothing_waits_on_it(services: dict) -> None:
+    """The Bento runs what the waiting-for-a-champion test runs (test_registry_following), signed in to MLflow by
+    service name, checked for liveness (not readiness: that needs a champion), with no service depending on it."""
+    from serving.service import ENTITY_ENV, WAIT_ENV
+
+    bento = services["bento"]
+    assert bento["entrypoint"] == ["bentoml"]
+    assert bento["command"][:2] == ["serve", "serving.service:TabularModelService"]
+    env = bento["environment"]
+    assert env[WAIT_ENV] and env[ENTITY_ENV] and env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+    assert env["MLFLOW_TRACKING_USERNAME"] and "MLFLOW_TRACKING_PASSWORD" in env and "MLOPS_SERVING_TOKEN" in env
+    assert "/livez" in " ".join(bento["healthcheck"]["test"])
+    assert [name for name, service in services.items() if "bento" in (service.get("depends_on") or {})] == []
