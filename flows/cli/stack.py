@@ -70,7 +70,8 @@ def up(
         say(service.describe())
     say(
         f"server secrets: {secrets_dir(home)}, one file each, mode 0600: 'prefect' is the Prefect API's "
-        "user:password (the UI asks for it; mlops commands send it), 'evidently' the Evidently UI's write secret"
+        "user:password (the UI's login asks for it), 'mlflow' MLflow's admin:password (the browser asks for it), "
+        "'evidently' the Evidently UI's write secret; mlops commands send them"
     )
     say("runs started from this shell now use the stack; stop it with `mlops down`")
 

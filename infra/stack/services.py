@@ -22,7 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 from infra.home import TELEMETRY_OFF, ProjectHome
 from infra.stack.errors import StackError
 
-# Loopback only; the Prefect API and the Evidently UI's writes also need the home's secrets (secrets.py).
+# Loopback only; the Prefect and MLflow APIs and the Evidently UI's writes also need the home's secrets (secrets.py).
 HOST = "127.0.0.1"
 
 

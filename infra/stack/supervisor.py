@@ -185,12 +185,12 @@ def client_settings(home: ProjectHome, environ: Mapping[str, str]) -> dict[str, 
     where ``environ`` does not point that client elsewhere. A credential goes only with its own server's
     URL, so that a ``PREFECT_API_URL`` set to another server never receives this home's secret."""
     ours = endpoints(home)
+    if not ours:
+        return {}
     settings: dict[str, str] = {}
     for service in SERVICES.values():
-        variables = service.client_variables
-        if not ours or any(environ.get(v, ours[v]) != ours[v] for v in service.client_env):
-            continue
-        settings.update({v: ours[v] for v in variables if v not in environ})
+        if all(environ.get(v, ours[v]) == ours[v] for v in service.client_env):
+            settings.update({v: ours[v] for v in service.client_variables if v not in environ})
     return settings
 
 
