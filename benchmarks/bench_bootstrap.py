@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn import metrics
 
-from models.evaluation import bootstrap_metrics
-from models.params import EvaluationConfig
+from models.evaluation.bootstrap import bootstrap_metrics
+from models.evaluation.config import EvaluationConfig
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Accuracy of the pre-flight sweep estimate (`models.estimate`) against the real sweep.
 
 Generates the default synthetic leads, splits and fits features as the training pipeline does with the
-default config (configs/crm_leads.yaml), estimates the sweep, then runs it (`models.sweep.run_sweep`,
+default config (configs/crm_leads.yaml), estimates the sweep, then runs it (`models.training.sweep.run_sweep`,
 own local Ray runtime started outside the measured wall time) and prints estimated vs actual figures.
 
     error = (estimate - actual) / actual        target: |sweep_seconds_error| <= 30%
@@ -28,9 +28,11 @@ import ray
 from flows.config import load_config
 from models.data.split import binary_labels, split_frame
 from models.data.synthetic import generate_leads
-from models.estimate import EstimateConfig, actual_from_sweep, compare, estimate_resources
-from models.features import FeatureTransform
-from models.sweep import SweepData, run_sweep
+from models.estimate.actual import actual_from_sweep, compare
+from models.estimate.config import EstimateConfig
+from models.estimate.resources import estimate_resources
+from models.features.transform import FeatureTransform
+from models.training.sweep import SweepData, run_sweep
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "crm_leads.yaml"
 TARGET_ERROR = 0.30

@@ -114,10 +114,10 @@ def prepare(work: Path) -> tuple[str, str, Path, pd.DataFrame]:
     """Train, register and package the scorer; its tracking URI, Bento tag, saved folder and sample rows."""
     import yaml
 
-    from models.config import ModelConfig
     from models.data.synthetic import LeadSchema, generate_leads
-    from models.features import FeatureTransform
-    from models.training import train_model
+    from models.features.transform import FeatureTransform
+    from models.nn.config import ModelConfig
+    from models.training.fit import train_model
     from tasks.registry import register_challenger
     from tasks.tracking import TrackingTarget, log_model
 
@@ -125,7 +125,7 @@ def prepare(work: Path) -> tuple[str, str, Path, pd.DataFrame]:
     leads = generate_leads(20_000, seed=0)
     train, val = leads.iloc[:16_000], leads.iloc[16_000:]
     config = yaml.safe_load((REPO / "configs" / "crm_leads.yaml").read_text())
-    from models.config import FeatureConfig
+    from models.features.config import FeatureConfig
 
     transform = FeatureTransform.fit(train, FeatureConfig(numeric=list(schema.numeric), categorical=list(schema.categorical)))
     model = ModelConfig.model_validate({**config.get("model", {}), "max_epochs": 3}).for_data(len(train), float(train[schema.target].mean()))
@@ -146,7 +146,7 @@ def prepare(work: Path) -> tuple[str, str, Path, pd.DataFrame]:
 
 
 def bodies(server: str, rows: pd.DataFrame, scorer_dir: Path) -> bytes:
-    from models.scorer import TabularScorer
+    from models.artifact.scorer import TabularScorer
 
     features = [c.name for c in TabularScorer.load(scorer_dir).feature_columns]
     if server == "ours":

@@ -1,6 +1,6 @@
 """Per-trial overhead of a Ray Tune sweep: time a trial costs beyond its own training.
 
-Runs the same seeded 8-trial ASHA sweep (`models.sweep.run_sweep`) twice on about 20k rows, once with
+Runs the same seeded 8-trial ASHA sweep (`models.training.sweep.run_sweep`) twice on about 20k rows, once with
 `reuse_actors=True` (what `run_sweep` uses) and once with `reuse_actors=False` (a fresh worker process,
 with its torch/Lightning imports, per trial) as the reference. Each run starts and stops its own local
 Ray runtime; `ray.init` is outside the measured wall time.
@@ -29,11 +29,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.config import FeatureConfig, ModelConfig
 from models.data.synthetic import LeadSchema, generate_leads
-from models.features import FeatureTransform
-from models.params import SweepConfig
-from models.sweep import SweepData, run_sweep
+from models.features.config import FeatureConfig
+from models.features.transform import FeatureTransform
+from models.nn.config import ModelConfig
+from models.training.config import SweepConfig
+from models.training.sweep import SweepData, run_sweep
 
 TARGET_SECONDS = 2.0
 

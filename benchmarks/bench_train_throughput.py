@@ -33,11 +33,12 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch.utils.data import DataLoader, TensorDataset
 
-from models.batches import TensorBatches
-from models.config import FeatureConfig, ModelConfig
-from models.features import EncodedFeatures, FeatureTransform
-from models.lightning_module import TabularClassifier
-from models.training import CPU_TORCH_THREADS, quiet_lightning, resolve_device, train_model
+from models.features.config import FeatureConfig
+from models.features.transform import EncodedFeatures, FeatureTransform
+from models.nn.batches import TensorBatches
+from models.nn.config import ModelConfig
+from models.nn.module import TabularClassifier
+from models.training.fit import CPU_TORCH_THREADS, quiet_lightning, resolve_device, train_model
 
 N_NUMERIC, N_CATEGORICAL = 24, 8
 

@@ -22,7 +22,7 @@ from typing import Any
 import bentoml
 import torch
 
-from models.scorer import TabularScorer
+from models.artifact.scorer import TabularScorer
 from serving.config import ServingConfig
 
 

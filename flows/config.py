@@ -16,17 +16,14 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from models.config import FeatureConfig, ModelConfig
 from models.data.config import DataConfig, SplitConfig
 from models.errors import UserInputError
-from models.params import (
-    ApprovalConfig,
-    BusinessConfig,
-    EstimateConfig,
-    EvaluationConfig,
-    PromotionPolicy,
-    SweepConfig,
-)
+from models.estimate.config import EstimateConfig
+from models.evaluation.config import BusinessConfig, EvaluationConfig
+from models.features.config import FeatureConfig
+from models.governance.config import ApprovalConfig, PromotionPolicy
+from models.nn.config import ModelConfig
+from models.training.config import SweepConfig
 from monitoring.config import MonitoringConfig
 from serving.config import ServingConfig
 

@@ -1,6 +1,6 @@
 """The ``rollback`` flow: move a model's champion back, record who, when and why, emit the event.
 
-Wiring only: the rules are ``models.rollback``, the registry moves ``tasks.registry.roll_back``. A running
+Wiring only: the rules are ``models.governance.rollback``, the registry moves ``tasks.registry.roll_back``. A running
 service that follows the registry serves the restored version within its poll interval.
 """
 
@@ -12,7 +12,7 @@ from prefect import flow
 from prefect.events import emit_event
 
 from infra.home import ProjectHome
-from models.rollback import ROLLBACK_EVENT, Rollback
+from models.governance.rollback import ROLLBACK_EVENT, Rollback
 from tasks.registry import roll_back
 from tasks.tracking import TrackingTarget
 

@@ -2,7 +2,7 @@
 gate -> sweep -> evaluate -> register (challenger) -> promotion gate -> champion -> Bento.
 
 Wiring only: each step is a task over pure code in ``models/``; evidence, tags and the summary are
-built by ``models.reporting``.
+built by ``models.governance.evidence``.
 """
 
 from __future__ import annotations
@@ -14,10 +14,8 @@ from prefect import flow, runtime
 from flows.config import load_config
 from flows.validation import docs_dir_for_run
 from infra.home import ProjectHome
-from models.estimate import actual_from_sweep, compare
-from models.model_card import model_card
-from models.promotion import decide_promotion
-from models.reporting import (
+from models.estimate.actual import actual_from_sweep, compare
+from models.governance.evidence import (
     PipelineSummary,
     RunIdentity,
     budget_gate,
@@ -30,6 +28,8 @@ from models.reporting import (
     run_metrics,
     summary_markdown,
 )
+from models.governance.model_card import model_card
+from models.governance.promotion import decide_promotion
 from models.seeds import Seeds
 from tasks.data import InvalidDataError, load_data, require_valid
 from tasks.estimate import estimate
@@ -45,7 +45,7 @@ from tasks.registry import (
     record_serving_integrity,
     register_challenger,
 )
-from tasks.reporting import publish_summary
+from tasks.summary import publish_summary
 from tasks.tracking import TrackingTarget, log_artifacts, log_metrics, log_model, log_trials, parent_run
 from tasks.training import finalize, fit_transform, split_data, sweep, train_baselines
 

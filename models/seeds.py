@@ -18,7 +18,7 @@ class Seeds:
 
     split: int
     baselines: int
-    sweep: int  # the search algorithm: it also draws each trial's training seed (models/sweep.py)
+    sweep: int  # the search algorithm: it also draws each trial's training seed (models/training/sweep.py)
     estimate: int  # the estimate's profiling run
     bootstrap: int
     robustness: int

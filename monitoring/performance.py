@@ -24,9 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from models.evaluation import MetricInterval, bootstrap_metrics
-from models.evaluation._checks import as_labels, as_scores
-from models.evaluation.bootstrap import percentile_interval
+from models.evaluation.bootstrap import MetricInterval, bootstrap_metrics, percentile_interval
+from models.evaluation.checks import as_labels, as_scores
 from models.evaluation.ranking import SortedScores, sort_scores, weighted_auc_ap
 
 # Cells per (chunk, 2n) weight matrix of the label simulation: the same ~4 MB budget the evaluation

@@ -32,7 +32,7 @@ class PredictionRecord:
     """
 
     request_id: str
-    variant: str  # a models.names.Variant value: champion, challenger or shadow
+    variant: str  # a models.governance.names.Variant value: champion, challenger or shadow
     model_version: str
     features: dict[str, Any]  # raw request values, before encoding; None for missing
     score: float

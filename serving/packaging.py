@@ -20,8 +20,7 @@ from typing import Any
 import bentoml
 import yaml
 
-from models.names import Alias
-from models.scorer import (
+from models.artifact.scorer import (
     CALIBRATION_FILE,
     DECISION_FILE,
     NETWORK_FILE,
@@ -29,6 +28,7 @@ from models.scorer import (
     WEIGHTS_FILE,
     TabularScorer,
 )
+from models.governance.names import Alias
 from serving.config import ServingConfig
 
 REPO_ROOT = (

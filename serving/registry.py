@@ -26,8 +26,8 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from models.mlflow_model import SCORER_ARTIFACT
-from models.scorer import TabularScorer
+from models.artifact.pyfunc import SCORER_ARTIFACT
+from models.artifact.scorer import TabularScorer
 from serving.packaging import ModelIntegrityError, scorer_digest
 
 logger = logging.getLogger("bentoml.serve.tabular")

@@ -33,7 +33,7 @@ longer than ``max_string_length`` is a 400; a body over ``max_body_bytes`` a 413
 training-range widths outside the training range is scored and flagged (``flags`` in the response, the log
 and ``mlops_out_of_range_values_total``). Scoring goes from the validated rows straight to encoded arrays
 (`FeatureTransform.encode_rows`, the same fitted transform as training), with no per-request DataFrame.
-``/explain`` gives integrated-gradient attributions of the champion's score per raw feature (`models.explain`).
+``/explain`` gives integrated-gradient attributions of the champion's score per raw feature (`models.artifact.explain`).
 Prometheus ``/metrics`` adds, per model and variant, rows scored, score and handler-latency histograms,
 out-of-range counts and the served version (``mlops_served_model``).
 
@@ -77,9 +77,9 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 from starlette.responses import JSONResponse, Response
 
-from models.explain import explain as explain_rows
-from models.names import Alias, Variant
-from models.scorer import FeatureColumn, TabularScorer
+from models.artifact.explain import explain as explain_rows
+from models.artifact.scorer import FeatureColumn, TabularScorer
+from models.governance.names import Alias, Variant
 from monitoring.prediction_log import PredictionLog
 from serving.config import ABConfig, ServingConfig
 from serving.packaging import (

@@ -9,11 +9,11 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from models.artifact.scorer import TabularScorer
 from models.data.config import DataConfig
 from models.data.io import read_table, write_table
 from models.errors import UserInputError
-from models.names import Variant
-from models.scorer import TabularScorer
+from models.governance.names import Variant
 from monitoring.prediction_log import PredictionLog, PredictionRecord
 
 SCORED_SUFFIX = ".scored"  # <name>.scored.<ext>: the output beside each input, never scored again

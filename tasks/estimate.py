@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from prefect import task
 
-from models.config import ModelConfig
 from models.data.config import SplitConfig
-from models.estimate import ResourceEstimate, estimate_resources
-from models.features import FeatureTransform
-from models.params import EstimateConfig, SweepConfig
+from models.estimate.config import EstimateConfig
+from models.estimate.resources import estimate_resources
+from models.estimate.result import ResourceEstimate
+from models.features.transform import FeatureTransform
+from models.nn.config import ModelConfig
+from models.training.config import SweepConfig
 from tasks.caching import ONCE_PER_RUN, REPLAYABLE
 from tasks.training import PreparedData
 

@@ -1,6 +1,6 @@
 """Evaluation of the chosen model on the untouched test split, against baselines and champion.
 
-The work is ``models.evaluation.report.evaluate_model``; this module only makes it a Prefect task.
+The work is ``models.evaluation.evaluate.evaluate_model``; this module only makes it a Prefect task.
 ``EvaluationReport`` is re-exported because flows import it from here.
 """
 
@@ -12,12 +12,12 @@ import numpy as np
 import pandas as pd
 from prefect import task
 
-from models.baselines import Baseline
-from models.config import FeatureConfig
-from models.evaluation import ChampionModel, EvaluationReport, HeldOut, evaluate_model
-from models.params import BusinessConfig, EvaluationConfig
-from models.scorer import TabularScorer
+from models.artifact.scorer import TabularScorer
+from models.evaluation.config import BusinessConfig, EvaluationConfig
+from models.evaluation.evaluate import ChampionModel, EvaluationReport, HeldOut, evaluate_model
+from models.features.config import FeatureConfig
 from models.seeds import Seeds
+from models.training.baselines import Baseline
 from tasks.caching import ONCE_PER_RUN, REPLAYABLE
 
 __all__ = ["ChampionModel", "EvaluationReport", "evaluate"]

@@ -34,7 +34,8 @@ from prefect.input import RunInput
 from prefect.settings import get_current_settings
 from pydantic import Field
 
-from models.approval import (
+from models.errors import UserInputError
+from models.governance.approval import (
     GATES,
     GateDecision,
     GateRequest,
@@ -45,8 +46,7 @@ from models.approval import (
     refusal,
     timeout_decision,
 )
-from models.errors import UserInputError
-from models.params import ApprovalConfig
+from models.governance.config import ApprovalConfig
 
 EVENT_DECIDED = "mlops.approval.decided"
 EVENT_REFUSED = "mlops.approval.refused"

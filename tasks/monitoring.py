@@ -22,14 +22,14 @@ from prefect.client.schemas.sorting import FlowRunSort
 from prefect.events import emit_event
 from prefect.exceptions import ObjectNotFound
 
-from models.config import FeatureConfig
+from models.artifact.scorer import TabularScorer
 from models.data.config import DataConfig
 from models.data.io import read_table
 from models.data.split import binary_labels
 from models.errors import UserInputError
-from models.names import Alias, Variant
-from models.params import EvaluationConfig
-from models.scorer import TabularScorer
+from models.evaluation.config import EvaluationConfig
+from models.features.config import FeatureConfig
+from models.governance.names import Alias, Variant
 from monitoring.check import MonitorResult, check_batch, require_usable_batch
 from monitoring.config import MonitoringConfig
 from monitoring.drift import DriftReport

@@ -9,7 +9,7 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from models.names import Alias
+from models.governance.names import Alias
 from serving.config import ServingConfig
 from serving.packaging import ENTITY_COLUMN_KEY, build_bento, save_model
 from tasks.caching import IO_RETRIES

@@ -13,11 +13,11 @@ from mlflow.exceptions import MlflowException
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
+from models.artifact.scorer import TabularScorer
 from models.errors import UserInputError
-from models.evaluation import ChampionModel
-from models.names import Alias, tag_value
-from models.rollback import Rollback, RollbackRefused, check_rollback
-from models.scorer import TabularScorer
+from models.evaluation.evaluate import ChampionModel
+from models.governance.names import Alias, tag_value
+from models.governance.rollback import Rollback, RollbackRefused, check_rollback
 from serving.registry import download_scorer_dir, record_integrity
 from tasks.caching import IO_RETRIES, ONCE_PER_RUN, PER_RUN_INPUTS, REPLAYABLE
 from tasks.tracking import TrackingTarget

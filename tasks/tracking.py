@@ -22,13 +22,13 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from prefect import task
 
-from models.mlflow_model import SCORER_ARTIFACT, ScorerPyfunc, pip_requirements
-from models.names import tag_value
-from models.scorer import TabularScorer
+from models.artifact.pyfunc import SCORER_ARTIFACT, ScorerPyfunc, pip_requirements
+from models.artifact.scorer import TabularScorer
+from models.governance.names import tag_value
 from tasks.caching import IO_RETRIES, ONCE_PER_RUN, PER_RUN_INPUTS, REPLAYABLE
 
-if TYPE_CHECKING:  # models.sweep imports Ray: seconds at start-up of every command that only tracks
-    from models.sweep import TrialSummary
+if TYPE_CHECKING:  # models.training.sweep imports Ray: seconds at start-up of every command that only tracks
+    from models.training.sweep import TrialSummary
 
 MAX_BATCH = 900  # MLflow accepts up to 1000 metrics per log_batch call
 MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value

@@ -12,15 +12,17 @@ from pathlib import Path
 import numpy as np
 from prefect import get_run_logger, task
 
-from models.baselines import Baseline, fit_baselines
-from models.config import FeatureConfig, ModelConfig
 from models.data.config import DataConfig, SplitConfig
 from models.data.split import DataSplit, binary_labels, split_frame
-from models.features import FeatureTransform
-from models.params import BusinessConfig, EvaluationConfig, SweepConfig
+from models.evaluation.config import BusinessConfig, EvaluationConfig
+from models.features.config import FeatureConfig
+from models.features.transform import FeatureTransform
+from models.nn.config import ModelConfig
 from models.seeds import Seeds
-from models.selection import FinalModel, finalize_model
-from models.sweep import SweepData, SweepResult, run_sweep
+from models.training.baselines import Baseline, fit_baselines
+from models.training.config import SweepConfig
+from models.training.selection import FinalModel, finalize_model
+from models.training.sweep import SweepData, SweepResult, run_sweep
 from tasks.caching import ONCE_PER_RUN, REPLAYABLE
 
 

@@ -61,7 +61,7 @@ def approvals_show(run_id: RunIdArgument) -> None:
 def _decide(run_id: str, approved: bool, approver: str, comment: str) -> None:
     """Resume the run with the form's answer. An approver outside the allowlist is still sent: the run
     records the refusal and waits on; the command says so and exits 1."""
-    from models.approval import on_allowlist
+    from models.governance.approval import on_allowlist
     from tasks.gates import resume_gate
 
     try:

@@ -60,7 +60,7 @@ def _print_summary(summary, home: ProjectHome, serve_port: int) -> None:
     )
     if summary.version is None:
         raise fail(f"stopped at the budget gate: {summary.budget.reason}", EXIT_INVALID_DATA)
-    from models.evaluation import confidence_percent
+    from models.evaluation.bootstrap import confidence_percent
 
     auc, baseline = summary.test_auc, summary.best_baseline
     say(f"model: {summary.model_name} v{summary.version} (MLflow run {summary.run_id})")

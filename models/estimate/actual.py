@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 
-from models.estimate.report import ResourceEstimate
-from models.sweep import SweepResult
+from models.estimate.result import ResourceEstimate
+from models.training.sweep import SweepResult
 
 
 @dataclass(frozen=True)

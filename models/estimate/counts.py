@@ -15,10 +15,10 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from models.config import ModelConfig
-from models.lightning_module import net_config
-from models.network import TabularNet
-from models.training import _VAL_BATCH_ROWS
+from models.nn.config import ModelConfig
+from models.nn.module import net_config
+from models.nn.network import TabularNet
+from models.training.fit import _VAL_BATCH_ROWS
 
 # AdamW keeps two fp32 moments (exp_avg, exp_avg_sq) per parameter.
 ADAMW_STATES = 2

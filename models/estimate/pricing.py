@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from models.params import EstimateConfig
+from models.estimate.config import EstimateConfig
 
 _GB = 1e9  # storage is priced per decimal gigabyte-month
 

@@ -14,11 +14,11 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from models.batches import TensorBatches, batch_loader
-from models.config import ModelConfig
-from models.features import EncodedFeatures, FeatureTransform
-from models.lightning_module import TabularClassifier
-from models.training import _VAL_BATCH_ROWS, CPU_TORCH_THREADS, quiet_lightning
+from models.features.transform import EncodedFeatures, FeatureTransform
+from models.nn.batches import TensorBatches, batch_loader
+from models.nn.config import ModelConfig
+from models.nn.module import TabularClassifier
+from models.training.fit import _VAL_BATCH_ROWS, CPU_TORCH_THREADS, quiet_lightning
 
 # Steps run before the timed window: first-call allocations, kernel selection and the epoch's shuffle.
 WARMUP_STEPS = 5

@@ -15,8 +15,8 @@ import os
 import numpy as np
 import torch
 
-from models.config import ModelConfig
 from models.estimate.asha import asha_expected_epochs, asha_rungs, simulate_asha
+from models.estimate.config import EstimateConfig
 from models.estimate.counts import (
     FP32_BYTES,
     artifact_bytes,
@@ -29,11 +29,12 @@ from models.estimate.counts import (
 )
 from models.estimate.pricing import device_price, storage_cost_per_month
 from models.estimate.profiling import WARMUP_STEPS, profile_training
-from models.estimate.report import ResourceEstimate
-from models.features import EncodedFeatures, FeatureTransform
-from models.params import ChoiceParam, EstimateConfig, IntParam, SweepConfig, UniformParam
-from models.sweep import CHECKPOINTS_KEPT
-from models.training import CPU_TORCH_THREADS, resolve_device
+from models.estimate.result import ResourceEstimate
+from models.features.transform import EncodedFeatures, FeatureTransform
+from models.nn.config import ModelConfig
+from models.training.config import ChoiceParam, IntParam, SweepConfig, UniformParam
+from models.training.fit import CPU_TORCH_THREADS, resolve_device
+from models.training.sweep import CHECKPOINTS_KEPT
 
 # Searched fields that change a trial's cost. Choices are expanded (one candidate per combination); a
 # numeric range is profiled at its upper bound (the most expensive value). Learning rate, dropout and weight

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from models.evaluation._checks import as_labels, as_scores, require_both_classes
+from models.evaluation.checks import as_labels, as_scores, require_both_classes
 from models.evaluation.ranking import sort_scores, weighted_auc_ap
 
 # Cells per (chunk, n) matrix: 500k float64 cells is 4 MB, small enough for the handful of temporaries

@@ -25,8 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from models.decision import contact_decisions as decide
-from models.evaluation._checks import as_labels, as_scores
+from models.artifact.decision import contact_decisions as decide
 from models.evaluation.bootstrap import (
     MetricInterval,
     _check_confidence,
@@ -35,7 +34,8 @@ from models.evaluation.bootstrap import (
     confidence_percent,
     percentile_interval,
 )
-from models.params import BusinessConfig
+from models.evaluation.checks import as_labels, as_scores
+from models.evaluation.config import BusinessConfig
 
 # Profits are products of float prices and integer counts, so two thresholds with mathematically equal
 # profit can differ in the last bits (0.3 * 3 - 0.1 * 3 < 0.3 * 5 - 0.1 * 9). Profits within this

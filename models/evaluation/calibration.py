@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from models.evaluation._checks import as_labels, as_scores
+from models.evaluation.checks import as_labels, as_scores
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from models.evaluation._checks import as_labels, as_scores, require_both_classes
+from models.evaluation.checks import as_labels, as_scores, require_both_classes
 from models.evaluation.ranking import roc_auc
 
 ScoreFn = Callable[[pd.DataFrame], np.ndarray]

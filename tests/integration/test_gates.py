@@ -19,8 +19,8 @@ from prefect.client.orchestration import get_client
 from prefect.flow_runs import resume_flow_run
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from models.approval import GateDecision, GateRequest, GateSummary
-from models.params import ApprovalConfig, GatePolicy
+from models.governance.approval import GateDecision, GateRequest, GateSummary
+from models.governance.config import ApprovalConfig, GatePolicy
 from tasks.gates import EVENT_DECIDED, GateNeedsServerError, require_server_for, run_gate
 
 pytestmark = pytest.mark.integration

@@ -26,12 +26,13 @@ import pytest
 
 from infra.home import ProjectHome
 from infra.stack import SERVICES, credentials, prepare
-from models.config import FeatureConfig, ModelConfig
+from models.artifact.scorer import WEIGHTS_FILE, TabularScorer
 from models.data.synthetic import LeadSchema, generate_leads
-from models.features import FeatureTransform
-from models.names import Alias
-from models.scorer import WEIGHTS_FILE, TabularScorer
-from models.training import train_model
+from models.features.config import FeatureConfig
+from models.features.transform import FeatureTransform
+from models.governance.names import Alias
+from models.nn.config import ModelConfig
+from models.training.fit import train_model
 
 from conftest import free_port, mlops_in_process, stop_process, wait_http
 

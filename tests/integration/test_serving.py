@@ -26,13 +26,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.calibrator import fit_temperature
-from models.config import FeatureConfig, ModelConfig
+from models.artifact.calibrator import fit_temperature
+from models.artifact.decision import DecisionRule
+from models.artifact.scorer import WEIGHTS_FILE, TabularScorer
 from models.data.synthetic import LeadSchema, generate_leads
-from models.decision import DecisionRule
-from models.features import FeatureTransform
-from models.scorer import WEIGHTS_FILE, TabularScorer
-from models.training import train_model
+from models.features.config import FeatureConfig
+from models.features.transform import FeatureTransform
+from models.nn.config import ModelConfig
+from models.training.fit import train_model
 from monitoring.prediction_log import log_files, read_records
 from serving.packaging import ModelIntegrityError, scorer_digest, verify_scorer_files
 from serving.service import PredictResponse, build_request_model
@@ -50,7 +51,7 @@ FEATURES = [*SCHEMA.numeric, *SCHEMA.categorical]
 PACKAGE = """
 import json, sys
 from pathlib import Path
-from models.scorer import WEIGHTS_FILE, TabularScorer
+from models.artifact.scorer import WEIGHTS_FILE, TabularScorer
 from serving.config import ServingConfig
 from serving.packaging import build_bento, save_model
 scorer = TabularScorer.load(Path(sys.argv[1]))

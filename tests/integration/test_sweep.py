@@ -29,12 +29,13 @@ import torch
 from ray import tune
 
 from infra.stack import ray_nodes
-from models.config import FeatureConfig, ModelConfig
 from models.data.synthetic import LeadSchema, generate_leads
-from models.features import FeatureTransform
-from models.lightning_module import roc_auc
-from models.params import SweepConfig
-from models.sweep import SweepData, SweepResult, run_sweep, search_space, train_trial
+from models.features.config import FeatureConfig
+from models.features.transform import FeatureTransform
+from models.nn.config import ModelConfig
+from models.nn.module import roc_auc
+from models.training.config import SweepConfig
+from models.training.sweep import SweepData, SweepResult, run_sweep, search_space, train_trial
 
 pytestmark = pytest.mark.integration
 
@@ -396,9 +397,10 @@ def test_sweep_spreads_trials_over_a_two_node_cluster(tmp_path: Path) -> None:
 
 def test_checkpoint_storage_estimate_matches_bytes_on_disk(ray_runtime, sweep_data, tmp_path: Path) -> None:
     """The estimate's checkpoint storage kept after pruning, against the bytes one real sweep leaves."""
-    from models.estimate import build_net, checkpoint_bytes, estimate_resources, parameter_count
-    from models.params import EstimateConfig
-    from models.sweep import CHECKPOINTS_KEPT
+    from models.estimate.config import EstimateConfig
+    from models.estimate.counts import build_net, checkpoint_bytes, parameter_count
+    from models.estimate.resources import estimate_resources
+    from models.training.sweep import CHECKPOINTS_KEPT
 
     data, transform, _ = sweep_data
     sweep = sweep_config()

@@ -312,10 +312,11 @@ def served_scores(bento_tag: str, rows: pd.DataFrame, *, home: ProjectHome) -> n
 def test_in_memory_registry_and_loaded_scorer_agree(stack, tmp_path) -> None:
     """The scorer in memory, the pyfunc from the registry and the scorer reloaded from MLflow give
     identical scores: the transform travels inside the logged model."""
-    from models.config import FeatureConfig, ModelConfig
     from models.data.split import binary_labels
-    from models.features import FeatureTransform
-    from models.training import train_model
+    from models.features.config import FeatureConfig
+    from models.features.transform import FeatureTransform
+    from models.nn.config import ModelConfig
+    from models.training.fit import train_model
     from tasks.registry import load_scorer, register_challenger
     from tasks.tracking import TrackingTarget, end_run, log_model, start_parent_run
 

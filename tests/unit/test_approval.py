@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from models.approval import (
+from models.governance.approval import (
     Decider,
     GateRequest,
     GateSummary,
@@ -15,8 +15,8 @@ from models.approval import (
     refusal,
     timeout_decision,
 )
-from models.names import MAX_TAG_LENGTH
-from models.params import GatePolicy
+from models.governance.config import GatePolicy
+from models.governance.names import MAX_TAG_LENGTH
 
 
 def _request(mode: str = "auto", *, approves: bool = True, cost: float = 1.0, max_cost: float | None = None):

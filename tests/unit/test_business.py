@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from models import plots
-from models.evaluation import (
+from models.evaluation import plots
+from models.evaluation.business import (
     business_report,
     contact_decisions,
     gains,
@@ -19,7 +19,7 @@ from models.evaluation import (
     outcome_at,
     profit_curve,
 )
-from models.params import BusinessConfig
+from models.evaluation.config import BusinessConfig
 
 # Profits, ROIs and shares below are sums of a handful of exact products: 1e-12 promises agreement to
 # float64 rounding, nothing looser.

@@ -15,36 +15,31 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from models.batches import TensorBatches
-from models.config import FeatureConfig, ModelConfig
-from models.estimate import (
-    ActualUsage,
-    EstimateComparison,
-    EstimateConfig,
+from models.estimate import resources as resources_module
+from models.estimate.actual import ActualUsage, EstimateComparison, actual_from_sweep, compare
+from models.estimate.asha import asha_expected_epochs, asha_rungs, simulate_asha
+from models.estimate.config import EstimateConfig
+from models.estimate.counts import (
     MemoryBreakdown,
-    ResourceEstimate,
-    actual_from_sweep,
-    asha_expected_epochs,
-    asha_rungs,
     build_net,
     checkpoint_bytes,
-    compare,
-    device_price,
-    estimate_resources,
     forward_flops_per_sample,
     memory_breakdown,
     parameter_count,
-    profile_training,
-    simulate_asha,
-    storage_cost_per_month,
     train_flops_per_sample,
 )
-from models.estimate import resources as resources_module
-from models.features import EncodedFeatures, FeatureTransform
-from models.lightning_module import TabularClassifier
-from models.network import TabularNet
-from models.params import SweepConfig
-from models.sweep import SweepResult, TrialSummary
+from models.estimate.pricing import device_price, storage_cost_per_month
+from models.estimate.profiling import profile_training
+from models.estimate.resources import estimate_resources
+from models.estimate.result import ResourceEstimate
+from models.features.config import FeatureConfig
+from models.features.transform import EncodedFeatures, FeatureTransform
+from models.nn.batches import TensorBatches
+from models.nn.config import ModelConfig
+from models.nn.module import TabularClassifier
+from models.nn.network import TabularNet
+from models.training.config import SweepConfig
+from models.training.sweep import SweepResult, TrialSummary
 
 SPEC = FeatureConfig(numeric=["tenure", "spend", "visits"], categorical=["plan", "region"])
 # Shrunken for tests: small batches and a short profile keep the measured run well under a second. The

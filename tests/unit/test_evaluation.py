@@ -1,4 +1,4 @@
-"""Unit tests for models.evaluation (metrics and the report) and models.plots on small seeded synthetic data."""
+"""Unit tests for models.evaluation (metrics and the report) and models.evaluation.plots on small seeded synthetic data."""
 
 from __future__ import annotations
 
@@ -12,25 +12,20 @@ import pandas as pd
 import pytest
 from sklearn import metrics
 
-from models import plots
-from models.config import FeatureConfig
-from models.evaluation import (
-    BaselineScore,
-    ChampionModel,
+from models.evaluation import plots
+from models.evaluation.bootstrap import (
     MetricInterval,
-    ScoreFn,
+    _resample_counts,
     bootstrap_metrics,
-    calibration,
     confidence_percent,
-    evaluate_model,
     paired_bootstrap_auc,
-    permutation_importance,
-    robustness,
-    slice_metrics,
 )
-from models.evaluation.bootstrap import _resample_counts
+from models.evaluation.calibration import calibration
+from models.evaluation.config import BusinessConfig, EvaluationConfig
+from models.evaluation.diagnostics import ScoreFn, permutation_importance, robustness, slice_metrics
+from models.evaluation.evaluate import BaselineScore, ChampionModel, evaluate_model
 from models.evaluation.ranking import sort_scores, weighted_auc_ap
-from models.params import BusinessConfig, EvaluationConfig
+from models.features.config import FeatureConfig
 from models.seeds import Seeds
 
 # The shipped defaults, from their one home.

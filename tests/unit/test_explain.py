@@ -1,18 +1,19 @@
-"""Integrated-gradient explanations (models/explain.py): attributions in raw-feature terms that add up."""
+"""Integrated-gradient explanations (models/artifact/explain.py): attributions in raw-feature terms that add up."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from models.calibrator import TemperatureScaling
-from models.config import FeatureConfig, ModelConfig
+from models.artifact.calibrator import TemperatureScaling
+from models.artifact.explain import baseline_row, explain
+from models.artifact.scorer import TabularScorer
 from models.data.synthetic import LeadSchema, generate_leads
-from models.explain import baseline_row, explain
-from models.features import FeatureTransform
-from models.network import FoldEnsemble
-from models.scorer import TabularScorer
-from models.training import train_model
+from models.features.config import FeatureConfig
+from models.features.transform import FeatureTransform
+from models.nn.config import ModelConfig
+from models.nn.network import FoldEnsemble
+from models.training.fit import train_model
 
 SCHEMA = LeadSchema()
 # Completeness: 64 midpoint steps of a ReLU network's path integral; the gap is quadrature error.

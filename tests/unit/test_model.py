@@ -12,13 +12,14 @@ import pydantic
 import pytest
 import torch
 
-from models.batches import TensorBatches
-from models.config import FeatureConfig, ModelConfig
-from models.features import MISSING_INDEX, UNKNOWN_INDEX, FeatureTransform, MissingColumnsError
-from models.lightning_module import roc_auc
-from models.network import TabularNet
-from models.scorer import TabularScorer
-from models.training import TrainingResult, train_model
+from models.artifact.scorer import TabularScorer
+from models.features.config import FeatureConfig
+from models.features.transform import MISSING_INDEX, UNKNOWN_INDEX, FeatureTransform, MissingColumnsError
+from models.nn.batches import TensorBatches
+from models.nn.config import ModelConfig
+from models.nn.module import roc_auc
+from models.nn.network import TabularNet
+from models.training.fit import TrainingResult, train_model
 
 N_TRAIN, N_VAL = 2_000, 600
 SPEC = FeatureConfig(numeric=["tenure", "spend"], categorical=["plan", "region"], min_category_count=5)

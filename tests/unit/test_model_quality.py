@@ -11,20 +11,20 @@ import pytest
 import torch
 from test_model import SPEC, make_frame
 
-from models.calibrator import TemperatureScaling, fit_temperature
-from models.config import ModelConfig
+from models.artifact.calibrator import TemperatureScaling, fit_temperature
+from models.artifact.scorer import TabularScorer
 from models.data.config import SplitConfig
 from models.data.split import stratified_folds
 from models.errors import UserInputError
-from models.evaluation import calibration
-from models.features import FeatureTransform
-from models.lightning_module import FINAL_LR_FRACTION, warmup_cosine
-from models.network import FoldEnsemble, TabularNet, describe, embedding_dims, quantile_bins
-from models.params import BusinessConfig, EvaluationConfig
-from models.scorer import TabularScorer
-from models.selection import finalize_model
-from models.sweep import SweepResult, TrialSummary
-from models.training import train_model
+from models.evaluation.calibration import calibration
+from models.evaluation.config import BusinessConfig, EvaluationConfig
+from models.features.transform import FeatureTransform
+from models.nn.config import ModelConfig
+from models.nn.module import FINAL_LR_FRACTION, warmup_cosine
+from models.nn.network import FoldEnsemble, TabularNet, describe, embedding_dims, quantile_bins
+from models.training.fit import train_model
+from models.training.selection import finalize_model
+from models.training.sweep import SweepResult, TrialSummary
 
 # --- embeddings and networks ------------------------------------------------------------------------
 

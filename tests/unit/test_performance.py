@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from sklearn import metrics
 
-from models.params import EvaluationConfig
+from models.evaluation.config import EvaluationConfig
 from monitoring import performance
 from monitoring.performance import estimate_performance, realised_performance
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from models.evaluation import Calibration, EvaluationReport, MetricInterval, PairedComparison
-from models.params import PromotionPolicy
-from models.promotion import decide_promotion
+from models.evaluation.bootstrap import MetricInterval, PairedComparison
+from models.evaluation.calibration import Calibration
+from models.evaluation.evaluate import EvaluationReport
+from models.governance.config import PromotionPolicy
+from models.governance.promotion import decide_promotion
 
 CONFIDENCE = 0.9
 

@@ -1,4 +1,4 @@
-"""The evidence and tags a pipeline run publishes (models/reporting.py), on real estimate objects and
+"""The evidence and tags a pipeline run publishes (models/governance/evidence.py), on real estimate objects and
 hand-made evaluation results."""
 
 from __future__ import annotations
@@ -10,20 +10,15 @@ import pandas as pd
 import pytest
 from test_promotion import BASELINES, _report
 
-from models.approval import human_decision, policy_decision
-from models.config import FeatureConfig, ModelConfig
-from models.estimate import (
-    ActualUsage,
-    EstimateComparison,
-    EstimateConfig,
-    ResourceEstimate,
-    estimate_resources,
-)
-from models.features import FeatureTransform
-from models.names import MAX_TAG_LENGTH
-from models.params import GatePolicy, PromotionPolicy, SweepConfig
-from models.promotion import decide_promotion
-from models.reporting import (
+from models.estimate.actual import ActualUsage, EstimateComparison
+from models.estimate.config import EstimateConfig
+from models.estimate.resources import estimate_resources
+from models.estimate.result import ResourceEstimate
+from models.features.config import FeatureConfig
+from models.features.transform import FeatureTransform
+from models.governance.approval import human_decision, policy_decision
+from models.governance.config import GatePolicy, PromotionPolicy
+from models.governance.evidence import (
     PipelineSummary,
     RunIdentity,
     budget_gate,
@@ -31,6 +26,10 @@ from models.reporting import (
     promotion_gate,
     summary_markdown,
 )
+from models.governance.names import MAX_TAG_LENGTH
+from models.governance.promotion import decide_promotion
+from models.nn.config import ModelConfig
+from models.training.config import SweepConfig
 
 RUN = RunIdentity("crm", "crm-model", "c0ffee" * 3, "f1n9e4" * 4, "abc123", "run-1")
 ROWS = {"train": 7_000, "val": 1_500, "test": 1_500}

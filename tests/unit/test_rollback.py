@@ -1,10 +1,10 @@
-"""Which versions a rollback may restore, and what it records (models/rollback.py)."""
+"""Which versions a rollback may restore, and what it records (models/governance/rollback.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from models.rollback import Rollback, RollbackRefused, check_rollback
+from models.governance.rollback import Rollback, RollbackRefused, check_rollback
 
 APPROVED = {"promotion.decision": "approved"}
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry, Histogram
 
-from models.scorer import FeatureColumn
+from models.artifact.scorer import FeatureColumn
 from monitoring.prediction_log import PredictionLog, PredictionRecord, log_files, read_records
 from serving.service import ScoredRows, build_request_model, observe_all, rows_to_arrays
 

@@ -38,12 +38,12 @@ from ray.tune.result_grid import ResultGrid
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
-from models.config import ModelConfig
-from models.features import EncodedFeatures, FeatureTransform
-from models.lightning_module import TabularClassifier
-from models.params import ChoiceParam, IntParam, LogUniformParam, SweepConfig, UniformParam
-from models.scorer import TabularScorer
-from models.training import train_model
+from models.artifact.scorer import TabularScorer
+from models.features.transform import EncodedFeatures, FeatureTransform
+from models.nn.config import ModelConfig
+from models.nn.module import TabularClassifier
+from models.training.config import ChoiceParam, IntParam, LogUniformParam, SweepConfig, UniformParam
+from models.training.fit import train_model
 
 _log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.config import ModelConfig
-from models.network import TabularNet, quantile_bins
+from models.nn.config import ModelConfig
+from models.nn.network import TabularNet, quantile_bins
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # x_num [B, n_num], x_cat [B, n_cat], y [B]
 

@@ -13,8 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from models.baselines import Baseline
-from models.config import FeatureConfig
+from models.artifact.scorer import TabularScorer
 from models.evaluation.bootstrap import (
     MetricInterval,
     PairedComparison,
@@ -24,6 +23,7 @@ from models.evaluation.bootstrap import (
 )
 from models.evaluation.business import BusinessReport, business_report, profit_curve
 from models.evaluation.calibration import Calibration, calibration
+from models.evaluation.config import BusinessConfig, EvaluationConfig
 from models.evaluation.diagnostics import (
     FeatureImportance,
     RobustnessResult,
@@ -32,8 +32,7 @@ from models.evaluation.diagnostics import (
     robustness,
     slice_metrics,
 )
-from models.params import BusinessConfig, EvaluationConfig
-from models.plots import (
+from models.evaluation.plots import (
     plot_calibration,
     plot_confusion,
     plot_gains,
@@ -42,8 +41,9 @@ from models.plots import (
     plot_profit,
     plot_roc,
 )
-from models.scorer import TabularScorer
+from models.features.config import FeatureConfig
 from models.seeds import Seeds
+from models.training.baselines import Baseline
 
 
 @dataclass(frozen=True)

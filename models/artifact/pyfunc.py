@@ -12,7 +12,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from models.scorer import TabularScorer
+from models.artifact.scorer import TabularScorer
 
 SCORER_ARTIFACT = "scorer"
 

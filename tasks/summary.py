@@ -1,4 +1,4 @@
-"""Publishing what a run produced to the Prefect UI (the builders live in ``models.reporting``)."""
+"""Publishing what a run produced to the Prefect UI (the builders live in ``models.governance.evidence``)."""
 
 from __future__ import annotations
 

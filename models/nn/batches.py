@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from models.features import EncodedFeatures
+from models.features.transform import EncodedFeatures
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # x_num [B, n_num], x_cat [B, n_cat], y [B]
 

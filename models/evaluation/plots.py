@@ -19,7 +19,9 @@ from sklearn.metrics import average_precision_score, precision_recall_curve, roc
 # Annotations only: models.evaluation re-exports its report, which draws these plots, so a runtime
 # import here would be circular.
 if TYPE_CHECKING:
-    from models.evaluation import Calibration, FeatureImportance, ProfitCurve
+    from models.evaluation.business import ProfitCurve
+    from models.evaluation.calibration import Calibration
+    from models.evaluation.diagnostics import FeatureImportance
 
 _DPI = 110
 

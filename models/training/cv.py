@@ -24,13 +24,13 @@ import torch
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
-from models.baselines import fit_baselines_encoded
-from models.config import ModelConfig
+from models.artifact.scorer import TabularScorer
 from models.data.split import stratified_folds
-from models.features import EncodedFeatures, FeatureTransform
-from models.network import FoldEnsemble, TabularNet
-from models.scorer import TabularScorer
-from models.training import train_model
+from models.features.transform import EncodedFeatures, FeatureTransform
+from models.nn.config import ModelConfig
+from models.nn.network import FoldEnsemble, TabularNet
+from models.training.baselines import fit_baselines_encoded
+from models.training.fit import train_model
 
 
 @dataclass(frozen=True)

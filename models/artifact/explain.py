@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.features import MISSING_INDEX, EncodedFeatures
-from models.scorer import TabularScorer
+from models.artifact.scorer import TabularScorer
+from models.features.transform import MISSING_INDEX, EncodedFeatures
 
 DEFAULT_STEPS = 64
 

@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from models.calibrator import TemperatureScaling
-from models.decision import DecisionRule
-from models.features import EncodedFeatures, FeatureTransform
-from models.network import FoldEnsemble, TabularNet, build_net
+from models.artifact.calibrator import TemperatureScaling
+from models.artifact.decision import DecisionRule
+from models.features.transform import EncodedFeatures, FeatureTransform
+from models.nn.network import FoldEnsemble, TabularNet, build_net
 
 TRANSFORM_FILE = "transform.json"
 NETWORK_FILE = "network.json"

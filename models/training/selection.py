@@ -3,12 +3,12 @@
 Three steps, all on rows the final network was not fitted on and never on the test split:
 
 1. Small tables (`SplitConfig.cross_validates`): the sweep's best trials are cross-validated with the
-   baselines on the same folds, and the chosen trial's fold models become the model (`models.cv`). The
+   baselines on the same folds, and the chosen trial's fold models become the model (`models.training.cv`). The
    held-out rows are then the out-of-fold rows of train+validation. Otherwise the sweep's best checkpoint
    is the model and the held-out rows are the validation split.
-2. Temperature scaling fitted on the held-out logits (`models.calibrator`).
+2. Temperature scaling fitted on the held-out logits (`models.artifact.calibrator`).
 3. The decision threshold: profit-maximising on the held-out calibrated scores when the config has a
-   `business:` section, else `evaluation.threshold`; saved with the model (`models.decision`).
+   `business:` section, else `evaluation.threshold`; saved with the model (`models.artifact.decision`).
 """
 
 from __future__ import annotations
@@ -19,17 +19,18 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from models.calibrator import fit_temperature
-from models.config import ModelConfig
-from models.cv import Candidate, CrossValidation, cross_validate
+from models.artifact.calibrator import fit_temperature
+from models.artifact.decision import DecisionRule
+from models.artifact.scorer import TabularScorer
 from models.data.config import SplitConfig
-from models.decision import DecisionRule
-from models.evaluation import Calibration, HeldOut, calibration
 from models.evaluation.business import ThresholdChoice, optimal_threshold
-from models.features import FeatureTransform
-from models.params import BusinessConfig, EvaluationConfig
-from models.scorer import TabularScorer
-from models.sweep import SweepResult
+from models.evaluation.calibration import Calibration, calibration
+from models.evaluation.config import BusinessConfig, EvaluationConfig
+from models.evaluation.evaluate import HeldOut
+from models.features.transform import FeatureTransform
+from models.nn.config import ModelConfig
+from models.training.cv import Candidate, CrossValidation, cross_validate
+from models.training.sweep import SweepResult
 
 
 @dataclass

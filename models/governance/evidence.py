@@ -11,16 +11,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from models.approval import BUDGET, PROMOTION, GateDecision, GateRequest, GateSummary
 from models.data.validation import ValidationReport
-from models.estimate import ActualUsage, EstimateComparison, ResourceEstimate
-from models.evaluation import BaselineScore, ChampionModel, EvaluationReport, MetricInterval
-from models.model_card import CardContext
-from models.names import tag_value
-from models.params import GatePolicy
-from models.promotion import PromotionDecision
-from models.selection import FinalModel
-from models.sweep import SweepResult
+from models.estimate.actual import ActualUsage, EstimateComparison
+from models.estimate.result import ResourceEstimate
+from models.evaluation.bootstrap import MetricInterval
+from models.evaluation.evaluate import BaselineScore, ChampionModel, EvaluationReport
+from models.governance.approval import BUDGET, PROMOTION, GateDecision, GateRequest, GateSummary
+from models.governance.config import GatePolicy
+from models.governance.model_card import CardContext
+from models.governance.names import tag_value
+from models.governance.promotion import PromotionDecision
+from models.training.selection import FinalModel
+from models.training.sweep import SweepResult
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Typed parameters of the model layer; every default of this layer lives here and only here."""
+"""Typed parameters of the network and its optimisation; every default of this concept lives here."""
 
 from __future__ import annotations
 
@@ -13,32 +13,6 @@ AUTO_BATCH_MIN = 64
 AUTO_BATCH_MAX = 512
 # positive_weight "auto": weight positives only when they are rarer than this.
 AUTO_WEIGHT_BELOW_RATE = 0.2
-
-
-class FeatureConfig(BaseModel):
-    """Which input columns the model uses and how rare categories are treated."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    numeric: list[str] = Field(
-        default_factory=list,
-        description="Numeric columns: median-imputed and standardised with training statistics.",
-    )
-    categorical: list[str] = Field(
-        default_factory=list,
-        description="Categorical columns: cast to str and embedded; one embedding table per column.",
-    )
-    log_transform_skewed: bool = Field(
-        default=True,
-        description="log1p-scale numeric columns that are never negative and strongly right-skewed "
-        "(amounts, sizes, counts) before standardising, so a heavy tail does not squeeze most rows together.",
-    )
-    min_category_count: int = Field(
-        default=1,
-        ge=1,
-        description="Values seen fewer times in training map to the unknown bucket, so rare levels "
-        "do not get embeddings trained on a handful of rows.",
-    )
 
 
 class ModelConfig(BaseModel):

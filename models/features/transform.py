@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from models.config import FeatureConfig
 from models.errors import UserInputError
+from models.features.config import FeatureConfig
 
 MISSING_INDEX = 0  # categorical index of a missing value (NaN/None)
 UNKNOWN_INDEX = 1  # categorical index of a value not in the training vocabulary

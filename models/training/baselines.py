@@ -15,7 +15,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import OneHotEncoder
 
-from models.features import EncodedFeatures, FeatureTransform
+from models.features.transform import EncodedFeatures, FeatureTransform
 
 # HistGradientBoosting treats a feature as categorical only below this many levels.
 MAX_NATIVE_CATEGORIES = 255

@@ -9,8 +9,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import asdict, dataclass, field
 
-from models.names import tag_value
-from models.params import GatePolicy
+from models.governance.config import GatePolicy
+from models.governance.names import tag_value
 
 BUDGET = "budget"  # before the sweep: approve spending the estimate
 PROMOTION = "promotion"  # before the champion alias moves

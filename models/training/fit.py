@@ -16,11 +16,11 @@ import torch
 from lightning.pytorch.callbacks import Callback, Checkpoint, EarlyStopping
 from lightning.pytorch.loggers import Logger
 
-from models.batches import TensorBatches, batch_loader
-from models.config import ModelConfig
-from models.features import EncodedFeatures, FeatureTransform
-from models.lightning_module import TabularClassifier
-from models.scorer import TabularScorer
+from models.artifact.scorer import TabularScorer
+from models.features.transform import EncodedFeatures, FeatureTransform
+from models.nn.batches import TensorBatches, batch_loader
+from models.nn.config import ModelConfig
+from models.nn.module import TabularClassifier
 
 MONITOR = "val/roc_auc"
 # Validation has no backward pass: bigger batches cut per-step overhead at no accuracy cost.

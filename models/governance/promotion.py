@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from models.evaluation import EvaluationReport, confidence_percent
-from models.params import PromotionPolicy
+from models.evaluation.bootstrap import confidence_percent
+from models.evaluation.evaluate import EvaluationReport
+from models.governance.config import PromotionPolicy
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from models.evaluation import EvaluationReport, confidence_percent
-from models.network import describe
-from models.selection import FinalModel
-from models.sweep import SweepResult
+from models.evaluation.bootstrap import confidence_percent
+from models.evaluation.evaluate import EvaluationReport
+from models.nn.network import describe
+from models.training.selection import FinalModel
+from models.training.sweep import SweepResult
 
 # Below this many test rows a metric's interval is wide enough to say so in the limitations.
 SMALL_TEST_ROWS = 1000
