@@ -103,22 +103,33 @@ def main() -> None:
     )
     for index, (result, actual) in enumerate(zip(results, actuals, strict=True)):
         error = compare(estimate, actual).sweep_seconds_error
-        epochs = ", ".join(f"{t.params.get('hidden_sizes', t.params.get('architecture', ''))}:{t.epochs}" for t in result.trials)
-        print(f"  sweep {index}: {actual.sweep_seconds:6.1f} s, {actual.epochs_total:3d} epochs ({epochs}); error {error:+.1%}")
+        epochs = ", ".join(
+            f"{t.params.get('hidden_sizes', t.params.get('architecture', ''))}:{t.epochs}"
+            for t in result.trials
+        )
+        print(
+            f"  sweep {index}: {actual.sweep_seconds:6.1f} s, {actual.epochs_total:3d} epochs ({epochs}); error {error:+.1%}"
+        )
     mean = lambda values: sum(values) / len(values)  # noqa: E731
     measured_epoch = mean([a.train_seconds_total / max(a.epochs_total, 1) for a in actuals])
     rows = (
         ("sweep wall seconds", estimate.sweep_seconds, mean([a.sweep_seconds for a in actuals])),
         ("epochs, all trials", estimate.sweep_epochs, mean([a.epochs_total for a in actuals])),
-        ("train seconds, all", estimate.sweep_epochs * estimate.seconds_per_epoch, mean([a.train_seconds_total for a in actuals])),
+        (
+            "train seconds, all",
+            estimate.sweep_epochs * estimate.seconds_per_epoch,
+            mean([a.train_seconds_total for a in actuals]),
+        ),
         ("seconds per epoch", estimate.seconds_per_epoch, measured_epoch),
-    )  # fmt: skip
+    )
     print(f"mean of {len(actuals)} sweeps:{'estimate':>10}{'actual':>10}{'error':>9}")
     for label, est, act in rows:
         print(f"{label:22}{est:10.2f}{act:10.2f}{(est - act) / act:+9.1%}")
     error = (rows[0][1] - rows[0][2]) / rows[0][2]
     verdict = "within" if abs(error) <= TARGET_ERROR else "outside"
-    print(f"sweep wall time error (mean of {len(actuals)} sweeps) {error:+.1%}: {verdict} the ±{TARGET_ERROR:.0%} target")
+    print(
+        f"sweep wall time error (mean of {len(actuals)} sweeps) {error:+.1%}: {verdict} the ±{TARGET_ERROR:.0%} target"
+    )
 
 
 if __name__ == "__main__":

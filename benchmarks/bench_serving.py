@@ -127,10 +127,21 @@ def prepare(work: Path) -> tuple[str, str, Path, pd.DataFrame]:
     config = yaml.safe_load((REPO / "configs" / "crm_leads.yaml").read_text())
     from models.features.config import FeatureConfig
 
-    transform = FeatureTransform.fit(train, FeatureConfig(numeric=list(schema.numeric), categorical=list(schema.categorical)))
-    model = ModelConfig.model_validate({**config.get("model", {}), "max_epochs": 3}).for_data(len(train), float(train[schema.target].mean()))
-    scorer = train_model(transform.transform(train), train[schema.target].to_numpy(), transform.transform(val),
-                         val[schema.target].to_numpy(), transform=transform, config=model, seed=0).scorer  # fmt: skip
+    transform = FeatureTransform.fit(
+        train, FeatureConfig(numeric=list(schema.numeric), categorical=list(schema.categorical))
+    )
+    model = ModelConfig.model_validate({**config.get("model", {}), "max_epochs": 3}).for_data(
+        len(train), float(train[schema.target].mean())
+    )
+    scorer = train_model(
+        transform.transform(train),
+        train[schema.target].to_numpy(),
+        transform.transform(val),
+        val[schema.target].to_numpy(),
+        transform=transform,
+        config=model,
+        seed=0,
+    ).scorer
     scorer.save(work / "scorer")
     uri = f"sqlite:///{work / 'mlflow.db'}"
     os.environ["MLFLOW_TRACKING_URI"] = uri
@@ -140,8 +151,15 @@ def prepare(work: Path) -> tuple[str, str, Path, pd.DataFrame]:
     run_id = client.create_run(experiment).info.run_id
     register_challenger.fn(target, "bench", log_model.fn(target, run_id, scorer, val.head(5)), run_id, {})
     env = {**os.environ, "BENTOML_HOME": str(work / "bentoml")}
-    packaged = subprocess.run([sys.executable, "-c", PACKAGE, uri, "bench"], cwd=work, env=env,
-                              capture_output=True, text=True, timeout=600, check=True)  # fmt: skip
+    packaged = subprocess.run(
+        [sys.executable, "-c", PACKAGE, uri, "bench"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
     return uri, json.loads(packaged.stdout.strip().splitlines()[-1])["bento"], work / "scorer", val
 
 
@@ -156,31 +174,75 @@ def bodies(server: str, rows: pd.DataFrame, scorer_dir: Path) -> bytes:
         columns = {c: [None if pd.isna(v) else v for v in rows[c].tolist()] for c in features}
         return json.dumps({"inputs": columns}).encode()
     encoded = TabularScorer.load(scorer_dir).transform.transform(rows)
-    return json.dumps({"numeric": encoded.numeric.tolist(), "categorical": encoded.categorical.tolist()}).encode()
+    return json.dumps(
+        {"numeric": encoded.numeric.tolist(), "categorical": encoded.categorical.tolist()}
+    ).encode()
 
 
-def start(server: str, work: Path, uri: str, bento: str, scorer_dir: Path) -> tuple[subprocess.Popen, str, str]:
+def start(
+    server: str, work: Path, uri: str, bento: str, scorer_dir: Path
+) -> tuple[subprocess.Popen, str, str]:
     """The server, its base URL and the path to POST to."""
     port = free_port()
-    env = {**os.environ, "BENTOML_HOME": str(work / "bentoml"), "MLOPS_HOME": str(work / "home"),
-           "MLOPS_SERVING_TOKEN": TOKEN, "BENCH_SCORER_DIR": str(scorer_dir), "PATH": f"{BIN}:{os.environ['PATH']}",
-           "DO_NOT_TRACK": "1", "BENTOML_DO_NOT_TRACK": "true", "PYTHONPATH": str(REPO)}  # fmt: skip
+    env = {
+        **os.environ,
+        "BENTOML_HOME": str(work / "bentoml"),
+        "MLOPS_HOME": str(work / "home"),
+        "MLOPS_SERVING_TOKEN": TOKEN,
+        "BENCH_SCORER_DIR": str(scorer_dir),
+        "PATH": f"{BIN}:{os.environ['PATH']}",
+        "DO_NOT_TRACK": "1",
+        "BENTOML_DO_NOT_TRACK": "true",
+        "PYTHONPATH": str(REPO),
+    }
     env.pop("MLFLOW_TRACKING_URI", None)  # ours: serve the Bento's model, no registry polling
     host = ["--host", "127.0.0.1", "--port", str(port)]
     commands = {
         "ours": ([str(BIN / "bentoml"), "serve", bento, *host], "/predict", "/readyz"),
-        "peer": ([str(BIN / "mlflow"), "models", "serve", "-m", "models:/bench/1", "--env-manager", "local",
-                  "-w", "1", *host], "/invocations", "/ping"),  # fmt: skip
-        "ceiling": ([str(BIN / "bentoml"), "serve", "benchmarks.serving_peers:LeanService", *host], "/forward", "/readyz"),
-        "limit": ([str(BIN / "uvicorn"), "benchmarks.serving_peers:bare_app", "--workers", "1", "--no-access-log",
-                   "--log-level", "warning", *host], "/forward", None),  # fmt: skip
+        "peer": (
+            [
+                str(BIN / "mlflow"),
+                "models",
+                "serve",
+                "-m",
+                "models:/bench/1",
+                "--env-manager",
+                "local",
+                "-w",
+                "1",
+                *host,
+            ],
+            "/invocations",
+            "/ping",
+        ),
+        "ceiling": (
+            [str(BIN / "bentoml"), "serve", "benchmarks.serving_peers:LeanService", *host],
+            "/forward",
+            "/readyz",
+        ),
+        "limit": (
+            [
+                str(BIN / "uvicorn"),
+                "benchmarks.serving_peers:bare_app",
+                "--workers",
+                "1",
+                "--no-access-log",
+                "--log-level",
+                "warning",
+                *host,
+            ],
+            "/forward",
+            None,
+        ),
     }
     command, path, ready = commands[server]
     if server == "peer":
         env["MLFLOW_TRACKING_URI"] = uri
     log = work / f"{server}.log"
     with log.open("w") as handle:
-        proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+        )
     url = f"http://127.0.0.1:{port}"
     if ready is None:
         deadline = time.monotonic() + 60
@@ -219,15 +281,27 @@ def load(url: str, path: str, body: bytes, seconds: int, work: Path) -> Load:
     script.write_text(WRK_SCRIPT % {"token": TOKEN, "body": body_file})
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
-    result = subprocess.run(["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", "-s", str(script), url + path],
-                            capture_output=True, text=True, timeout=seconds + 60, check=True)  # fmt: skip
+    result = subprocess.run(
+        ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", "-s", str(script), url + path],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=True,
+    )
     wall = time.monotonic() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     line = next(line for line in result.stdout.splitlines() if line.startswith("RESULT"))
     requests, status_errors, socket_errors, p50_us, p99_us, duration_us = map(int, line.split()[1:])
-    return Load(requests / (duration_us / 1e6), p50_us / 1000, p99_us / 1000, status_errors, socket_errors, requests,
-                cpu / wall / (os.cpu_count() or 1))  # fmt: skip
+    return Load(
+        requests / (duration_us / 1e6),
+        p50_us / 1000,
+        p99_us / 1000,
+        status_errors,
+        socket_errors,
+        requests,
+        cpu / wall / (os.cpu_count() or 1),
+    )
 
 
 def main() -> None:
@@ -236,7 +310,9 @@ def main() -> None:
     parser.add_argument("--servers", nargs="+", default=["ours", "peer", "ceiling", "limit"])
     args = parser.parse_args()
     if shutil.which("wrk") is None:
-        sys.exit("wrk is not installed: apt-get install wrk (a compiled load client, so the client is not the bottleneck)")
+        sys.exit(
+            "wrk is not installed: apt-get install wrk (a compiled load client, so the client is not the bottleneck)"
+        )
     results: dict[tuple[str, int], Load] = {}
     singles: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
@@ -253,20 +329,30 @@ def main() -> None:
             finally:
                 stop(proc)
     print(f"{CONNECTIONS} connections, {args.seconds} s each, one worker per server, {os.cpu_count()} cores")
-    print(f"{'server':<9}{'rows':>5}{'rps':>10}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}{'sock err':>9}{'client cpu':>11}")
+    print(
+        f"{'server':<9}{'rows':>5}{'rps':>10}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}{'sock err':>9}{'client cpu':>11}"
+    )
     for (server, size), r in results.items():
-        print(f"{server:<9}{size:>5}{r.rps:>10,.0f}{r.p50_ms:>9.1f}{r.p99_ms:>9.1f}{r.non_2xx:>9}{r.socket_errors:>9}"
-              f"{r.client_cpu_share:>10.0%}")  # fmt: skip
+        print(
+            f"{server:<9}{size:>5}{r.rps:>10,.0f}{r.p50_ms:>9.1f}{r.p99_ms:>9.1f}{r.non_2xx:>9}{r.socket_errors:>9}"
+            f"{r.client_cpu_share:>10.0%}"
+        )
     for server, p50 in singles.items():
         print(f"single-request p50 {server:<8} {p50:6.2f} ms")
     if "ours" in singles:
-        print(f"target single-row p50 <= {TARGETS['single_p50_ms']} ms: ours {singles['ours']:.2f} ms "
-              f"(ratio {singles['ours'] / TARGETS['single_p50_ms']:.2f})")  # fmt: skip
+        print(
+            f"target single-row p50 <= {TARGETS['single_p50_ms']} ms: ours {singles['ours']:.2f} ms "
+            f"(ratio {singles['ours'] / TARGETS['single_p50_ms']:.2f})"
+        )
     for size in (1, 64):
         ours = results.get(("ours", size))
         if ours is None:
             continue
-        for other, target in (("ceiling", TARGETS["vs_ceiling"]), ("peer", TARGETS["vs_peer"]), ("limit", None)):
+        for other, target in (
+            ("ceiling", TARGETS["vs_ceiling"]),
+            ("peer", TARGETS["vs_peer"]),
+            ("limit", None),
+        ):
             if (other, size) in results:
                 ratio = ours.rps / results[other, size].rps
                 goal = f" (target >= {target})" if target else ""

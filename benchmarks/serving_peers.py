@@ -68,7 +68,9 @@ async def bare_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             break
     body = json.loads(b"".join(chunks))
     payload = json.dumps(_forward(body["numeric"], body["categorical"])).encode()
-    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+    await send(
+        {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]}
+    )
     await send({"type": "http.response.body", "body": payload})
 
 

@@ -25,8 +25,11 @@ def _target(model: str) -> TrackingTarget:
 
 
 def _emit(event: str, model: str, payload: dict) -> None:
-    emit_event(event=event, resource={"prefect.resource.id": f"mlops.model.{model}", "prefect.resource.name": model},
-               payload=payload)  # fmt: skip
+    emit_event(
+        event=event,
+        resource={"prefect.resource.id": f"mlops.model.{model}", "prefect.resource.name": model},
+        payload=payload,
+    )
 
 
 @flow(name="ab-start")

@@ -51,20 +51,24 @@ def ensure_alerts(config: PipelineConfig, ui_url: str) -> list[str]:
         name=f"mlops-drift-alert-{model}",
         description=f"Notify {url} when the drift monitor finds drift in {model}.",
         trigger=EventTrigger(
-            expect={DRIFT_EVENT}, match={"prefect.resource.id": f"mlops.model.{model}"},
-            posture=Posture.Reactive, threshold=1,
+            expect={DRIFT_EVENT},
+            match={"prefect.resource.id": f"mlops.model.{model}"},
+            posture=Posture.Reactive,
+            threshold=1,
         ),
-        actions=[SendNotification(
-            block_document_id=block_id,
-            subject=f"Drift detected in {model}",
-            body=(
-                f"{model} v{{{{ event.payload.version }}}}: drifted columns {{{{ event.payload.drifted_columns }}}} "
-                "(share {{ event.payload.drifted_share }}), prediction drift {{ event.payload.prediction_drift }}, "
-                "estimated ROC AUC {{ event.payload.estimated_roc_auc }}. Report: {{ event.payload.report }}. "
-                f"Retraining runs through the promotion gate: {ui_url}/deployments"
-            ),
-        )],
-    )  # fmt: skip
+        actions=[
+            SendNotification(
+                block_document_id=block_id,
+                subject=f"Drift detected in {model}",
+                body=(
+                    f"{model} v{{{{ event.payload.version }}}}: drifted columns {{{{ event.payload.drifted_columns }}}} "
+                    "(share {{ event.payload.drifted_share }}), prediction drift {{ event.payload.prediction_drift }}, "
+                    "estimated ROC AUC {{ event.payload.estimated_roc_auc }}. Report: {{ event.payload.report }}. "
+                    f"Retraining runs through the promotion gate: {ui_url}/deployments"
+                ),
+            )
+        ],
+    )
     gate = Automation(
         name=f"mlops-gate-alert-{model}",
         description=f"Notify {url} when a run of {config.name} waits at an approval gate.",
@@ -72,15 +76,18 @@ def ensure_alerts(config: PipelineConfig, ui_url: str) -> list[str]:
             expect=GATE_EVENTS,
             match={"prefect.resource.id": "prefect.flow-run.*"},
             match_related={"prefect.resource.role": "flow", "prefect.resource.name": TRAINING_FLOW},
-            posture=Posture.Reactive, threshold=1,
+            posture=Posture.Reactive,
+            threshold=1,
         ),
-        actions=[SendNotification(
-            block_document_id=block_id,
-            subject=f"Approval waiting: {model}",
-            body=(
-                "Flow run {{ event.resource.name }} of " + TRAINING_FLOW + " is waiting at a gate for "
-                f"{model}: {ui_url}/runs/flow-run/{{{{ event.resource.id[16:] }}}}"
-            ),
-        )],
-    )  # fmt: skip
+        actions=[
+            SendNotification(
+                block_document_id=block_id,
+                subject=f"Approval waiting: {model}",
+                body=(
+                    "Flow run {{ event.resource.name }} of " + TRAINING_FLOW + " is waiting at a gate for "
+                    f"{model}: {ui_url}/runs/flow-run/{{{{ event.resource.id[16:] }}}}"
+                ),
+            )
+        ],
+    )
     return [_replace(drift).name, _replace(gate).name]

@@ -28,16 +28,18 @@ def batch_scoring(config_path: str, input_path: str | None = None) -> list[tuple
     if source is None:
         raise UserInputError("nothing to score: give a file or folder, or set batch.input in the config")
     registry = config.registry
-    target = TrackingTarget.for_store(home.active_tracking_uri(), registry.experiment or registry.model_name,
-                                      home.mlflow_artifacts)  # fmt: skip
+    target = TrackingTarget.for_store(
+        home.active_tracking_uri(), registry.experiment or registry.model_name, home.mlflow_artifacts
+    )
     champion = load_champion(target, registry.model_name)
     if champion is None:
         raise UserInputError(f"model {registry.model_name!r} has no champion yet: run `mlops run` first")
     scored = [
-        score_file(champion.scorer, registry.model_name, champion.version, path, config.data,
-                   home.prediction_logs)
+        score_file(
+            champion.scorer, registry.model_name, champion.version, path, config.data, home.prediction_logs
+        )
         for path in batch_inputs(source)
-    ]  # fmt: skip
+    ]
     lines = "\n".join(f"| `{path}` | {rows:,} |" for path, rows in scored) or "| (no new file) | 0 |"
     create_markdown_artifact(
         key=f"batch-scoring-{registry.model_name}".lower(),

@@ -54,7 +54,9 @@ class ScheduleConfig(BaseModel):
     interval_seconds: int | None = Field(
         default=None, ge=10, description="Alternative to cron: run every N seconds."
     )
-    timezone: str = Field(default="UTC", description="IANA time zone the cron is read in (e.g. Europe/Berlin).")
+    timezone: str = Field(
+        default="UTC", description="IANA time zone the cron is read in (e.g. Europe/Berlin)."
+    )
 
     @model_validator(mode="after")
     def _one_schedule(self) -> ScheduleConfig:

@@ -69,11 +69,17 @@ def monitor_deployment(config: PipelineConfig, config_path: str) -> RunnerDeploy
     )
 
 
-def _schedules(schedule: ScheduleConfig, unscheduled: str = "no schedule: runs only when started") -> tuple[list, str]:
+def _schedules(
+    schedule: ScheduleConfig, unscheduled: str = "no schedule: runs only when started"
+) -> tuple[list, str]:
     if schedule.cron:
-        return [Cron(schedule.cron, timezone=schedule.timezone)], f"cron {schedule.cron!r} {schedule.timezone}"
+        return [
+            Cron(schedule.cron, timezone=schedule.timezone)
+        ], f"cron {schedule.cron!r} {schedule.timezone}"
     if schedule.interval_seconds:
-        return [Interval(schedule.interval_seconds, timezone=schedule.timezone)], f"every {schedule.interval_seconds} s"
+        return [
+            Interval(schedule.interval_seconds, timezone=schedule.timezone)
+        ], f"every {schedule.interval_seconds} s"
     return [], unscheduled
 
 

@@ -47,28 +47,49 @@ class MonitorSummary:
 
 
 @flow(name="drift-monitor")
-def drift_monitor(config_path: str, data_path: str | None = None, labels_path: str | None = None) -> MonitorSummary:
+def drift_monitor(
+    config_path: str, data_path: str | None = None, labels_path: str | None = None
+) -> MonitorSummary:
     """Check the current batch against the champion's reference; on drift, emit the event that retrains."""
     home = ProjectHome.configured()
     config = load_config(Path(config_path), home=home.root)
     seeds = Seeds.from_root(config.seed)
     registry = config.registry
-    target = TrackingTarget.for_store(home.active_tracking_uri(), registry.experiment or registry.model_name, home.mlflow_artifacts)
+    target = TrackingTarget.for_store(
+        home.active_tracking_uri(), registry.experiment or registry.model_name, home.mlflow_artifacts
+    )
     model = load_monitored(target, registry.model_name)
     batch = read_batch(model, config.data, Path(data_path) if data_path else None, home.prediction_logs)
     if batch is None:
-        return MonitorSummary(None, [], f"prediction log {home.prediction_logs} (no rows of v{model.version})", False)
+        return MonitorSummary(
+            None, [], f"prediction log {home.prediction_logs} (no rows of v{model.version})", False
+        )
     labels = read_labels(batch, config.data, Path(labels_path)) if labels_path else None
     result = run_check(model, batch, labels, config.monitoring, config.evaluation, seeds.bootstrap)
     checked_at = datetime.now(UTC)
     folder = home.reports / "drift" / f"{registry.model_name}-v{model.version}-{checked_at:%Y%m%dT%H%M%SZ}"
     reports = write_reports(model, batch, result.drift, labels, folder, seeds.diagnostics)
-    dashboard = record_dashboard(result, home.evidently_workspace, checked_at, batch.source, reports,
-                                 config.monitoring.dashboard_max_runs)
+    dashboard = record_dashboard(
+        result,
+        home.evidently_workspace,
+        checked_at,
+        batch.source,
+        reports,
+        config.monitoring.dashboard_max_runs,
+    )
     retraining = f"Last retraining run of training-pipeline/{config.name}: {last_retraining(f'training-pipeline/{config.name}')}"
     publish_result(result, reports, retraining, dashboard)
     retrain = Path(config.monitoring.retrain_data or config.data.path)
     if result.drifted:
-        emit_drift(result, result.payload(report=str(reports[0]), data_source=batch.source, retrain_data=str(retrain),
-                                          fingerprint=file_fingerprint(retrain)))  # fmt: skip
-    return MonitorSummary(result, [str(p) for p in reports], batch.source, result.drifted, retraining, dashboard)
+        emit_drift(
+            result,
+            result.payload(
+                report=str(reports[0]),
+                data_source=batch.source,
+                retrain_data=str(retrain),
+                fingerprint=file_fingerprint(retrain),
+            ),
+        )
+    return MonitorSummary(
+        result, [str(p) for p in reports], batch.source, result.drifted, retraining, dashboard
+    )

@@ -71,42 +71,87 @@ def training_pipeline(config_path: str, data_path: str | None = None) -> Pipelin
     prepared = split_data(df, config.data, config.split, seeds.split)
     transform = fit_transform(prepared, config.features)
     baselines = train_baselines(prepared, transform, seeds.baselines)
-    est = estimate(prepared, transform, config.model, config.sweep, config.estimate, seeds.estimate, config.split)
+    est = estimate(
+        prepared, transform, config.model, config.sweep, config.estimate, seeds.estimate, config.split
+    )
     rows = prepared.split.sizes()
     budget = run_gate(budget_gate(run, est, validation.markdown, rows, approval.budget), approval)
     target = TrackingTarget.for_store(home.active_tracking_uri(), run.experiment, home.mlflow_artifacts)
     if not budget.approved:
         return PipelineSummary.stopped_at_budget(run.model_name, target.tracking_uri, est, budget)
 
-    with parent_run(target, run.run_name(runtime.flow_run.name), config.model_dump(mode="json"), run.tags) as tracked:
-        result = sweep(prepared, transform, config.model, config.sweep, seed=seeds.sweep,
-                       storage_path=home.ray_results, name=run.sweep_name)  # fmt: skip
+    with parent_run(
+        target, run.run_name(runtime.flow_run.name), config.model_dump(mode="json"), run.tags
+    ) as tracked:
+        result = sweep(
+            prepared,
+            transform,
+            config.model,
+            config.sweep,
+            seed=seeds.sweep,
+            storage_path=home.ray_results,
+            name=run.sweep_name,
+        )
         log_trials(target, tracked.run_id, result.trials)
-        final = finalize(result, prepared, transform, config.model, config.split, config.business,
-                         config.evaluation, seeds)  # fmt: skip
+        final = finalize(
+            result, prepared, transform, config.model, config.split, config.business, config.evaluation, seeds
+        )
         actual = actual_from_sweep(result, est.device)
         errors = compare(est, actual)
         champion = load_champion(target, run.model_name)
-        evaluation = evaluate(final.scorer, prepared.split.test, prepared.y_test, baselines, champion,
-                              features=config.features, config=config.evaluation, seeds=seeds,
-                              plots_dir=home.reports / "plots" / tracked.run_id, business=config.business,
-                              held_out=final.held_out())  # fmt: skip
+        evaluation = evaluate(
+            final.scorer,
+            prepared.split.test,
+            prepared.y_test,
+            baselines,
+            champion,
+            features=config.features,
+            config=config.evaluation,
+            seeds=seeds,
+            plots_dir=home.reports / "plots" / tracked.run_id,
+            business=config.business,
+            held_out=final.held_out(),
+        )
         log_metrics(target, tracked.run_id, run_metrics(evaluation, result, est, errors, actual, final))
         log_artifacts(target, tracked.run_id, plot_files(evaluation), folder="plots")
-        documents = run_documents(config.model_dump(mode="json"), validation.report, validation.markdown, evaluation, est, final)
+        documents = run_documents(
+            config.model_dump(mode="json"), validation.report, validation.markdown, evaluation, est, final
+        )
         log_artifacts(target, tracked.run_id, documents)
         model_uri = log_model(target, tracked.run_id, final.scorer, prepared.split.test.head(5))
-        lineage = lineage_tags(run, tracked.run_id, rows, validation.report, result, est, errors, actual, budget)
+        lineage = lineage_tags(
+            run, tracked.run_id, rows, validation.report, result, est, errors, actual, budget
+        )
         version = register_challenger(target, run.model_name, model_uri, tracked.run_id, lineage)
         record_serving_integrity(target, version, final.scorer, prepared.split.val)
-        card = model_card(card_context(run, version.version, config, rows, validation.report, prepared.split.strategy),
-                          result, final, evaluation)  # fmt: skip
+        card = model_card(
+            card_context(run, version.version, config, rows, validation.report, prepared.split.strategy),
+            result,
+            final,
+            evaluation,
+        )
         publish_model_card(target, version, card)
-        save_drift_reference(target, version, prepared, final.scorer, config.features, config.monitoring, seeds.reference)
+        save_drift_reference(
+            target, version, prepared, final.scorer, config.features, config.monitoring, seeds.reference
+        )
         policy = decide_promotion(evaluation, config.promotion)
-        gate = run_gate(promotion_gate(run, version.version, est, errors, actual, policy, evaluation,
-                                       validation.markdown, tracked.link, approval.promotion, final.markdown(), card),
-                        approval)  # fmt: skip
+        gate = run_gate(
+            promotion_gate(
+                run,
+                version.version,
+                est,
+                errors,
+                actual,
+                policy,
+                evaluation,
+                validation.markdown,
+                tracked.link,
+                approval.promotion,
+                final.markdown(),
+                card,
+            ),
+            approval,
+        )
         decide(target, version, decision_tags(policy, gate, evaluation), approved=gate.approved)
         bento_tag = (
             package_version(target, version, config.serving, entity_column=config.data.id_column)
@@ -115,8 +160,18 @@ def training_pipeline(config_path: str, data_path: str | None = None) -> Pipelin
         )
 
     summary = PipelineSummary.of_run(
-        run.model_name, target.tracking_uri, est, budget, tracked.run_id, version.version, evaluation, gate,
-        champion, result, errors, bento_tag,
-    )  # fmt: skip
+        run.model_name,
+        target.tracking_uri,
+        est,
+        budget,
+        tracked.run_id,
+        version.version,
+        evaluation,
+        gate,
+        champion,
+        result,
+        errors,
+        bento_tag,
+    )
     publish_summary(summary_markdown(summary, evaluation))
     return summary

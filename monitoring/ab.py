@@ -38,7 +38,9 @@ class SequentialTest:
         return self.p_value <= self.alpha
 
 
-def msprt(successes_a: int, n_a: int, successes_b: int, n_b: int, *, alpha: float, tau: float) -> SequentialTest:
+def msprt(
+    successes_a: int, n_a: int, successes_b: int, n_b: int, *, alpha: float, tau: float
+) -> SequentialTest:
     """mSPRT of p_b - p_a = 0 with mixing N(0, tau^2); NaN fields until both arms have rows and variance."""
     if n_a == 0 or n_b == 0:
         return SequentialTest(math.nan, -math.inf, math.inf, 1.0, alpha, tau)
@@ -48,7 +50,9 @@ def msprt(successes_a: int, n_a: int, successes_b: int, n_b: int, *, alpha: floa
     if variance <= 0:
         return SequentialTest(difference, -math.inf, math.inf, 1.0, alpha, tau)
     t2 = tau * tau
-    log_lr = 0.5 * math.log(variance / (variance + t2)) + difference**2 * t2 / (2 * variance * (variance + t2))
+    log_lr = 0.5 * math.log(variance / (variance + t2)) + difference**2 * t2 / (
+        2 * variance * (variance + t2)
+    )
     p_value = min(1.0, math.exp(-log_lr))
     half = half_width(variance, alpha=alpha, tau=tau)
     return SequentialTest(difference, difference - half, difference + half, p_value, alpha, tau)
@@ -57,17 +61,27 @@ def msprt(successes_a: int, n_a: int, successes_b: int, n_b: int, *, alpha: floa
 def half_width(variance: float, *, alpha: float, tau: float) -> float:
     """Half-width of the mSPRT confidence sequence at this variance of the difference estimate."""
     t2 = tau * tau
-    return math.sqrt(2 * variance * (variance + t2) / t2 * (math.log(1 / alpha) + 0.5 * math.log((variance + t2) / variance)))
+    return math.sqrt(
+        2
+        * variance
+        * (variance + t2)
+        / t2
+        * (math.log(1 / alpha) + 0.5 * math.log((variance + t2) / variance))
+    )
 
 
-def rows_to_decide(successes_a: int, n_a: int, successes_b: int, n_b: int, *, alpha: float, tau: float) -> int | None:
+def rows_to_decide(
+    successes_a: int, n_a: int, successes_b: int, n_b: int, *, alpha: float, tau: float
+) -> int | None:
     """More rows (both arms, at the current split) until the confidence sequence excludes 0 if the observed
     difference held (or, with no difference, until it is narrower than ``tau``); None if it already does."""
     test = msprt(successes_a, n_a, successes_b, n_b, alpha=alpha, tau=tau)
     if test.significant or n_a == 0 or n_b == 0:
         return None
     p_a, p_b = successes_a / n_a, successes_b / n_b
-    per_row = p_a * (1 - p_a) * (n_a + n_b) / n_a + p_b * (1 - p_b) * (n_a + n_b) / n_b  # variance x total rows
+    per_row = (
+        p_a * (1 - p_a) * (n_a + n_b) / n_a + p_b * (1 - p_b) * (n_a + n_b) / n_b
+    )  # variance x total rows
     if per_row <= 0:
         return None
     goal = abs(test.difference) if abs(test.difference) > 1e-12 else tau
@@ -120,22 +134,44 @@ class LoggedScore:
     timestamp: str
 
 
-def _summary(variant: str, rows: list[LoggedScore], labels: dict[str, int] | None, *, threshold: float,
-             n_resamples: int, seed: int, confidence: float) -> VariantSummary:  # fmt: skip
+def _summary(
+    variant: str,
+    rows: list[LoggedScore],
+    labels: dict[str, int] | None,
+    *,
+    threshold: float,
+    n_resamples: int,
+    seed: int,
+    confidence: float,
+) -> VariantSummary:
     scores = np.array([r.score for r in rows], dtype=np.float64)
     quantiles = dict(zip(("p10", "p50", "p90"), np.quantile(scores, [0.1, 0.5, 0.9]).tolist(), strict=True))
-    summary = VariantSummary(variant, sorted({r.version for r in rows}), len(rows), float(scores.mean()), quantiles)
+    summary = VariantSummary(
+        variant, sorted({r.version for r in rows}), len(rows), float(scores.mean()), quantiles
+    )
     if labels is None:
         return summary
-    joined = [(labels[r.entity_id], r.score) for r in rows if r.entity_id is not None and r.entity_id in labels]
+    joined = [
+        (labels[r.entity_id], r.score) for r in rows if r.entity_id is not None and r.entity_id in labels
+    ]
     if not joined:
         return summary
     y = np.array([j[0] for j in joined], dtype=np.int64)
     s = np.array([j[1] for j in joined], dtype=np.float64)
-    realised = realised_performance(y, s, threshold=threshold, n_resamples=n_resamples, seed=seed, confidence=confidence)
+    realised = realised_performance(
+        y, s, threshold=threshold, n_resamples=n_resamples, seed=seed, confidence=confidence
+    )
     both = 0 < y.sum() < len(y)
-    return VariantSummary(variant, summary.versions, summary.rows, summary.score_mean, quantiles, len(y),
-                          realised.positive_rate, realised.roc_auc if both else None)  # fmt: skip
+    return VariantSummary(
+        variant,
+        summary.versions,
+        summary.rows,
+        summary.score_mean,
+        quantiles,
+        len(y),
+        realised.positive_rate,
+        realised.roc_auc if both else None,
+    )
 
 
 def _rows_per_day(rows: list[LoggedScore]) -> float | None:
@@ -144,38 +180,77 @@ def _rows_per_day(rows: list[LoggedScore]) -> float | None:
     return len(stamps) / (span / 86_400) if span > 0 else None
 
 
-def ab_report(model: str, rows: list[LoggedScore], labels: dict[str, int] | None, *, alpha: float, tau: float,
-              threshold: float, n_resamples: int, seed: int, confidence: float) -> ABReport:  # fmt: skip
+def ab_report(
+    model: str,
+    rows: list[LoggedScore],
+    labels: dict[str, int] | None,
+    *,
+    alpha: float,
+    tau: float,
+    threshold: float,
+    n_resamples: int,
+    seed: int,
+    confidence: float,
+) -> ABReport:
     """Per-variant volumes and score distributions; with ``labels`` (entity id -> 0/1 outcome) conversion
     and AUC per variant, the always-valid test of challenger vs champion conversion, and a recommendation."""
     by_variant: dict[str, list[LoggedScore]] = {}
     for row in rows:
         by_variant.setdefault(row.variant, []).append(row)
     summaries = [
-        _summary(variant, by_variant[variant], labels, threshold=threshold, n_resamples=n_resamples, seed=seed,
-                 confidence=confidence)
+        _summary(
+            variant,
+            by_variant[variant],
+            labels,
+            threshold=threshold,
+            n_resamples=n_resamples,
+            seed=seed,
+            confidence=confidence,
+        )
         for variant in sorted(by_variant, key=lambda v: (v != "champion", v))
-    ]  # fmt: skip
+    ]
     live = {s.variant: s for s in summaries}
     champion, challenger = live.get("champion"), live.get("challenger")
-    rate = _rows_per_day([r for r in rows if r.variant in ("champion", "challenger")] or rows) if rows else None
+    rate = (
+        _rows_per_day([r for r in rows if r.variant in ("champion", "challenger")] or rows) if rows else None
+    )
     if champion is None or challenger is None:
-        return ABReport(model, summaries, None, "no A/B traffic: both champion and challenger rows are needed "
-                        "(`mlops ab start`)", rows_per_day=rate)  # fmt: skip
+        return ABReport(
+            model,
+            summaries,
+            None,
+            "no A/B traffic: both champion and challenger rows are needed (`mlops ab start`)",
+            rows_per_day=rate,
+        )
     if champion.conversion is None or challenger.conversion is None:
-        return ABReport(model, summaries, None, "need outcomes: pass --labels (entity id and outcome) to decide",
-                        rows_per_day=rate)  # fmt: skip
-    counts = (round(champion.conversion.value * champion.labelled), champion.labelled,
-              round(challenger.conversion.value * challenger.labelled), challenger.labelled)  # fmt: skip
+        return ABReport(
+            model,
+            summaries,
+            None,
+            "need outcomes: pass --labels (entity id and outcome) to decide",
+            rows_per_day=rate,
+        )
+    counts = (
+        round(champion.conversion.value * champion.labelled),
+        champion.labelled,
+        round(challenger.conversion.value * challenger.labelled),
+        challenger.labelled,
+    )
     test = msprt(*counts, alpha=alpha, tau=tau)
     if test.significant and test.difference > 0:
         recommendation = f"promote the challenger (v{', v'.join(challenger.versions)}): it converts better"
         needed = None
     elif test.significant:
-        recommendation = f"keep the champion (v{', v'.join(champion.versions)}): the challenger converts worse"
+        recommendation = (
+            f"keep the champion (v{', v'.join(champion.versions)}): the challenger converts worse"
+        )
         needed = None
     else:
         needed = rows_to_decide(*counts, alpha=alpha, tau=tau)
-        days = f", about {needed / rate:.1f} days at the current {rate:,.0f} rows/day" if needed and rate else ""
-        recommendation = f"need more data: about {needed:,} more labelled rows{days}" if needed else "need more data"
+        days = (
+            f", about {needed / rate:.1f} days at the current {rate:,.0f} rows/day" if needed and rate else ""
+        )
+        recommendation = (
+            f"need more data: about {needed:,} more labelled rows{days}" if needed else "need more data"
+        )
     return ABReport(model, summaries, test, recommendation, needed, rate)

@@ -49,7 +49,9 @@ class MonitorResult:
     def drifted(self) -> bool:
         return self.drift.dataset_drift or self.prediction_drift
 
-    def payload(self, *, report: str | None, data_source: str, retrain_data: str, fingerprint: str) -> dict[str, Any]:
+    def payload(
+        self, *, report: str | None, data_source: str, retrain_data: str, fingerprint: str
+    ) -> dict[str, Any]:
         """The `mlops.drift.detected` event's payload: what drifted, the estimate, where to look, what to retrain on."""
         return {
             "model": self.model_name,
@@ -99,7 +101,9 @@ class MonitorResult:
         return "\n".join(lines)
 
 
-def require_usable_batch(frame: pd.DataFrame, *, numeric: list[str], categorical: list[str], source: str) -> None:
+def require_usable_batch(
+    frame: pd.DataFrame, *, numeric: list[str], categorical: list[str], source: str
+) -> None:
     """Raise `UserInputError` naming what is wrong with a batch: no rows, missing feature columns, or a numeric
     feature holding text. Checked before any run starts, so an unusable batch writes no run and emits nothing."""
     if frame.empty:
@@ -136,9 +140,12 @@ def check_batch(
         ref_frame, cur_frame, numeric=reference.numeric, categorical=reference.categorical, config=config
     )
     prediction = detect_drift(
-        pd.DataFrame({SCORE_COLUMN: reference.holdout_scores}), pd.DataFrame({SCORE_COLUMN: scores}),
-        numeric=[SCORE_COLUMN], categorical=[], config=config,
-    ).columns[0]  # fmt: skip
+        pd.DataFrame({SCORE_COLUMN: reference.holdout_scores}),
+        pd.DataFrame({SCORE_COLUMN: scores}),
+        numeric=[SCORE_COLUMN],
+        categorical=[],
+        config=config,
+    ).columns[0]
     drift = replace(drift, prediction=prediction)
     boot = dict(threshold=threshold, n_resamples=n_resamples, seed=seed, confidence=confidence)
     return MonitorResult(

@@ -50,10 +50,12 @@ class MonitoringConfig(BaseModel):
         description="Labelled table a drift-triggered retraining reads (relative to the config file); null = "
         "data.path, which your own data pipeline refreshes. Retraining never reads the unlabelled log.",
     )
-    schedule_interval_minutes: int = Field(default=60, ge=1, description="How often the drift-monitor deployment runs.")
+    schedule_interval_minutes: int = Field(
+        default=60, ge=1, description="How often the drift-monitor deployment runs."
+    )
     alert_webhook_url: str | None = Field(
         default=None,
-        description="Slack-compatible webhook (POST {\"text\": ...}) that Prefect automations notify on drift and "
+        description='Slack-compatible webhook (POST {"text": ...}) that Prefect automations notify on drift and '
         "when a gate starts waiting; set up by `mlops deploy`. Null: no alerts.",
     )
     dashboard_max_runs: int = Field(

@@ -31,7 +31,9 @@ def _sample(frame: pd.DataFrame, rows: int, seed: int) -> pd.DataFrame:
     return frame.sample(n=rows, random_state=seed).reset_index(drop=True)
 
 
-def _run(metrics: list, current: pd.DataFrame, reference: pd.DataFrame, definition: DataDefinition, path: Path) -> Path:
+def _run(
+    metrics: list, current: pd.DataFrame, reference: pd.DataFrame, definition: DataDefinition, path: Path
+) -> Path:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # Evidently's chi-square divides by zero counts
         snapshot = Report(metrics, include_tests=True).run(
@@ -44,16 +46,29 @@ def _run(metrics: list, current: pd.DataFrame, reference: pd.DataFrame, definiti
 
 
 def write_drift_report(
-    reference: DriftReference, current: pd.DataFrame, drift: DriftReport, path: Path, *, max_rows: int, seed: int
+    reference: DriftReference,
+    current: pd.DataFrame,
+    drift: DriftReport,
+    path: Path,
+    *,
+    max_rows: int,
+    seed: int,
 ) -> Path:
     """Evidently's data-drift HTML of the feature columns, each with the threshold `drift` used."""
     columns = [*reference.numeric, *reference.categorical]
-    definition = DataDefinition(numerical_columns=reference.numeric, categorical_columns=reference.categorical)
-    preset = DataDriftPreset(columns=columns, per_column_threshold={c.column: c.threshold for c in drift.columns})
+    definition = DataDefinition(
+        numerical_columns=reference.numeric, categorical_columns=reference.categorical
+    )
+    preset = DataDriftPreset(
+        columns=columns, per_column_threshold={c.column: c.threshold for c in drift.columns}
+    )
     return _run(
-        [preset], _sample(current[columns], max_rows, seed), _sample(reference.features, max_rows, seed),
-        definition, path,
-    )  # fmt: skip
+        [preset],
+        _sample(current[columns], max_rows, seed),
+        _sample(reference.features, max_rows, seed),
+        definition,
+        path,
+    )
 
 
 def write_quality_report(
@@ -68,7 +83,11 @@ def write_quality_report(
     current = pd.DataFrame({TARGET: np.asarray(labels, dtype=np.int64), PREDICTION: np.asarray(scores)})
     held = pd.DataFrame({TARGET: reference.holdout_labels, PREDICTION: reference.holdout_scores})
     return _run(
-        [ClassificationPreset()], _sample(current, max_rows, seed), _sample(held, max_rows, seed), definition, path
+        [ClassificationPreset()],
+        _sample(current, max_rows, seed),
+        _sample(held, max_rows, seed),
+        definition,
+        path,
     )
 
 

@@ -84,8 +84,11 @@ class PredictionLog:
         """`append` for records given as dicts with exactly `PredictionRecord`'s fields, ``timestamp``
         included: the serving path, which builds no object per row. They read back as `PredictionRecord`s."""
         if records:
-            self._write(b"".join(orjson.dumps(record, default=str, option=orjson.OPT_APPEND_NEWLINE)
-                                 for record in records).decode())  # fmt: skip
+            self._write(
+                b"".join(
+                    orjson.dumps(record, default=str, option=orjson.OPT_APPEND_NEWLINE) for record in records
+                ).decode()
+            )
 
     def _write(self, payload: str) -> None:
         with self._lock:

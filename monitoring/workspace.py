@@ -77,28 +77,44 @@ def dashboard_model():
     from evidently.sdk.panels import bar_plot_panel, counter_panel, line_plot_panel
 
     panels = [
-        counter_panel("Dataset drift share (last check)", [_metric(DRIFT_SHARE, "share of drifted columns")],
-                      size="half"),
+        counter_panel(
+            "Dataset drift share (last check)",
+            [_metric(DRIFT_SHARE, "share of drifted columns")],
+            size="half",
+        ),
         counter_panel("Drifted columns (last check)", [_metric(DRIFTED_COLUMNS, "columns")], size="half"),
-        line_plot_panel("Dataset drift share", [_metric(DRIFT_SHARE, "drifted share"),
-                                                _metric(DRIFT_SHARE_LIMIT, "drift at or above")],
-                        description="Share of feature columns whose test flagged drift; the dataset drifted "
-                        "when it reaches the limit (monitoring.drift_share)."),
-        bar_plot_panel("Drifted columns", [_metric(DRIFTED_COLUMNS, "drifted columns")],
-                       description="How many feature columns drifted in each check.", size="half"),
-        line_plot_panel("Prediction drift", [_metric(PREDICTION_SCORE, "score drift"),
-                                             _metric(PREDICTION_THRESHOLD, "threshold")],
-                        description="Drift of the served scores against the held-out validation scores "
-                        "(a p-value under 1000 rows, a distance above).", size="half"),
-        line_plot_panel("ROC AUC: estimated and realised", [
-            _metric(ESTIMATED_AUC, "estimated (no labels)"),
-            _metric(f"{ESTIMATED_AUC}_low", "estimated, interval low"),
-            _metric(f"{ESTIMATED_AUC}_high", "estimated, interval high"),
-            _metric(REALISED_AUC, "realised (with labels)"),
-        ], description="The label-free estimate from calibrated scores, and the AUC the labels gave when "
-                       "a check had them."),  # fmt: skip
+        line_plot_panel(
+            "Dataset drift share",
+            [_metric(DRIFT_SHARE, "drifted share"), _metric(DRIFT_SHARE_LIMIT, "drift at or above")],
+            description="Share of feature columns whose test flagged drift; the dataset drifted "
+            "when it reaches the limit (monitoring.drift_share).",
+        ),
+        bar_plot_panel(
+            "Drifted columns",
+            [_metric(DRIFTED_COLUMNS, "drifted columns")],
+            description="How many feature columns drifted in each check.",
+            size="half",
+        ),
+        line_plot_panel(
+            "Prediction drift",
+            [_metric(PREDICTION_SCORE, "score drift"), _metric(PREDICTION_THRESHOLD, "threshold")],
+            description="Drift of the served scores against the held-out validation scores "
+            "(a p-value under 1000 rows, a distance above).",
+            size="half",
+        ),
+        line_plot_panel(
+            "ROC AUC: estimated and realised",
+            [
+                _metric(ESTIMATED_AUC, "estimated (no labels)"),
+                _metric(f"{ESTIMATED_AUC}_low", "estimated, interval low"),
+                _metric(f"{ESTIMATED_AUC}_high", "estimated, interval high"),
+                _metric(REALISED_AUC, "realised (with labels)"),
+            ],
+            description="The label-free estimate from calibrated scores, and the AUC the labels gave when "
+            "a check had them.",
+        ),
         line_plot_panel("Rows checked", [_metric(ROWS, "rows")], size="half"),
-    ]  # fmt: skip
+    ]
     return DashboardModel(tabs=[DashboardTabModel(title=TAB, panels=[p.id for p in panels])], panels=panels)
 
 
@@ -106,7 +122,9 @@ def _project(workspace, model_name: str):
     found = workspace.search_project(model_name)
     if found:
         return found[0]
-    return workspace.create_project(model_name, description=f"Drift monitor of the registered model {model_name}")
+    return workspace.create_project(
+        model_name, description=f"Drift monitor of the registered model {model_name}"
+    )
 
 
 def record_check(
@@ -136,8 +154,11 @@ def record_check(
     snapshot = Report([MeanValue(column=column) for column in columns]).run(
         current_data=Dataset.from_pandas(frame, data_definition=DataDefinition(numerical_columns=columns)),
         timestamp=timestamp,
-        tags=[f"v{result.version}", "drift" if result.drifted else "no drift",
-              *(f"drifted: {c}" for c in result.drift.drifted_columns[:MAX_TAGGED_COLUMNS])],
+        tags=[
+            f"v{result.version}",
+            "drift" if result.drifted else "no drift",
+            *(f"drifted: {c}" for c in result.drift.drifted_columns[:MAX_TAGGED_COLUMNS]),
+        ],
         metadata={
             "model": result.model_name,
             "version": result.version,
@@ -147,7 +168,9 @@ def record_check(
             **{f"report_{i}": path for i, path in enumerate(reports)},
         },
     )
-    ref = workspace.add_run(project.id, snapshot, name=f"{result.model_name} v{result.version} {timestamp:%Y-%m-%d %H:%M:%S}")
+    ref = workspace.add_run(
+        project.id, snapshot, name=f"{result.model_name} v{result.version} {timestamp:%Y-%m-%d %H:%M:%S}"
+    )
     _prune(workspace, project.id, max_runs)
     return RecordedCheck(workspace_dir, str(project.id), str(ref.id))
 

@@ -18,7 +18,9 @@ class ABConfig(BaseModel):
         description="ab: a stable share of entities is scored (and answered) by the candidate as `challenger`; "
         "shadow: the candidate scores every request too, logged as `shadow`, never returned.",
     )
-    challenger_share: float = Field(default=0.1, gt=0.0, lt=1.0, description="Share of entities the challenger answers.")
+    challenger_share: float = Field(
+        default=0.1, gt=0.0, lt=1.0, description="Share of entities the challenger answers."
+    )
     key: str | None = Field(
         default=None,
         description="Request field whose value routes a row (a stable hash: the same lead always sees the same "
@@ -37,7 +39,9 @@ class ServingConfig(BaseModel):
     token_env: str = Field(
         default="MLOPS_SERVING_TOKEN", description="Environment variable holding the bearer token."
     )
-    port: int = Field(default=3000, ge=1, le=65535, description="Port in the `bentoml serve` command printed after a run.")
+    port: int = Field(
+        default=3000, ge=1, le=65535, description="Port in the `bentoml serve` command printed after a run."
+    )
     max_batch_size: int = Field(default=256, ge=1, description="Most rows one request may carry.")
     out_of_range_margin: float = Field(
         default=0.5,
@@ -46,7 +50,9 @@ class ServingConfig(BaseModel):
         "is scored but flagged (`out_of_range:<column>` in the response and the prediction log).",
     )
     max_explain_rows: int = Field(
-        default=16, ge=1, description="Most rows one /explain request may carry (each costs 64 forward passes)."
+        default=16,
+        ge=1,
+        description="Most rows one /explain request may carry (each costs 64 forward passes).",
     )
     max_string_length: int = Field(
         default=256, ge=1, description="Longest string a categorical value or an id may be; longer is a 400."
@@ -70,4 +76,6 @@ class ServingConfig(BaseModel):
         "workers (scale with more workers instead).",
     )
 
-    ab: ABConfig = Field(default_factory=ABConfig, description="A/B split or shadow scoring with the candidate alias.")
+    ab: ABConfig = Field(
+        default_factory=ABConfig, description="A/B split or shadow scoring with the candidate alias."
+    )

@@ -55,9 +55,13 @@ def check_smoke(scorer: TabularScorer, smoke: dict[str, Any]) -> None:
     numeric = scorer.transform.spec.numeric
     frame[numeric] = frame[numeric].astype(np.float64)
     scores = scorer.predict_proba(frame)
-    worst = float(np.max(np.abs(scores - np.asarray(smoke["scores"], dtype=np.float64)))) if len(scores) else 0.0
+    worst = (
+        float(np.max(np.abs(scores - np.asarray(smoke["scores"], dtype=np.float64)))) if len(scores) else 0.0
+    )
     if not worst <= SMOKE_TOLERANCE:
-        raise ModelIntegrityError(f"smoke scores differ from the recorded ones by up to {worst:.3g} (> {SMOKE_TOLERANCE})")
+        raise ModelIntegrityError(
+            f"smoke scores differ from the recorded ones by up to {worst:.3g} (> {SMOKE_TOLERANCE})"
+        )
 
 
 def download_scorer_dir(tracking_uri: str, model_uri: str, into: Path) -> Path:
@@ -68,8 +72,15 @@ def download_scorer_dir(tracking_uri: str, model_uri: str, into: Path) -> Path:
     return Path(local) / "artifacts" / SCORER_ARTIFACT
 
 
-def record_integrity(client: MlflowClient, tracking_uri: str, name: str, version: str, run_id: str,
-                     scorer: TabularScorer, rows: pd.DataFrame) -> None:  # fmt: skip
+def record_integrity(
+    client: MlflowClient,
+    tracking_uri: str,
+    name: str,
+    version: str,
+    run_id: str,
+    scorer: TabularScorer,
+    rows: pd.DataFrame,
+) -> None:
     """Tag ``version`` with the digest of its registry copy and log its smoke sample (see the module doc)."""
     with tempfile.TemporaryDirectory() as tmp:
         digest = scorer_digest(download_scorer_dir(tracking_uri, f"models:/{name}/{version}", Path(tmp)))
@@ -87,17 +98,23 @@ def fetch_verified(tracking_uri: str, name: str, version: str) -> TabularScorer:
     tags = client.get_model_version(name, version).tags
     for tag in (DIGEST_TAG, SMOKE_TAG):
         if tag not in tags:
-            raise ModelIntegrityError(f"{name} v{version} has no {tag} tag: it was not registered for serving")
+            raise ModelIntegrityError(
+                f"{name} v{version} has no {tag} tag: it was not registered for serving"
+            )
     with tempfile.TemporaryDirectory() as tmp:
         directory = download_scorer_dir(tracking_uri, f"models:/{name}/{version}", Path(tmp))
         actual = scorer_digest(directory)
         if actual != tags[DIGEST_TAG]:
-            raise ModelIntegrityError(f"{name} v{version}: files hash to {actual}, registered as {tags[DIGEST_TAG]}")
+            raise ModelIntegrityError(
+                f"{name} v{version}: files hash to {actual}, registered as {tags[DIGEST_TAG]}"
+            )
         try:
             scorer = TabularScorer.load(directory)
         except Exception as exc:  # any failure to load refuses the version
             raise ModelIntegrityError(f"{name} v{version} does not load: {exc}") from exc
-        smoke = json.loads(Path(mlflow.artifacts.download_artifacts(artifact_uri=tags[SMOKE_TAG], dst_path=tmp)).read_text())
+        smoke = json.loads(
+            Path(mlflow.artifacts.download_artifacts(artifact_uri=tags[SMOKE_TAG], dst_path=tmp)).read_text()
+        )
     try:
         check_smoke(scorer, smoke)
     except ModelIntegrityError as exc:
@@ -120,9 +137,17 @@ class RegistryFollower:
     retried at the next poll: the served model never changes because of them.
     """
 
-    def __init__(self, tracking_uri: str, name: str, alias: str, interval: float, current: str | None,
-                 swap: Callable[[str, TabularScorer], None], refuse: Callable[[Refusal], None],
-                 missing: Callable[[], None] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        tracking_uri: str,
+        name: str,
+        alias: str,
+        interval: float,
+        current: str | None,
+        swap: Callable[[str, TabularScorer], None],
+        refuse: Callable[[Refusal], None],
+        missing: Callable[[], None] | None = None,
+    ) -> None:
         self.tracking_uri, self.name, self.alias, self.interval = tracking_uri, name, alias, interval
         self.current = current
         self._swap, self._refuse, self._missing = swap, refuse, missing
@@ -138,7 +163,9 @@ class RegistryFollower:
 
     def poll_once(self) -> None:
         try:
-            version = str(MlflowClient(self.tracking_uri).get_model_version_by_alias(self.name, self.alias).version)
+            version = str(
+                MlflowClient(self.tracking_uri).get_model_version_by_alias(self.name, self.alias).version
+            )
         except MlflowException as exc:
             if self._missing is not None and "not found" in exc.message.lower():
                 self.current = None  # the alias was removed: nothing to serve from it
@@ -158,7 +185,9 @@ class RegistryFollower:
             return
         previous, self.current = self.current, version
         self._swap(version, scorer)
-        logger.info("now serving %s v%s (was v%s) from %s@%s", self.name, version, previous, self.name, self.alias)
+        logger.info(
+            "now serving %s v%s (was v%s) from %s@%s", self.name, version, previous, self.name, self.alias
+        )
 
     def _run(self) -> None:
         while not self._stop.is_set():  # a first poll at once, then one per interval

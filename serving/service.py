@@ -118,7 +118,9 @@ def _category_validator(max_chars: int):
         if isinstance(value, str):
             if len(value) > max_chars:
                 raise PydanticCustomError(
-                    "string_too_long", "String should have at most {max_length} characters", {"max_length": max_chars}
+                    "string_too_long",
+                    "String should have at most {max_length} characters",
+                    {"max_length": max_chars},
                 )
             return value
         if isinstance(value, float) and not math.isfinite(value):
@@ -142,7 +144,9 @@ def _identifier_validator(max_chars: int):
             raise PydanticCustomError("id_type", "Input should be a string or an integer")
         if len(value) > max_chars:
             raise PydanticCustomError(
-                "string_too_long", "String should have at most {max_length} characters", {"max_length": max_chars}
+                "string_too_long",
+                "String should have at most {max_length} characters",
+                {"max_length": max_chars},
             )
         return value
 
@@ -164,7 +168,9 @@ def build_request_model(
     (the config's id column), when it is not a feature, is an optional string or integer field ``entity_id``.
     Strings (categorical values, ids) longer than ``max_chars`` are errors.
     """
-    category = Annotated[AnyValue, PlainValidator(_category_validator(max_chars), json_schema_input_type=AnyValue)]
+    category = Annotated[
+        AnyValue, PlainValidator(_category_validator(max_chars), json_schema_input_type=AnyValue)
+    ]
     identifier = Annotated[
         str | None, PlainValidator(_identifier_validator(max_chars), json_schema_input_type=str | int | None)
     ]
@@ -201,7 +207,9 @@ def rows_to_arrays(rows: list[BaseModel], columns: list[FeatureColumn]) -> tuple
     return np.ascontiguousarray(block), [list(by_field[i]) for i in categorical]
 
 
-def entity_ids(rows: list[BaseModel], columns: list[FeatureColumn], entity_column: str | None) -> list[str | None]:
+def entity_ids(
+    rows: list[BaseModel], columns: list[FeatureColumn], entity_column: str | None
+) -> list[str | None]:
     """Each row's entity id: the entity field, or the feature of that name; None without one."""
     if not entity_column:
         return [None] * len(rows)
@@ -236,7 +244,9 @@ class Prediction(BaseModel):
         "the model has no decision rule."
     )
     model_version: str
-    variant: str = Field(default="champion", description="Which model answered: champion or challenger (A/B).")
+    variant: str = Field(
+        default="champion", description="Which model answered: champion or challenger (A/B)."
+    )
     flags: list[str] = Field(
         default_factory=list,
         description="Scored but suspect: `out_of_range:<column>` for a value far outside the training range.",
@@ -253,7 +263,9 @@ class PredictResponse(BaseModel):
 class RowExplanation(BaseModel):
     request_id: str
     score: float = Field(description="Calibrated P(label = 1) of the row.")
-    baseline_score: float = Field(description="Score of the baseline row (numerics at training medians, categoricals missing).")
+    baseline_score: float = Field(
+        description="Score of the baseline row (numerics at training medians, categoricals missing)."
+    )
     attributions: dict[str, float] = Field(description="Raw feature -> its share of score - baseline_score.")
     gap: float = Field(description="score - baseline_score - sum(attributions): the integration's error.")
 
@@ -278,10 +290,15 @@ class ModelMetadata(BaseModel):
         "a first champion."
     )
     bento_tag: str | None = Field(description="The served Bento; null when serving from source.")
-    source: str = Field(description="Where the served model came from: the Bento's model or a registry version.")
-    following: str | None = Field(description="The registry alias followed and how often; null when not following.")
+    source: str = Field(
+        description="Where the served model came from: the Bento's model or a registry version."
+    )
+    following: str | None = Field(
+        description="The registry alias followed and how often; null when not following."
+    )
     ab: dict[str, Any] | None = Field(
-        default=None, description="A/B or shadow mode, share, routing key and the candidate served; null when off."
+        default=None,
+        description="A/B or shadow mode, share, routing key and the candidate served; null when off.",
     )
     refused: list[dict[str, str]] = Field(
         description="Versions the alias pointed at that failed the integrity check or to load, with why."
@@ -299,7 +316,9 @@ class ModelMetadata(BaseModel):
 # --- configuration and auth -----------------------------------------------------------------------------
 
 
-AB_ENV = "MLOPS_SERVING_AB"  # JSON of serving.ab, overriding the Bento's: switch A/B or shadow without a rebuild
+AB_ENV = (
+    "MLOPS_SERVING_AB"  # JSON of serving.ab, overriding the Bento's: switch A/B or shadow without a rebuild
+)
 
 
 def serving_config() -> ServingConfig:
@@ -365,7 +384,9 @@ class RequestGuardMiddleware:
         media_type = headers.get(b"content-type", b"application/json").split(b";")[0].strip().lower()
         if media_type != b"application/json" and not media_type.endswith(b"+json"):
             response = JSONResponse(
-                {"error": f"Content-Type must be application/json, got {media_type.decode(errors='replace')!r}"},
+                {
+                    "error": f"Content-Type must be application/json, got {media_type.decode(errors='replace')!r}"
+                },
                 status_code=415,
             )
             await response(scope, receive, send)
@@ -402,7 +423,8 @@ class RequestGuardMiddleware:
 
     async def _refuse(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         response = JSONResponse(
-            {"error": f"request body over the {self.max_bytes}-byte limit (serving.max_body_bytes)"}, status_code=413
+            {"error": f"request body over the {self.max_bytes}-byte limit (serving.max_body_bytes)"},
+            status_code=413,
         )
         await response(scope, receive, send)
 
@@ -423,26 +445,34 @@ def _metrics() -> SimpleNamespace:
     return SimpleNamespace(
         rows=prom.Counter("mlops_predictions", "Rows scored.", [*labels, "model_version"]),
         scores=prom.Histogram(
-            "mlops_prediction_score", "Calibrated scores served.", labels,
+            "mlops_prediction_score",
+            "Calibrated scores served.",
+            labels,
             buckets=[i / 10 for i in range(1, 11)],
         ),
         latency=prom.Histogram(
-            "mlops_predict_latency_seconds", "Time in the predict handler (validation, encoding, scoring, log).",
-            labels, buckets=[0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0],
+            "mlops_predict_latency_seconds",
+            "Time in the predict handler (validation, encoding, scoring, log).",
+            labels,
+            buckets=[0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0],
         ),
         out_of_range=prom.Counter(
-            "mlops_out_of_range_values", "Numeric values far outside the training range (scored, flagged).",
+            "mlops_out_of_range_values",
+            "Numeric values far outside the training range (scored, flagged).",
             [*labels, "column"],
         ),
         refused=prom.Counter(
-            "mlops_model_refused", "Registry versions refused (integrity check or load failed).",
+            "mlops_model_refused",
+            "Registry versions refused (integrity check or load failed).",
             ["model_name", "model_version"],
         ),
         served=prom.Gauge(
-            "mlops_served_model", "1 for the model version a worker serves.", [*labels, "model_version"],
+            "mlops_served_model",
+            "1 for the model version a worker serves.",
+            [*labels, "model_version"],
             multiprocess_mode="liveall",
         ),
-    )  # fmt: skip
+    )
 
 
 def observe_all(histogram: Any, values: np.ndarray) -> None:
@@ -453,7 +483,9 @@ def observe_all(histogram: Any, values: np.ndarray) -> None:
     fields its ``observe`` updates); a histogram without them is observed value by value. A unit test checks
     that both give the same exposition, so a prometheus_client that changes them fails there, not here.
     """
-    bounds, buckets, total = (getattr(histogram, name, None) for name in ("_upper_bounds", "_buckets", "_sum"))
+    bounds, buckets, total = (
+        getattr(histogram, name, None) for name in ("_upper_bounds", "_buckets", "_sum")
+    )
     if bounds is None or buckets is None or total is None or len(bounds) != len(buckets):
         for value in values.tolist():
             histogram.observe(value)
@@ -495,14 +527,27 @@ class ScoredRows:
     flags: list[list[str]]
     features: list[dict[str, Any]]
 
-    def log_lines(self, request_ids: list[str], entity_ids: list[str | None], variant: str, timestamp: str) -> list[dict[str, Any]]:
+    def log_lines(
+        self, request_ids: list[str], entity_ids: list[str | None], variant: str, timestamp: str
+    ) -> list[dict[str, Any]]:
         """One `PredictionRecord`-shaped dict per row (`PredictionLog.append_dicts`)."""
         name, version = self.model_name, self.version
         return [
-            {"request_id": r, "variant": variant, "model_version": version, "features": f, "score": s,
-             "timestamp": timestamp, "entity_id": e, "model_name": name, "flags": fl}
-            for r, e, s, f, fl in zip(request_ids, entity_ids, self.scores, self.features, self.flags, strict=True)
-        ]  # fmt: skip
+            {
+                "request_id": r,
+                "variant": variant,
+                "model_version": version,
+                "features": f,
+                "score": s,
+                "timestamp": timestamp,
+                "entity_id": e,
+                "model_name": name,
+                "flags": fl,
+            }
+            for r, e, s, f, fl in zip(
+                request_ids, entity_ids, self.scores, self.features, self.flags, strict=True
+            )
+        ]
 
 
 @dataclass(frozen=True)
@@ -520,8 +565,17 @@ class ServedModel:
     explain_model: type[BaseModel]  # the request model of /explain: fewer rows (each costs a path integral)
 
     @classmethod
-    def of(cls, scorer: TabularScorer, *, name: str, version: str, source: str, entity_column: str | None,
-           metadata: dict[str, Any], config: ServingConfig) -> ServedModel:  # fmt: skip
+    def of(
+        cls,
+        scorer: TabularScorer,
+        *,
+        name: str,
+        version: str,
+        source: str,
+        entity_column: str | None,
+        metadata: dict[str, Any],
+        config: ServingConfig,
+    ) -> ServedModel:
         request_model = build_request_model(
             scorer.feature_columns, config.max_batch_size, entity_column, config.max_string_length
         )
@@ -538,7 +592,9 @@ class ServedModel:
 # Tracing excluded on every path: no exporter is configured, so spans were pure cost (FACTS.md: +40% rps off).
 # BentoML's access log off: the prediction log already records every scored row with its request id.
 # Metrics stay on: /metrics serves ours too.
-@bentoml.service(traffic={"timeout": 30}, tracing={"excluded_urls": ["/"]}, logging={"access": {"enabled": False}})
+@bentoml.service(
+    traffic={"timeout": 30}, tracing={"excluded_urls": ["/"]}, logging={"access": {"enabled": False}}
+)
 class TabularModelService:
     """Scores CRM rows with the champion; the Bento's model at start-up, then whatever the registry's
     ``champion`` alias points at (when ``MLFLOW_TRACKING_URI`` is set and ``serving.follow_registry``)."""
@@ -553,15 +609,20 @@ class TabularModelService:
         self.metrics = _metrics()
         self.refusals: list[Refusal] = []
         self.ab = self.config.ab
-        self.candidate: ServedModel | None = None  # the A/B challenger or the shadow, when the alias names one
+        self.candidate: ServedModel | None = (
+            None  # the A/B challenger or the shadow, when the alias names one
+        )
         self.served: ServedModel | None = None  # None only while waiting for a first champion (WAIT_ENV)
         self.model_tag: str | None = None
         model = self._bento_model()
         if model is None:
             self.model_name = os.environ[WAIT_ENV].strip()
             self.entity_column = os.environ.get(ENTITY_ENV) or None
-            logger.warning("no model in the store: not ready until %s@%s exists in the registry",
-                           self.model_name, Alias.CHAMPION)  # fmt: skip
+            logger.warning(
+                "no model in the store: not ready until %s@%s exists in the registry",
+                self.model_name,
+                Alias.CHAMPION,
+            )
         else:
             metadata = dict(model.info.metadata)
             model_dir = Path(model.path)
@@ -578,8 +639,13 @@ class TabularModelService:
             )
             self.model_name, self.entity_column = self.served.name, self.served.entity_column
             self.metrics.served.labels(self.served.name, VARIANT, self.served.version).set(1)
-            logger.info("serving %s version %s (%s, Bento %s)", self.served.name, self.served.version,
-                        self.served.source, self.bento_tag)  # fmt: skip
+            logger.info(
+                "serving %s version %s (%s, Bento %s)",
+                self.served.name,
+                self.served.version,
+                self.served.source,
+                self.bento_tag,
+            )
         self.follower = self._follow()
         self.candidate_follower = self._follow_candidate()
 
@@ -609,23 +675,36 @@ class TabularModelService:
     def _waiting(self) -> Response:
         """The answer of every scoring path before a first champion: a 503 that says what the service waits for
         (as a response: BentoML replaces the message of a raised 5xx with a generic one)."""
-        error = (f"no champion of {self.model_name} yet: this service serves {self.model_name}@{Alias.CHAMPION} "
-                 "as soon as the registry has one")  # fmt: skip
+        error = (
+            f"no champion of {self.model_name} yet: this service serves {self.model_name}@{Alias.CHAMPION} "
+            "as soon as the registry has one"
+        )
         retry = str(max(1, math.ceil(self.config.poll_interval_seconds)))
-        return Response(orjson.dumps({"error": error}), status_code=503, media_type="application/json",
-                        headers={"Retry-After": retry})  # fmt: skip
+        return Response(
+            orjson.dumps({"error": error}),
+            status_code=503,
+            media_type="application/json",
+            headers={"Retry-After": retry},
+        )
 
     def _follow(self) -> RegistryFollower | None:
         """Start polling the registry's champion alias, when there is a registry to poll."""
         tracking_uri = os.environ.get("MLFLOW_TRACKING_URI")
         if not (self.config.follow_registry and tracking_uri):
-            logger.info("not following the registry (%s): serving the Bento's model only",
-                        "serving.follow_registry is off" if tracking_uri else "MLFLOW_TRACKING_URI is not set")  # fmt: skip
+            logger.info(
+                "not following the registry (%s): serving the Bento's model only",
+                "serving.follow_registry is off" if tracking_uri else "MLFLOW_TRACKING_URI is not set",
+            )
             return None
         follower = RegistryFollower(
-            tracking_uri, self.model_name, Alias.CHAMPION.value, self.config.poll_interval_seconds,
-            None if self.served is None else self.served.version, swap=self._swap, refuse=self._refuse,
-        )  # fmt: skip
+            tracking_uri,
+            self.model_name,
+            Alias.CHAMPION.value,
+            self.config.poll_interval_seconds,
+            None if self.served is None else self.served.version,
+            swap=self._swap,
+            refuse=self._refuse,
+        )
         follower.start()
         return follower
 
@@ -635,51 +714,78 @@ class TabularModelService:
         if self.ab.mode == "off":
             return None
         if not tracking_uri:
-            logger.warning("serving.ab.mode is %s but MLFLOW_TRACKING_URI is not set: no candidate to serve", self.ab.mode)
+            logger.warning(
+                "serving.ab.mode is %s but MLFLOW_TRACKING_URI is not set: no candidate to serve",
+                self.ab.mode,
+            )
             return None
         follower = RegistryFollower(
-            tracking_uri, self.model_name, Alias.CANDIDATE.value, self.config.poll_interval_seconds, None,
-            swap=self._swap_candidate, refuse=self._refuse, missing=self._drop_candidate,
-        )  # fmt: skip
+            tracking_uri,
+            self.model_name,
+            Alias.CANDIDATE.value,
+            self.config.poll_interval_seconds,
+            None,
+            swap=self._swap_candidate,
+            refuse=self._refuse,
+            missing=self._drop_candidate,
+        )
         follower.start()
         return follower
 
     def _swap_candidate(self, version: str, scorer: TabularScorer) -> None:
         name = self.model_name
         self.candidate = ServedModel.of(
-            scorer, name=name, version=version, source=f"registry models:/{name}/{version}",
-            entity_column=self.entity_column, metadata={MODEL_NAME_KEY: name, MODEL_VERSION_KEY: version},
+            scorer,
+            name=name,
+            version=version,
+            source=f"registry models:/{name}/{version}",
+            entity_column=self.entity_column,
+            metadata={MODEL_NAME_KEY: name, MODEL_VERSION_KEY: version},
             config=self.config,
-        )  # fmt: skip
+        )
         self.metrics.served.labels(name, self._candidate_variant, version).set(1)
 
     def _drop_candidate(self) -> None:
         if self.candidate is not None:
-            logger.info("the %s alias is gone: %s v%s no longer serves", Alias.CANDIDATE, self.candidate.name,
-                        self.candidate.version)  # fmt: skip
-            self.metrics.served.labels(self.candidate.name, self._candidate_variant, self.candidate.version).set(0)
+            logger.info(
+                "the %s alias is gone: %s v%s no longer serves",
+                Alias.CANDIDATE,
+                self.candidate.name,
+                self.candidate.version,
+            )
+            self.metrics.served.labels(
+                self.candidate.name, self._candidate_variant, self.candidate.version
+            ).set(0)
             self.candidate = None
 
     @property
     def _candidate_variant(self) -> str:
         return Variant.SHADOW.value if self.ab.mode == "shadow" else Variant.CHALLENGER.value
 
-    def _routing_keys(self, served: ServedModel, rows: list[BaseModel], entities: list[str | None]) -> list[str | None]:
+    def _routing_keys(
+        self, served: ServedModel, rows: list[BaseModel], entities: list[str | None]
+    ) -> list[str | None]:
         key = self.ab.key or served.entity_column
         if key is None or key == served.entity_column:
             return entities
         index = next((i for i, c in enumerate(served.columns) if c.name == key), None)
-        return [None] * len(rows) if index is None else [
-            None if (v := getattr(row, f"f{index}")) is None else str(v) for row in rows
-        ]
+        return (
+            [None] * len(rows)
+            if index is None
+            else [None if (v := getattr(row, f"f{index}")) is None else str(v) for row in rows]
+        )
 
     def _swap(self, version: str, scorer: TabularScorer) -> None:
         old, name = self.served, self.model_name
         self.served = ServedModel.of(
-            scorer, name=name, version=version, source=f"registry models:/{name}/{version}",
-            entity_column=self.entity_column, metadata={MODEL_NAME_KEY: name, MODEL_VERSION_KEY: version},
+            scorer,
+            name=name,
+            version=version,
+            source=f"registry models:/{name}/{version}",
+            entity_column=self.entity_column,
+            metadata={MODEL_NAME_KEY: name, MODEL_VERSION_KEY: version},
             config=self.config,
-        )  # fmt: skip
+        )
         if old is not None:
             self.metrics.served.labels(name, VARIANT, old.version).set(0)
         self.metrics.served.labels(name, VARIANT, version).set(1)
@@ -716,15 +822,21 @@ class TabularModelService:
         if candidate is not None and self.ab.mode == "ab":
             keys = self._routing_keys(served, request.rows, entities)
             share = self.ab.challenger_share
-            variants = [Variant.CHALLENGER.value if k is not None and ab_bucket(served.name, k) < share
-                        else Variant.CHAMPION.value for k in keys]  # fmt: skip
+            variants = [
+                Variant.CHALLENGER.value
+                if k is not None and ab_bucket(served.name, k) < share
+                else Variant.CHAMPION.value
+                for k in keys
+            ]
         # Each variant scores its own rows; `parts` holds (positions in the request, their scored rows).
         parts: list[tuple[list[int], str, ScoredRows]] = []
         for variant, model in ((Variant.CHAMPION.value, served), (Variant.CHALLENGER.value, candidate)):
             picked = [i for i, v in enumerate(variants) if v == variant]
             if not picked or model is None:
                 continue
-            scored = self._score(model, [rows[i] for i in picked] if model is not served else None, request, picked)
+            scored = self._score(
+                model, [rows[i] for i in picked] if model is not served else None, request, picked
+            )
             if scored is None:  # the challenger cannot read these rows (another schema): the champion answers
                 variant, scored = Variant.CHAMPION.value, self._score(served, None, request, picked)
             parts.append((picked, variant, scored))
@@ -746,9 +858,17 @@ class TabularModelService:
             timed.add(variant)
         predictions: list[dict[str, Any]] = [{}] * len(rows)
         for picked, variant, scored in parts:
-            for i, score, contact, flags in zip(picked, scored.scores, scored.contacts, scored.flags, strict=True):
-                predictions[i] = {"request_id": ids[i], "score": score, "contact": contact,
-                                  "model_version": scored.version, "variant": variant, "flags": flags}  # fmt: skip
+            for i, score, contact, flags in zip(
+                picked, scored.scores, scored.contacts, scored.flags, strict=True
+            ):
+                predictions[i] = {
+                    "request_id": ids[i],
+                    "score": score,
+                    "contact": contact,
+                    "model_version": scored.version,
+                    "variant": variant,
+                    "flags": flags,
+                }
         answered = {variant for _, variant, _ in parts}
         # A `PredictResponse` written straight to JSON: every field is already of its schema type, and
         # building one pydantic object per row for BentoML to serialise cost more than the network forward.
@@ -760,8 +880,9 @@ class TabularModelService:
         }
         return Response(orjson.dumps(body), media_type="application/json")  # type: ignore[return-value]
 
-    def _score(self, model: ServedModel, raw: list[dict[str, Any]] | None, request: BaseModel,
-               picked: list[int]) -> ScoredRows | None:  # fmt: skip
+    def _score(
+        self, model: ServedModel, raw: list[dict[str, Any]] | None, request: BaseModel, picked: list[int]
+    ) -> ScoredRows | None:
         """Score rows ``picked`` of the request with ``model``: the champion's validated rows when ``raw`` is
         None, else ``raw`` validated by ``model``'s own request model (None when they do not validate)."""
         if raw is None:
@@ -770,21 +891,37 @@ class TabularModelService:
             try:
                 validated = model.request_model.model_validate({"rows": raw}).rows
             except ValidationError as exc:
-                logger.warning("%s v%s cannot score these rows (%d errors): the champion answers",
-                               model.name, model.version, exc.error_count())  # fmt: skip
+                logger.warning(
+                    "%s v%s cannot score these rows (%d errors): the champion answers",
+                    model.name,
+                    model.version,
+                    exc.error_count(),
+                )
                 return None
         columns = model.columns
         # The fast path: validated rows straight to encoded arrays by the fitted transform, no DataFrame.
         numeric, categorical = rows_to_arrays(validated, columns)
         scorer = model.scorer
         scores = scorer.predict_proba_encoded(scorer.transform.encode_rows(numeric, categorical))
-        contacts = scorer.decision.decide(scores).tolist() if scorer.decision is not None else [None] * len(scores)
+        contacts = (
+            scorer.decision.decide(scores).tolist() if scorer.decision is not None else [None] * len(scores)
+        )
         flags = range_flags(numeric, scorer, self.config.out_of_range_margin)
         # Logged features as validated (None for missing), built column-wise from what was already extracted.
-        names = [c.name for c in columns if c.kind == "numeric"] + [c.name for c in columns if c.kind == "categorical"]
-        numeric_values = np.where(np.isnan(numeric), None, numeric).tolist() if numeric.size else [[]] * len(validated)
-        features = [dict(zip(names, [*n, *c], strict=True)) for n, c in zip(numeric_values, zip(*categorical, strict=True)
-                    if categorical else [()] * len(validated), strict=True)]  # fmt: skip
+        names = [c.name for c in columns if c.kind == "numeric"] + [
+            c.name for c in columns if c.kind == "categorical"
+        ]
+        numeric_values = (
+            np.where(np.isnan(numeric), None, numeric).tolist() if numeric.size else [[]] * len(validated)
+        )
+        features = [
+            dict(zip(names, [*n, *c], strict=True))
+            for n, c in zip(
+                numeric_values,
+                zip(*categorical, strict=True) if categorical else [()] * len(validated),
+                strict=True,
+            )
+        ]
         return ScoredRows(model.name, model.version, scores.tolist(), contacts, flags, features)
 
     def _observe(self, model: ServedModel, variant: str, scored: ScoredRows, started: float | None) -> None:
@@ -814,10 +951,15 @@ class TabularModelService:
         ids = request_ids(request.rows)
         return ExplainResponse(
             explanations=[
-                RowExplanation(request_id=request_id, score=e.score, baseline_score=e.baseline_score,
-                               attributions=e.attributions, gap=e.gap)
+                RowExplanation(
+                    request_id=request_id,
+                    score=e.score,
+                    baseline_score=e.baseline_score,
+                    attributions=e.attributions,
+                    gap=e.gap,
+                )
                 for request_id, e in zip(ids, explain_rows(served.scorer, encoded), strict=True)
-            ],  # fmt: skip
+            ],
             model_name=served.name,
             model_version=served.version,
         )
@@ -836,10 +978,15 @@ class TabularModelService:
             bento_model_tag=self.model_tag,
             bento_tag=self.bento_tag,
             source=served.source,
-            following=None if follower is None else f"{follower.name}@{follower.alias} every {follower.interval:g} s",
+            following=None
+            if follower is None
+            else f"{follower.name}@{follower.alias} every {follower.interval:g} s",
             refused=[{"version": r.version, "reason": r.reason} for r in self.refusals],
-            ab=None if self.ab.mode == "off" else {
-                "mode": self.ab.mode, "challenger_share": self.ab.challenger_share,
+            ab=None
+            if self.ab.mode == "off"
+            else {
+                "mode": self.ab.mode,
+                "challenger_share": self.ab.challenger_share,
                 "key": self.ab.key or served.entity_column,
                 "candidate_version": None if self.candidate is None else self.candidate.version,
             },

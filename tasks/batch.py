@@ -27,9 +27,10 @@ def batch_inputs(path: Path) -> list[Path]:
     if not path.is_dir():
         raise UserInputError(f"{path}: no such file or folder to score")
     return sorted(
-        p for p in path.iterdir()
+        p
+        for p in path.iterdir()
         if p.suffix in FORMATS and not p.stem.endswith(SCORED_SUFFIX) and not scored_path(p).exists()
-    )  # fmt: skip
+    )
 
 
 def scored_path(path: Path) -> Path:
@@ -41,8 +42,9 @@ def _value(v: object) -> object:
 
 
 @task(name="score-file", cache_policy=NO_CACHE)
-def score_file(scorer: TabularScorer, name: str, version: str, path: Path, data: DataConfig,
-               log_dir: Path) -> tuple[Path, int]:  # fmt: skip
+def score_file(
+    scorer: TabularScorer, name: str, version: str, path: Path, data: DataConfig, log_dir: Path
+) -> tuple[Path, int]:
     """Score ``path`` with the champion, write ``<name>.scored.<ext>`` beside it and append every row to the
     prediction log (variant ``batch``), so the drift monitor sees batch use too. Returns the output and rows."""
     frame = read_table(path, delimiter=data.delimiter, na_values=data.na_values, parse_dates=data.parse_dates)
@@ -50,11 +52,21 @@ def score_file(scorer: TabularScorer, name: str, version: str, path: Path, data:
     scored = scorer.score_frame(frame)
     out = write_table(scored, scored_path(path))
     canonical = scorer.transform.canonical_inputs(frame)
-    ids = frame[id_column].astype(str).tolist() if id_column and id_column in frame.columns else [None] * len(frame)
+    ids = (
+        frame[id_column].astype(str).tolist()
+        if id_column and id_column in frame.columns
+        else [None] * len(frame)
+    )
     records = [
-        PredictionRecord(request_id=uuid.uuid4().hex, variant=Variant.BATCH.value, model_version=version,
-                         features={k: _value(v) for k, v in row.items()}, score=float(score), entity_id=entity,
-                         model_name=name)  # fmt: skip
+        PredictionRecord(
+            request_id=uuid.uuid4().hex,
+            variant=Variant.BATCH.value,
+            model_version=version,
+            features={k: _value(v) for k, v in row.items()},
+            score=float(score),
+            entity_id=entity,
+            model_name=name,
+        )
         for row, score, entity in zip(canonical.to_dict(orient="records"), scored["score"], ids, strict=True)
     ]
     with PredictionLog(log_dir) as log:

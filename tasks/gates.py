@@ -103,7 +103,9 @@ def _emit(event: str, decision: GateDecision, resource_id: str) -> None:
     emit_event(
         event=event,
         resource={"prefect.resource.id": resource_id, "prefect.resource.name": resource_id.split(".", 2)[-1]},
-        related=[{"prefect.resource.id": f"prefect.flow-run.{flow_run_id}", "prefect.resource.role": "flow-run"}]
+        related=[
+            {"prefect.resource.id": f"prefect.flow-run.{flow_run_id}", "prefect.resource.role": "flow-run"}
+        ]
         if flow_run_id
         else None,
         payload=decision.to_dict(),
@@ -151,15 +153,21 @@ def run_gate(request: GateRequest, approval: ApprovalConfig) -> GateDecision:
             refused.append(approver)
             _emit(
                 EVENT_REFUSED,
-                refusal(request, approver=approver, comment=answer.comment, decided_at=_now(), refused=refused),
+                refusal(
+                    request, approver=approver, comment=answer.comment, decided_at=_now(), refused=refused
+                ),
                 request.resource_id,
             )
             attempt += 1
             continue
         decision = human_decision(
-            request, approved=answer.approved, approver=approver, comment=answer.comment,
-            decided_at=_now(), refused=refused,
-        )  # fmt: skip
+            request,
+            approved=answer.approved,
+            approver=approver,
+            comment=answer.comment,
+            decided_at=_now(),
+            refused=refused,
+        )
         break
     _emit(EVENT_DECIDED, decision, request.resource_id)
     return decision
@@ -255,7 +263,9 @@ def resume_gate(run_id: str, *, approved: bool, approver: str, comment: str) -> 
             )
         waiting = WaitingRun(run, _latest_gate_row(client, flow_run_id))
     try:
-        resume_flow_run(flow_run_id, run_input={"approved": approved, "approver": approver, "comment": comment})
+        resume_flow_run(
+            flow_run_id, run_input={"approved": approved, "approver": approver, "comment": comment}
+        )
     except (PrefectHTTPStatusError, RuntimeError) as exc:
         detail = getattr(getattr(exc, "response", None), "text", "") or str(exc)
         raise ApprovalError(f"could not resume flow run {run_id}: {detail}") from None

@@ -116,7 +116,9 @@ def load_monitored(target: TrackingTarget, name: str) -> Monitored:
     """The champion of `name` with its scorer and drift reference; a clear error when there is none."""
     version = version_by_alias(target, name, Alias.CHAMPION)
     if version is None:
-        raise UserInputError(f"model {name!r} has no champion yet: nothing to monitor (run `mlops run` first)")
+        raise UserInputError(
+            f"model {name!r} has no champion yet: nothing to monitor (run `mlops run` first)"
+        )
     tags = target.client().get_model_version(name, version.version).tags
     if REFERENCE_TAG not in tags:
         raise UserInputError(
@@ -124,7 +126,9 @@ def load_monitored(target: TrackingTarget, name: str) -> Monitored:
             "monitoring existed; retrain to get one"
         )
     scorer = load_scorer(target.tracking_uri, version.uri)
-    return Monitored(name, version.version, scorer, load_drift_reference(target.tracking_uri, tags[REFERENCE_TAG]))
+    return Monitored(
+        name, version.version, scorer, load_drift_reference(target.tracking_uri, tags[REFERENCE_TAG])
+    )
 
 
 @task(name="read-current-batch")
@@ -133,17 +137,23 @@ def read_batch(model: Monitored, data: DataConfig, data_path: Path | None, log_d
     the champion's rows of the prediction log (their logged features and scores); None when the log holds
     no row of this version (nothing to check, not an error)."""
     if data_path is not None:
-        frame = read_table(data_path, delimiter=data.delimiter, na_values=data.na_values, parse_dates=data.parse_dates)
+        frame = read_table(
+            data_path, delimiter=data.delimiter, na_values=data.na_values, parse_dates=data.parse_dates
+        )
         reference = model.reference
-        require_usable_batch(frame, numeric=reference.numeric, categorical=reference.categorical, source=str(data_path))
+        require_usable_batch(
+            frame, numeric=reference.numeric, categorical=reference.categorical, source=str(data_path)
+        )
         canonical = model.scorer.transform.canonical_inputs(frame)
         ids = frame[data.id_column] if data.id_column and data.id_column in frame.columns else None
         return Batch(canonical, model.scorer.predict_proba(frame), ids, str(data_path))
     records = [
-        r for r in read_records(log_files(log_dir))
-        if r.variant == Variant.CHAMPION.value and r.model_version == model.version
+        r
+        for r in read_records(log_files(log_dir))
+        if r.variant == Variant.CHAMPION.value
+        and r.model_version == model.version
         and r.model_name in (model.name, "")  # "": written before records named their model
-    ]  # fmt: skip
+    ]
     if not records:
         return None
     frame = pd.DataFrame([r.features for r in records])
@@ -175,22 +185,47 @@ def read_labels(batch: Batch, data: DataConfig, labels_path: Path) -> np.ndarray
 
 
 @task(name="write-drift-reports")
-def write_reports(model: Monitored, batch: Batch, drift: DriftReport, labels: np.ndarray | None, folder: Path,
-                  seed: int) -> list[Path]:  # fmt: skip
+def write_reports(
+    model: Monitored, batch: Batch, drift: DriftReport, labels: np.ndarray | None, folder: Path, seed: int
+) -> list[Path]:
     """Evidently's HTML reports (data drift; with labels, classification quality) under `folder`."""
-    paths = [write_drift_report(model.reference, batch.features, drift, folder / "drift.html", max_rows=REPORT_ROWS, seed=seed)]
+    paths = [
+        write_drift_report(
+            model.reference, batch.features, drift, folder / "drift.html", max_rows=REPORT_ROWS, seed=seed
+        )
+    ]
     if labels is not None:
-        paths.append(write_quality_report(model.reference, labels, batch.scores, folder / "quality.html",
-                                          max_rows=REPORT_ROWS, seed=seed))  # fmt: skip
+        paths.append(
+            write_quality_report(
+                model.reference,
+                labels,
+                batch.scores,
+                folder / "quality.html",
+                max_rows=REPORT_ROWS,
+                seed=seed,
+            )
+        )
     return paths
 
 
 @task(name="record-dashboard-run", **IO_RETRIES)
-def record_dashboard(result: MonitorResult, workspace: Path, timestamp: datetime, source: str,
-                     reports: list[Path], max_runs: int) -> str:  # fmt: skip
+def record_dashboard(
+    result: MonitorResult,
+    workspace: Path,
+    timestamp: datetime,
+    source: str,
+    reports: list[Path],
+    max_runs: int,
+) -> str:
     """The check as one run of the model's project in the Evidently workspace; where to see it, in words."""
-    recorded = record_check(workspace, result, timestamp=timestamp, source=source, reports=[str(p) for p in reports],
-                            max_runs=max_runs)  # fmt: skip
+    recorded = record_check(
+        workspace,
+        result,
+        timestamp=timestamp,
+        source=source,
+        reports=[str(p) for p in reports],
+        max_runs=max_runs,
+    )
     ui = os.environ.get(EVIDENTLY_UI_ENV)
     if ui:
         return f"Dashboard: {dashboard_url(ui, recorded.project_id)}"
@@ -214,19 +249,36 @@ def emit_drift(result: MonitorResult, payload: dict) -> None:
     """`mlops.drift.detected` on resource `mlops.model.<name>`: what the training deployment's trigger waits for."""
     emit_event(
         event=DRIFT_EVENT,
-        resource={"prefect.resource.id": f"mlops.model.{result.model_name}", "prefect.resource.name": result.model_name},
+        resource={
+            "prefect.resource.id": f"mlops.model.{result.model_name}",
+            "prefect.resource.name": result.model_name,
+        },
         payload=payload,
     )
 
 
 @task(name="check-batch")
-def run_check(model: Monitored, batch: Batch, labels: np.ndarray | None, monitoring: MonitoringConfig,
-              evaluation: EvaluationConfig, seed: int) -> MonitorResult:  # fmt: skip
+def run_check(
+    model: Monitored,
+    batch: Batch,
+    labels: np.ndarray | None,
+    monitoring: MonitoringConfig,
+    evaluation: EvaluationConfig,
+    seed: int,
+) -> MonitorResult:
     """Drift of the batch against the version's reference, and its performance with and without labels."""
     return check_batch(
-        model.reference, batch.features, batch.scores, labels, model_name=model.name, version=model.version,
-        config=monitoring, n_resamples=evaluation.n_bootstrap, seed=seed, confidence=evaluation.confidence,
-    )  # fmt: skip
+        model.reference,
+        batch.features,
+        batch.scores,
+        labels,
+        model_name=model.name,
+        version=model.version,
+        config=monitoring,
+        n_resamples=evaluation.n_bootstrap,
+        seed=seed,
+        confidence=evaluation.confidence,
+    )
 
 
 @task(name="last-retraining-run")
@@ -238,9 +290,10 @@ def last_retraining(deployment: str) -> str:
         except ObjectNotFound:
             return "none (the training deployment is not registered: `mlops deploy` registers it)"
         runs = client.read_flow_runs(
-            deployment_filter=DeploymentFilter(id={"any_": [found.id]}), sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+            deployment_filter=DeploymentFilter(id={"any_": [found.id]}),
+            sort=FlowRunSort.EXPECTED_START_TIME_DESC,
             limit=1,
-        )  # fmt: skip
+        )
     if not runs:
         return "none yet"
     run = runs[0]

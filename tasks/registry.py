@@ -110,7 +110,9 @@ def promote(target: TrackingTarget, version: RegisteredVersion) -> RegisteredVer
     return previous
 
 
-def decide(target: TrackingTarget, version: RegisteredVersion, tags: dict[str, str], *, approved: bool) -> None:
+def decide(
+    target: TrackingTarget, version: RegisteredVersion, tags: dict[str, str], *, approved: bool
+) -> None:
     """Record the promotion decision on ``version``, then move ``champion`` to it if approved.
 
     Raises RegistryUnavailableError, which says what did not happen and what to do, when MLflow fails
@@ -140,16 +142,21 @@ def publish_model_card(target: TrackingTarget, version: RegisteredVersion, card:
             path.write_text(card)
             client.log_artifact(version.run_id, str(path))
     key = re.sub(r"[^a-z0-9-]+", "-", f"model-card-{version.name}-v{version.version}".lower())
-    create_markdown_artifact(key=key, markdown=card, description=f"Model card of {version.name} v{version.version}")
+    create_markdown_artifact(
+        key=key, markdown=card, description=f"Model card of {version.name} v{version.version}"
+    )
 
 
 @task(name="record-serving-integrity", cache_policy=PER_RUN_INPUTS, **REPLAYABLE, **IO_RETRIES)
-def record_serving_integrity(target: TrackingTarget, version: RegisteredVersion, scorer: TabularScorer,
-                             rows: pd.DataFrame) -> None:  # fmt: skip
+def record_serving_integrity(
+    target: TrackingTarget, version: RegisteredVersion, scorer: TabularScorer, rows: pd.DataFrame
+) -> None:
     """What a serving worker checks before it swaps this version in: the digest of the registry's copy of
     the scorer files and a smoke sample of ``rows`` (held-out rows) with their scores."""
     assert version.run_id is not None, "a registered version of the pipeline always has its run"
-    record_integrity(target.client(), target.tracking_uri, version.name, version.version, version.run_id, scorer, rows)
+    record_integrity(
+        target.client(), target.tracking_uri, version.name, version.version, version.run_id, scorer, rows
+    )
 
 
 @task(name="roll-back-champion", **IO_RETRIES)
@@ -164,7 +171,9 @@ def roll_back(target: TrackingTarget, name: str, to: str | None, reason: str, by
     if to is None:
         previous = version_by_alias(target, name, Alias.PREVIOUS_CHAMPION)
         if previous is None:
-            raise RollbackRefused(f"{name} has no {Alias.PREVIOUS_CHAMPION} to roll back to: name one with --to")
+            raise RollbackRefused(
+                f"{name} has no {Alias.PREVIOUS_CHAMPION} to roll back to: name one with --to"
+            )
         to = previous.version
     try:
         tags = client.get_model_version(name, to).tags
@@ -194,8 +203,13 @@ def start_ab(target: TrackingTarget, name: str, version: str, *, by: str, reason
     champion = version_by_alias(target, name, Alias.CHAMPION)
     if champion is not None and champion.version == version:
         raise RollbackRefused(f"{name} v{version} is the champion: an A/B test needs another version")
-    tags = {"approval.ab.outcome": "approved", "approval.ab.decided_by": "person", "approval.ab.approver": by,
-            "approval.ab.reason": reason, "approval.ab.decided_at": at}  # fmt: skip
+    tags = {
+        "approval.ab.outcome": "approved",
+        "approval.ab.decided_by": "person",
+        "approval.ab.approver": by,
+        "approval.ab.reason": reason,
+        "approval.ab.decided_at": at,
+    }
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, tag_value(value))
     client.set_registered_model_alias(name, Alias.CANDIDATE, version)
@@ -208,8 +222,11 @@ def stop_ab(target: TrackingTarget, name: str, *, by: str, reason: str, at: str)
     if candidate is None:
         return None
     client = target.client()
-    for key, value in {"approval.ab.stopped_by": by, "approval.ab.stopped_reason": reason,
-                       "approval.ab.stopped_at": at}.items():  # fmt: skip
+    for key, value in {
+        "approval.ab.stopped_by": by,
+        "approval.ab.stopped_reason": reason,
+        "approval.ab.stopped_at": at,
+    }.items():
         client.set_model_version_tag(name, candidate.version, key, tag_value(value))
     client.delete_registered_model_alias(name, Alias.CANDIDATE)
     return candidate.version

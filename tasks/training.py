@@ -105,7 +105,16 @@ def finalize(
     """Cross-validate the sweep's best trials on a small table, then calibrate and set the decision threshold."""
     parts = prepared.split
     return finalize_model(
-        result, parts.train, prepared.y_train, parts.val, prepared.y_val,
-        transform=transform, model=model, split=split, business=business, evaluation=evaluation,
-        cv_seed=seeds.cv, business_seed=seeds.business,
-    )  # fmt: skip
+        result,
+        parts.train,
+        prepared.y_train,
+        parts.val,
+        prepared.y_val,
+        transform=transform,
+        model=model,
+        split=split,
+        business=business,
+        evaluation=evaluation,
+        cv_seed=seeds.cv,
+        business_seed=seeds.business,
+    )

@@ -12,7 +12,9 @@ from rich.table import Table
 from flows.cli.common import fail, home_of, load, out, say
 from models.errors import UserInputError
 
-ab_app = typer.Typer(help="A/B and shadow tests of a candidate version beside the champion.", no_args_is_help=True)
+ab_app = typer.Typer(
+    help="A/B and shadow tests of a candidate version beside the champion.", no_args_is_help=True
+)
 ModelOption = Annotated[str, typer.Option("--model", "-m", help="Registered model name.")]
 ReasonOption = Annotated[str, typer.Option("--reason", help="Why; recorded on the version.")]
 ByOption = Annotated[str | None, typer.Option("--by", help="Who decides (default: your login name).")]
@@ -28,15 +30,22 @@ def _run(flow_state):
 
 
 @ab_app.command("start")
-def ab_start(ctx: typer.Context, model: ModelOption, version: Annotated[str, typer.Option("--version", "-v")],
-             reason: ReasonOption, by: ByOption = None) -> None:  # fmt: skip
+def ab_start(
+    ctx: typer.Context,
+    model: ModelOption,
+    version: Annotated[str, typer.Option("--version", "-v")],
+    reason: ReasonOption,
+    by: ByOption = None,
+) -> None:
     """Point `candidate` at VERSION: services with serving.ab on serve it beside the champion. Recorded on the
     version (approval.ab.*) and as the Prefect event mlops.model.ab_started."""
     from flows.ab import ab_start as start_flow
 
     home_of(ctx)
     _run(start_flow(model, version, reason, by or getpass.getuser(), return_state=True))
-    say(f"{model}: v{version} is the candidate; services with serving.ab on serve it within their poll interval")
+    say(
+        f"{model}: v{version} is the candidate; services with serving.ab on serve it within their poll interval"
+    )
 
 
 @ab_app.command("stop")
@@ -53,9 +62,12 @@ def ab_stop(ctx: typer.Context, model: ModelOption, reason: ReasonOption, by: By
 def ab_report_cmd(
     ctx: typer.Context,
     model: ModelOption,
-    labels: Annotated[Path | None, typer.Option("--labels", help="Outcomes (id and target columns), joined by id.")] = None,
+    labels: Annotated[
+        Path | None, typer.Option("--labels", help="Outcomes (id and target columns), joined by id.")
+    ] = None,
     config: Annotated[
-        Path | None, typer.Option("--config", "-c", help="Pipeline config naming the labels' id and target columns.")
+        Path | None,
+        typer.Option("--config", "-c", help="Pipeline config naming the labels' id and target columns."),
     ] = None,
     alpha: Annotated[float, typer.Option(help="False-positive rate of the always-valid test.")] = 0.05,
     tau: Annotated[float, typer.Option(help="Conversion difference the test is tuned to detect.")] = 0.02,
@@ -71,14 +83,17 @@ def ab_report_cmd(
     try:
         rows = [
             LoggedScore(r.variant, r.model_version, r.score, r.entity_id, r.timestamp)
-            for r in read_records(log_files(home.prediction_logs)) if r.model_name == model
-        ]  # fmt: skip
+            for r in read_records(log_files(home.prediction_logs))
+            if r.model_name == model
+        ]
         if not rows:
             raise UserInputError(f"the prediction log {home.prediction_logs} has no rows of {model}")
         outcome = None
         if labels is not None:
             if config is None:
-                raise UserInputError("--labels needs --config: its data.id_column and data.target name the columns")
+                raise UserInputError(
+                    "--labels needs --config: its data.id_column and data.target name the columns"
+                )
             data = load(config, None, home).data
             table = read_table(labels, delimiter=data.delimiter, na_values=data.na_values)
             for column in (data.id_column, data.target):
@@ -86,21 +101,52 @@ def ab_report_cmd(
                     raise UserInputError(f"{labels}: no column {column!r} to join outcomes on")
             y = binary_labels(table, data.target, data.positive_class)
             outcome = dict(zip(table[data.id_column].astype(str), y.tolist(), strict=True))
-        report = ab_report(model, rows, outcome, alpha=alpha, tau=tau, threshold=0.5, n_resamples=1000, seed=0,
-                           confidence=0.95)  # fmt: skip
+        report = ab_report(
+            model,
+            rows,
+            outcome,
+            alpha=alpha,
+            tau=tau,
+            threshold=0.5,
+            n_resamples=1000,
+            seed=0,
+            confidence=0.95,
+        )
     except UserInputError as exc:
         raise fail(str(exc)) from None
-    grid = Table("variant", "versions", "rows", "score mean", "p10 / p50 / p90", "labelled", "conversion (95%)",
-                 "ROC AUC (95%)")  # fmt: skip
+    grid = Table(
+        "variant",
+        "versions",
+        "rows",
+        "score mean",
+        "p10 / p50 / p90",
+        "labelled",
+        "conversion (95%)",
+        "ROC AUC (95%)",
+    )
     for v in report.variants:
         q = v.score_quantiles
-        conversion = f"{v.conversion.value:.4f} [{v.conversion.low:.4f}, {v.conversion.high:.4f}]" if v.conversion else ""
+        conversion = (
+            f"{v.conversion.value:.4f} [{v.conversion.low:.4f}, {v.conversion.high:.4f}]"
+            if v.conversion
+            else ""
+        )
         auc = f"{v.roc_auc.value:.4f} [{v.roc_auc.low:.4f}, {v.roc_auc.high:.4f}]" if v.roc_auc else ""
-        grid.add_row(v.variant, ", ".join(v.versions), f"{v.rows:,}", f"{v.score_mean:.4f}",
-                     f"{q['p10']:.3f} / {q['p50']:.3f} / {q['p90']:.3f}", f"{v.labelled:,}", conversion, auc)  # fmt: skip
+        grid.add_row(
+            v.variant,
+            ", ".join(v.versions),
+            f"{v.rows:,}",
+            f"{v.score_mean:.4f}",
+            f"{q['p10']:.3f} / {q['p50']:.3f} / {q['p90']:.3f}",
+            f"{v.labelled:,}",
+            conversion,
+            auc,
+        )
     out.print(grid)
     if report.test is not None:
         t = report.test
-        say(f"challenger - champion conversion: {t.difference:+.4f}, always-valid {1 - t.alpha:.0%} interval "
-            f"[{t.low:+.4f}, {t.high:+.4f}], always-valid p = {t.p_value:.4f} (mSPRT, tau {t.tau})")  # fmt: skip
+        say(
+            f"challenger - champion conversion: {t.difference:+.4f}, always-valid {1 - t.alpha:.0%} interval "
+            f"[{t.low:+.4f}, {t.high:+.4f}], always-valid p = {t.p_value:.4f} (mSPRT, tau {t.tau})"
+        )
     say(f"recommendation: {report.recommendation}")

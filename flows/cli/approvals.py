@@ -33,14 +33,22 @@ def approvals_list() -> None:
     if not waiting:
         say("no run is waiting for approval")
         return
-    table = Table("run id", "run", "gate", "model", "version", "cost", "ROC AUC", "approvers", "waiting since")
+    table = Table(
+        "run id", "run", "gate", "model", "version", "cost", "ROC AUC", "approvers", "waiting since"
+    )
     for w in waiting:
         row = w.row
         table.add_row(
-            str(w.run.id), w.run.name, str(row.get("gate", "?")), str(row.get("model", "")),
-            str(row.get("version") or ""), str(row.get("cost", "")), str(row.get("roc_auc") or ""),
-            ", ".join(w.allowlist) or "anyone", str(w.run.state.timestamp)[:19] if w.run.state else "",
-        )  # fmt: skip
+            str(w.run.id),
+            w.run.name,
+            str(row.get("gate", "?")),
+            str(row.get("model", "")),
+            str(row.get("version") or ""),
+            str(row.get("cost", "")),
+            str(row.get("roc_auc") or ""),
+            ", ".join(w.allowlist) or "anyone",
+            str(w.run.state.timestamp)[:19] if w.run.state else "",
+        )
     out.print(table)
 
 
@@ -75,7 +83,9 @@ def _decide(run_id: str, approved: bool, approver: str, comment: str) -> None:
             soft_wrap=True,
         )
         raise typer.Exit(1)
-    say(f"{'approved' if approved else 'rejected'} the {waiting.gate} gate of flow run {run_id} as {approver}")
+    say(
+        f"{'approved' if approved else 'rejected'} the {waiting.gate} gate of flow run {run_id} as {approver}"
+    )
 
 
 @approvals_app.command("approve")

@@ -108,11 +108,12 @@ def preflight(config: Path, data: Path | None, home: ProjectHome):
         from models.data.suite import load_suite
 
         if not cfg.data.path.exists():
-            raise UserInputError(f"{cfg.data.path}: file not found; {_how_to_get(cfg.data.path, config, home)}")
+            raise UserInputError(
+                f"{cfg.data.path}: file not found; {_how_to_get(cfg.data.path, config, home)}"
+            )
         check_data_file(cfg.data.path)
         load_suite(cfg.data.expectations)
     except UserInputError as exc:
         raise fail(str(exc)) from None
     install_traceback_filter()
     return cfg
-

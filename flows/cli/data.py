@@ -78,10 +78,14 @@ def data_profile(
             )
         pipeline = name or slug(path.stem)
         suite = build_starter_suite(
-            df, name=f"{pipeline}-suite", id_column=profile.id_column, target=profile.target,
-            numeric=profile.names("numeric"), categorical=profile.names("categorical"),
+            df,
+            name=f"{pipeline}-suite",
+            id_column=profile.id_column,
+            target=profile.target,
+            numeric=profile.names("numeric"),
+            categorical=profile.names("categorical"),
             datetime=profile.names("datetime"),
-        )  # fmt: skip
+        )
         result = write_scaffold(
             suite, profile, data_path=path, out_dir=out_dir, delimiter=delimiter, name=pipeline
         )

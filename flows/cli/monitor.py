@@ -16,11 +16,15 @@ LabelsOption = Annotated[
 ]
 BatchOption = Annotated[
     Path | None,
-    typer.Option("--data", "-d", help="Batch to check (CSV/Parquet); default: the champion's prediction log."),
+    typer.Option(
+        "--data", "-d", help="Batch to check (CSV/Parquet); default: the champion's prediction log."
+    ),
 ]
 
 
-def monitor(ctx: typer.Context, config: ConfigOption, data: BatchOption = None, labels: LabelsOption = None) -> None:
+def monitor(
+    ctx: typer.Context, config: ConfigOption, data: BatchOption = None, labels: LabelsOption = None
+) -> None:
     """Check a batch against the champion's drift reference: exit 0 no drift, 1 drift, 2 unusable input."""
     home = home_of(ctx)
     from models.errors import UserInputError
@@ -38,7 +42,9 @@ def monitor(ctx: typer.Context, config: ConfigOption, data: BatchOption = None, 
             d = cfg.data
             frame = read_table(data, delimiter=d.delimiter, na_values=d.na_values, parse_dates=d.parse_dates)
             features = cfg.features
-            require_usable_batch(frame, numeric=features.numeric, categorical=features.categorical, source=str(data))
+            require_usable_batch(
+                frame, numeric=features.numeric, categorical=features.categorical, source=str(data)
+            )
     except UserInputError as exc:
         raise fail(str(exc)) from None
     from flows.monitor import drift_monitor

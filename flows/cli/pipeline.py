@@ -135,7 +135,8 @@ def batch(
     ctx: typer.Context,
     config: ConfigOption,
     input_path: Annotated[
-        Path | None, typer.Option("--input", "-i", help="File or folder to score (default: the config's batch.input).")
+        Path | None,
+        typer.Option("--input", "-i", help="File or folder to score (default: the config's batch.input)."),
     ] = None,
 ) -> None:
     """Run the batch-scoring flow once: the champion scores each new file, writes <name>.scored.<ext> beside
@@ -143,7 +144,9 @@ def batch(
     home = home_of(ctx)
     from flows.batch import batch_scoring
 
-    state = batch_scoring(str(config.resolve()), str(input_path.resolve()) if input_path else None, return_state=True)
+    state = batch_scoring(
+        str(config.resolve()), str(input_path.resolve()) if input_path else None, return_state=True
+    )
     result = state.result(raise_on_failure=False)
     if isinstance(result, UserInputError):
         raise fail(str(result))
@@ -181,7 +184,9 @@ def deploy(
         from infra.stack import start_detached
 
         runner = start_detached(home, f"deploy-{cfg.name}", [sys.argv[0], "deploy", "--config", config_path])
-        say(f"deployment runner for {cfg.name} started (pid {runner.pid}, log {runner.log}); stop it with `mlops down`")
+        say(
+            f"deployment runner for {cfg.name} started (pid {runner.pid}, log {runner.log}); stop it with `mlops down`"
+        )
         return
     from prefect import serve
 

@@ -29,6 +29,8 @@ def rollback(
         raise fail(str(record), EXIT_USER_ERROR)
     if isinstance(record, BaseException):
         raise record
-    say(f"{model}: champion is v{record.to_version} again (was v{record.from_version}; "
-        f"v{record.from_version} is now previous-champion)")  # fmt: skip
+    say(
+        f"{model}: champion is v{record.to_version} again (was v{record.from_version}; "
+        f"v{record.from_version} is now previous-champion)"
+    )
     say(f"recorded: by {record.by} at {record.at}: {record.reason}")

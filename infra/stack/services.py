@@ -218,12 +218,23 @@ def _mlflow(ctx: LaunchContext) -> Launch:
     # One worker: the default starts 15 processes and 2.4 GB for a single local user.
     destination = ctx.artifacts or str(ctx.home.mlflow_artifacts)
     command = [
-        _program("mlflow"), "server", "--host", HOST, "--port", str(ctx.port), "--workers", "1",
-        "--backend-store-uri", ctx.database or ctx.home.tracking_uri,
+        _program("mlflow"),
+        "server",
+        "--host",
+        HOST,
+        "--port",
+        str(ctx.port),
+        "--workers",
+        "1",
+        "--backend-store-uri",
+        ctx.database or ctx.home.tracking_uri,
         # Served through the tracking server (mlflow-artifacts:/ URIs): clients need no S3 credentials.
-        "--artifacts-destination", destination, "--serve-artifacts",
-        "--app-name", "basic-auth",
-    ]  # fmt: skip
+        "--artifacts-destination",
+        destination,
+        "--serve-artifacts",
+        "--app-name",
+        "basic-auth",
+    ]
     # The auth app reads its config from MLFLOW_AUTH_CONFIG_PATH (by default a file whose user store is
     # written into the working directory): here a config in the home, its user store SQLite beside it, with
     # or without --database-url. The admin and password come from the variables `up` sets
@@ -257,7 +268,16 @@ def _evidently(ctx: LaunchContext) -> Launch:
     # The dashboard of the drift monitor's checks (monitoring.workspace). Its write API needs the secret
     # (EVIDENTLY_SECRET, set by `up`); telemetry is off through DO_NOT_TRACK, like every server's.
     workspace = ctx.home.evidently_workspace
-    command = [_program("evidently"), "ui", "--host", HOST, "--port", str(ctx.port), "--workspace", str(workspace)]
+    command = [
+        _program("evidently"),
+        "ui",
+        "--host",
+        HOST,
+        "--port",
+        str(ctx.port),
+        "--workspace",
+        str(workspace),
+    ]
     return Launch(command=command, folders=(workspace,))
 
 
@@ -299,8 +319,14 @@ SERVICES: Mapping[str, Service] = MappingProxyType(
                     Secret(
                         "mlflow",
                         user="admin",
-                        server_env={"MLFLOW_AUTH_ADMIN_USERNAME": "user", "MLFLOW_AUTH_ADMIN_PASSWORD": "password"},
-                        client_env={"MLFLOW_TRACKING_USERNAME": "user", "MLFLOW_TRACKING_PASSWORD": "password"},
+                        server_env={
+                            "MLFLOW_AUTH_ADMIN_USERNAME": "user",
+                            "MLFLOW_AUTH_ADMIN_PASSWORD": "password",
+                        },
+                        client_env={
+                            "MLFLOW_TRACKING_USERNAME": "user",
+                            "MLFLOW_TRACKING_PASSWORD": "password",
+                        },
                     ),
                     # Signs the auth app's sessions and CSRF tokens (its user-management forms).
                     Secret("mlflow-session", server_env={"MLFLOW_FLASK_SERVER_SECRET_KEY": "secret"}),
@@ -361,7 +387,8 @@ def build_specs(
     databases = postgres_urls(database_url) if database_url is not None else {}
     destination = artifact_destination(artifacts) if artifacts is not None else None
     return {
-        name: service.spec(home, ports, databases.get(name), destination) for name, service in SERVICES.items()
+        name: service.spec(home, ports, databases.get(name), destination)
+        for name, service in SERVICES.items()
     }
 
 
@@ -371,12 +398,12 @@ def artifact_destination(artifacts: str) -> str:
     parts = urlsplit(artifacts)
     if parts.scheme == "s3":
         if not parts.netloc:
-            raise StackError(f"--artifacts '{artifacts}' names no bucket: give s3://bucket or s3://bucket/prefix")
+            raise StackError(
+                f"--artifacts '{artifacts}' names no bucket: give s3://bucket or s3://bucket/prefix"
+            )
         return artifacts.rstrip("/")
     if parts.scheme or not Path(artifacts).is_absolute():
-        raise StackError(
-            f"--artifacts must be s3://bucket[/prefix] or an absolute folder, got '{artifacts}'"
-        )
+        raise StackError(f"--artifacts must be s3://bucket[/prefix] or an absolute folder, got '{artifacts}'")
     return str(Path(artifacts))
 
 

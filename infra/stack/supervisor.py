@@ -233,7 +233,11 @@ def start_detached(home: ProjectHome, name: str, command: Sequence[str]) -> Serv
     log = home.runtime / f"{name}.log"
     with log.open("a") as handle:
         proc = subprocess.Popen(
-            list(command), stdout=handle, stderr=subprocess.STDOUT, start_new_session=True, env=os.environ.copy()
+            list(command),
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=os.environ.copy(),
         )
     return add_process(home, name, proc.pid, log=log)
 

@@ -41,7 +41,7 @@ class Explanation:
 def baseline_row(scorer: TabularScorer) -> EncodedFeatures:
     """The encoded baseline: numerics at their training medians, categoricals missing."""
     transform = scorer.transform
-    numeric = ((np.asarray(transform.medians) - np.asarray(transform.means)) / np.asarray(transform.stds))
+    numeric = (np.asarray(transform.medians) - np.asarray(transform.means)) / np.asarray(transform.stds)
     return EncodedFeatures(
         numeric=numeric.astype(np.float32).reshape(1, -1),
         categorical=np.full((1, len(transform.spec.categorical)), MISSING_INDEX, dtype=np.int64),
@@ -80,7 +80,9 @@ def explain(scorer: TabularScorer, encoded: EncodedFeatures, steps: int = DEFAUL
 
         return hook
 
-    handles = [embedding.register_forward_hook(hook_for(embedding, j)) for embedding, j in _embedding_columns(net)]
+    handles = [
+        embedding.register_forward_hook(hook_for(embedding, j)) for embedding, j in _embedding_columns(net)
+    ]
     was_training = net.training
     net.eval()
     try:
@@ -98,7 +100,9 @@ def explain(scorer: TabularScorer, encoded: EncodedFeatures, steps: int = DEFAUL
     attributions = np.zeros((n, len(numeric_names) + len(categorical_names)))
     if numeric_names:
         grads = path_num.grad.reshape(n, s, -1).mean(dim=1)  # [n, n_num]
-        attributions[:, : len(numeric_names)] = (grads * (torch.from_numpy(encoded.numeric) - b_num)).double().numpy()
+        attributions[:, : len(numeric_names)] = (
+            (grads * (torch.from_numpy(encoded.numeric) - b_num)).double().numpy()
+        )
     for column, path, delta in moved:
         grads = path.grad.reshape(n, s, -1).mean(dim=1)  # [n, dim]
         share = (grads * delta.reshape(n, s, -1)[:, 0, :]).sum(dim=1)  # [n]
@@ -108,10 +112,14 @@ def explain(scorer: TabularScorer, encoded: EncodedFeatures, steps: int = DEFAUL
     baseline_score = float(scorer.predict_proba_encoded(base)[0])
     names = [*numeric_names, *categorical_names]
     return [
-        Explanation(float(score), baseline_score, dict(zip(names, row.tolist(), strict=True)),
-                    float(score - baseline_score - row.sum()))
+        Explanation(
+            float(score),
+            baseline_score,
+            dict(zip(names, row.tolist(), strict=True)),
+            float(score - baseline_score - row.sum()),
+        )
         for score, row in zip(scores, attributions, strict=True)
-    ]  # fmt: skip
+    ]
 
 
 def _calibrated(scorer: TabularScorer, logits: torch.Tensor) -> torch.Tensor:

@@ -26,11 +26,30 @@ from models.errors import UserInputError
 # are the ones that do: "int"/"float"/"str"/"bool" also check the values of object columns one by one,
 # which is how a numeric column that picked up strings (dtype object) gets caught.
 NUMERIC_TYPES: tuple[str, ...] = (
-    "int", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
-    "Int8Dtype", "Int16Dtype", "Int32Dtype", "Int64Dtype",
-    "UInt8Dtype", "UInt16Dtype", "UInt32Dtype", "UInt64Dtype",
-    "float", "float16", "float32", "float64", "Float32Dtype", "Float64Dtype",
-)  # fmt: skip
+    "int",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "Int8Dtype",
+    "Int16Dtype",
+    "Int32Dtype",
+    "Int64Dtype",
+    "UInt8Dtype",
+    "UInt16Dtype",
+    "UInt32Dtype",
+    "UInt64Dtype",
+    "float",
+    "float16",
+    "float32",
+    "float64",
+    "Float32Dtype",
+    "Float64Dtype",
+)
 STRING_TYPES: tuple[str, ...] = ("str", "StringDtype")
 DATETIME_TYPES: tuple[str, ...] = ("datetime64[ns]", "datetime64[us]", "datetime64[ms]", "datetime64[s]")
 BOOL_TYPES: tuple[str, ...] = ("bool", "BooleanDtype")

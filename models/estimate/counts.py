@@ -117,7 +117,9 @@ def largest_output_bytes_per_row(net: TabularNet) -> int:
         if module is not net and not list(module.children())
     ]
     # The concatenated input of the backbone is no layer's output: count it too.
-    hooks.append(net.mlp.register_forward_pre_hook(lambda _m, args: sizes.append(args[0].numel() * FP32_BYTES)))
+    hooks.append(
+        net.mlp.register_forward_pre_hook(lambda _m, args: sizes.append(args[0].numel() * FP32_BYTES))
+    )
     try:
         with torch.no_grad():
             net(x_num, x_cat)

@@ -148,7 +148,10 @@ class EvaluationReport:
                 f"vs_baseline/{name}/auc_diff_high": cmp.high,
             }
         for name, cmp in self.non_inferiority.items():
-            out |= {f"non_inferiority/{name}/auc_diff": cmp.diff, f"non_inferiority/{name}/auc_diff_low": cmp.low}
+            out |= {
+                f"non_inferiority/{name}/auc_diff": cmp.diff,
+                f"non_inferiority/{name}/auc_diff_low": cmp.low,
+            }
         out["test/ece"] = self.calibration.ece
         if self.calibration_before is not None:
             out["test/ece_before_calibration"] = self.calibration_before.ece
@@ -296,10 +299,16 @@ def evaluate_model(
     if business is not None:
         champion_rule = champion.scorer.decision if champion is not None else None
         business_value = business_report(
-            y_test, scores, business, threshold=threshold, champion_scores=champion_scores,
+            y_test,
+            scores,
+            business,
+            threshold=threshold,
+            champion_scores=champion_scores,
             champion_threshold=champion_rule.threshold if champion_rule is not None else None,
-            n_resamples=config.n_bootstrap, seed=seeds.business, confidence=config.confidence,
-        )  # fmt: skip
+            n_resamples=config.n_bootstrap,
+            seed=seeds.business,
+            confidence=config.confidence,
+        )
     slices = (
         slice_metrics(test[categorical], y_test, scores, min_count=config.slice_min_count)
         if categorical

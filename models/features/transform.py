@@ -140,9 +140,14 @@ class FeatureTransform:
         self.vocabularies = [list(v) for v in vocabularies]
         # Raw [min, max] of each numeric column's observed training values ([nan, nan] if none); None in
         # transforms saved before ranges were kept, which then flag nothing.
-        self.ranges = None if ranges is None else [
-            [np.nan if lo is None else float(lo), np.nan if hi is None else float(hi)] for lo, hi in ranges
-        ]
+        self.ranges = (
+            None
+            if ranges is None
+            else [
+                [np.nan if lo is None else float(lo), np.nan if hi is None else float(hi)]
+                for lo, hi in ranges
+            ]
+        )
         assert self.ranges is None or len(self.ranges) == len(spec.numeric)
         # Built once here, not per transform call.
         self._lookups = [
@@ -278,11 +283,13 @@ class FeatureTransform:
             assert len(values) == n, "every categorical column needs one value per row"
             # Strings, the common case, go straight to the dict; everything else is cast as `transform` casts it.
             codes[:, j] = [
-                lookup.get(v, UNKNOWN_INDEX) if type(v) is str
-                else MISSING_INDEX if v is None or (isinstance(v, float) and v != v)
+                lookup.get(v, UNKNOWN_INDEX)
+                if type(v) is str
+                else MISSING_INDEX
+                if v is None or (isinstance(v, float) and v != v)
                 else lookup.get(_category_str(v), UNKNOWN_INDEX)
                 for v in values
-            ]  # fmt: skip
+            ]
         return EncodedFeatures(numeric=self._encode_numeric(block), categorical=codes)
 
     def _encode_numeric(self, block: np.ndarray) -> np.ndarray:
@@ -293,7 +300,9 @@ class FeatureTransform:
             standardised = (block - self._means) / self._stds
         # Bounded so that an absurd input (1e308) stays finite in float32; no real value is this many
         # training standard deviations out.
-        return np.ascontiguousarray(np.clip(standardised, -STANDARDISED_LIMIT, STANDARDISED_LIMIT).astype(np.float32))
+        return np.ascontiguousarray(
+            np.clip(standardised, -STANDARDISED_LIMIT, STANDARDISED_LIMIT).astype(np.float32)
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable state; floats are Python floats so the round-trip is bit-exact."""
@@ -306,9 +315,9 @@ class FeatureTransform:
             "vocabularies": [list(v) for v in self.vocabularies],
             "log_scaled": list(self.log_scaled),
             # null, not NaN, for a column never observed in training: strict JSON, and equal after a round trip
-            "ranges": None if self.ranges is None else [
-                [None if np.isnan(v) else v for v in r] for r in self.ranges
-            ],
+            "ranges": None
+            if self.ranges is None
+            else [[None if np.isnan(v) else v for v in r] for r in self.ranges],
         }
 
     @classmethod

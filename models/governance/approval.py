@@ -128,11 +128,18 @@ def policy_decision(request: GateRequest, decided_at: str) -> GateDecision:
     )
 
 
-def timeout_decision(request: GateRequest, timeout_seconds: int, decided_at: str, refused: list[str]) -> GateDecision:
+def timeout_decision(
+    request: GateRequest, timeout_seconds: int, decided_at: str, refused: list[str]
+) -> GateDecision:
     return GateDecision(
-        request.gate, False, Decider.TIMEOUT, f"no decision within {timeout_seconds} s: rejected",
-        request.evidence_hash, decided_at, refused=list(refused),
-    )  # fmt: skip
+        request.gate,
+        False,
+        Decider.TIMEOUT,
+        f"no decision within {timeout_seconds} s: rejected",
+        request.evidence_hash,
+        decided_at,
+        refused=list(refused),
+    )
 
 
 def human_decision(
@@ -141,14 +148,30 @@ def human_decision(
     verdict = "approved" if approved else "rejected"
     reason = f"{verdict} by {approver}" + (f": {comment}" if comment else "")
     return GateDecision(
-        request.gate, approved, Decider.HUMAN, reason, request.evidence_hash, decided_at, approver, comment,
+        request.gate,
+        approved,
+        Decider.HUMAN,
+        reason,
+        request.evidence_hash,
+        decided_at,
+        approver,
+        comment,
         list(refused),
-    )  # fmt: skip
+    )
 
 
-def refusal(request: GateRequest, *, approver: str, comment: str, decided_at: str, refused: list[str]) -> GateDecision:
+def refusal(
+    request: GateRequest, *, approver: str, comment: str, decided_at: str, refused: list[str]
+) -> GateDecision:
     """An approver outside the allowlist answered: recorded, and the gate keeps waiting."""
     return GateDecision(
-        request.gate, False, Decider.HUMAN, f"{approver!r} is not on the approver allowlist",
-        request.evidence_hash, decided_at, approver, comment, list(refused),
-    )  # fmt: skip
+        request.gate,
+        False,
+        Decider.HUMAN,
+        f"{approver!r} is not on the approver allowlist",
+        request.evidence_hash,
+        decided_at,
+        approver,
+        comment,
+        list(refused),
+    )

@@ -58,7 +58,11 @@ class RunIdentity:
     @property
     def tags(self) -> dict[str, str]:
         """Tags of the MLflow parent run."""
-        return {"pipeline": self.pipeline, "prefect.flow_run_id": self.flow_run_id, "data.fingerprint": self.data_fingerprint}
+        return {
+            "pipeline": self.pipeline,
+            "prefect.flow_run_id": self.flow_run_id,
+            "data.fingerprint": self.data_fingerprint,
+        }
 
     @property
     def sweep_name(self) -> str:
@@ -148,7 +152,11 @@ def budget_gate(
             "",
             f"Approve to run a sweep of **{est.trials} trials** on **{est.device}**: estimated "
             f"**{minutes:.1f} min** wall time and **{est.cost:.4f} {est.currency}**"
-            + (f", then {est.cv_fits} cross-validation fits (about {est.cv_seconds / 60:.1f} min)." if est.cv_fits else "."),
+            + (
+                f", then {est.cv_fits} cross-validation fits (about {est.cv_seconds / 60:.1f} min)."
+                if est.cv_fits
+                else "."
+            ),
             f"Training rows {rows['train']:,}, validation {rows['val']:,}, test {rows['test']:,}.",
             "",
             "### Resource and cost estimate",
@@ -261,7 +269,9 @@ def lineage_tags(
     }
 
 
-def decision_tags(policy: PromotionDecision, gate: GateDecision, evaluation: EvaluationReport) -> dict[str, str]:
+def decision_tags(
+    policy: PromotionDecision, gate: GateDecision, evaluation: EvaluationReport
+) -> dict[str, str]:
     """The final outcome under ``promotion.*``, the policy's own verdict under ``policy.*``."""
     return {
         "promotion.decision": gate.outcome,
@@ -336,8 +346,14 @@ def summary_markdown(summary: PipelineSummary, evaluation: EvaluationReport) -> 
     return f"## {summary.model_name} v{summary.version}: {verdict}\n\n{summary.reason}\n\n{evaluation.markdown()}"
 
 
-def card_context(run: RunIdentity, version: str, config: Any, rows: dict[str, int], validation: ValidationReport,
-                 split_strategy: str) -> CardContext:  # fmt: skip
+def card_context(
+    run: RunIdentity,
+    version: str,
+    config: Any,
+    rows: dict[str, int],
+    validation: ValidationReport,
+    split_strategy: str,
+) -> CardContext:
     """The run facts a model card states, from the pipeline config (any object with ``data`` and ``features``)."""
     return CardContext(
         model_name=run.model_name,

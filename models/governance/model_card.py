@@ -42,8 +42,12 @@ def _trials_table(sweep: SweepResult) -> list[str]:
     )
     lines = ["| trial | validation AUC | epochs | parameters |", "|---|---|---|---|"]
     for trial in ranked[:TRIALS_SHOWN]:
-        params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items())
-        lines.append(f"| {trial.trial_id} | {trial.best_val_auc:.4f} | {trial.epochs} | {params or 'defaults'} |")
+        params = ", ".join(
+            f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items()
+        )
+        lines.append(
+            f"| {trial.trial_id} | {trial.best_val_auc:.4f} | {trial.epochs} | {params or 'defaults'} |"
+        )
     return lines
 
 
@@ -75,7 +79,9 @@ def _limitations(context: CardContext, final: FinalModel, evaluation: Evaluation
         scored = [s for s in evaluation.slices if s.roc_auc is not None]
         if scored:
             worst = min(scored, key=lambda s: s.roc_auc)
-            out.append(f"Weakest slice: {worst.column}={worst.value} (ROC AUC {worst.roc_auc:.3f} on {worst.count:,} rows).")
+            out.append(
+                f"Weakest slice: {worst.column}={worst.value} (ROC AUC {worst.roc_auc:.3f} on {worst.count:,} rows)."
+            )
     out.append(
         f"Calibrated on {final.holdout_rows:,} {final.holdout}; probabilities outside the training data's range "
         "are extrapolations."
@@ -131,8 +137,10 @@ def model_card(
         f"| metric | value | {level} CI |",
         "|---|---|---|",
         *[f"| {k} | {v.value:.4f} | {v.low:.4f} – {v.high:.4f} |" for k, v in m.items()],
-        *[f"| baseline {name} roc_auc | {b['roc_auc'].value:.4f} | {b['roc_auc'].low:.4f} – {b['roc_auc'].high:.4f} |"
-          for name, b in evaluation.baselines.items()],  # fmt: skip
+        *[
+            f"| baseline {name} roc_auc | {b['roc_auc'].value:.4f} | {b['roc_auc'].low:.4f} – {b['roc_auc'].high:.4f} |"
+            for name, b in evaluation.baselines.items()
+        ],
         "",
         "## Slices (test ROC AUC by category, weakest first)",
         "",
@@ -140,16 +148,24 @@ def model_card(
         "|---|---|---|---|",
         *[
             f"| {s.column}={s.value} | {s.count:,} | {s.positive_rate:.3f} | {s.roc_auc:.3f} |"
-            for s in sorted((s for s in evaluation.slices if s.roc_auc is not None), key=lambda s: s.roc_auc)[:8]
+            for s in sorted((s for s in evaluation.slices if s.roc_auc is not None), key=lambda s: s.roc_auc)[
+                :8
+            ]
         ],
         "",
         "## Calibration",
         f"Temperature scaling (T = {final.scorer.calibration.temperature:.3f}) on {final.holdout_rows:,} {final.holdout}. "
         f"Test ECE {evaluation.calibration.ece:.4f}"
-        + (f", {evaluation.calibration_before.ece:.4f} before calibration." if evaluation.calibration_before else "."),
+        + (
+            f", {evaluation.calibration_before.ece:.4f} before calibration."
+            if evaluation.calibration_before
+            else "."
+        ),
         "",
         "## Business value",
-        evaluation.business.markdown() if evaluation.business is not None else "No `business:` section in the config.",
+        evaluation.business.markdown()
+        if evaluation.business is not None
+        else "No `business:` section in the config.",
         "",
         "## Known limitations",
         *[f"- {item}" for item in _limitations(context, final, evaluation)],

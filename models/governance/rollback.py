@@ -32,19 +32,29 @@ class Rollback:
 
     def restored_tags(self) -> dict[str, str]:
         """Tags of the version that is champion again."""
-        return {"rollback.restored_at": self.at, "rollback.restored_by": self.by,
-                "rollback.restored_reason": self.reason, "rollback.replaced_version": self.from_version}  # fmt: skip
+        return {
+            "rollback.restored_at": self.at,
+            "rollback.restored_by": self.by,
+            "rollback.restored_reason": self.reason,
+            "rollback.replaced_version": self.from_version,
+        }
 
     def demoted_tags(self) -> dict[str, str]:
         """Tags of the version that was champion until now."""
-        return {"rollback.demoted_at": self.at, "rollback.demoted_by": self.by,
-                "rollback.demoted_reason": self.reason, "rollback.restored_version": self.to_version}  # fmt: skip
+        return {
+            "rollback.demoted_at": self.at,
+            "rollback.demoted_by": self.by,
+            "rollback.demoted_reason": self.reason,
+            "rollback.restored_version": self.to_version,
+        }
 
     def to_dict(self) -> dict[str, str]:
         return asdict(self)
 
 
-def check_rollback(model: str, champion: str | None, target: str, target_tags: Mapping[str, str], reason: str) -> None:
+def check_rollback(
+    model: str, champion: str | None, target: str, target_tags: Mapping[str, str], reason: str
+) -> None:
     """Raise `RollbackRefused` naming why ``target`` may not replace ``champion``; pass when it may."""
     if not reason.strip():
         raise RollbackRefused("--reason is required: say why the champion is rolled back (it is recorded)")

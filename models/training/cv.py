@@ -185,9 +185,14 @@ def cross_validate(
         for fold, (fit_rows, held_out) in enumerate(splits):
             held = _rows(features, held_out)
             result = train_model(
-                _rows(features, fit_rows), y[fit_rows], held, y[held_out],
-                transform=transform, config=config, seed=_fold_seed(candidate.seed, fold),
-            )  # fmt: skip
+                _rows(features, fit_rows),
+                y[fit_rows],
+                held,
+                y[held_out],
+                transform=transform,
+                config=config,
+                seed=_fold_seed(candidate.seed, fold),
+            )
             nets.append(result.module.net)
             oof[held_out] = result.scorer.logits_encoded(held)
             aucs.append(float(roc_auc_score(y[held_out], oof[held_out])))

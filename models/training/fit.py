@@ -169,7 +169,9 @@ def train_model(
             val, y_val, batch_size=max(config.batch_size, _VAL_BATCH_ROWS), shuffle=False, device=data_device
         )
     )
-    module = TabularClassifier.from_config(transform.n_numeric, transform.cardinalities, config, train.numeric)
+    module = TabularClassifier.from_config(
+        transform.n_numeric, transform.cardinalities, config, train.numeric
+    )
 
     best = BestWeightsInMemory()
     stopper = EarlyStopping(monitor=MONITOR, mode="max", patience=config.early_stopping_patience)

@@ -68,9 +68,12 @@ class FinalModel:
         ]
         decision = self.scorer.decision
         if decision is not None:
-            lines += ["", f"Decision rule saved with the model: contact when the score is at least "
-                      f"{decision.threshold:.4f} ({decision.source})"
-                      + (f", at most {decision.capacity} per scoring batch." if decision.capacity else ".")]  # fmt: skip
+            lines += [
+                "",
+                f"Decision rule saved with the model: contact when the score is at least "
+                f"{decision.threshold:.4f} ({decision.source})"
+                + (f", at most {decision.capacity} per scoring batch." if decision.capacity else "."),
+            ]
         if self.cv is not None:
             lines = [self.cv.markdown(), "", *lines]
         return "\n".join(lines)
@@ -109,9 +112,15 @@ def finalize_model(
         features = transform.transform(pd.concat([train, val], ignore_index=True))
         y = np.concatenate([y_train, y_val])
         cv = cross_validate(
-            features, y, transform=transform, base=model, candidates=top_candidates(result, split.cv_top_trials),
-            folds=split.cv_folds, seed=cv_seed, confidence=evaluation.confidence,
-        )  # fmt: skip
+            features,
+            y,
+            transform=transform,
+            base=model,
+            candidates=top_candidates(result, split.cv_top_trials),
+            folds=split.cv_folds,
+            seed=cv_seed,
+            confidence=evaluation.confidence,
+        )
         scorer, logits, y_held, weight = cv.scorer, cv.oof_logits, cv.y, cv.positive_weight
         holdout = f"out-of-fold rows of train+validation ({split.cv_folds} folds)"
     else:
@@ -128,9 +137,13 @@ def finalize_model(
     choice = None
     if business is not None:
         choice = optimal_threshold(
-            y_held, held_scores, business,
-            n_resamples=evaluation.n_bootstrap, seed=business_seed, confidence=evaluation.confidence,
-        )  # fmt: skip
+            y_held,
+            held_scores,
+            business,
+            n_resamples=evaluation.n_bootstrap,
+            seed=business_seed,
+            confidence=evaluation.confidence,
+        )
         rule = DecisionRule(choice.threshold.value, f"profit-maximising on the {holdout}", business.capacity)
     else:
         rule = DecisionRule(evaluation.threshold, "evaluation.threshold (no business section)")

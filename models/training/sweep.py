@@ -414,8 +414,11 @@ def run_sweep(
                 experiment.rename(set_aside)
                 _log.warning(
                     "sweep %s could not be resumed (%s: %s); moved to %s, starting over",
-                    name, type(exc).__name__, exc, set_aside,
-                )  # fmt: skip
+                    name,
+                    type(exc).__name__,
+                    exc,
+                    set_aside,
+                )
                 resumed = False
                 start = time.perf_counter()
         if grid is None:

@@ -84,8 +84,12 @@ class Runner:
         with log.open("w") as handle:
             self.proc = subprocess.Popen(
                 [MLOPS, "deploy", "--config", str(config)],
-                cwd=REPO, env=env["env"], stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
+                cwd=REPO,
+                env=env["env"],
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def tail(self) -> str:
         return self.log.read_text()[-4000:]

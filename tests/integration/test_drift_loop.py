@@ -100,13 +100,24 @@ def loop(tmp_path_factory: pytest.TempPathFactory, prefect_server: str, receiver
     monitoring = {"retrain_cooldown_minutes": 60, "alert_webhook_url": receiver.url}
     # The deployment's runs wait for a person at the promotion gate; the first, local run does not.
     config = small_pipeline_config(
-        root / f"{NAME}.yaml", data, model_name=MODEL, trials=1, name=NAME, schedule={"cron": None},
-        monitoring=monitoring, approval={"promotion": {"mode": "human"}, "timeout_seconds": 900},
-    )  # fmt: skip
-    first_config = small_pipeline_config(
-        root / f"{NAME}-first.yaml", data, model_name=MODEL, trials=1, name=NAME, schedule={"cron": None},
+        root / f"{NAME}.yaml",
+        data,
+        model_name=MODEL,
+        trials=1,
+        name=NAME,
+        schedule={"cron": None},
         monitoring=monitoring,
-    )  # fmt: skip
+        approval={"promotion": {"mode": "human"}, "timeout_seconds": 900},
+    )
+    first_config = small_pipeline_config(
+        root / f"{NAME}-first.yaml",
+        data,
+        model_name=MODEL,
+        trials=1,
+        name=NAME,
+        schedule={"cron": None},
+        monitoring=monitoring,
+    )
     env = {
         **os.environ,
         "MLOPS_HOME": str(home.root),
@@ -115,17 +126,37 @@ def loop(tmp_path_factory: pytest.TempPathFactory, prefect_server: str, receiver
         "PREFECT_API_URL": prefect_server,
         "PREFECT_RUNNER_POLL_FREQUENCY": "1",
     }
-    first = subprocess.run([MLOPS, "run", "--config", str(first_config)], cwd=REPO, env=env, capture_output=True,
-                           text=True, timeout=600)  # fmt: skip
-    assert first.returncode == 0 and "champion: v1" in first.stdout, first.stdout[-2000:] + first.stderr[-2000:]
+    first = subprocess.run(
+        [MLOPS, "run", "--config", str(first_config)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert first.returncode == 0 and "champion: v1" in first.stdout, (
+        first.stdout[-2000:] + first.stderr[-2000:]
+    )
     log = root / "runner.log"
     with log.open("w") as handle:
-        runner = subprocess.Popen([MLOPS, "deploy", "--config", str(config)], cwd=REPO, env=env, stdout=handle,
-                                  stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        runner = subprocess.Popen(
+            [MLOPS, "deploy", "--config", str(config)],
+            cwd=REPO,
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         cli_env = {key: env[key] for key in ("MLOPS_HOME", "MLFLOW_TRACKING_URI", "BENTOML_HOME")}
-        yield {"root": root, "env": env, "cli_env": cli_env, "config": config, "log": log,
-               "deployment": _deployment_id(NAME, log)}  # fmt: skip
+        yield {
+            "root": root,
+            "env": env,
+            "cli_env": cli_env,
+            "config": config,
+            "log": log,
+            "deployment": _deployment_id(NAME, log),
+        }
     finally:
         stop_process(runner)
 
@@ -134,7 +165,9 @@ def _deployment_id(name: str, log: Path, timeout: float = 120):
     deadline = time.monotonic() + timeout
     with get_client(sync_client=True) as client:
         while time.monotonic() < deadline:
-            found = client.read_deployments(deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[name])))
+            found = client.read_deployments(
+                deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[name]))
+            )
             flows = {client.read_flow(d.flow_id).name for d in found}
             if {"training-pipeline", "drift-monitor"} <= flows:
                 return next(d.id for d in found if client.read_flow(d.flow_id).name == "training-pipeline")
@@ -213,14 +246,19 @@ def _assert_approved_without_retraining(loop: dict, run_id) -> None:
     assert str(champion.version) == "2", "the retrained version is the champion"
     tags = champion.tags
     assert (tags["approval.promotion.outcome"], tags["approval.promotion.approver"]) == ("approved", "ops")
-    assert (tags["approval.promotion.decided_by"], tags["approval.promotion.comment"]) == ("human", "drift retrain")
+    assert (tags["approval.promotion.decided_by"], tags["approval.promotion.comment"]) == (
+        "human",
+        "drift retrain",
+    )
     assert tags["prefect.flow_run_id"] == str(run_id)
     with get_client(sync_client=True) as prefect:
         task_runs = prefect.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
     sweeps = [t.state.name for t in task_runs if t.name.startswith("hyperparameter-sweep")]
     assert sweeps.count("Completed") == 1 and set(sweeps) <= {"Completed", "Cached"}, sweeps
     experiment = client.get_experiment_by_name(MODEL)
-    parents = client.search_runs([experiment.experiment_id], filter_string=f"tags.`prefect.flow_run_id` = '{run_id}'")
+    parents = client.search_runs(
+        [experiment.experiment_id], filter_string=f"tags.`prefect.flow_run_id` = '{run_id}'"
+    )
     assert len(parents) == 1
 
 

@@ -43,8 +43,13 @@ def _prefect(*args: str, api_url: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PREFECT_API_URL": api_url}
     return subprocess.run(
         [str(BIN / "prefect"), "--no-prompt", *args],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=180, check=False,
-    )  # fmt: skip
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -109,8 +114,12 @@ def test_process_worker_runs_the_deployment(deployment: DeploymentResponse, tmp_
         # --run-once with a limit: take the scheduled run, wait until it has finished, exit.
         worker = subprocess.Popen(
             [str(BIN / "prefect"), "worker", "start", "--pool", POOL, "--run-once", "--limit", "1"],
-            cwd=tmp_path, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            cwd=tmp_path,
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         worker.wait(timeout=480)
     finally:

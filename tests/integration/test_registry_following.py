@@ -59,12 +59,18 @@ print(json.dumps({"bento": str(build_bento(tag, service_name=name, config=Servin
 def _scorer(seed: int) -> TabularScorer:
     leads = generate_leads(1_500, seed=seed)
     train, val = leads.iloc[:1_200], leads.iloc[1_200:]
-    transform = FeatureTransform.fit(train, FeatureConfig(numeric=list(SCHEMA.numeric), categorical=list(SCHEMA.categorical)))
+    transform = FeatureTransform.fit(
+        train, FeatureConfig(numeric=list(SCHEMA.numeric), categorical=list(SCHEMA.categorical))
+    )
     return train_model(
-        transform.transform(train), train[SCHEMA.target].to_numpy(), transform.transform(val),
-        val[SCHEMA.target].to_numpy(), transform=transform,
-        config=ModelConfig(architecture="mlp", hidden_sizes=[8], batch_size=256, max_epochs=1), seed=seed,
-    ).scorer  # fmt: skip
+        transform.transform(train),
+        train[SCHEMA.target].to_numpy(),
+        transform.transform(val),
+        val[SCHEMA.target].to_numpy(),
+        transform=transform,
+        config=ModelConfig(architecture="mlp", hidden_sizes=[8], batch_size=256, max_epochs=1),
+        seed=seed,
+    ).scorer
 
 
 @dataclass
@@ -104,7 +110,9 @@ class Registry:
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     home = ProjectHome(tmp_path_factory.mktemp("follow") / "home")
     port = free_port()
-    spec = SERVICES["mlflow"].spec(home, {"prefect": free_port(), "mlflow": port, "evidently": free_port()}, None)
+    spec = SERVICES["mlflow"].spec(
+        home, {"prefect": free_port(), "mlflow": port, "evidently": free_port()}, None
+    )
     env = prepare(home, spec, os.environ)  # its folders, auth config and admin password, as `mlops up` does
     home.root.mkdir(parents=True, exist_ok=True)
     log = home.root / "mlflow.log"
@@ -113,8 +121,9 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     saved = {key: os.environ.get(key) for key in signed_in}
     os.environ.update(signed_in)
     with log.open("w") as handle:
-        proc = subprocess.Popen(spec.command, env=env, stdout=handle, stderr=subprocess.STDOUT,
-                                start_new_session=True)  # fmt: skip
+        proc = subprocess.Popen(
+            spec.command, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+        )
     try:
         wait_http(f"{spec.url}/health", timeout=120, proc=proc, log=log)
         yield Registry(spec.url, home)
@@ -135,19 +144,34 @@ def service(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Ite
     registry.point_champion(registry.versions["good-1"])
     root = tmp_path_factory.mktemp("follow-serve")
     env = {
-        **os.environ, "BENTOML_HOME": str(root / "bentoml"), "MLOPS_HOME": str(root / "home"),
-        "MLFLOW_TRACKING_URI": registry.url, "MLOPS_SERVING_TOKEN": TOKEN,
+        **os.environ,
+        "BENTOML_HOME": str(root / "bentoml"),
+        "MLOPS_HOME": str(root / "home"),
+        "MLFLOW_TRACKING_URI": registry.url,
+        "MLOPS_SERVING_TOKEN": TOKEN,
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-    }  # fmt: skip
-    packaged = subprocess.run([sys.executable, "-c", PACKAGE, registry.url, MODEL, registry.versions["good-1"]],
-                              cwd=root, env=env, capture_output=True, text=True, timeout=240)  # fmt: skip
+    }
+    packaged = subprocess.run(
+        [sys.executable, "-c", PACKAGE, registry.url, MODEL, registry.versions["good-1"]],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert packaged.returncode == 0, packaged.stderr[-3000:]
     bento = json.loads(packaged.stdout.strip().splitlines()[-1])["bento"]
     port = free_port()
     log = root / "serve.log"
     with log.open("w") as handle:
-        proc = subprocess.Popen([str(BIN / "bentoml"), "serve", bento, "--host", "127.0.0.1", "--port", str(port)],
-                                cwd=root, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        proc = subprocess.Popen(
+            [str(BIN / "bentoml"), "serve", bento, "--host", "127.0.0.1", "--port", str(port)],
+            cwd=root,
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http(f"{url}/readyz", timeout=120, proc=proc, log=log)
@@ -175,7 +199,11 @@ class LoadLoop:
 
     def __init__(self, url: str) -> None:
         rows = generate_leads(8, seed=11)[FEATURES].to_dict(orient="records")
-        self.body = {"rows": [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()} for r in rows]}
+        self.body = {
+            "rows": [
+                {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()} for r in rows
+            ]
+        }
         self.url = url
         self.answers: list[tuple[int, str | None]] = []
         self._stop = threading.Event()
@@ -200,7 +228,9 @@ class LoadLoop:
             if self.answers and self.answers[-1][1] == version:
                 return
             time.sleep(0.2)
-        raise AssertionError(f"still serving {self.answers[-1:]} after {SWITCH_TIMEOUT_S} s, expected v{version}")
+        raise AssertionError(
+            f"still serving {self.answers[-1:]} after {SWITCH_TIMEOUT_S} s, expected v{version}"
+        )
 
 
 def _rollback(registry: Registry, *args: str):
@@ -208,7 +238,9 @@ def _rollback(registry: Registry, *args: str):
     return mlops_in_process(env, "rollback", "--model", MODEL, *args)
 
 
-def test_moves_rollback_and_refusals_while_traffic_flows(registry: Registry, service: str, prefect_server: str) -> None:
+def test_moves_rollback_and_refusals_while_traffic_flows(
+    registry: Registry, service: str, prefect_server: str
+) -> None:
     v1, v2, rejected = (registry.versions[k] for k in ("good-1", "good-2", "rejected"))
     with LoadLoop(service) as load:
         load.wait_for_version(v1)
@@ -220,7 +252,10 @@ def test_moves_rollback_and_refusals_while_traffic_flows(registry: Registry, ser
         # A refusal names why and moves nothing (the other refusals: tests/unit/test_rollback.py).
         refused = _rollback(registry, "--to", rejected, "--reason", "try it")
         assert refused.returncode == 2, refused.stdout + refused.stderr
-        assert f"v{rejected} cannot become champion again: it was rejected at its promotion gate" in refused.stdout + refused.stderr
+        assert (
+            f"v{rejected} cannot become champion again: it was rejected at its promotion gate"
+            in refused.stdout + refused.stderr
+        )
         assert registry.client().get_model_version_by_alias(MODEL, Alias.CHAMPION).version == v2
 
         # The operator rolls back: to the previous champion by default, recorded on both versions.
@@ -231,13 +266,17 @@ def test_moves_rollback_and_refusals_while_traffic_flows(registry: Registry, ser
         assert client.get_model_version_by_alias(MODEL, Alias.CHAMPION).version == v1
         assert client.get_model_version_by_alias(MODEL, Alias.PREVIOUS_CHAMPION).version == v2
         restored, demoted = client.get_model_version(MODEL, v1).tags, client.get_model_version(MODEL, v2).tags
-        assert restored["rollback.restored_by"] == "ops-oncall" and restored["rollback.replaced_version"] == v2
+        assert (
+            restored["rollback.restored_by"] == "ops-oncall" and restored["rollback.replaced_version"] == v2
+        )
         assert demoted["rollback.demoted_reason"] == "conversion dropped after v2"
         load.wait_for_version(v1)
 
         # v2's files damaged after registration: the alias moves to it, the service refuses and keeps v1.
         source = client.get_model_version(MODEL, v2).source
-        weights = [p for p in registry.home.mlflow_artifacts.rglob(WEIGHTS_FILE) if _belongs(p, source, client)]
+        weights = [
+            p for p in registry.home.mlflow_artifacts.rglob(WEIGHTS_FILE) if _belongs(p, source, client)
+        ]
         assert len(weights) == 1, weights
         weights[0].write_bytes(weights[0].read_bytes()[:-8] + b"corrupt!")
         registry.point_champion(v2)
@@ -276,16 +315,33 @@ def ab_services(registry: Registry, service: str, tmp_path_factory: pytest.TempP
         for mode, ab in (("ab", {"mode": "ab", "challenger_share": 0.3}), ("shadow", {"mode": "shadow"})):
             home = root / f"home-{mode}"
             env = {
-                **os.environ, "BENTOML_HOME": str(root / "bentoml"), "MLOPS_HOME": str(home),
-                "MLFLOW_TRACKING_URI": registry.url, "MLOPS_SERVING_TOKEN": TOKEN, "MLOPS_SERVING_AB": json.dumps(ab),
+                **os.environ,
+                "BENTOML_HOME": str(root / "bentoml"),
+                "MLOPS_HOME": str(home),
+                "MLFLOW_TRACKING_URI": registry.url,
+                "MLOPS_SERVING_TOKEN": TOKEN,
+                "MLOPS_SERVING_AB": json.dumps(ab),
                 "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-            }  # fmt: skip
+            }
             port = free_port()
             log = root / f"serve-{mode}.log"
             with log.open("w") as handle:
-                proc = subprocess.Popen([str(BIN / "bentoml"), "serve", f"{MODEL}:{bento}", "--host", "127.0.0.1",
-                                         "--port", str(port)], cwd=root, env=env, stdout=handle,
-                                        stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+                proc = subprocess.Popen(
+                    [
+                        str(BIN / "bentoml"),
+                        "serve",
+                        f"{MODEL}:{bento}",
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        str(port),
+                    ],
+                    cwd=root,
+                    env=env,
+                    stdout=handle,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
             started[mode] = (proc, f"http://127.0.0.1:{port}", home)
         for proc, url, _ in started.values():
             wait_http(f"{url}/readyz", timeout=120, proc=proc)
@@ -320,8 +376,9 @@ def _wait_candidate(url: str, version: str | None) -> None:
         time.sleep(0.5)
 
 
-def test_ab_split_and_shadow_follow_the_candidate_alias(registry: Registry, ab_services: dict, tmp_path: Path,
-                                                          prefect_server: str) -> None:  # fmt: skip
+def test_ab_split_and_shadow_follow_the_candidate_alias(
+    registry: Registry, ab_services: dict, tmp_path: Path, prefect_server: str
+) -> None:
     from monitoring.prediction_log import log_files, read_records
 
     (ab_url, ab_home), (shadow_url, shadow_home) = ab_services["ab"], ab_services["shadow"]
@@ -329,7 +386,9 @@ def test_ab_split_and_shadow_follow_the_candidate_alias(registry: Registry, ab_s
     champion = _call(ab_url, "/metadata", {})[1]["model_version"]
     candidate = registry.versions["rejected"]
     env = {"MLFLOW_TRACKING_URI": registry.url, "MLOPS_HOME": str(ab_home)}
-    started = mlops_in_process(env, "ab", "start", "--model", MODEL, "--version", candidate, "--reason", "live trial", "--by", "ops")
+    started = mlops_in_process(
+        env, "ab", "start", "--model", MODEL, "--version", candidate, "--reason", "live trial", "--by", "ops"
+    )
     assert started.returncode == 0, started.stdout + started.stderr
     assert registry.client().get_model_version(MODEL, candidate).tags["approval.ab.approver"] == "ops"
     for url in (ab_url, shadow_url):
@@ -359,19 +418,24 @@ def test_ab_split_and_shadow_follow_the_candidate_alias(registry: Registry, ab_s
     rng = np.random.default_rng(0)
     labels.write_text("lead_id,converted\n" + "".join(f"{i},{int(rng.random() < 0.2)}\n" for i in ids))
     config = Path(__file__).resolve().parents[2] / "configs" / "crm_leads.yaml"
-    report = mlops_in_process(env, "ab", "report", "--model", MODEL, "--labels", str(labels), "--config", str(config))
+    report = mlops_in_process(
+        env, "ab", "report", "--model", MODEL, "--labels", str(labels), "--config", str(config)
+    )
     assert report.returncode == 0, report.stdout + report.stderr
     for text in ("champion", "challenger", "always-valid", "recommendation: "):
         assert text in report.stdout + report.stderr, report.stdout + report.stderr
 
     stopped = mlops_in_process(env, "ab", "stop", "--model", MODEL, "--reason", "done")
-    assert stopped.returncode == 0 and f"candidate v{candidate} removed" in stopped.stdout + stopped.stderr, stopped.stdout + stopped.stderr
+    assert stopped.returncode == 0 and f"candidate v{candidate} removed" in stopped.stdout + stopped.stderr, (
+        stopped.stdout + stopped.stderr
+    )
     _wait_candidate(ab_url, None)
     assert {v for v, _ in _variants(ab_url, ids[:500]).values()} == {"champion"}
 
 
-def test_service_started_before_any_champion_is_not_ready_then_serves_the_first_one(registry: Registry,
-                                                                                    tmp_path: Path) -> None:  # fmt: skip
+def test_service_started_before_any_champion_is_not_ready_then_serves_the_first_one(
+    registry: Registry, tmp_path: Path
+) -> None:
     """The server stack's Bento (compose service `bento`): from source, no model in its store, waiting for
     the champion of a model that has none. Alive but not ready, scoring 503s naming the model, until the
     alias appears; then that version is fetched, verified and served, and the service is ready."""
@@ -379,16 +443,35 @@ def test_service_started_before_any_champion_is_not_ready_then_serves_the_first_
     args = tmp_path / "args.yaml"
     args.write_text(json.dumps({"serving_config": {"poll_interval_seconds": 0.5}}))  # JSON is YAML
     env = {
-        **os.environ, "BENTOML_HOME": str(tmp_path / "bentoml"), "MLOPS_HOME": str(tmp_path / "home"),
-        "MLFLOW_TRACKING_URI": registry.url, "MLOPS_SERVING_TOKEN": TOKEN,
-        "MLOPS_SERVING_CHAMPION_OF": name, "MLOPS_SERVING_ENTITY_COLUMN": "lead_id",
+        **os.environ,
+        "BENTOML_HOME": str(tmp_path / "bentoml"),
+        "MLOPS_HOME": str(tmp_path / "home"),
+        "MLFLOW_TRACKING_URI": registry.url,
+        "MLOPS_SERVING_TOKEN": TOKEN,
+        "MLOPS_SERVING_CHAMPION_OF": name,
+        "MLOPS_SERVING_ENTITY_COLUMN": "lead_id",
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-    }  # fmt: skip
+    }
     port, log = free_port(), tmp_path / "serve.log"
     with log.open("w") as handle:
-        proc = subprocess.Popen([str(BIN / "bentoml"), "serve", "serving.service:TabularModelService", "--host",
-                                 "127.0.0.1", "--port", str(port), "--arg-file", str(args)], cwd=REPO, env=env,
-                                stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        proc = subprocess.Popen(
+            [
+                str(BIN / "bentoml"),
+                "serve",
+                "serving.service:TabularModelService",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--arg-file",
+                str(args),
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http(f"{url}/livez", timeout=120, proc=proc, log=log)

@@ -89,7 +89,9 @@ def scorer() -> TabularScorer:
     )
     # A fitted calibration and a contact rule with a capacity, as the pipeline saves them.
     calibration = fit_temperature(result.scorer.logits(val), val[SCHEMA.target].to_numpy())
-    return result.scorer.with_calibration(calibration).with_decision(DecisionRule(0.3, "test rule", capacity=3))
+    return result.scorer.with_calibration(calibration).with_decision(
+        DecisionRule(0.3, "test rule", capacity=3)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -166,8 +168,13 @@ def raw_post(url: str, path: str, body: bytes, *, chunked: bool = False) -> tupl
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}
     try:
         if chunked:
-            connection.request("POST", path, body=iter([body[i : i + 65536] for i in range(0, len(body), 65536)]),
-                               headers=headers, encode_chunked=True)  # fmt: skip
+            connection.request(
+                "POST",
+                path,
+                body=iter([body[i : i + 65536] for i in range(0, len(body), 65536)]),
+                headers=headers,
+                encode_chunked=True,
+            )
         else:
             connection.request("POST", path, body=body, headers=headers)
         response = connection.getresponse()
@@ -228,7 +235,11 @@ def test_every_scored_row_is_logged(served: Served) -> None:
         assert record.score == pytest.approx(prediction["score"])
         assert record.features == {name: row[name] for name in FEATURES}
         # The contract monitoring and A/B analysis read: entity id (the config's id column), model name, flags.
-        assert (record.entity_id, record.model_name, record.flags) == (str(row[SCHEMA.id_column]), "crm-leads", [])
+        assert (record.entity_id, record.model_name, record.flags) == (
+            str(row[SCHEMA.id_column]),
+            "crm-leads",
+            [],
+        )
 
 
 def test_values_far_outside_the_training_range_are_scored_but_flagged(served: Served) -> None:
@@ -236,7 +247,9 @@ def test_values_far_outside_the_training_range_are_scored_but_flagged(served: Se
     low, high = served.scorer.transform.ranges[0]
     row = as_request_rows(served.rows.iloc[:1])[0]
     far = high + 10 * (high - low)
-    status, body = call(served.url, "/predict", {"rows": [{**row, column: far, "id": "far-1"}, {**row, "id": "near-1"}]})
+    status, body = call(
+        served.url, "/predict", {"rows": [{**row, column: far, "id": "far-1"}, {**row, "id": "near-1"}]}
+    )
     assert status == 200, body
     far_prediction, near_prediction = body["predictions"]
     assert far_prediction["flags"] == [f"out_of_range:{column}"] and near_prediction["flags"] == []
@@ -254,7 +267,9 @@ def test_non_finite_numbers_are_rejected_naming_the_field(served: Served, litera
     row = as_request_rows(served.rows.iloc[:1])[0]
     # JSON's non-standard literals, as Python's json module (and many clients) write them.
     for field in ("deal_size", "plan"):
-        body = json.dumps({"rows": [{**row, field: "__X__", "id": f"nonfinite-{field}"}]}).replace('"__X__"', literal)
+        body = json.dumps({"rows": [{**row, field: "__X__", "id": f"nonfinite-{field}"}]}).replace(
+            '"__X__"', literal
+        )
         status, answer = raw_post(served.url, "/predict", body.encode())
         assert status == 400, answer
         assert error_locations(json.loads(answer)) == [["rows", 0, field]]
@@ -277,7 +292,9 @@ def test_oversized_requests_are_refused_before_anything_is_read(served: Served) 
 
 def test_absurd_numbers_are_scored_finite_and_flagged(served: Served) -> None:
     row = as_request_rows(served.rows.iloc[:1])[0]
-    status, body = call(served.url, "/predict", {"rows": [{**row, "deal_size": 1e308}, {**row, "deal_size": -1e308}]})
+    status, body = call(
+        served.url, "/predict", {"rows": [{**row, "deal_size": 1e308}, {**row, "deal_size": -1e308}]}
+    )
     assert status == 200, body
     for prediction in body["predictions"]:
         assert 0.0 <= prediction["score"] <= 1.0 and prediction["flags"] == ["out_of_range:deal_size"]
@@ -287,11 +304,32 @@ def _schemathesis(served: Served, schema: str, tmp_path: Path, name: str, *extra
     """Run schemathesis's CLI against the live service; the status of every request it sent (from its HAR)."""
     har = tmp_path / f"{name}.har"
     result = subprocess.run(
-        [str(BIN / "schemathesis"), "run", schema, "--checks", "not_a_server_error", "--max-examples", "200",
-         "--seed", "7", "--header", f"Authorization: Bearer {TOKEN}", "--report", "har",
-         "--report-har-path", str(har), "--workers", "2", "--no-color", *extra],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            str(BIN / "schemathesis"),
+            "run",
+            schema,
+            "--checks",
+            "not_a_server_error",
+            "--max-examples",
+            "200",
+            "--seed",
+            "7",
+            "--header",
+            f"Authorization: Bearer {TOKEN}",
+            "--report",
+            "har",
+            "--report-har-path",
+            str(har),
+            "--workers",
+            "2",
+            "--no-color",
+            *extra,
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
     return [entry["response"]["status"] for entry in json.loads(har.read_text())["log"]["entries"]]
 
@@ -301,17 +339,23 @@ def test_generated_requests_never_get_a_5xx(served: Served, tmp_path: Path) -> N
     generated row model (each feature's type), so values reach the row validation: no 5xx either way."""
     statuses = _schemathesis(served, f"{served.url}/docs.json", tmp_path, "served")
     columns = served.scorer.feature_columns
-    request = build_request_model(columns, 50, "lead_id").model_json_schema(ref_template="#/components/schemas/{model}")
+    request = build_request_model(columns, 50, "lead_id").model_json_schema(
+        ref_template="#/components/schemas/{model}"
+    )
     components = request.pop("$defs", {})
     typed = {
         "openapi": "3.0.3",
         "info": {"title": "predict, typed rows", "version": "1"},
-        "paths": {"/predict": {"post": {
-            "requestBody": {"required": True, "content": {"application/json": {"schema": request}}},
-            "responses": {"200": {"description": "scored"}, "400": {"description": "invalid"}},
-        }}},
+        "paths": {
+            "/predict": {
+                "post": {
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": request}}},
+                    "responses": {"200": {"description": "scored"}, "400": {"description": "invalid"}},
+                }
+            }
+        },
         "components": {"schemas": components},
-    }  # fmt: skip
+    }
     (tmp_path / "typed.json").write_text(json.dumps(typed))
     statuses += _schemathesis(served, str(tmp_path / "typed.json"), tmp_path, "typed", "--url", served.url)
     server_errors = [status for status in statuses if status >= 500]
@@ -417,9 +461,19 @@ def test_metrics_are_exposed_without_token(served: Served) -> None:
         'mlops_served_model{model_name="crm-leads",model_version="7",',
     ):
         assert sample in text, sample
-    assert call(served.url, "/predict", {"rows": [{**as_request_rows(served.rows.iloc[:1])[0], "deal_size": 1e12}]})[0] == 200
+    assert (
+        call(
+            served.url,
+            "/predict",
+            {"rows": [{**as_request_rows(served.rows.iloc[:1])[0], "deal_size": 1e12}]},
+        )[0]
+        == 200
+    )
     status, text = call(served.url, "/metrics", token=None)
-    assert 'mlops_out_of_range_values_total{column="deal_size",model_name="crm-leads",variant="champion"}' in text
+    assert (
+        'mlops_out_of_range_values_total{column="deal_size",model_name="crm-leads",variant="champion"}'
+        in text
+    )
 
 
 def test_tampered_model_files_fail_the_integrity_check(scorer: TabularScorer, tmp_path: Path) -> None:

@@ -152,7 +152,9 @@ def test_endpoints_serve_real_clients(running: RunningStack, monkeypatch: pytest
             return await prefect.api_healthcheck(), (await prefect.read_flow(flow_id)).name
 
     credential = urls["PREFECT_API_AUTH_STRING"]
-    with temporary_settings(updates={PREFECT_API_URL: urls["PREFECT_API_URL"], PREFECT_API_AUTH_STRING: credential}):
+    with temporary_settings(
+        updates={PREFECT_API_URL: urls["PREFECT_API_URL"], PREFECT_API_AUTH_STRING: credential}
+    ):
         assert asyncio.run(talk()) == (None, "stack-smoke")
     # The same client without the home's credential is refused.
     anonymous = temporary_settings(
@@ -170,7 +172,9 @@ def _call(url: str, auth: str | None, body: bytes | None = b"{}") -> int:
     headers = {"Content-Type": "application/json"}
     if auth is not None:
         headers["Authorization"] = "Basic " + base64.b64encode(auth.encode()).decode()
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST" if body is not None else "GET")
+    request = urllib.request.Request(
+        url, data=body, headers=headers, method="POST" if body is not None else "GET"
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status
@@ -247,10 +251,16 @@ def test_evidently_ui_shows_the_monitors_dashboard_in_chromium(running: RunningS
     checks = monitored_checks()
     start = datetime.now(UTC) - timedelta(hours=len(checks))
     recorded = [
-        record_check(running.home.evidently_workspace, result, timestamp=start + timedelta(hours=i),
-                     source="batch.parquet", reports=[], max_runs=100)
+        record_check(
+            running.home.evidently_workspace,
+            result,
+            timestamp=start + timedelta(hours=i),
+            source="batch.parquet",
+            reports=[],
+            max_runs=100,
+        )
         for i, result in enumerate(checks)
-    ]  # fmt: skip
+    ]
     last = checks[-1]
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
@@ -266,10 +276,17 @@ def test_evidently_ui_shows_the_monitors_dashboard_in_chromium(running: RunningS
 
             share = f"{last.drift.drifted_share:g}"
             expect(panel("Dataset drift share (last check)")).to_contain_text(share)
-            expect(panel("Drifted columns (last check)")).to_contain_text(str(len(last.drift.drifted_columns)))
+            expect(panel("Drifted columns (last check)")).to_contain_text(
+                str(len(last.drift.drifted_columns))
+            )
             # Plots with data have a time axis; an empty one shows only its title.
-            for title in ("Dataset drift share", "Drifted columns", "Prediction drift",
-                          "ROC AUC: estimated and realised", "Rows checked"):  # fmt: skip
+            for title in (
+                "Dataset drift share",
+                "Drifted columns",
+                "Prediction drift",
+                "ROC AUC: estimated and realised",
+                "Rows checked",
+            ):
                 expect(panel(title)).to_contain_text("Timestamps")
             expect(panel("ROC AUC: estimated and realised")).to_contain_text("realised (with labels)")
             page.screenshot(path=ARTIFACTS / "evidently-dashboard.png", full_page=True)
@@ -375,7 +392,9 @@ def test_down_stops_exactly_what_it_started(running: RunningStack) -> None:
             stack.add_process(running.home, "prefect", unrelated.pid)
         # What `mlops deploy --detach` does: a background process with its own log, recorded.
         detached = stack.start_detached(
-            running.home, "detached", [sys.executable, "-c", "print('runner up', flush=True); import time; time.sleep(60)"]
+            running.home,
+            "detached",
+            [sys.executable, "-c", "print('runner up', flush=True); import time; time.sleep(60)"],
         )
         assert detached.running and detached.log == running.home.runtime / "detached.log"
         deadline = time.monotonic() + 60
@@ -383,7 +402,9 @@ def test_down_stops_exactly_what_it_started(running: RunningStack) -> None:
             time.sleep(0.2)
         assert "runner up" in detached.log.read_text(), "the detached process writes to its log"
         statuses = stack.status(running.home)
-        names = [s.name for s in statuses]  # servers in state order (a restarted one moves last), then the rest
+        names = [
+            s.name for s in statuses
+        ]  # servers in state order (a restarted one moves last), then the rest
         assert sorted(names[:3]) == sorted(stack.SERVICES) and names[3:] == ["runner", "detached"]
         # Each server's whole process group: MLflow runs its uvicorn worker as a child.
         pids = {

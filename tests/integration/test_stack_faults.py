@@ -53,14 +53,21 @@ class Stack:
         return {**env, "MLOPS_HOME": str(self.home.root)}
 
     def mlops(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-        return subprocess.run([MLOPS, *args], cwd=REPO, env=self.env(), capture_output=True, text=True,
-                              timeout=timeout)  # fmt: skip
+        return subprocess.run(
+            [MLOPS, *args], cwd=REPO, env=self.env(), capture_output=True, text=True, timeout=timeout
+        )
 
     def start_run(self, name: str) -> tuple[subprocess.Popen, Path]:
         log = self.root / f"{name}.log"
         with log.open("w") as handle:
-            proc = subprocess.Popen([MLOPS, "run", "--config", str(self.config)], cwd=REPO, env=self.env(),
-                                    stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+            proc = subprocess.Popen(
+                [MLOPS, "run", "--config", str(self.config)],
+                cwd=REPO,
+                env=self.env(),
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         return proc, log
 
     def client(self):
@@ -78,8 +85,13 @@ def faulty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("faults")
     home = ProjectHome(root / "home")
     data = write_table(generate_leads(4000, seed=11), root / "leads.parquet")
-    config = small_pipeline_config(root / "pipeline.yaml", data, model_name=MODEL, trials=1,
-                                   approval={"promotion": {"mode": "human"}, "timeout_seconds": 900})  # fmt: skip
+    config = small_pipeline_config(
+        root / "pipeline.yaml",
+        data,
+        model_name=MODEL,
+        trials=1,
+        approval={"promotion": {"mode": "human"}, "timeout_seconds": 900},
+    )
     ports = free_stack_ports()
     saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
     try:
@@ -108,13 +120,17 @@ def _paused_run(faulty: Stack, proc: subprocess.Popen, log: Path, seen: set[UUID
             runs = await client.read_flow_runs(flow_filter=flows, limit=50)
         return [r.id for r in runs if r.state is not None and r.state.is_paused() and r.id not in seen]
 
-    settings = {PREFECT_API_URL: endpoints["PREFECT_API_URL"],
-                PREFECT_API_AUTH_STRING: endpoints["PREFECT_API_AUTH_STRING"]}  # fmt: skip
+    settings = {
+        PREFECT_API_URL: endpoints["PREFECT_API_URL"],
+        PREFECT_API_AUTH_STRING: endpoints["PREFECT_API_AUTH_STRING"],
+    }
     deadline = time.monotonic() + PAUSE_TIMEOUT_S
     with temporary_settings(updates=settings):
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                pytest.fail(f"`mlops run` exited with {proc.returncode} before its gate:\n{log.read_text()[-4000:]}")
+                pytest.fail(
+                    f"`mlops run` exited with {proc.returncode} before its gate:\n{log.read_text()[-4000:]}"
+                )
             found = asyncio.run(paused())
             if found:
                 seen.add(found[0])
@@ -128,7 +144,9 @@ def _finish(proc: subprocess.Popen, log: Path) -> tuple[int, str]:
         code = proc.wait(timeout=FINISH_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
-        pytest.fail(f"`mlops run` did not finish within {FINISH_TIMEOUT_S} s of the answer:\n{log.read_text()[-4000:]}")
+        pytest.fail(
+            f"`mlops run` did not finish within {FINISH_TIMEOUT_S} s of the answer:\n{log.read_text()[-4000:]}"
+        )
     return code, log.read_text()
 
 
@@ -159,7 +177,9 @@ def test_gate_is_resumable_after_the_prefect_server_restarts(faulty: Stack) -> N
     # approver's answer reaches it.
     listed = faulty.mlops("approvals", "list")
     assert listed.returncode == 0 and str(run_id) in listed.stdout, listed.stdout + listed.stderr
-    approved = faulty.mlops("approvals", "approve", str(run_id), "--approver", "ada", "--comment", "after restart")
+    approved = faulty.mlops(
+        "approvals", "approve", str(run_id), "--approver", "ada", "--comment", "after restart"
+    )
     assert approved.returncode == 0, approved.stdout + approved.stderr
     code, output = _finish(proc, log)
     assert code == 0 and "promoted to champion" in output, output[-4000:]
@@ -192,7 +212,9 @@ def test_mlflow_down_before_the_champion_moves_fails_clearly_and_a_rerun_succeed
 
     proc, log = faulty.start_run("rerun")
     run_id = _paused_run(faulty, proc, log, SEEN)
-    approved = faulty.mlops("approvals", "approve", str(run_id), "--approver", "ada", "--comment", "mlflow is back")
+    approved = faulty.mlops(
+        "approvals", "approve", str(run_id), "--approver", "ada", "--comment", "mlflow is back"
+    )
     assert approved.returncode == 0, approved.stdout + approved.stderr
     code, output = _finish(proc, log)
     assert code == 0 and "promoted to champion" in output, output[-4000:]
@@ -200,7 +222,9 @@ def test_mlflow_down_before_the_champion_moves_fails_clearly_and_a_rerun_succeed
     assert str(client.get_model_version_by_alias(MODEL, "previous-champion").version) == "1"
 
 
-def test_server_failing_its_health_check_at_up_is_named_with_its_log_and_the_others_stop(tmp_path: Path) -> None:
+def test_server_failing_its_health_check_at_up_is_named_with_its_log_and_the_others_stop(
+    tmp_path: Path,
+) -> None:
     """Prefect and MLflow on a Postgres that is not there: both fail; the Evidently UI, healthy, is stopped."""
     home = ProjectHome(tmp_path / "home")
     ports = free_stack_ports()
@@ -216,6 +240,9 @@ def test_server_failing_its_health_check_at_up_is_named_with_its_log_and_the_oth
     import psutil
 
     for port in ports.values():
-        listening = [c for c in psutil.net_connections("tcp") if c.laddr and c.laddr.port == port
-                     and c.status == psutil.CONN_LISTEN]  # fmt: skip
+        listening = [
+            c
+            for c in psutil.net_connections("tcp")
+            if c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN
+        ]
         assert listening == [], f"something still listens on {port}"

@@ -60,15 +60,23 @@ def postgres() -> Iterator[str]:
         shutil.chown(pwfile, "postgres")
     port = free_port()
     init = subprocess.run(
-        _as_postgres_user([initdb, "-D", str(data), "-U", "mlops", "--pwfile", str(pwfile), "-A", "scram-sha-256"]),
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        _as_postgres_user(
+            [initdb, "-D", str(data), "-U", "mlops", "--pwfile", str(pwfile), "-A", "scram-sha-256"]
+        ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert init.returncode == 0, init.stdout + init.stderr
     options = f"-p {port} -c listen_addresses=127.0.0.1 -k {root}"
     started = subprocess.run(
-        _as_postgres_user([pg_ctl, "-D", str(data), "-o", options, "-l", str(root / "postgres.log"), "-w", "start"]),
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        _as_postgres_user(
+            [pg_ctl, "-D", str(data), "-o", options, "-l", str(root / "postgres.log"), "-w", "start"]
+        ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert started.returncode == 0, started.stdout + started.stderr
     try:
         env = {**os.environ, "PGPASSWORD": PASSWORD}
@@ -77,14 +85,33 @@ def postgres() -> Iterator[str]:
         # cannot run inside the one transaction that -c makes of several).
         for source in (["-c", "CREATE DATABASE prefect;"], ["-f", str(REPO / "infra" / "postgres-init.sql")]):
             created = subprocess.run(
-                [psql, "-h", "127.0.0.1", "-p", str(port), "-U", "mlops", "-d", "postgres", "-v", "ON_ERROR_STOP=1",
-                 *source], capture_output=True, text=True, env=env, timeout=60,
-            )  # fmt: skip
+                [
+                    psql,
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(port),
+                    "-U",
+                    "mlops",
+                    "-d",
+                    "postgres",
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    *source,
+                ],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=60,
+            )
             assert created.returncode == 0, created.stderr
         yield f"postgresql://mlops:{PASSWORD}@127.0.0.1:{port}"
     finally:
-        subprocess.run(_as_postgres_user([pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"]),
-                       capture_output=True, timeout=120)  # fmt: skip
+        subprocess.run(
+            _as_postgres_user([pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"]),
+            capture_output=True,
+            timeout=120,
+        )
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -97,8 +124,12 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     port = free_port()
     log = tmp_path_factory.mktemp("s3") / "moto.log"
     with log.open("w") as handle:
-        proc = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                                stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         endpoint = f"http://127.0.0.1:{port}"
         wait_http(endpoint + "/moto-api/", 60, proc, log)
@@ -109,9 +140,12 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
             "AWS_DEFAULT_REGION": "us-east-1",
         }
         client = boto3.client(
-            "s3", endpoint_url=endpoint, aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"], region_name=env["AWS_DEFAULT_REGION"],
-        )  # fmt: skip
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+            region_name=env["AWS_DEFAULT_REGION"],
+        )
         client.create_bucket(Bucket=BUCKET)
         yield {**env, "client": client}
     finally:
@@ -137,8 +171,14 @@ def test_pipeline_runs_on_postgres_with_artifacts_in_s3(
         # The CLI finds the stack through the home's state file; no client URL and no S3 key is passed.
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MLFLOW_S3"))}
         env["MLOPS_HOME"] = str(home.root)
-        run = subprocess.run([MLOPS, "run", "--config", str(config)], cwd=REPO, env=env, capture_output=True,
-                             text=True, timeout=600)  # fmt: skip
+        run = subprocess.run(
+            [MLOPS, "run", "--config", str(config)],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert run.returncode == 0 and "champion: v1" in run.stdout, run.stdout[-3000:] + run.stderr[-3000:]
 
         # Prefect and MLflow keep their state in Postgres, each in its own database.

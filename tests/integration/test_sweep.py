@@ -182,9 +182,15 @@ def sweep_into(storage: Path, name: str, sweep: SweepConfig, data_and_transform,
     """`run_sweep` of the test data with the test's base config and seed."""
     data, transform, *_ = data_and_transform
     return run_sweep(
-        data, transform=transform, base=BASE, sweep=sweep, seed=SWEEP_SEED, storage_path=storage, name=name,
+        data,
+        transform=transform,
+        base=BASE,
+        sweep=sweep,
+        seed=SWEEP_SEED,
+        storage_path=storage,
+        name=name,
         **options,
-    )  # fmt: skip
+    )
 
 
 def test_search_space_maps_each_param_type() -> None:
@@ -405,9 +411,14 @@ def test_checkpoint_storage_estimate_matches_bytes_on_disk(ray_runtime, sweep_da
     data, transform, _ = sweep_data
     sweep = sweep_config()
     estimate = estimate_resources(
-        data.train, len(data.y_val), transform=transform, model=BASE, sweep=sweep,
-        prices=EstimateConfig(profile_steps=5), seed=SWEEP_SEED,
-    )  # fmt: skip
+        data.train,
+        len(data.y_val),
+        transform=transform,
+        model=BASE,
+        sweep=sweep,
+        prices=EstimateConfig(profile_steps=5),
+        seed=SWEEP_SEED,
+    )
     result = sweep_into(tmp_path, "storage", sweep, sweep_data)
 
     on_disk = 0

@@ -97,7 +97,9 @@ def test_first_run_registers_and_promotes(first_run, stack) -> None:
     # 0.05 s and the error to 0.0005: the tolerance is what that rounding can move the ratio by.
     estimated, actual = float(tags["estimate.sweep_seconds"]), float(tags["actual.sweep_seconds"])
     rounding = 0.05 * (1 / actual + estimated / actual**2) + 0.0005
-    assert float(tags["actual.sweep_seconds_error"]) == pytest.approx((estimated - actual) / actual, abs=rounding)
+    assert float(tags["actual.sweep_seconds_error"]) == pytest.approx(
+        (estimated - actual) / actual, abs=rounding
+    )
 
 
 def test_no_mlflow_run_left_running(first_run, stack) -> None:
@@ -266,7 +268,9 @@ def test_batch_scoring_flow_scores_new_files_and_logs_them(first_run, stack, tmp
     scorer = load_by_reference(stack["home"].tracking_uri, f"{MODEL}@champion")
     np.testing.assert_allclose(monday["score"], scorer.predict_proba(rows.head(20)), rtol=0, atol=1e-12)
     batch = [r for r in read_records(log_files(stack["home"].prediction_logs)) if r.variant == "batch"]
-    assert len(batch) == 30 and {(r.model_name, r.model_version) for r in batch} == {(MODEL, first_run.version)}
+    assert len(batch) == 30 and {(r.model_name, r.model_version) for r in batch} == {
+        (MODEL, first_run.version)
+    }
     assert sorted(r.entity_id for r in batch) == sorted(rows["lead_id"].astype(str))
     again = CliRunner().invoke(app, ["batch", "--config", str(stack["config_path"]), "--input", str(folder)])
     assert again.exit_code == 0 and "no new file to score" in again.output, again.output
@@ -292,8 +296,12 @@ def served_scores(bento_tag: str, rows: pd.DataFrame, *, home: ProjectHome) -> n
     with log.open("w") as handle:
         proc = subprocess.Popen(
             [str(BIN / "bentoml"), "serve", bento_tag, "--host", "127.0.0.1", "--port", str(port)],
-            env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True, cwd=home.root,
-        )  # fmt: skip
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=home.root,
+        )
     try:
         wait_http(f"http://127.0.0.1:{port}/readyz", timeout=120, proc=proc, log=log)
         records = json.loads(rows.to_json(orient="records"))

@@ -14,7 +14,9 @@ from monitoring.ab import LoggedScore, ab_report, msprt, rows_to_decide
 ALPHA, TAU = 0.05, 0.02
 
 
-def _peeking(p_a: float, p_b: float, experiments: int, looks: int, batch: int, seed: int) -> tuple[float, float]:
+def _peeking(
+    p_a: float, p_b: float, experiments: int, looks: int, batch: int, seed: int
+) -> tuple[float, float]:
     """Share of experiments that ever reject, reading after every batch: (mSPRT, fixed-horizon z-test)."""
     rng = np.random.default_rng(seed)
     ours = naive = 0
@@ -66,32 +68,55 @@ def test_rows_to_decide_is_enough_if_the_rates_hold() -> None:
 
 def _log(variant: str, version: str, n: int, rng: np.random.Generator, start: int) -> list[LoggedScore]:
     t0 = datetime(2026, 11, 1, tzinfo=UTC)
-    return [LoggedScore(variant, version, float(rng.beta(2, 5)), f"lead-{start + i}",
-                        (t0 + timedelta(minutes=start + i)).isoformat()) for i in range(n)]  # fmt: skip
+    return [
+        LoggedScore(
+            variant,
+            version,
+            float(rng.beta(2, 5)),
+            f"lead-{start + i}",
+            (t0 + timedelta(minutes=start + i)).isoformat(),
+        )
+        for i in range(n)
+    ]
 
 
 @pytest.fixture
 def logged() -> list[LoggedScore]:
     rng = np.random.default_rng(0)
-    return _log("champion", "4", 9000, rng, 0) + _log("challenger", "5", 1000, rng, 9000) + _log("shadow", "5", 50, rng, 0)
+    return (
+        _log("champion", "4", 9000, rng, 0)
+        + _log("challenger", "5", 1000, rng, 9000)
+        + _log("shadow", "5", 50, rng, 0)
+    )
 
 
 def test_report_without_outcomes_gives_volumes_and_asks_for_labels(logged: list[LoggedScore]) -> None:
-    report = ab_report("m", logged, None, alpha=ALPHA, tau=TAU, threshold=0.4, n_resamples=100, seed=0, confidence=0.95)
+    report = ab_report(
+        "m", logged, None, alpha=ALPHA, tau=TAU, threshold=0.4, n_resamples=100, seed=0, confidence=0.95
+    )
     assert [(v.variant, v.rows, v.versions) for v in report.variants] == [
-        ("champion", 9000, ["4"]), ("challenger", 1000, ["5"]), ("shadow", 50, ["5"]),
-    ]  # fmt: skip
+        ("champion", 9000, ["4"]),
+        ("challenger", 1000, ["5"]),
+        ("shadow", 50, ["5"]),
+    ]
     assert report.test is None and report.recommendation.startswith("need outcomes")
     assert report.rows_per_day == pytest.approx(10_000 / ((9999 / 60) / 24), rel=1e-6)
 
 
-@pytest.mark.parametrize(("rate_b", "verdict"), [(0.5, "promote the challenger (v5)"), (0.02, "keep the champion (v4)"),
-                                                 (0.105, "need more data: about")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("rate_b", "verdict"),
+    [
+        (0.5, "promote the challenger (v5)"),
+        (0.02, "keep the champion (v4)"),
+        (0.105, "need more data: about"),
+    ],
+)
 def test_report_recommends(logged: list[LoggedScore], rate_b: float, verdict: str) -> None:
     rng = np.random.default_rng(3)
     labels = {r.entity_id: int(rng.random() < (0.1 if r.variant == "champion" else rate_b)) for r in logged}
-    report = ab_report("m", logged, labels, alpha=ALPHA, tau=TAU, threshold=0.4, n_resamples=100, seed=0,
-                       confidence=0.95)  # fmt: skip
+    report = ab_report(
+        "m", logged, labels, alpha=ALPHA, tau=TAU, threshold=0.4, n_resamples=100, seed=0, confidence=0.95
+    )
     assert report.recommendation.startswith(verdict), report.recommendation
     champion = report.variants[0]
     rate = np.mean([labels[r.entity_id] for r in logged if r.variant == "champion"])

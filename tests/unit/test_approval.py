@@ -55,7 +55,12 @@ def test_threshold_mode_needs_a_cost() -> None:
 
 @pytest.mark.parametrize(
     ("approver", "allowlist", "allowed"),
-    [("anyone", [], True), ("alice", ["alice", "bob"], True), (" alice ", ["alice"], True), ("mallory", ["alice"], False)],
+    [
+        ("anyone", [], True),
+        ("alice", ["alice", "bob"], True),
+        (" alice ", ["alice"], True),
+        ("mallory", ["alice"], False),
+    ],
 )
 def test_allowlist(approver, allowlist, allowed) -> None:
     assert on_allowlist(approver, allowlist) is allowed
@@ -84,9 +89,13 @@ def test_timeout_rejects_and_keeps_the_refusals() -> None:
 
 def test_human_decision_records_who_and_why() -> None:
     decision = human_decision(
-        _request("human", approves=False), approved=True, approver="alice", comment="looks good",
-        decided_at="t", refused=[],
-    )  # fmt: skip
+        _request("human", approves=False),
+        approved=True,
+        approver="alice",
+        comment="looks good",
+        decided_at="t",
+        refused=[],
+    )
     # The person overrides the policy's verdict.
     assert (decision.approved, decision.decided_by, decision.approver) == (True, Decider.HUMAN, "alice")
     assert decision.reason == "approved by alice: looks good"
@@ -112,6 +121,12 @@ def test_tags_fit_mlflow() -> None:
 def test_summary_row_for_the_approvals_list() -> None:
     row = _request().summary.row("promotion", waiting=True, allowlist=["alice", "bob"])
     assert row == {
-        "gate": "promotion", "waiting": True, "allowlist": "alice, bob", "model": "m", "version": "3",
-        "cost": 1.0, "sweep_minutes": 2.5, "roc_auc": 0.9123,
-    }  # fmt: skip
+        "gate": "promotion",
+        "waiting": True,
+        "allowlist": "alice, bob",
+        "model": "m",
+        "version": "3",
+        "cost": 1.0,
+        "sweep_minutes": 2.5,
+        "roc_auc": 0.9123,
+    }

@@ -210,15 +210,25 @@ def test_runners_talk_to_the_servers_by_service_name(runner: str, services: dict
             host = "127.0.0.1" if variable in BROWSER_LINKS else name
             assert env[variable] == f"http://{host}:{service.default_port}{suffix}"
     # Every Prefect client sends the credential the server requires.
-    assert env["PREFECT_API_AUTH_STRING"] == _environment(services["prefect"])["PREFECT_SERVER_API_AUTH_STRING"]
+    assert (
+        env["PREFECT_API_AUTH_STRING"] == _environment(services["prefect"])["PREFECT_SERVER_API_AUTH_STRING"]
+    )
     assert env["RAY_ADDRESS"] == f"ray-head:{ray_nodes.DEFAULT_PORT}"
 
 
 def test_worker_executes_the_deployments_of_prefect_yaml_on_its_pool(services: dict) -> None:
-    pools = {d["work_pool"]["name"] for d in yaml.safe_load((REPO / "prefect.yaml").read_text())["deployments"]}
+    pools = {
+        d["work_pool"]["name"] for d in yaml.safe_load((REPO / "prefect.yaml").read_text())["deployments"]
+    }
     worker = services["worker"]
     assert [worker["entrypoint"], *worker["command"]] == [
-        ["prefect"], "worker", "start", "--pool", *pools, "--type", "process"
+        ["prefect"],
+        "worker",
+        "start",
+        "--pool",
+        *pools,
+        "--type",
+        "process",
     ]
     assert services["deployments"]["command"] == ["--no-prompt", "deploy", "--all"]
     assert worker["depends_on"]["deployments"] == {"condition": "service_completed_successfully"}
@@ -230,7 +240,10 @@ def test_ray_nodes_run_the_commands_the_two_node_test_runs(services: dict) -> No
     head, worker = services["ray-head"], services["ray-worker"]
     port = ray_nodes.DEFAULT_PORT
     assert [*head["entrypoint"], *head["command"]] == [*ray_nodes.head_command(port), "--block"]
-    assert [*worker["entrypoint"], *worker["command"]] == [*ray_nodes.worker_command(f"ray-head:{port}"), "--block"]
+    assert [*worker["entrypoint"], *worker["command"]] == [
+        *ray_nodes.worker_command(f"ray-head:{port}"),
+        "--block",
+    ]
     assert worker["depends_on"]["ray-head"] == {"condition": "service_healthy"}
     assert str(port) in " ".join(head["healthcheck"]["test"])
 
@@ -278,18 +291,26 @@ def test_compose_validates_the_file() -> None:
     # The secrets .env would hold (see .env.example); without them Compose refuses the file, as it should.
     secrets = {name: "from-.env" for name in _required_variables()}
     result = subprocess.run(
-        [tool, "-f", str(COMPOSE), "config", "-q"], capture_output=True, text=True, timeout=60,
-        env={**os.environ, **secrets}, cwd=REPO,
-    )  # fmt: skip
+        [tool, "-f", str(COMPOSE), "config", "-q"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **secrets},
+        cwd=REPO,
+    )
     assert result.returncode == 0, result.stderr
     # Each secret left unset on its own: Compose refuses the file and names it.
     for missing in sorted(secrets):
         env = {**{k: v for k, v in os.environ.items() if k not in secrets}, **secrets}
         del env[missing]
         refused = subprocess.run(
-            [tool, "-f", str(COMPOSE), "config", "-q"], capture_output=True, text=True, timeout=60, env=env,
+            [tool, "-f", str(COMPOSE), "config", "-q"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
             cwd=REPO,
-        )  # fmt: skip
+        )
         assert refused.returncode != 0 and missing in refused.stderr, (missing, refused.stderr)
 
 
@@ -327,6 +348,8 @@ def test_bento_waits_for_the_first_champion_and_nothing_waits_on_it(services: di
     assert bento["command"][:2] == ["serve", "serving.service:TabularModelService"]
     env = bento["environment"]
     assert env[WAIT_ENV] and env[ENTITY_ENV] and env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
-    assert env["MLFLOW_TRACKING_USERNAME"] and "MLFLOW_TRACKING_PASSWORD" in env and "MLOPS_SERVING_TOKEN" in env
+    assert (
+        env["MLFLOW_TRACKING_USERNAME"] and "MLFLOW_TRACKING_PASSWORD" in env and "MLOPS_SERVING_TOKEN" in env
+    )
     assert "/livez" in " ".join(bento["healthcheck"]["test"])
     assert [name for name, service in services.items() if "bento" in (service.get("depends_on") or {})] == []

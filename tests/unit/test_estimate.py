@@ -373,9 +373,15 @@ def test_simulated_asha_two_trials_by_hand() -> None:
     ends at 3 or 4 s (3.5 on average); two slots: both start at 0 and the first ends last, at 2 s.
     """
     common = {
-        "epoch_seconds": [1.0], "trials": 2, "grace_period": 1, "reduction_factor": 2, "max_t": 2,
-        "trial_overhead_seconds": 0.0, "worker_start_seconds": 0.0, "seed": 0,
-    }  # fmt: skip
+        "epoch_seconds": [1.0],
+        "trials": 2,
+        "grace_period": 1,
+        "reduction_factor": 2,
+        "max_t": 2,
+        "trial_overhead_seconds": 0.0,
+        "worker_start_seconds": 0.0,
+        "seed": 0,
+    }
     # 400 simulations: the mean of a coin flip per run has a standard deviation of 0.025 epochs.
     one = simulate_asha(concurrency=1, **common)
     assert one.epochs_per_trial == pytest.approx(1.75, abs=0.05)
@@ -403,9 +409,16 @@ def test_simulated_early_stopping_by_hand() -> None:
     `patience` epochs later, at most at 4. Patience 0: (1 + 2 + 3 + 4) / 4 = 2.5 epochs; patience 1:
     (2 + 3 + 4 + 4) / 4 = 3.25."""
     common = {
-        "epoch_seconds": [1.0], "trials": 50, "concurrency": 2, "grace_period": 4, "reduction_factor": 2,
-        "max_t": 4, "trial_overhead_seconds": 0.0, "worker_start_seconds": 0.0, "seed": 0,
-    }  # fmt: skip
+        "epoch_seconds": [1.0],
+        "trials": 50,
+        "concurrency": 2,
+        "grace_period": 4,
+        "reduction_factor": 2,
+        "max_t": 4,
+        "trial_overhead_seconds": 0.0,
+        "worker_start_seconds": 0.0,
+        "seed": 0,
+    }
     # 20,000 draws per figure: the mean's standard deviation is under 0.01 epochs.
     assert simulate_asha(patience=0, **common).epochs_per_trial == pytest.approx(2.5, abs=0.05)
     assert simulate_asha(patience=1, **common).epochs_per_trial == pytest.approx(3.25, abs=0.05)
@@ -580,13 +593,27 @@ def test_markdown_and_tags(estimate: ResourceEstimate) -> None:
 
 def test_compare_and_actual_from_sweep(estimate: ResourceEstimate) -> None:
     trial = TrialSummary(
-        trial_id="t1", params={}, status="TERMINATED", best_val_auc=0.7, epochs=3, history=[],
-        node_id=None, error=None, train_seconds=2.0,
-    )  # fmt: skip
+        trial_id="t1",
+        params={},
+        status="TERMINATED",
+        best_val_auc=0.7,
+        epochs=3,
+        history=[],
+        node_id=None,
+        error=None,
+        train_seconds=2.0,
+    )
     result = SweepResult(
-        name="s", best_trial_id="t1", best_params={}, best_val_auc=0.7, scorer=None, trials=[trial, trial],
-        wall_seconds=10.0, resumed=False, storage_path="/tmp/s",
-    )  # fmt: skip
+        name="s",
+        best_trial_id="t1",
+        best_params={},
+        best_val_auc=0.7,
+        scorer=None,
+        trials=[trial, trial],
+        wall_seconds=10.0,
+        resumed=False,
+        storage_path="/tmp/s",
+    )
     actual = actual_from_sweep(result, "cpu")
     assert actual == ActualUsage(
         sweep_seconds=10.0, trials=2, epochs_total=6, train_seconds_total=4.0, device="cpu"

@@ -97,13 +97,19 @@ def test_bootstrap_resamples_match_sklearn_on_duplicated_rows() -> None:
 def test_log_loss_clips_extreme_scores_like_sklearn() -> None:
     y = np.array([0, 1, 1, 0, 1])
     s = np.array([0.0, 1.0, 0.0, 0.2, 0.9])
-    result = bootstrap_metrics(y, s, n_resamples=10, seed=SEED, threshold=EVAL.threshold, confidence=EVAL.confidence)
+    result = bootstrap_metrics(
+        y, s, n_resamples=10, seed=SEED, threshold=EVAL.threshold, confidence=EVAL.confidence
+    )
     assert result["log_loss"].value == pytest.approx(metrics.log_loss(y, s), abs=1e-6)
 
 
 def test_intervals_contain_point_and_narrow_with_more_data() -> None:
-    small = bootstrap_metrics(*_synthetic(300), n_resamples=300, seed=SEED, threshold=EVAL.threshold, confidence=EVAL.confidence)
-    large = bootstrap_metrics(*_synthetic(5_000), n_resamples=300, seed=SEED, threshold=EVAL.threshold, confidence=EVAL.confidence)
+    small = bootstrap_metrics(
+        *_synthetic(300), n_resamples=300, seed=SEED, threshold=EVAL.threshold, confidence=EVAL.confidence
+    )
+    large = bootstrap_metrics(
+        *_synthetic(5_000), n_resamples=300, seed=SEED, threshold=EVAL.threshold, confidence=EVAL.confidence
+    )
     for name in small:
         for result in (small, large):
             assert result[name].low <= result[name].value <= result[name].high, name
@@ -112,9 +118,15 @@ def test_intervals_contain_point_and_narrow_with_more_data() -> None:
 
 def test_bootstrap_is_reproducible_and_serialisable() -> None:
     y, s = _synthetic(500)
-    first = bootstrap_metrics(y, s, n_resamples=100, seed=SEED, threshold=EVAL.threshold, confidence=EVAL.confidence)
-    assert first == bootstrap_metrics(y, s, n_resamples=100, seed=SEED, threshold=EVAL.threshold, confidence=EVAL.confidence)
-    assert first != bootstrap_metrics(y, s, n_resamples=100, seed=SEED + 1, threshold=EVAL.threshold, confidence=EVAL.confidence)
+    first = bootstrap_metrics(
+        y, s, n_resamples=100, seed=SEED, threshold=EVAL.threshold, confidence=EVAL.confidence
+    )
+    assert first == bootstrap_metrics(
+        y, s, n_resamples=100, seed=SEED, threshold=EVAL.threshold, confidence=EVAL.confidence
+    )
+    assert first != bootstrap_metrics(
+        y, s, n_resamples=100, seed=SEED + 1, threshold=EVAL.threshold, confidence=EVAL.confidence
+    )
     payload = json.dumps({name: interval.to_dict() for name, interval in first.items()})
     assert json.loads(payload)["roc_auc"]["value"] == first["roc_auc"].value
     assert all(type(v) is float for v in dataclasses.astuple(first["f1"])[:3])
@@ -123,7 +135,9 @@ def test_bootstrap_is_reproducible_and_serialisable() -> None:
 def test_single_class_resamples_are_skipped_and_counted() -> None:
     y = np.array([1] + [0] * 9)
     s = np.linspace(0.1, 0.9, 10)
-    result = bootstrap_metrics(y, s, n_resamples=400, seed=SEED, threshold=EVAL.threshold, confidence=EVAL.confidence)
+    result = bootstrap_metrics(
+        y, s, n_resamples=400, seed=SEED, threshold=EVAL.threshold, confidence=EVAL.confidence
+    )
     # P(no positive drawn in 10 draws) = 0.9**10 ~ 0.35
     assert 80 < result["roc_auc"].skipped < 200
     assert result["pr_auc"].skipped == result["roc_auc"].skipped
@@ -132,9 +146,13 @@ def test_single_class_resamples_are_skipped_and_counted() -> None:
 
 def test_chunking_does_not_change_results(monkeypatch: pytest.MonkeyPatch) -> None:
     y, s = _synthetic(400)
-    whole = bootstrap_metrics(y, s, n_resamples=50, seed=SEED, threshold=EVAL.threshold, confidence=EVAL.confidence)
+    whole = bootstrap_metrics(
+        y, s, n_resamples=50, seed=SEED, threshold=EVAL.threshold, confidence=EVAL.confidence
+    )
     monkeypatch.setattr("models.evaluation.bootstrap._CHUNK_CELLS", 400 * 7)  # chunks of 7 resamples
-    chunked = bootstrap_metrics(y, s, n_resamples=50, seed=SEED, threshold=EVAL.threshold, confidence=EVAL.confidence)
+    chunked = bootstrap_metrics(
+        y, s, n_resamples=50, seed=SEED, threshold=EVAL.threshold, confidence=EVAL.confidence
+    )
     assert chunked.keys() == whole.keys()
     for name, interval in whole.items():
         # Not ==: the resamples are the same, only the summation order of the matrix products differs,
@@ -350,14 +368,23 @@ def test_plots_write_png(tmp_path: Path) -> None:
 )
 def test_bootstrap_rejects_bad_input(y_true: list, y_score: list, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        bootstrap_metrics(np.asarray(y_true), np.asarray(y_score), seed=SEED, threshold=EVAL.threshold, confidence=EVAL.confidence, n_resamples=EVAL.n_bootstrap)
+        bootstrap_metrics(
+            np.asarray(y_true),
+            np.asarray(y_score),
+            seed=SEED,
+            threshold=EVAL.threshold,
+            confidence=EVAL.confidence,
+            n_resamples=EVAL.n_bootstrap,
+        )
 
 
 def test_other_functions_reject_bad_input() -> None:
     y, s = _synthetic(100)
     frame, labels = _frame(100)
     with pytest.raises(ValueError, match="score_b"):
-        paired_bootstrap_auc(y, s, s[:-1], seed=SEED, confidence=EVAL.confidence, n_resamples=EVAL.n_bootstrap)
+        paired_bootstrap_auc(
+            y, s, s[:-1], seed=SEED, confidence=EVAL.confidence, n_resamples=EVAL.n_bootstrap
+        )
     with pytest.raises(ValueError, match="n_bins"):
         calibration(y, s, n_bins=0)
     with pytest.raises(ValueError, match="slices has 99"):
@@ -367,9 +394,13 @@ def test_other_functions_reject_bad_input() -> None:
     with pytest.raises(ValueError, match="features has 100"):
         robustness(_score_signal, frame, y[:50], numeric=["signal"], categorical=[], seed=SEED)
     with pytest.raises(ValueError, match="score_fn output"):
-        permutation_importance(lambda f: np.full(len(f), 2.0), frame, labels, columns=["signal"], n_repeats=1, seed=SEED)
+        permutation_importance(
+            lambda f: np.full(len(f), 2.0), frame, labels, columns=["signal"], n_repeats=1, seed=SEED
+        )
     with pytest.raises(ValueError, match="confidence"):
-        bootstrap_metrics(y, s, seed=SEED, threshold=EVAL.threshold, n_resamples=EVAL.n_bootstrap, confidence=95)
+        bootstrap_metrics(
+            y, s, seed=SEED, threshold=EVAL.threshold, n_resamples=EVAL.n_bootstrap, confidence=95
+        )
 
 
 def test_metric_interval_is_plain_and_frozen() -> None:
@@ -436,7 +467,15 @@ def test_evaluate_model_uses_named_seeds_champion_and_confidence(tmp_path: Path)
         _score_signal, frame, y, columns=["signal", "noise", "segment"], n_repeats=1, seed=seeds.importance
     )
     assert report.best_baseline == BaselineScore("noise_only", report.baselines["noise_only"]["roc_auc"])
-    names = ["roc.png", "pr.png", "calibration.png", "confusion.png", "importance.png", "gains.png", "profit.png"]
+    names = [
+        "roc.png",
+        "pr.png",
+        "calibration.png",
+        "confusion.png",
+        "importance.png",
+        "gains.png",
+        "profit.png",
+    ]
     assert [p.name for p in report.plots] == names
     for path in report.plots:
         _assert_png(path)
@@ -462,7 +501,9 @@ def test_grouped_paired_bootstrap_averages_within_group_differences() -> None:
     a = np.clip(0.3 * y + rng.uniform(size=400) * 0.7, 0, 1)
     b = np.clip(0.1 * y + rng.uniform(size=400) * 0.9, 0, 1)
     boot = dict(n_resamples=200, seed=5, confidence=0.9)
-    assert paired_bootstrap_auc(y, a, b, groups=np.zeros(400), **boot) == paired_bootstrap_auc(y, a, b, **boot)
+    assert paired_bootstrap_auc(y, a, b, groups=np.zeros(400), **boot) == paired_bootstrap_auc(
+        y, a, b, **boot
+    )
     groups = (np.arange(400) >= 300).astype(int)  # 300 rows, then 100
     first = paired_bootstrap_auc(y[:300], a[:300], b[:300], **boot)
     second = paired_bootstrap_auc(y[300:], a[300:], b[300:], **boot)

@@ -24,10 +24,21 @@ GAP_TOLERANCE = 0.01  # in score (probability) units
 def scorer(request) -> TabularScorer:
     leads = generate_leads(1500, seed=4)
     train, val = leads.iloc[:1200], leads.iloc[1200:]
-    t = FeatureTransform.fit(train, FeatureConfig(numeric=list(SCHEMA.numeric), categorical=list(SCHEMA.categorical)))
-    config = ModelConfig(architecture=request.param, hidden_sizes=[32], ensemble_size=4, batch_size=128, max_epochs=2)
-    trained = train_model(t.transform(train), train[SCHEMA.target].to_numpy(), t.transform(val),
-                          val[SCHEMA.target].to_numpy(), transform=t, config=config, seed=1).scorer  # fmt: skip
+    t = FeatureTransform.fit(
+        train, FeatureConfig(numeric=list(SCHEMA.numeric), categorical=list(SCHEMA.categorical))
+    )
+    config = ModelConfig(
+        architecture=request.param, hidden_sizes=[32], ensemble_size=4, batch_size=128, max_epochs=2
+    )
+    trained = train_model(
+        t.transform(train),
+        train[SCHEMA.target].to_numpy(),
+        t.transform(val),
+        val[SCHEMA.target].to_numpy(),
+        transform=t,
+        config=config,
+        seed=1,
+    ).scorer
     return trained.with_calibration(TemperatureScaling(1.4, 0.3))
 
 
@@ -40,7 +51,9 @@ def test_attributions_add_up_to_the_score_difference(scorer: TabularScorer) -> N
         assert set(explanation.attributions) == {*SCHEMA.numeric, *SCHEMA.categorical}
         total = sum(explanation.attributions.values())
         assert abs(explanation.score - explanation.baseline_score - total) <= GAP_TOLERANCE
-        assert explanation.gap == pytest.approx(explanation.score - explanation.baseline_score - total, abs=1e-12)
+        assert explanation.gap == pytest.approx(
+            explanation.score - explanation.baseline_score - total, abs=1e-12
+        )
 
 
 def test_the_baseline_row_explains_nothing(scorer: TabularScorer) -> None:
@@ -49,7 +62,9 @@ def test_the_baseline_row_explains_nothing(scorer: TabularScorer) -> None:
     assert all(abs(v) < 1e-9 for v in explanation.attributions.values())
 
 
-def test_a_feature_that_differs_from_the_baseline_alone_gets_the_whole_difference(scorer: TabularScorer) -> None:
+def test_a_feature_that_differs_from_the_baseline_alone_gets_the_whole_difference(
+    scorer: TabularScorer,
+) -> None:
     base = baseline_row(scorer)
     numeric = base.numeric.copy()
     numeric[0, 0] += 2.0  # the first numeric two standard deviations up, everything else at the baseline
@@ -57,8 +72,9 @@ def test_a_feature_that_differs_from_the_baseline_alone_gets_the_whole_differenc
     (explanation,) = explain(scorer, row)
     moved = scorer.transform.spec.numeric[0]
     assert all(abs(v) < 1e-9 for k, v in explanation.attributions.items() if k != moved)
-    assert explanation.attributions[moved] == pytest.approx(explanation.score - explanation.baseline_score,
-                                                            abs=GAP_TOLERANCE)  # fmt: skip
+    assert explanation.attributions[moved] == pytest.approx(
+        explanation.score - explanation.baseline_score, abs=GAP_TOLERANCE
+    )
 
 
 def test_fold_ensembles_are_explained_through_every_members_embeddings(scorer: TabularScorer) -> None:

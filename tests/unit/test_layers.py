@@ -51,7 +51,9 @@ def test_imports_go_downward_only(package: str) -> None:
 def test_the_rules_see_a_violation(tmp_path: Path) -> None:
     """The import reader finds lazy and dotted imports (else the rules above could not fail)."""
     module = tmp_path / "m.py"
-    module.write_text("import numpy.linalg\n\ndef f():\n    from prefect.flows import flow\n    return flow\n")
+    module.write_text(
+        "import numpy.linalg\n\ndef f():\n    from prefect.flows import flow\n    return flow\n"
+    )
     assert _imports(module) == {"numpy", "prefect"}
 
 

@@ -173,8 +173,17 @@ def test_serving_path_encodes_exactly_like_the_frame_path(transform: FeatureTran
     n = 300
 
     def numeric_value() -> object:
-        return rng.choice([None, float("nan"), float("inf"), -float("inf"), int(rng.integers(-5, 5)),
-                           float(rng.normal(scale=3))], p=[0.1, 0.05, 0.03, 0.02, 0.2, 0.6])  # fmt: skip
+        return rng.choice(
+            [
+                None,
+                float("nan"),
+                float("inf"),
+                -float("inf"),
+                int(rng.integers(-5, 5)),
+                float(rng.normal(scale=3)),
+            ],
+            p=[0.1, 0.05, 0.03, 0.02, 0.2, 0.6],
+        )
 
     def category(levels: list[str]) -> object:
         pick = rng.random()
@@ -187,13 +196,19 @@ def test_serving_path_encodes_exactly_like_the_frame_path(transform: FeatureTran
         return str(rng.choice(levels))
 
     rows = [
-        {"tenure": numeric_value(), "spend": numeric_value(), "plan": category(["basic", "plus", "pro", "legacy"]),
-         "region": category(["north", "south", "east", "west"])}
+        {
+            "tenure": numeric_value(),
+            "spend": numeric_value(),
+            "plan": category(["basic", "plus", "pro", "legacy"]),
+            "region": category(["north", "south", "east", "west"]),
+        }
         for _ in range(n)
-    ]  # fmt: skip
+    ]
     frame = pd.DataFrame(rows)
     frame[SPEC.numeric] = frame[SPEC.numeric].astype(np.float64)
-    numeric = np.array([[np.nan if r[c] is None else r[c] for c in SPEC.numeric] for r in rows], dtype=np.float64)
+    numeric = np.array(
+        [[np.nan if r[c] is None else r[c] for c in SPEC.numeric] for r in rows], dtype=np.float64
+    )
     by_frame = transform.transform(frame)
     by_rows = transform.encode_rows(numeric, [[r[c] for r in rows] for c in SPEC.categorical])
     assert np.array_equal(by_rows.numeric, by_frame.numeric)  # bit for bit: the same float64 ops
@@ -205,14 +220,22 @@ def test_values_far_outside_the_training_range_are_flagged() -> None:
     train = pd.DataFrame({"x": [0.0, 5.0, 10.0], "k": [2.0, 2.0, 2.0], "gone": [np.nan] * 3})
     t = FeatureTransform.fit(train, FeatureConfig(numeric=["x", "k", "gone"]))
     assert t.ranges[:2] == [[0.0, 10.0], [2.0, 2.0]] and np.isnan(t.ranges[2]).all()
-    block = np.array([
-        [-5.0, 2.5, 1.0],  # at the margin (0.5 x width 10 below 0): not flagged; k within 0.5 of a constant
-        [15.1, 2.6, 1e9],  # beyond both margins; a column never seen in training flags nothing
-        [np.nan, -1.0, np.nan],  # missing is not out of range
-    ])  # fmt: skip
+    block = np.array(
+        [
+            [
+                -5.0,
+                2.5,
+                1.0,
+            ],  # at the margin (0.5 x width 10 below 0): not flagged; k within 0.5 of a constant
+            [15.1, 2.6, 1e9],  # beyond both margins; a column never seen in training flags nothing
+            [np.nan, -1.0, np.nan],  # missing is not out of range
+        ]
+    )
     assert t.out_of_range(block, margin=0.5).tolist() == [
-        [False, False, False], [True, True, False], [False, True, False],
-    ]  # fmt: skip
+        [False, False, False],
+        [True, True, False],
+        [False, True, False],
+    ]
     restored = FeatureTransform.from_dict(json.loads(json.dumps(t.to_dict(), allow_nan=False)))
     assert restored == t
     legacy = {key: value for key, value in t.to_dict().items() if key != "ranges"}  # saved before ranges
@@ -340,8 +363,11 @@ def test_scorer_save_load_gives_identical_scores(frames, trained: TrainingResult
     val = frames[1]
     trained.scorer.save(tmp_path)
     assert {p.name for p in tmp_path.iterdir()} == {
-        "transform.json", "network.json", "weights.pt", "calibration.json"
-    }  # fmt: skip
+        "transform.json",
+        "network.json",
+        "weights.pt",
+        "calibration.json",
+    }
     loaded = TabularScorer.load(tmp_path)
     scores = trained.scorer.predict_proba(val)
     assert scores.dtype == np.float64 and scores.shape == (N_VAL,)

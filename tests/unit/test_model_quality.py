@@ -38,7 +38,14 @@ def _inputs(rows: int, n_numeric: int, cardinalities: list[int]) -> tuple[torch.
 
 @pytest.mark.parametrize(
     ("ensemble_size", "num_embedding"),
-    [(1, "none"), (1, "piecewise_linear"), (1, "periodic"), (4, "none"), (4, "piecewise_linear"), (3, "periodic")],
+    [
+        (1, "none"),
+        (1, "piecewise_linear"),
+        (1, "periodic"),
+        (4, "none"),
+        (4, "piecewise_linear"),
+        (3, "periodic"),
+    ],
 )
 def test_embedding_and_ensemble_shapes_and_gradients(ensemble_size: int, num_embedding: str) -> None:
     cards = [4, 30]
@@ -55,7 +62,9 @@ def test_embedding_and_ensemble_shapes_and_gradients(ensemble_size: int, num_emb
     members.sum().backward()
     for name, parameter in net.named_parameters():
         assert parameter.grad is not None and torch.isfinite(parameter.grad).all(), name
-    assert any(p.grad.abs().sum() > 0 for p in net.num_embeddings.parameters()) if net.num_embeddings else True
+    assert (
+        any(p.grad.abs().sum() > 0 for p in net.num_embeddings.parameters()) if net.num_embeddings else True
+    )
     rebuilt = TabularNet(**net.architecture())
     rebuilt.load_state_dict(net.state_dict())
     torch.testing.assert_close(rebuilt(x_num, x_cat), logits, rtol=0, atol=0)  # same weights, same ops
@@ -70,12 +79,16 @@ def test_numeric_embedding_output_width() -> None:
 
 
 def test_quantile_bins_handle_flags_and_constants() -> None:
-    x = np.column_stack([np.arange(100.0), np.repeat([0.0, 1.0], [70, 30]), np.full(100, 3.0)]).astype(np.float32)
+    x = np.column_stack([np.arange(100.0), np.repeat([0.0, 1.0], [70, 30]), np.full(100, 3.0)]).astype(
+        np.float32
+    )
     bins = quantile_bins(x, 10)
     assert len(bins[0]) == 11 and bins[0][0] == 0.0 and bins[0][-1] == 99.0  # 10 bins over 0..99
     assert bins[1] == [0.0, 1.0]  # a flag: one bin
     assert bins[2] == [2.0, 4.0]  # a constant: one bin around it
-    TabularNet(3, [], [4], 4, 0.0, 1, "piecewise_linear", 4, bins)(torch.from_numpy(x[:3]), torch.zeros(3, 0).long())
+    TabularNet(3, [], [4], 4, 0.0, 1, "piecewise_linear", 4, bins)(
+        torch.from_numpy(x[:3]), torch.zeros(3, 0).long()
+    )
 
 
 def test_categorical_width_grows_with_cardinality_up_to_the_cap() -> None:
@@ -113,7 +126,9 @@ def test_warmup_then_cosine_to_the_floor() -> None:
     assert warmup_cosine(0, warmup=10, total=100) == pytest.approx(0.1)
     assert warmup_cosine(9, warmup=10, total=100) == pytest.approx(1.0)
     assert warmup_cosine(10, warmup=10, total=100) == pytest.approx(1.0)
-    assert warmup_cosine(55, warmup=10, total=100) == pytest.approx(FINAL_LR_FRACTION + (1 - FINAL_LR_FRACTION) / 2)
+    assert warmup_cosine(55, warmup=10, total=100) == pytest.approx(
+        FINAL_LR_FRACTION + (1 - FINAL_LR_FRACTION) / 2
+    )
     assert warmup_cosine(100, warmup=10, total=100) == pytest.approx(FINAL_LR_FRACTION)
 
 
@@ -200,7 +215,11 @@ class RecordingTransform(FeatureTransform):
 @pytest.fixture(scope="module")
 def parts() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     frame = make_frame(1_500, seed=3)
-    return frame.iloc[:900].reset_index(drop=True), frame.iloc[900:1100].reset_index(drop=True), frame.iloc[1100:]
+    return (
+        frame.iloc[:900].reset_index(drop=True),
+        frame.iloc[900:1100].reset_index(drop=True),
+        frame.iloc[1100:],
+    )
 
 
 def _sweep_result(scorer: TabularScorer, params: list[dict]) -> SweepResult:
@@ -218,15 +237,30 @@ def test_final_model_never_touches_the_test_split(parts, folds: int) -> None:
     transform.seen = set()
     model = ModelConfig(architecture="mlp", hidden_sizes=[16], max_epochs=2, early_stopping_patience=1)
     y_train, y_val = train["churned"].to_numpy(), val["churned"].to_numpy()
-    fitted = train_model(transform.transform(train), y_train, transform.transform(val), y_val,
-                         transform=transform, config=model, seed=1)  # fmt: skip
+    fitted = train_model(
+        transform.transform(train),
+        y_train,
+        transform.transform(val),
+        y_val,
+        transform=transform,
+        config=model,
+        seed=1,
+    )
     result = _sweep_result(fitted.scorer, [{"dropout": 0.0}, {"dropout": 0.2}, {"dropout": 0.1}])
     final = finalize_model(
-        result, train, y_train, val, y_val, transform=transform, model=model,
+        result,
+        train,
+        y_train,
+        val,
+        y_val,
+        transform=transform,
+        model=model,
         split=SplitConfig(cv_folds=folds, cv_top_trials=2),
         business=BusinessConfig(value_per_conversion=10.0, cost_per_contact=2.0),
-        evaluation=EvaluationConfig(n_bootstrap=100), cv_seed=3, business_seed=4,
-    )  # fmt: skip
+        evaluation=EvaluationConfig(n_bootstrap=100),
+        cv_seed=3,
+        business_seed=4,
+    )
     assert transform.seen.isdisjoint(set(test["id"]))
     assert final.scorer.decision is not None and "profit-maximising" in final.scorer.decision.source
     # Fitted on these very rows to lower their log-loss: the calibration error does not get worse by more

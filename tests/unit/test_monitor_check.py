@@ -21,7 +21,10 @@ def test_a_usable_batch_passes() -> None:
     [
         (BATCH.iloc[:0], "batch.csv: the batch has no rows"),
         (BATCH.drop(columns=["visits", "plan"]), "batch.csv: the batch lacks feature columns visits, plan"),
-        (BATCH.assign(deal_size=["big", "small"]), "batch.csv: numeric column 'deal_size' has non-numeric dtype"),
+        (
+            BATCH.assign(deal_size=["big", "small"]),
+            "batch.csv: numeric column 'deal_size' has non-numeric dtype",
+        ),
     ],
     ids=["no-rows", "missing-columns", "text-in-numeric"],
 )

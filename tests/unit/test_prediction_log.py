@@ -82,8 +82,14 @@ def test_missing_folder_has_no_files(tmp_path: Path) -> None:
 def test_records_from_before_the_contract_grew_read_back_with_defaults(tmp_path: Path) -> None:
     """Lines written before entity_id, model_name and flags existed still load."""
     path = tmp_path / "predictions-2025-01-31-old.jsonl"
-    old = {"request_id": "r", "variant": "champion", "model_version": "1", "features": {"x": 1.0}, "score": 0.5,
-           "timestamp": "2025-01-31T10:00:00+00:00"}  # fmt: skip
+    old = {
+        "request_id": "r",
+        "variant": "champion",
+        "model_version": "1",
+        "features": {"x": 1.0},
+        "score": 0.5,
+        "timestamp": "2025-01-31T10:00:00+00:00",
+    }
     path.write_text(json.dumps(old) + "\n")
     (back,) = read_records([path])
     assert (back.entity_id, back.model_name, back.flags) == (None, "", [])

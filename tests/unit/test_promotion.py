@@ -17,8 +17,13 @@ def _interval(value: float, half: float = 0.01) -> MetricInterval:
     return MetricInterval(value=value, low=value - half, high=value + half, confidence=CONFIDENCE)
 
 
-def _report(auc: float, baselines: dict[str, float], vs_champion: tuple[float, float, float] | None = None,
-            champion_version: str | None = None, half: float = 0.01) -> EvaluationReport:  # fmt: skip
+def _report(
+    auc: float,
+    baselines: dict[str, float],
+    vs_champion: tuple[float, float, float] | None = None,
+    champion_version: str | None = None,
+    half: float = 0.01,
+) -> EvaluationReport:
     champion = None
     if vs_champion is not None:
         diff, low, high = vs_champion
@@ -27,16 +32,22 @@ def _report(auc: float, baselines: dict[str, float], vs_champion: tuple[float, f
         metrics={"roc_auc": _interval(auc)},
         baselines={name: {"roc_auc": _interval(value)} for name, value in baselines.items()},
         vs_baselines={
-            name: PairedComparison("roc_auc", auc - value, auc - value - half, auc - value + half, CONFIDENCE, 0.5)
+            name: PairedComparison(
+                "roc_auc", auc - value, auc - value - half, auc - value + half, CONFIDENCE, 0.5
+            )
             for name, value in baselines.items()
         },
         vs_champion=champion,
         champion_version=champion_version,
         champion_auc=_interval(auc - vs_champion[0]) if vs_champion else None,
-        calibration=Calibration(ece=0.02, bin_edges=[0.0, 1.0], mean_predicted=[0.5], fraction_positive=[0.5],
-                                counts=[10]),  # fmt: skip
-        slices=[], robustness=[], importance=[], test_rows=1000,
-    )  # fmt: skip
+        calibration=Calibration(
+            ece=0.02, bin_edges=[0.0, 1.0], mean_predicted=[0.5], fraction_positive=[0.5], counts=[10]
+        ),
+        slices=[],
+        robustness=[],
+        importance=[],
+        test_rows=1000,
+    )
 
 
 BASELINES = {"logistic_regression": 0.80, "gradient_boosted_trees": 0.85}
@@ -51,7 +62,10 @@ def test_first_model_that_beats_the_best_baseline_is_promoted() -> None:
         "difference +0.0080, 90% CI -0.0020 to +0.0180, margin 0.005, on the test rows)"
     )
     clear = decide_promotion(_report(0.865, BASELINES), PromotionPolicy())  # interval above zero
-    assert "beats the gradient_boosted_trees baseline (0.8500; difference +0.0150, 90% CI +0.0050" in clear.reason
+    assert (
+        "beats the gradient_boosted_trees baseline (0.8500; difference +0.0150, 90% CI +0.0050"
+        in clear.reason
+    )
 
 
 def test_a_model_clearly_below_the_best_baseline_is_not_promoted() -> None:

@@ -15,9 +15,15 @@ def _reference(rows: int) -> DriftReference:
         {"x": np.arange(1000.0), "plan": ["a", "b"] * 500, "target": [0, 1] * 500, "id": range(1000)}
     )
     return DriftReference.of(
-        train, numeric=["x"], categorical=["plan"], holdout_scores=np.array([0.1, 0.8, 0.4]),
-        holdout_labels=np.array([0, 1, 1]), threshold=0.35, rows=rows, seed=3,
-    )  # fmt: skip
+        train,
+        numeric=["x"],
+        categorical=["plan"],
+        holdout_scores=np.array([0.1, 0.8, 0.4]),
+        holdout_labels=np.array([0, 1, 1]),
+        threshold=0.35,
+        rows=rows,
+        seed=3,
+    )
 
 
 def test_sample_keeps_feature_columns_only_in_training_order() -> None:

@@ -41,13 +41,20 @@ def est() -> ResourceEstimate:
     frame = pd.DataFrame({"x": rng.normal(size=600), "c": rng.choice(list("abc"), size=600)})
     transform = FeatureTransform.fit(frame, FeatureConfig(numeric=["x"], categorical=["c"]))
     return estimate_resources(
-        transform.transform(frame), 100, transform=transform, model=ModelConfig(hidden_sizes=[8], max_epochs=3),
-        sweep=SweepConfig(num_samples=2), prices=EstimateConfig(profile_steps=5), seed=1,
-    )  # fmt: skip
+        transform.transform(frame),
+        100,
+        transform=transform,
+        model=ModelConfig(hidden_sizes=[8], max_epochs=3),
+        sweep=SweepConfig(num_samples=2),
+        prices=EstimateConfig(profile_steps=5),
+        seed=1,
+    )
 
 
 def _actual(seconds: float) -> ActualUsage:
-    return ActualUsage(sweep_seconds=seconds, trials=2, epochs_total=5, train_seconds_total=seconds / 2, device="cpu")
+    return ActualUsage(
+        sweep_seconds=seconds, trials=2, epochs_total=5, train_seconds_total=seconds / 2, device="cpu"
+    )
 
 
 def _comparison(sweep_error: float) -> EstimateComparison:
@@ -55,14 +62,18 @@ def _comparison(sweep_error: float) -> EstimateComparison:
 
 
 def test_budget_gate_shows_the_estimate_and_lets_the_policy_approve(est) -> None:
-    request = budget_gate(RUN, est, "### Data validation passed", ROWS, GatePolicy(mode="threshold", max_cost=1.0))
+    request = budget_gate(
+        RUN, est, "### Data validation passed", ROWS, GatePolicy(mode="threshold", max_cost=1.0)
+    )
     assert request.gate == "budget" and request.policy_approves
     assert f"**{est.trials} trials** on **{est.device}**" in request.evidence
     assert f"**{est.cost:.4f} {est.currency}**" in request.evidence
     assert "Training rows 7,000, validation 1,500, test 1,500." in request.evidence
     assert request.evidence.rstrip().endswith("### Data validation passed")
     assert request.resource_id == "mlops.pipeline.crm"
-    assert request.summary.version is None and math.isclose(request.summary.sweep_minutes, est.sweep_seconds / 60)
+    assert request.summary.version is None and math.isclose(
+        request.summary.sweep_minutes, est.sweep_seconds / 60
+    )
 
 
 def test_promotion_gate_shows_verdict_cost_and_evaluation(est) -> None:
@@ -70,9 +81,17 @@ def test_promotion_gate_shows_verdict_cost_and_evaluation(est) -> None:
     decision = decide_promotion(evaluation, PromotionPolicy())
     actual_seconds = est.sweep_seconds * 2
     request = promotion_gate(
-        RUN, "7", est, _comparison(float("nan")), _actual(actual_seconds), decision, evaluation, "VALIDATION",
-        "[MLflow run r](http://mlflow/#/r)", GatePolicy(mode="human"),
-    )  # fmt: skip
+        RUN,
+        "7",
+        est,
+        _comparison(float("nan")),
+        _actual(actual_seconds),
+        decision,
+        evaluation,
+        "VALIDATION",
+        "[MLflow run r](http://mlflow/#/r)",
+        GatePolicy(mode="human"),
+    )
     evidence = request.evidence
     assert evidence.startswith("## Promotion gate: crm-model v7")
     assert "Policy verdict: **reject** (min_auc: pass, holds_own_vs_baselines: FAIL)" in evidence
@@ -88,19 +107,36 @@ def test_promotion_gate_shows_verdict_cost_and_evaluation(est) -> None:
 
 def test_sweep_error_shown_as_a_percentage(est) -> None:
     decision = decide_promotion(_report(0.86, BASELINES), PromotionPolicy())
-    request = promotion_gate(RUN, "1", est, _comparison(0.234), _actual(est.sweep_seconds), decision,
-                             _report(0.86, BASELINES), "", "", GatePolicy())  # fmt: skip
+    request = promotion_gate(
+        RUN,
+        "1",
+        est,
+        _comparison(0.234),
+        _actual(est.sweep_seconds),
+        decision,
+        _report(0.86, BASELINES),
+        "",
+        "",
+        GatePolicy(),
+    )
     assert "| +23% |" in request.evidence
 
 
 def test_decision_tags_record_the_outcome_not_the_policy_verdict(est) -> None:
     evaluation = _report(0.84, BASELINES)
     policy = decide_promotion(evaluation, PromotionPolicy())  # rejects: does not beat the trees
-    request = promotion_gate(RUN, "7", est, _comparison(0.1), _actual(10.0), policy, evaluation, "", "", GatePolicy(mode="human"))
-    overridden = human_decision(request, approved=True, approver="ada", comment="x" * 9000, decided_at="t", refused=[])
+    request = promotion_gate(
+        RUN, "7", est, _comparison(0.1), _actual(10.0), policy, evaluation, "", "", GatePolicy(mode="human")
+    )
+    overridden = human_decision(
+        request, approved=True, approver="ada", comment="x" * 9000, decided_at="t", refused=[]
+    )
     tags = decision_tags(policy, overridden, evaluation)
     assert (tags["promotion.decision"], tags["promotion.decided_by"]) == ("approved", "human")
-    assert (tags["policy.verdict"], tags["policy.checks"]) == ("reject", '{"min_auc": true, "holds_own_vs_baselines": false}')
+    assert (tags["policy.verdict"], tags["policy.checks"]) == (
+        "reject",
+        '{"min_auc": true, "holds_own_vs_baselines": false}',
+    )
     assert tags["test.roc_auc"] == "0.84000"
     assert max(len(v) for v in tags.values()) <= MAX_TAG_LENGTH
     by_policy = decision_tags(policy, policy_decision(request, "t"), evaluation)
@@ -114,6 +150,8 @@ def test_run_identity_names_the_sweep_by_data_and_config() -> None:
 def test_summary_markdown(est) -> None:
     evaluation = _report(0.86, BASELINES)
     budget = policy_decision(budget_gate(RUN, est, "", ROWS, GatePolicy()), "t")
-    summary = PipelineSummary("crm-model", "sqlite:///x", est, budget, version="3", promoted=True, reason="why")
+    summary = PipelineSummary(
+        "crm-model", "sqlite:///x", est, budget, version="3", promoted=True, reason="why"
+    )
     text = summary_markdown(summary, evaluation)
     assert text.startswith("## crm-model v3: promoted to champion\n\nwhy\n\n### Test metrics")

@@ -36,7 +36,9 @@ def test_bulk_observation_matches_observing_each_value(seed: int) -> None:
     by_value = Histogram("score", "s", ["variant"], buckets=BUCKETS, registry=one).labels("champion")
     for value in values:
         by_value.observe(float(value))
-    observe_all(Histogram("score", "s", ["variant"], buckets=BUCKETS, registry=bulk).labels("champion"), values)
+    observe_all(
+        Histogram("score", "s", ["variant"], buckets=BUCKETS, registry=bulk).labels("champion"), values
+    )
     expected, got = _samples(one), _samples(bulk)
     assert expected.keys() == got.keys()
     for key, value in expected.items():
@@ -46,8 +48,12 @@ def test_bulk_observation_matches_observing_each_value(seed: int) -> None:
             assert got[key] == value, key
 
 
-COLUMNS = [FeatureColumn("deal_size", "numeric"), FeatureColumn("visits", "numeric"),
-           FeatureColumn("plan", "categorical"), FeatureColumn("region", "categorical")]  # fmt: skip
+COLUMNS = [
+    FeatureColumn("deal_size", "numeric"),
+    FeatureColumn("visits", "numeric"),
+    FeatureColumn("plan", "categorical"),
+    FeatureColumn("region", "categorical"),
+]
 
 
 def test_validated_rows_become_the_arrays_each_field_holds() -> None:
@@ -68,17 +74,41 @@ def test_validated_rows_become_the_arrays_each_field_holds() -> None:
 
 
 def test_log_lines_from_dicts_read_back_as_the_records(tmp_path: Path) -> None:
-    scored = ScoredRows("crm-leads", "4", [0.25, 0.75], [False, True], [[], ["out_of_range:visits"]],
-                        [{"visits": 1.0, "plan": None}, {"visits": 1e9, "plan": "pro"}])  # fmt: skip
+    scored = ScoredRows(
+        "crm-leads",
+        "4",
+        [0.25, 0.75],
+        [False, True],
+        [[], ["out_of_range:visits"]],
+        [{"visits": 1.0, "plan": None}, {"visits": 1e9, "plan": "pro"}],
+    )
     now = datetime(2026, 1, 31, 12, tzinfo=UTC).isoformat()
     lines = scored.log_lines(["a", "b"], ["lead-1", None], "champion", now)
     assert all(set(line) == {f.name for f in dataclasses.fields(PredictionRecord)} for line in lines)
     with PredictionLog(tmp_path) as log:
         log.append_dicts(lines)
     expected = [
-        PredictionRecord(request_id="a", variant="champion", model_version="4", features={"visits": 1.0, "plan": None},
-                         score=0.25, timestamp=now, entity_id="lead-1", model_name="crm-leads", flags=[]),
-        PredictionRecord(request_id="b", variant="champion", model_version="4", features={"visits": 1e9, "plan": "pro"},
-                         score=0.75, timestamp=now, entity_id=None, model_name="crm-leads", flags=["out_of_range:visits"]),
-    ]  # fmt: skip
+        PredictionRecord(
+            request_id="a",
+            variant="champion",
+            model_version="4",
+            features={"visits": 1.0, "plan": None},
+            score=0.25,
+            timestamp=now,
+            entity_id="lead-1",
+            model_name="crm-leads",
+            flags=[],
+        ),
+        PredictionRecord(
+            request_id="b",
+            variant="champion",
+            model_version="4",
+            features={"visits": 1e9, "plan": "pro"},
+            score=0.75,
+            timestamp=now,
+            entity_id=None,
+            model_name="crm-leads",
+            flags=["out_of_range:visits"],
+        ),
+    ]
     assert list(read_records(log_files(tmp_path))) == expected

@@ -56,10 +56,16 @@ def test_one_project_per_model_one_run_per_check(checks: list, tmp_path: Path) -
 
     start = datetime(2026, 1, 5, tzinfo=UTC)
     recorded = [
-        record_check(tmp_path / "ws", result, timestamp=start + timedelta(hours=i), source="batch.parquet",
-                     reports=[f"/reports/{i}/drift.html"], max_runs=10)
+        record_check(
+            tmp_path / "ws",
+            result,
+            timestamp=start + timedelta(hours=i),
+            source="batch.parquet",
+            reports=[f"/reports/{i}/drift.html"],
+            max_runs=10,
+        )
         for i, result in enumerate(checks)
-    ]  # fmt: skip
+    ]
     assert len({r.project_id for r in recorded}) == 1
     workspace = Workspace(str(tmp_path / "ws"))
     (project,) = workspace.list_projects()
@@ -67,7 +73,11 @@ def test_one_project_per_model_one_run_per_check(checks: list, tmp_path: Path) -
     assert len(workspace.list_runs(project.id)) == len(checks)
 
     # The last run's metric values are the last check's figures (read back as Evidently stored them).
-    snapshot = json.loads((tmp_path / "ws" / recorded[-1].project_id / "snapshots" / f"{recorded[-1].snapshot_id}.json").read_text())
+    snapshot = json.loads(
+        (
+            tmp_path / "ws" / recorded[-1].project_id / "snapshots" / f"{recorded[-1].snapshot_id}.json"
+        ).read_text()
+    )
     values = {
         m["metric_value_location"]["metric"]["params"]["column"]: m["value"] for m in _metric_values(snapshot)
     }
@@ -90,7 +100,9 @@ def test_oldest_runs_beyond_the_limit_are_deleted(checks: list, tmp_path: Path) 
 
     start = datetime(2026, 1, 5, tzinfo=UTC)
     recorded = [
-        record_check(tmp_path, checks[0], timestamp=start + timedelta(hours=i), source="log", reports=[], max_runs=2)
+        record_check(
+            tmp_path, checks[0], timestamp=start + timedelta(hours=i), source="log", reports=[], max_runs=2
+        )
         for i in range(4)
     ]
     kept = {str(run) for run in Workspace(str(tmp_path)).list_runs(recorded[0].project_id)}
