@@ -58,13 +58,16 @@ def test_the_rules_see_a_violation(tmp_path: Path) -> None:
 
 
 def test_training_flow_is_wiring_only() -> None:
-    """The flow function reads top to bottom in under 80 lines, with no private helpers beside it."""
+    """The flow function reads top to bottom in under 50 statements, with no private helpers beside it.
+
+    Statements, not lines: the formatter puts each argument of a long call on its own line."""
     path = REPO / "flows" / "training.py"
     tree = ast.parse(path.read_text(encoding="utf-8"))
     functions = [n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)]
     assert [f.name for f in functions] == ["training_pipeline"]
     flow = functions[0]
-    assert flow.end_lineno - flow.lineno + 1 < 80
+    statements = sum(isinstance(node, ast.stmt) for node in ast.walk(flow)) - 1  # the def itself
+    assert statements < 50
 
 
 def test_flow_files_load_as_scripts_the_way_deployments_run_them() -> None:
