@@ -12,6 +12,7 @@ from pathlib import Path
 from prefect import flow, runtime
 
 from flows.config import load_config
+from flows.gates import require_server_for, run_gate
 from flows.validation import docs_dir_for_run
 from infra.home import ProjectHome
 from models.estimate.actual import actual_from_sweep, compare
@@ -34,7 +35,6 @@ from models.seeds import Seeds
 from tasks.data import InvalidDataError, load_data, require_valid
 from tasks.estimate import estimate
 from tasks.evaluate import evaluate
-from tasks.gates import require_server_for, run_gate
 from tasks.lineage import code_version, fingerprint
 from tasks.monitoring import save_drift_reference
 from tasks.packaging import package_version

@@ -24,7 +24,7 @@ RunIdArgument = Annotated[str, typer.Argument(help="Flow run id from `mlops appr
 @approvals_app.command("list")
 def approvals_list() -> None:
     """Runs waiting at a gate, with the gate, model, cost and key metric."""
-    from tasks.gates import waiting_runs
+    from flows.cli.approval_queries import waiting_runs
 
     try:
         waiting = waiting_runs()
@@ -57,7 +57,7 @@ def approvals_show(run_id: RunIdArgument) -> None:
     """Print the evidence an approver sees for a waiting run."""
     from rich.markdown import Markdown
 
-    from tasks.gates import gate_evidence
+    from flows.cli.approval_queries import gate_evidence
 
     try:
         evidence = gate_evidence(run_id)
@@ -69,8 +69,8 @@ def approvals_show(run_id: RunIdArgument) -> None:
 def _decide(run_id: str, approved: bool, approver: str, comment: str) -> None:
     """Resume the run with the form's answer. An approver outside the allowlist is still sent: the run
     records the refusal and waits on; the command says so and exits 1."""
+    from flows.cli.approval_queries import resume_gate
     from models.governance.approval import on_allowlist
-    from tasks.gates import resume_gate
 
     try:
         waiting = resume_gate(run_id, approved=approved, approver=approver, comment=comment)

@@ -36,6 +36,7 @@ from models.evaluation.bootstrap import (
 )
 from models.evaluation.checks import as_labels, as_scores
 from models.evaluation.config import BusinessConfig
+from models.evaluation.gains import Gains, gains
 
 # Profits are products of float prices and integer counts, so two thresholds with mathematically equal
 # profit can differ in the last bits (0.3 * 3 - 0.1 * 3 < 0.3 * 5 - 0.1 * 9). Profits within this
@@ -109,37 +110,6 @@ class ThresholdChoice:
         return asdict(self)
 
 
-@dataclass(frozen=True)
-class Gains:
-    """Cumulative gains and lift: share of all positives captured by contacting the top-scored rows.
-
-    Entry ``i`` is for the top ``contacted_share[i]`` of rows by score (0.1, 0.2, ... 1.0 for deciles).
-    Rows with tied scores are shared out evenly across a cut (the expectation over a random order
-    among them), so a constant score gives the diagonal (lift 1) whatever the row order, and a cut that
-    falls inside a row counts that row in proportion.
-    """
-
-    contacted_share: list[float]
-    captured_share: list[float]
-    lift: list[float]  # captured share / contacted share; 1 is a random ranking
-    rows: int
-    positives: int
-
-    def captured_at(self, share: float) -> float:
-        """Share of positives captured in the top ``share`` of rows, interpolated between bins."""
-        if not 0.0 < share <= 1.0:
-            raise ValueError(f"share must be in (0, 1], got {share}")
-        return float(np.interp(share, [0.0, *self.contacted_share], [0.0, *self.captured_share]))
-
-    def lift_at(self, share: float) -> float:
-        """Lift of the top ``share`` of rows: captured share over contacted share."""
-        return self.captured_at(share) / share
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-dict form for JSON logging."""
-        return asdict(self)
-
-
 def _as_array(values: Any, name: str) -> np.ndarray:
     """A 1-D finite float array of any length, zero and one included (one request may be one row)."""
     a = np.asarray(values, dtype=np.float64)
@@ -160,7 +130,7 @@ def _batch_size(config: BusinessConfig, n: int) -> int:
     return config.batch_rows if config.batch_rows is not None else max(n, 1)
 
 
-def contact_decisions(
+def contacts_at(
     scores: np.ndarray, threshold: float, config: BusinessConfig, order: np.ndarray | None = None
 ) -> np.ndarray:
     """Which rows to contact: ``score >= threshold``, within the capacity of each batch.
@@ -199,10 +169,10 @@ def _outcome(
 def outcome_at(
     y_true: np.ndarray, y_score: np.ndarray, threshold: float, config: BusinessConfig
 ) -> BusinessOutcome:
-    """Contacts, conversions, profit and ROI of contacting by ``contact_decisions`` at ``threshold``."""
+    """Contacts, conversions, profit and ROI of contacting by ``contacts_at`` at ``threshold``."""
     y = as_labels(y_true)
     s = as_scores(y_score, y.size)
-    return _outcome(y, contact_decisions(s, threshold, config), threshold, config)
+    return _outcome(y, contacts_at(s, threshold, config), threshold, config)
 
 
 def _no_one_threshold(s: np.ndarray) -> float:
@@ -359,36 +329,6 @@ def optimal_threshold(
     )
 
 
-def gains(y_true: np.ndarray, y_score: np.ndarray, n_bins: int = 10) -> Gains:
-    """Cumulative gains and lift for the top 1/n_bins, 2/n_bins, ... of rows by score (deciles by default).
-
-    Answers "if we contact the top 10%, what share of all positives do we reach, and how many times
-    better than random is that?". Rows are ordered by score descending; tied rows are shared out evenly
-    across a cut (see ``Gains``). Needs at least one positive.
-    """
-    y = as_labels(y_true)
-    s = as_scores(y_score, y.size)
-    if n_bins < 1:
-        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
-    positives = int(y.sum())
-    if positives == 0:
-        raise ValueError("gains need at least one positive in y_true")
-    order = np.argsort(-s, kind="stable")
-    s_sorted = s[order]
-    group_ends = np.flatnonzero(np.r_[s_sorted[1:] != s_sorted[:-1], True])
-    rows_through = np.r_[0, group_ends + 1]  # rows up to each tie group's end
-    positives_through = np.r_[0.0, np.cumsum(y[order])[group_ends]]
-    share = np.arange(1, n_bins + 1) / n_bins
-    captured = np.interp(share * y.size, rows_through, positives_through) / positives
-    return Gains(
-        contacted_share=[float(x) for x in share],
-        captured_share=[float(c) for c in captured],
-        lift=[float(x) for x in captured / share],
-        rows=int(y.size),
-        positives=positives,
-    )
-
-
 @dataclass(frozen=True)
 class BusinessReport:
     """The money view of a model on the test split, next to the champion and the trivial policies.
@@ -527,7 +467,7 @@ def business_report(
         champion = outcome_at(y, c, c_threshold, config)
         champion_gains = gains(y, c)
     # Scores are probabilities, so 0 makes every row eligible; priority by position = unranked.
-    everyone = contact_decisions(s, 0.0, config, order=-np.arange(n, dtype=np.float64))
+    everyone = contacts_at(s, 0.0, config, order=-np.arange(n, dtype=np.float64))
     return BusinessReport(
         config=config,
         rows=n,

@@ -1,6 +1,6 @@
 """Approval gates as plain data: what a gate asks, who may decide without a person, what was decided.
 
-Pure code (no Prefect): ``tasks/gates.py`` publishes the request, waits for a person when the policy
+Pure code (no Prefect): ``flows/gates.py`` publishes the request, waits for a person when the policy
 says so, and records the decision built here.
 """
 

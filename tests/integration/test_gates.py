@@ -19,9 +19,9 @@ from prefect.client.orchestration import get_client
 from prefect.flow_runs import resume_flow_run
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
+from flows.gates import EVENT_DECIDED, GateNeedsServerError, require_server_for, run_gate
 from models.governance.approval import GateDecision, GateRequest, GateSummary
 from models.governance.config import ApprovalConfig, GatePolicy
-from tasks.gates import EVENT_DECIDED, GateNeedsServerError, require_server_for, run_gate
 
 pytestmark = pytest.mark.integration
 

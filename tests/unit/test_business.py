@@ -13,13 +13,13 @@ from pydantic import ValidationError
 from models.evaluation import plots
 from models.evaluation.business import (
     business_report,
-    contact_decisions,
-    gains,
+    contacts_at,
     optimal_threshold,
     outcome_at,
     profit_curve,
 )
 from models.evaluation.config import BusinessConfig
+from models.evaluation.gains import gains
 
 # Profits, ROIs and shares below are sums of a handful of exact products: 1e-12 promises agreement to
 # float64 rounding, nothing looser.
@@ -127,38 +127,38 @@ def test_tied_scores_form_one_threshold() -> None:
 
 
 def test_capacity_takes_top_scores_per_batch() -> None:
-    whole = contact_decisions(SCORES, 0.5, config(capacity=2))
+    whole = contacts_at(SCORES, 0.5, config(capacity=2))
     assert whole.tolist() == [False, True, False, False, True, False]  # 0.9 and 0.8
     # Batches [0.4 0.9 0.2] and [0.6 0.8 0.7]: one contact each, the top eligible score.
     batched = config(capacity=1, batch_rows=3)
-    assert contact_decisions(SCORES, 0.5, batched).tolist() == [False, True, False, False, True, False]
+    assert contacts_at(SCORES, 0.5, batched).tolist() == [False, True, False, False, True, False]
     # Above 0.85 the second batch has no eligible row, and its capacity is not lent to the first.
-    assert contact_decisions(SCORES, 0.85, batched).tolist() == [False, True, False, False, False, False]
+    assert contacts_at(SCORES, 0.85, batched).tolist() == [False, True, False, False, False, False]
     # The last batch may be short: batches [0.4 0.9 0.2 0.6] and [0.8 0.7].
-    short = contact_decisions(SCORES, 0.1, config(capacity=2, batch_rows=4))
+    short = contacts_at(SCORES, 0.1, config(capacity=2, batch_rows=4))
     assert short.tolist() == [False, True, False, True, True, True]
 
 
 def test_capacity_with_single_row_batches_and_any_length() -> None:
     single = config(capacity=1, batch_rows=1)
-    assert contact_decisions(SCORES, 0.5, single).tolist() == (SCORES >= 0.5).tolist()
-    assert contact_decisions(np.array([0.7]), 0.5, config(capacity=1)).tolist() == [True]
-    assert contact_decisions(np.array([0.3]), 0.5, config(capacity=1)).tolist() == [False]
-    empty = contact_decisions(np.array([]), 0.5, config(capacity=3, batch_rows=2))
+    assert contacts_at(SCORES, 0.5, single).tolist() == (SCORES >= 0.5).tolist()
+    assert contacts_at(np.array([0.7]), 0.5, config(capacity=1)).tolist() == [True]
+    assert contacts_at(np.array([0.3]), 0.5, config(capacity=1)).tolist() == [False]
+    empty = contacts_at(np.array([]), 0.5, config(capacity=3, batch_rows=2))
     assert empty.shape == (0,) and empty.dtype == bool
-    assert contact_decisions(np.array([]), 0.5, config()).shape == (0,)
+    assert contacts_at(np.array([]), 0.5, config()).shape == (0,)
 
 
 def test_capacity_ties_go_to_the_earlier_row() -> None:
     scores = np.array([0.5, 0.5, 0.5, 0.2])
-    assert contact_decisions(scores, 0.3, config(capacity=2)).tolist() == [True, True, False, False]
+    assert contacts_at(scores, 0.3, config(capacity=2)).tolist() == [True, True, False, False]
     per_batch = config(capacity=1, batch_rows=2)
-    assert contact_decisions(scores, 0.3, per_batch).tolist() == [True, False, True, False]
+    assert contacts_at(scores, 0.3, per_batch).tolist() == [True, False, True, False]
     # An explicit priority replaces the score: here later rows first.
-    later_first = contact_decisions(scores, 0.0, config(capacity=2), order=np.arange(4.0))
+    later_first = contacts_at(scores, 0.0, config(capacity=2), order=np.arange(4.0))
     assert later_first.tolist() == [False, False, True, True]
     # Capacity goes to eligible rows only, even when ineligible ones have a higher priority.
-    eligible_first = contact_decisions(scores, 0.3, config(capacity=2), order=np.arange(4.0))
+    eligible_first = contacts_at(scores, 0.3, config(capacity=2), order=np.arange(4.0))
     assert eligible_first.tolist() == [False, True, True, False]
 
 
@@ -171,7 +171,7 @@ def test_capacity_profit_curve_hand_computed() -> None:
     assert curve.best_threshold == 0.8
     # A tie at the capacity cut: the earlier of the tied rows (a positive) is the one contacted.
     tied = profit_curve([0, 1, 0, 1], [0.5, 0.5, 0.5, 0.2], config(capacity=1))
-    tied_decisions = contact_decisions(np.array([0.5, 0.5, 0.5, 0.2]), 0.5, config(capacity=1))
+    tied_decisions = contacts_at(np.array([0.5, 0.5, 0.5, 0.2]), 0.5, config(capacity=1))
     assert tied_decisions.tolist() == [True, False, False, False]
     assert tied.profit == pytest.approx([-3, -3, 0], abs=EXACT)
     reversed_tie = profit_curve([1, 0, 0, 1], [0.5, 0.5, 0.5, 0.2], config(capacity=1))
@@ -283,9 +283,9 @@ def test_config_needs_value_and_cost() -> None:
 
 def test_inputs_are_checked() -> None:
     with pytest.raises(ValueError, match="NaN"):
-        contact_decisions(SCORES, float("nan"), config())
+        contacts_at(SCORES, float("nan"), config())
     with pytest.raises(ValueError, match="length mismatch"):
-        contact_decisions(SCORES, 0.5, config(capacity=1), order=np.arange(3.0))
+        contacts_at(SCORES, 0.5, config(capacity=1), order=np.arange(3.0))
     with pytest.raises(ValueError, match="length mismatch"):
         outcome_at(LABELS, SCORES[:5], 0.5, config())
 
