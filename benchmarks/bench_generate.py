@@ -1,4 +1,4 @@
-"""Time `generate_leads` + writing 1M rows, against the issue's 30 s ceiling.
+"""Time `generate_leads` + writing 1M rows, against a 30 s ceiling.
 
 Run: .venv/bin/python benchmarks/bench_generate.py [--rows 1000000]
 """

@@ -10,9 +10,9 @@ from prefect.events import DeploymentEventTrigger
 from prefect.events.schemas.automations import Posture
 from prefect.schedules import Cron, Interval
 
-from flows.batch import batch_scoring
 from flows.config import PipelineConfig, ScheduleConfig
 from flows.monitor import drift_monitor
+from flows.scoring import batch_scoring
 from flows.training import training_pipeline
 from tasks.monitoring import DRIFT_EVENT
 

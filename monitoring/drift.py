@@ -1,6 +1,6 @@
 """Per-column data drift against the training reference, with the methods and verdicts of Evidently's
 DataDriftPreset (0.7.23) and numpy's speed: a million current rows by thirty columns take seconds, where
-Evidently takes minutes (FACTS.md). Evidently still renders the human report; this module decides.
+Evidently takes minutes (measured here at 30 columns: 16.6 s for 100k rows, 255 s for 1M). Evidently still renders the human report; this module decides.
 
 The rules below were read from the installed Evidently 0.7.23 (paths under ``evidently/``) and are
 reproduced exactly; ``tests/integration/test_drift_parity.py`` checks them against Evidently itself.

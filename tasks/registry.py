@@ -42,18 +42,29 @@ def load_scorer(tracking_uri: str, model_uri: str) -> TabularScorer:
         return TabularScorer.load(download_scorer_dir(tracking_uri, model_uri, Path(tmp)))
 
 
-def load_by_reference(tracking_uri: str, reference: str) -> TabularScorer:
-    """The scorer of ``NAME@ALIAS`` (e.g. ``crm-leads@champion``) or ``NAME/VERSION``; a clear error
-    when the reference is malformed or names nothing in the registry."""
+@dataclass(frozen=True)
+class ReferencedModel:
+    """A registered version named by the user, resolved to its number (an alias moves; the number does
+    not), with its scorer."""
+
+    name: str
+    version: str
+    scorer: TabularScorer
+
+
+def load_by_reference(tracking_uri: str, reference: str) -> ReferencedModel:
+    """The version and scorer of ``NAME@ALIAS`` (e.g. ``crm-leads@champion``) or ``NAME/VERSION``; a clear
+    error when the reference is malformed or names nothing in the registry."""
     match = _MODEL_REF.fullmatch(reference)
     if not match:
         raise UserInputError(
             f"--model {reference!r}: expected NAME@ALIAS (e.g. crm-leads@champion) or NAME/VERSION"
         )
     name, alias, number = match.groups()
-    uri = f"models:/{name}@{alias}" if alias else f"models:/{name}/{number}"
     try:
-        return load_scorer(tracking_uri, uri)
+        if alias:  # resolved once, so the version loaded is the version logged
+            number = str(mlflow.MlflowClient(tracking_uri).get_model_version_by_alias(name, alias).version)
+        return ReferencedModel(name, number, load_scorer(tracking_uri, f"models:/{name}/{number}"))
     except MlflowException as exc:
         raise UserInputError(
             f"--model {reference}: not found in the registry at {tracking_uri} ({exc.message})"

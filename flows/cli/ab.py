@@ -33,7 +33,7 @@ def _run(flow_state):
 def ab_start(
     ctx: typer.Context,
     model: ModelOption,
-    version: Annotated[str, typer.Option("--version", "-v")],
+    version: Annotated[str, typer.Option("--version", help="The registered version to serve as candidate.")],
     reason: ReasonOption,
     by: ByOption = None,
 ) -> None:
@@ -73,9 +73,13 @@ def ab_report_cmd(
     tau: Annotated[float, typer.Option(help="Conversion difference the test is tuned to detect.")] = 0.02,
 ) -> None:
     """Per-variant volumes and scores from the prediction log; with --labels conversion, AUC, the always-valid
-    test and a recommendation. --config gives the id and target columns of the labels (data.id_column, data.target)."""
+    test and a recommendation. --config gives the id and target columns of the labels (data.id_column, data.target)
+    and the intervals' threshold, resamples, confidence and seed (evaluation.*, seed); without it their defaults."""
+    from flows.config import PipelineConfig
     from models.data.io import read_table
     from models.data.split import binary_labels
+    from models.evaluation.config import EvaluationConfig
+    from models.seeds import Seeds
     from monitoring.ab import LoggedScore, ab_report
     from monitoring.prediction_log import log_files, read_records
 
@@ -88,13 +92,18 @@ def ab_report_cmd(
         ]
         if not rows:
             raise UserInputError(f"the prediction log {home.prediction_logs} has no rows of {model}")
+        # The evaluation's own threshold, resamples, confidence and bootstrap seed: the config's when given,
+        # else their defaults (the pipeline config's root seed included).
+        pipeline = load(config, None, home) if config is not None else None
+        evaluation = pipeline.evaluation if pipeline else EvaluationConfig()
+        root_seed = pipeline.seed if pipeline else PipelineConfig.model_fields["seed"].default
         outcome = None
         if labels is not None:
-            if config is None:
+            if pipeline is None:
                 raise UserInputError(
                     "--labels needs --config: its data.id_column and data.target name the columns"
                 )
-            data = load(config, None, home).data
+            data = pipeline.data
             table = read_table(labels, delimiter=data.delimiter, na_values=data.na_values)
             for column in (data.id_column, data.target):
                 if column is None or column not in table.columns:
@@ -107,10 +116,10 @@ def ab_report_cmd(
             outcome,
             alpha=alpha,
             tau=tau,
-            threshold=0.5,
-            n_resamples=1000,
-            seed=0,
-            confidence=0.95,
+            threshold=evaluation.threshold,
+            n_resamples=evaluation.n_bootstrap,
+            seed=Seeds.from_root(root_seed).bootstrap,
+            confidence=evaluation.confidence,
         )
     except UserInputError as exc:
         raise fail(str(exc)) from None
@@ -121,8 +130,8 @@ def ab_report_cmd(
         "score mean",
         "p10 / p50 / p90",
         "labelled",
-        "conversion (95%)",
-        "ROC AUC (95%)",
+        f"conversion ({evaluation.confidence:.0%})",
+        f"ROC AUC ({evaluation.confidence:.0%})",
     )
     for v in report.variants:
         q = v.score_quantiles

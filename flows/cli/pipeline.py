@@ -115,20 +115,29 @@ def predict(
     output_path: Annotated[
         Path, typer.Option("--output", "-o", help="Where to write the rows plus a score column.")
     ],
+    id_column: Annotated[
+        str | None,
+        typer.Option("--id-column", help="Column logged as each row's entity id (e.g. lead_id)."),
+    ] = None,
 ) -> None:
-    """Batch-score a file with a registered model; the logged feature transform is applied."""
+    """Batch-score a file with a registered model (its logged feature transform applied) and log every row
+    (variant batch) for the drift monitor, as `mlops batch` does."""
     home = home_of(ctx)
     try:
-        from models.data.io import file_format, read_table, write_table
+        from models.data.io import file_format, read_table
         from tasks.registry import load_by_reference
+        from tasks.scoring import score_table
 
         file_format(output_path)
         df = read_table(input_path)
-        scorer = load_by_reference(home.active_tracking_uri(), model)
-        write_table(scorer.score_frame(df), output_path)
+        chosen = load_by_reference(home.active_tracking_uri(), model)
+        score_table(
+            chosen.scorer, chosen.name, chosen.version, df, output_path, home.prediction_logs, id_column
+        )
     except UserInputError as exc:
         raise fail(str(exc)) from None
-    say(f"scored {len(df):,} rows with {model}; wrote {output_path}")
+    say(f"scored {len(df):,} rows with {chosen.name} v{chosen.version}; wrote {output_path}")
+    say(f"prediction log: {home.prediction_logs}")
 
 
 def batch(
@@ -142,7 +151,7 @@ def batch(
     """Run the batch-scoring flow once: the champion scores each new file, writes <name>.scored.<ext> beside
     it and logs every row (variant batch) for the drift monitor."""
     home = home_of(ctx)
-    from flows.batch import batch_scoring
+    from flows.scoring import batch_scoring
 
     state = batch_scoring(
         str(config.resolve()), str(input_path.resolve()) if input_path else None, return_state=True

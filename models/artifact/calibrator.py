@@ -2,7 +2,7 @@
 
 A network's scores rank well but are often over- or under-confident, and a weighted loss (rare positives,
 `ModelConfig.positive_weight`) shifts every logit by about log(weight). Business value (expected profit at a
-threshold) and the monitoring issue's label-free performance estimate read scores as probabilities, so the
+threshold) and the drift monitor's label-free performance estimate read scores as probabilities, so the
 scorer applies ``p = sigmoid((logit - offset) / temperature)``. Both are fitted by minimising the log-loss
 on rows the network was not trained on (the validation split or out-of-fold rows), the offset starting
 from log(weight). Temperature alone cannot move the scores' mean: an early-stopped network whose logits sit

@@ -76,8 +76,8 @@ class SweepConfig(BaseModel):
 
 
 # What `mlops data profile` writes into a new pipeline config: a small space to edit. Architecture is
-# searched because which one wins depends on the table (FACTS.md: a plain MLP won on one real table, only
-# TabM with embeddings reached par on another); learning rate and weight decay matter most on small tables.
+# searched because which one wins depends on the table (a plain MLP won on one real table, only TabM
+# with embeddings reached par on another); learning rate and weight decay matter most on small tables.
 STARTER_SEARCH_SPACE: dict[str, dict[str, Any]] = {
     "architecture": {"type": "choice", "values": ["mlp", "tabm"]},
     "learning_rate": {"type": "loguniform", "low": 0.0005, "high": 0.005},

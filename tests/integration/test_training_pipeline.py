@@ -222,18 +222,35 @@ def test_invalid_data_stops_before_training(first_run, stack) -> None:
     assert len(client.search_model_versions(f"name='{MODEL}'")) == before
 
 
+def _batch_records(stack) -> list:
+    """The prediction log's records of variant batch, oldest first."""
+    from monitoring.prediction_log import log_files, read_records
+
+    return [r for r in read_records(log_files(stack["home"].prediction_logs)) if r.variant == "batch"]
+
+
 def test_predict_cli_matches_registry_and_bento(first_run, stack, tmp_path) -> None:
     rows = read_table(stack["data"]).head(20)
     rows.loc[0, "deal_size"] = np.nan
     rows.loc[1, "region"] = "atlantis"  # unseen category: the unknown bucket
     input_path = write_table(rows, tmp_path / "rows.csv")
     output_path = tmp_path / "scored.csv"
+    logged_before = _batch_records(stack)
     result = CliRunner().invoke(
         app,
-        ["predict", "--model", f"{MODEL}@champion", "--input", str(input_path), "--output", str(output_path)],
+        [
+            "predict",
+            *("--model", f"{MODEL}@champion", "--input", str(input_path), "--output", str(output_path)),
+            *("--id-column", "lead_id"),
+        ],
     )
     assert result.exit_code == 0, result.output
     cli_scores = pd.read_csv(output_path)["score"].to_numpy()
+    # The same path as `mlops batch`: every row logged as variant batch, with the version the alias named.
+    logged = [r for r in _batch_records(stack) if r.request_id not in {b.request_id for b in logged_before}]
+    assert {(r.model_name, r.model_version) for r in logged} == {(MODEL, first_run.version)}
+    assert [r.entity_id for r in logged] == rows["lead_id"].astype(str).tolist()
+    np.testing.assert_allclose([r.score for r in logged], cli_scores, rtol=0, atol=1e-12)
 
     mlflow.set_tracking_uri(stack["home"].tracking_uri)
     loaded = mlflow.pyfunc.load_model(f"models:/{MODEL}@champion")
@@ -255,19 +272,18 @@ def test_predict_cli_matches_registry_and_bento(first_run, stack, tmp_path) -> N
 def test_batch_scoring_flow_scores_new_files_and_logs_them(first_run, stack, tmp_path) -> None:
     """`mlops batch`: each new file of a folder scored beside itself by the champion, every row in the
     prediction log as variant `batch`; outputs and already-scored files are not scored again."""
-    from monitoring.prediction_log import log_files, read_records
-
     folder = tmp_path / "incoming"
     rows = read_table(stack["data"]).head(30)
     write_table(rows.head(20), folder / "monday.csv")
     write_table(rows.tail(10), folder / "tuesday.parquet")
+    before = {r.request_id for r in _batch_records(stack)}
     result = CliRunner().invoke(app, ["batch", "--config", str(stack["config_path"]), "--input", str(folder)])
     assert result.exit_code == 0, result.output
     assert "scored 20 rows" in result.output and "scored 10 rows" in result.output
     monday = pd.read_csv(folder / "monday.scored.csv")
-    scorer = load_by_reference(stack["home"].tracking_uri, f"{MODEL}@champion")
+    scorer = load_by_reference(stack["home"].tracking_uri, f"{MODEL}@champion").scorer
     np.testing.assert_allclose(monday["score"], scorer.predict_proba(rows.head(20)), rtol=0, atol=1e-12)
-    batch = [r for r in read_records(log_files(stack["home"].prediction_logs)) if r.variant == "batch"]
+    batch = [r for r in _batch_records(stack) if r.request_id not in before]
     assert len(batch) == 30 and {(r.model_name, r.model_version) for r in batch} == {
         (MODEL, first_run.version)
     }

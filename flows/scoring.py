@@ -1,7 +1,7 @@
 """The ``batch-scoring`` flow: the champion scores a file or a folder of files, each output written beside
 its input, every row appended to the prediction log as variant ``batch``.
 
-Wiring only: the I/O is ``tasks.batch``. A scheduled deployment (``batch.schedule``) scores ``batch.input``.
+Wiring only: the I/O is ``tasks.scoring``. A scheduled deployment (``batch.schedule``) scores ``batch.input``.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from prefect.artifacts import create_markdown_artifact
 from flows.config import load_config
 from infra.home import ProjectHome
 from models.errors import UserInputError
-from tasks.batch import batch_inputs, score_file
 from tasks.registry import load_champion
+from tasks.scoring import batch_inputs, score_file
 from tasks.tracking import TrackingTarget
 
 

@@ -1,4 +1,5 @@
-"""Batch scoring I/O: which files to score, scoring one beside itself, and logging it like live traffic."""
+"""Batch scoring I/O: which files to score, and the one path every batch score takes (``mlops batch``, its
+scheduled deployment and ``mlops predict``): score, write the output, log every row like live traffic."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import math
 import uuid
 from pathlib import Path
 
+import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
@@ -41,16 +43,20 @@ def _value(v: object) -> object:
     return None if isinstance(v, float) and not math.isfinite(v) else v
 
 
-@task(name="score-file", cache_policy=NO_CACHE)
-def score_file(
-    scorer: TabularScorer, name: str, version: str, path: Path, data: DataConfig, log_dir: Path
-) -> tuple[Path, int]:
-    """Score ``path`` with the champion, write ``<name>.scored.<ext>`` beside it and append every row to the
-    prediction log (variant ``batch``), so the drift monitor sees batch use too. Returns the output and rows."""
-    frame = read_table(path, delimiter=data.delimiter, na_values=data.na_values, parse_dates=data.parse_dates)
-    id_column = data.id_column
+def score_table(
+    scorer: TabularScorer,
+    name: str,
+    version: str,
+    frame: pd.DataFrame,
+    out_path: Path,
+    log_dir: Path,
+    id_column: str | None = None,
+) -> Path:
+    """Score ``frame`` with version ``version`` of model ``name``, write it with a score column to
+    ``out_path`` and append every row to the prediction log (variant ``batch``), so the drift monitor sees
+    batch use too. Returns the written path."""
     scored = scorer.score_frame(frame)
-    out = write_table(scored, scored_path(path))
+    out = write_table(scored, out_path)
     canonical = scorer.transform.canonical_inputs(frame)
     ids = (
         frame[id_column].astype(str).tolist()
@@ -72,4 +78,15 @@ def score_file(
     with PredictionLog(log_dir) as log:
         for start in range(0, len(records), 10_000):
             log.append(records[start : start + 10_000])
+    return out
+
+
+@task(name="score-file", cache_policy=NO_CACHE)
+def score_file(
+    scorer: TabularScorer, name: str, version: str, path: Path, data: DataConfig, log_dir: Path
+) -> tuple[Path, int]:
+    """Score ``path`` with the champion into ``<name>.scored.<ext>`` beside it (`score_table`); returns the
+    output and its row count."""
+    frame = read_table(path, delimiter=data.delimiter, na_values=data.na_values, parse_dates=data.parse_dates)
+    out = score_table(scorer, name, version, frame, scored_path(path), log_dir, data.id_column)
     return out, len(frame)
