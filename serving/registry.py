@@ -29,8 +29,9 @@ from mlflow.exceptions import MlflowException
 from models.artifact.pyfunc import SCORER_ARTIFACT
 from models.artifact.scorer import TabularScorer
 from serving.packaging import ModelIntegrityError, scorer_digest
+from serving.settings import LOGGER_NAME
 
-logger = logging.getLogger("bentoml.serve.tabular")
+logger = logging.getLogger(LOGGER_NAME)
 
 DIGEST_TAG = "serving.scorer_sha256"
 SMOKE_TAG = "serving.smoke"

@@ -376,6 +376,12 @@ def _wait_candidate(url: str, version: str | None) -> None:
         time.sleep(0.5)
 
 
+def _served_variants(url: str) -> tuple[str, list[tuple[str, str, str]]]:
+    """/metadata's ``variant`` and its ``variants`` as (variant, alias, model version)."""
+    metadata = _call(url, "/metadata", {})[1]
+    return metadata["variant"], [(v["variant"], v["alias"], v["model_version"]) for v in metadata["variants"]]
+
+
 def test_ab_split_and_shadow_follow_the_candidate_alias(
     registry: Registry, ab_services: dict, tmp_path: Path, prefect_server: str
 ) -> None:
@@ -393,6 +399,12 @@ def test_ab_split_and_shadow_follow_the_candidate_alias(
     assert registry.client().get_model_version(MODEL, candidate).tags["approval.ab.approver"] == "ops"
     for url in (ab_url, shadow_url):
         _wait_candidate(url, candidate)
+    # /metadata lists what serves: the champion, and the candidate as challenger (A/B) or shadow.
+    for url, variant, answering in ((ab_url, "challenger", "mixed"), (shadow_url, "shadow", "champion")):
+        assert _served_variants(url) == (
+            answering,
+            [("champion", "champion", champion), (variant, "candidate", candidate)],
+        )
 
     # A/B: 10,000 leads, each always answered by the same variant, about 30% by the challenger.
     ids = [f"lead-{i}" for i in range(10_000)]
@@ -431,6 +443,7 @@ def test_ab_split_and_shadow_follow_the_candidate_alias(
     )
     _wait_candidate(ab_url, None)
     assert {v for v, _ in _variants(ab_url, ids[:500]).values()} == {"champion"}
+    assert _served_variants(ab_url) == ("champion", [("champion", "champion", champion)])
 
 
 def test_service_started_before_any_champion_is_not_ready_then_serves_the_first_one(

@@ -36,7 +36,7 @@ from models.nn.config import ModelConfig
 from models.training.fit import train_model
 from monitoring.prediction_log import log_files, read_records
 from serving.packaging import ModelIntegrityError, scorer_digest, verify_scorer_files
-from serving.service import PredictResponse, build_request_model
+from serving.schemas import PredictResponse, build_request_model
 
 from conftest import free_port, stop_process, wait_http
 
@@ -437,6 +437,17 @@ def test_metadata_describes_the_served_model(served: Served) -> None:
     assert [f["name"] for f in body["features"]] == FEATURES
     assert body["metadata"]["run_id"] == "r1"
     assert body["decision"] == {"threshold": 0.3, "source": "test rule", "capacity": 3}
+    # Only the champion serves (A/B and shadow: tests/integration/test_registry_following.py).
+    assert body["variant"] == "champion"
+    assert body["variants"] == [
+        {
+            "variant": "champion",
+            "alias": "champion",
+            "model_name": "crm-leads",
+            "model_version": MODEL_VERSION,
+            "source": f"bento model {served.model_tag}",
+        }
+    ]
 
 
 def test_bento_pins_the_packages_installed_here(served: Served) -> None:

@@ -13,7 +13,10 @@ from prometheus_client import CollectorRegistry, Histogram
 
 from models.artifact.scorer import FeatureColumn
 from monitoring.prediction_log import PredictionLog, PredictionRecord, log_files, read_records
-from serving.service import ScoredRows, build_request_model, observe_all, rows_to_arrays
+from serving.encoding import rows_to_arrays
+from serving.metrics import observe_all
+from serving.schemas import build_request_model
+from serving.scoring import ScoredRows
 
 BUCKETS = [i / 10 for i in range(1, 11)]  # the service's score histogram
 

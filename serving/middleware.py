@@ -1,0 +1,114 @@
+"""ASGI middleware in front of the service's APIs: bearer-token auth, and refusal of bodies that are not JSON
+or too large, before anything is parsed."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+from typing import Any
+
+from starlette.responses import JSONResponse
+
+from serving.settings import LOGGER_NAME, OPEN_PATHS, serving_config
+
+logger = logging.getLogger(LOGGER_NAME)
+
+
+class BearerTokenMiddleware:
+    """ASGI middleware: 401 unless ``Authorization: Bearer <token>`` matches the configured token.
+
+    The token is read from the variable named by ``ServingConfig.token_env`` (default ``MLOPS_SERVING_TOKEN``)
+    when the app is built (worker start-up); no token, no auth, and start-up says so. Health and metrics
+    paths (`OPEN_PATHS`) are always open.
+    """
+
+    def __init__(self, app: Any, token_env: str | None = None) -> None:
+        self.app = app
+        self.token_env = token_env or serving_config().token_env
+        token = os.environ.get(self.token_env, "")
+        self._expected = f"Bearer {token}".encode() if token else None
+        if self._expected is None:
+            logger.warning("%s is not set: bearer-token auth is OFF, every endpoint is open", self.token_env)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if self._expected is None or scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        supplied = dict(scope["headers"]).get(b"authorization", b"")
+        if hmac.compare_digest(supplied, self._expected):  # constant time: no token oracle
+            await self.app(scope, receive, send)
+            return
+        response = JSONResponse(
+            {"error": "missing or invalid bearer token"},
+            status_code=401,
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+        await response(scope, receive, send)
+
+
+class RequestGuardMiddleware:
+    """ASGI middleware in front of the APIs: 415 for a body that is not JSON, 413 for one over
+    ``ServingConfig.max_body_bytes``.
+
+    Every API takes JSON; BentoML would try to parse any other declared type as a form (and answer a
+    multipart type without a boundary with a 500). A declared ``Content-Length`` over the limit is refused
+    before anything is read; otherwise the body is read up to the limit (chunked bodies included) and
+    replayed to the app, so nothing larger ever reaches parsing, validation or the prediction log.
+    """
+
+    def __init__(self, app: Any, max_bytes: int | None = None) -> None:
+        self.app = app
+        self.max_bytes = max_bytes or serving_config().max_body_bytes
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope.get("method") in ("GET", "HEAD"):
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        media_type = headers.get(b"content-type", b"application/json").split(b";")[0].strip().lower()
+        if media_type != b"application/json" and not media_type.endswith(b"+json"):
+            response = JSONResponse(
+                {
+                    "error": f"Content-Type must be application/json, got {media_type.decode(errors='replace')!r}"
+                },
+                status_code=415,
+            )
+            await response(scope, receive, send)
+            return
+        declared = headers.get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            await self._refuse(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await self._refuse(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        response = JSONResponse(
+            {"error": f"request body over the {self.max_bytes}-byte limit (serving.max_body_bytes)"},
+            status_code=413,
+        )
+        await response(scope, receive, send)
