@@ -34,6 +34,13 @@ from models.artifact.scorer import FeatureColumn
 # --- requests ---------------------------------------------------------------------------------------------
 
 
+def _too_long(max_chars: int) -> PydanticCustomError:
+    """Pydantic's own error for an over-long string, so clients see the usual type and message."""
+    return PydanticCustomError(
+        "string_too_long", "String should have at most {max_length} characters", {"max_length": max_chars}
+    )
+
+
 def _category_validator(max_chars: int):
     """Validator of one categorical value: a string of at most ``max_chars``, a finite number, a boolean or
     null, passed on unchanged (the transform casts it to str as in training)."""
@@ -41,11 +48,7 @@ def _category_validator(max_chars: int):
     def validate(value: object) -> str | int | float | bool | None:
         if isinstance(value, str):
             if len(value) > max_chars:
-                raise PydanticCustomError(
-                    "string_too_long",
-                    "String should have at most {max_length} characters",
-                    {"max_length": max_chars},
-                )
+                raise _too_long(max_chars)
             return value
         if isinstance(value, float) and not math.isfinite(value):
             raise PydanticCustomError("finite_number", "Input should be a finite number")
@@ -67,11 +70,7 @@ def _identifier_validator(max_chars: int):
         if not isinstance(value, str):
             raise PydanticCustomError("id_type", "Input should be a string or an integer")
         if len(value) > max_chars:
-            raise PydanticCustomError(
-                "string_too_long",
-                "String should have at most {max_length} characters",
-                {"max_length": max_chars},
-            )
+            raise _too_long(max_chars)
         return value
 
     return validate
