@@ -11,7 +11,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from uuid import UUID
@@ -22,7 +21,10 @@ from infra.home import ProjectHome
 from models.data.io import write_table
 from models.data.synthetic import generate_leads
 
-from conftest import ARTIFACTS, CHROMIUM_ARGS, small_pipeline_config
+from helpers.browser import ARTIFACTS, CHROMIUM_ARGS
+from helpers.configs import small_pipeline_config
+from helpers.flow_runs import find_paused_run
+from helpers.processes import stop_process
 
 pytestmark = pytest.mark.e2e
 
@@ -81,23 +83,15 @@ class PipelineProcess:
 
     def wait_until_paused(self, timeout: float) -> UUID:
         """The id of this process's training flow run once it waits at a gate."""
-        from prefect.client.orchestration import get_client
-        from prefect.client.schemas.filters import FlowFilter, FlowFilterName
-
-        deadline = time.monotonic() + timeout
-        flows = FlowFilter(name=FlowFilterName(any_=["training-pipeline"]))
-        with get_client(sync_client=True) as client:
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    pytest.fail(
-                        f"`mlops run` exited with {self.proc.returncode} before pausing:\n{self.output()}"
-                    )
-                for run in client.read_flow_runs(flow_filter=flows, limit=50):
-                    ours = run.parameters.get("config_path") == str(self.config_path)
-                    if ours and run.state is not None and run.state.is_paused():
-                        return run.id
-                time.sleep(1)
-        pytest.fail(f"no paused training run within {timeout} s; `mlops run` output:\n{self.output()}")
+        run = find_paused_run(
+            flow_name="training-pipeline",
+            parameters={"config_path": str(self.config_path)},
+            process=self.proc,
+            timeout=timeout,
+            what="a paused training run",
+            describe=lambda: f"`mlops run` output:\n{self.output()}",
+        )
+        return run.id
 
     def wait(self, timeout: float) -> int:
         try:
@@ -110,8 +104,6 @@ class PipelineProcess:
 def pipeline(
     gated_config: tuple[ProjectHome, Path], prefect_server: str, tmp_path: Path
 ) -> Iterator[PipelineProcess]:
-    from conftest import stop_process
-
     home, config_path = gated_config
     process = PipelineProcess(config_path, home, prefect_server, tmp_path / "mlops-run.log")
     try:

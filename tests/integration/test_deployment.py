@@ -20,7 +20,6 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from uuid import UUID
 
@@ -37,14 +36,14 @@ from infra.home import ProjectHome
 from models.data.io import write_table
 from models.data.synthetic import generate_leads
 
-from conftest import small_pipeline_config, stop_process
+from helpers.configs import small_pipeline_config
+from helpers.processes import stop_process, wait_until
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 MLOPS = str(Path(sys.executable).parent / "mlops")
 MODEL = "crm-deploy-test"
-PROCESS_START_S = 2  # a run Pending this long has its process started by the runner
 
 
 def _config(root: Path, data: Path, name: str, schedule: dict) -> Path:
@@ -105,16 +104,17 @@ class Served:
 
 
 def _deployment_id(name: str, timeout: float, runner: Runner) -> UUID:
-    deadline = time.monotonic() + timeout
     with get_client(sync_client=True) as client:
-        while time.monotonic() < deadline:
-            found = client.read_deployments(
+        found = wait_until(
+            lambda: client.read_deployments(
                 deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[name]))
-            )
-            if found:
-                return found[0].id
-            time.sleep(1)
-    raise TimeoutError(f"deployment {name} was not registered\n{runner.tail()}")
+            ),
+            timeout,
+            f"deployment {name} registered",
+            interval=1,
+            describe=runner.tail,
+        )
+    return found[0].id
 
 
 @pytest.fixture(scope="module")
@@ -133,9 +133,9 @@ def served(env) -> Iterator[Served]:
 
 class FirstScheduledRun:
     """Watches the deployment in a thread (in a copy of the test's context, which holds the server's
-    settings) for the first run the schedule fires. Once the runner has started its process, the run
-    is cancelled (the runner kills the process while it is still importing, before any pipeline step)
-    and the deployment paused (which deletes the runs still scheduled)."""
+    settings) for the first run the schedule fires. Once its process reports it Running, the run is
+    cancelled (the runner kills the process) and the deployment paused (which deletes the runs still
+    scheduled)."""
 
     def __init__(self, deployment_id: UUID, timeout: float = 300) -> None:
         self.deployment_id = deployment_id
@@ -167,10 +167,9 @@ class FirstScheduledRun:
                         if state.is_final():
                             self.final = state
                             return
-                        # Pending for a moment: the runner has started (and registered) the process.
-                        age = (datetime.now(UTC) - state.timestamp).total_seconds()
-                        started = state.is_running() or (state.is_pending() and age > PROCESS_START_S)
-                        if started and not state.is_cancelling():
+                        # Running: the process the runner started has begun the flow (a state the
+                        # process itself reports, not a guess from how long the run was Pending).
+                        if state.is_running():
                             client.set_flow_run_state(self.fired.id, Cancelling())
                     time.sleep(1)
         except BaseException as exc:  # reported by the test, not lost in the thread

@@ -38,7 +38,9 @@ from infra.home import ProjectHome
 from models.data.io import write_table
 from models.data.synthetic import generate_leads
 
-from conftest import free_port, mlops_in_process, small_pipeline_config, stop_process
+from helpers.cli import mlops_in_process
+from helpers.configs import small_pipeline_config
+from helpers.processes import free_port, stop_process, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -70,13 +72,12 @@ class Receiver:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def wait_for(self, text: str, timeout: float = 60) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for body in list(self.bodies):
-                if text in body.get("text", ""):
-                    return body
-            time.sleep(0.5)
-        raise AssertionError(f"no notification containing {text!r}; got {self.bodies}")
+        return wait_until(
+            lambda: next((body for body in list(self.bodies) if text in body.get("text", "")), None),
+            timeout,
+            f"a notification containing {text!r}",
+            describe=lambda: f"got {self.bodies}",
+        )
 
     def stop(self) -> None:
         self.server.shutdown()
@@ -162,17 +163,24 @@ def loop(tmp_path_factory: pytest.TempPathFactory, prefect_server: str, receiver
 
 
 def _deployment_id(name: str, log: Path, timeout: float = 120):
-    deadline = time.monotonic() + timeout
     with get_client(sync_client=True) as client:
-        while time.monotonic() < deadline:
+
+        def training_deployment():
             found = client.read_deployments(
                 deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[name]))
             )
             flows = {client.read_flow(d.flow_id).name for d in found}
             if {"training-pipeline", "drift-monitor"} <= flows:
                 return next(d.id for d in found if client.read_flow(d.flow_id).name == "training-pipeline")
-            time.sleep(1)
-    raise TimeoutError(f"deployments {name} were not registered\n{log.read_text()[-3000:]}")
+            return None
+
+        return wait_until(
+            training_deployment,
+            timeout,
+            f"deployments {name} registered",
+            interval=1,
+            describe=lambda: log.read_text()[-3000:],
+        )
 
 
 def _monitor(loop: dict, batch: Path | None = None) -> subprocess.CompletedProcess:
@@ -204,9 +212,13 @@ def test_drift_retrains_once_per_cooldown(loop: dict, receiver: Receiver) -> Non
     assert "Last retraining run of training-pipeline/drift-loop: none yet" in alarm.stdout
     assert "drifted columns" in alert["text"] and "drift.html" in alert["text"]
 
-    deadline = time.monotonic() + TRIGGER_WAIT_S
-    while not (runs := _training_runs(loop["deployment"])) and time.monotonic() < deadline:
-        time.sleep(1)
+    runs = wait_until(
+        lambda: _training_runs(loop["deployment"]),
+        TRIGGER_WAIT_S,
+        "a training run started by the drift event",
+        interval=1,
+        describe=lambda: loop["log"].read_text()[-3000:],
+    )
     assert len(runs) == 1, f"the drift event started no training run\n{loop['log'].read_text()[-3000:]}"
     [run] = runs
     assert run.parameters["data_path"] == str(Path(loop["config"]).parent / "leads.parquet")
@@ -222,16 +234,36 @@ def test_drift_retrains_once_per_cooldown(loop: dict, receiver: Receiver) -> Non
     assert f"Dashboard: project {MODEL} ({project.id}) in the Evidently workspace" in again.stdout
     # The operator sees why this drift did not retrain: the run the first one started, inside the cooldown.
     assert f"Last retraining run of training-pipeline/drift-loop: {run.name}" in again.stdout
-    deadline = time.monotonic() + 600
+    deadline = time.monotonic() + 600  # for both waits: up to the gate, then to the end of the run
     with get_client(sync_client=True) as client:
-        while time.monotonic() < deadline and not (state := client.read_flow_run(run.id).state).is_paused():
+
+        def paused() -> bool:
+            state = client.read_flow_run(run.id).state
             assert not state.is_final(), f"{state.name}: {state.message}\n{loop['log'].read_text()[-3000:]}"
-            time.sleep(1)
+            return state.is_paused()
+
+        wait_until(
+            paused,
+            deadline - time.monotonic(),
+            f"run {run.name} paused at its gate",
+            interval=1,
+            describe=lambda: loop["log"].read_text()[-3000:],
+        )
         gate = receiver.wait_for(f"Approval waiting: {MODEL}")
         assert str(run.id) in gate["text"]
         resume_flow_run(run.id, run_input={"approved": True, "approver": "ops", "comment": "drift retrain"})
-        while time.monotonic() < deadline and not (state := client.read_flow_run(run.id).state).is_final():
-            time.sleep(2)
+
+        def ended():
+            state = client.read_flow_run(run.id).state
+            return state if state.is_final() else None
+
+        state = wait_until(
+            ended,
+            max(0.0, deadline - time.monotonic()),
+            f"the end of run {run.name}",
+            interval=2,
+            describe=lambda: loop["log"].read_text()[-3000:],
+        )
     assert state.is_completed(), f"{state.name}: {state.message}\n{loop['log'].read_text()[-3000:]}"
     # The second drift came inside the 60-minute cooldown: still the one run.
     assert [r.id for r in _training_runs(loop["deployment"])] == [run.id]

@@ -23,6 +23,9 @@ from flows.gates import EVENT_DECIDED, GateNeedsServerError, require_server_for,
 from models.governance.approval import GateDecision, GateRequest, GateSummary
 from models.governance.config import ApprovalConfig, GatePolicy
 
+from helpers.flow_runs import find_paused_run
+from helpers.processes import wait_until
+
 pytestmark = pytest.mark.integration
 
 BIN = Path(sys.executable).parent
@@ -65,25 +68,20 @@ class Background:
 
 def _paused_run(after: float, timeout: float = 60) -> UUID:
     """The gate flow's run once it is paused (created after ``after``)."""
-    deadline = time.monotonic() + timeout
-    with get_client(sync_client=True) as client:
-        while time.monotonic() < deadline:
-            for run in client.read_flow_runs(limit=20):
-                if run.state and run.state.is_paused() and run.created and run.created.timestamp() >= after:
-                    return run.id
-            time.sleep(0.5)
-    raise TimeoutError("no paused gate run appeared")
+    run = find_paused_run(
+        created_after=after, limit=20, timeout=timeout, interval=0.5, what="a paused gate run"
+    )
+    return run.id
 
 
 def _wait_paused_again(run_id: UUID, key_suffix: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
     with get_client(sync_client=True) as client:
-        while time.monotonic() < deadline:
+
+        def paused_again() -> bool:
             state = client.read_flow_run(run_id).state
-            if state.is_paused() and str(state.state_details.pause_key).endswith(key_suffix):
-                return
-            time.sleep(0.5)
-    raise TimeoutError(f"run {run_id} did not pause again")
+            return state.is_paused() and str(state.state_details.pause_key).endswith(key_suffix)
+
+        wait_until(paused_again, timeout, f"run {run_id} paused again")
 
 
 def test_auto_policy_decides_without_waiting(prefect_server) -> None:
@@ -125,9 +123,8 @@ def test_person_decides_after_invalid_input_and_a_refused_approver(prefect_serve
 
     # Events reach the server asynchronously (the client batches them over a websocket).
     payloads: list[dict] = []
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not any(p.get("approver") == "alice" for p in payloads):
-        time.sleep(1)
+
+    def decided_by_alice() -> bool:
         response = httpx.post(
             f"{prefect_server}/events/filter",
             json={"filter": {"event": {"name": [EVENT_DECIDED]}, "resource": {"id": ["mlops.model.demo.1"]}}},
@@ -135,7 +132,12 @@ def test_person_decides_after_invalid_input_and_a_refused_approver(prefect_serve
             timeout=10,
         )
         response.raise_for_status()
-        payloads = [e["payload"] for e in response.json()["events"]]
+        payloads[:] = [e["payload"] for e in response.json()["events"]]
+        return any(p.get("approver") == "alice" for p in payloads)
+
+    wait_until(
+        decided_by_alice, 30, "alice's decision event", interval=1, describe=lambda: f"events: {payloads}"
+    )
     assert any(p.get("approver") == "alice" and p.get("approved") for p in payloads), payloads
 
 

@@ -25,7 +25,8 @@ from infra.home import ProjectHome
 from models.data.io import write_table
 from models.data.synthetic import generate_leads
 
-from conftest import small_pipeline_config, stop_process
+from helpers.configs import small_pipeline_config
+from helpers.processes import stop_process
 
 pytestmark = pytest.mark.integration
 

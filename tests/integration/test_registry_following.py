@@ -34,7 +34,9 @@ from models.governance.names import Alias
 from models.nn.config import ModelConfig
 from models.training.fit import train_model
 
-from conftest import free_port, mlops_in_process, stop_process, wait_http
+from helpers.bento import package_bento
+from helpers.cli import mlops_in_process
+from helpers.processes import free_port, stop_process, wait_http, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -44,16 +46,6 @@ BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[2]
 MODEL, TOKEN = "crm-follow", "follow-secret"
 SWITCH_TIMEOUT_S = 60  # the poll interval is 0.5 s; a download, digest and smoke check take a few seconds
-PACKAGE = """
-import json, sys
-from serving.config import ServingConfig
-from serving.packaging import build_bento, save_model
-from tasks.registry import load_scorer
-tracking_uri, name, version = sys.argv[1:4]
-scorer = load_scorer(tracking_uri, f"models:/{name}/{version}")
-tag = save_model(scorer, name=name, metadata={"model_name": name, "model_version": version, "entity_id_column": "lead_id"})
-print(json.dumps({"bento": str(build_bento(tag, service_name=name, config=ServingConfig(poll_interval_seconds=0.5)))}))
-"""
 
 
 def _scorer(seed: int) -> TabularScorer:
@@ -116,28 +108,33 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     env = prepare(home, spec, os.environ)  # its folders, auth config and admin password, as `mlops up` does
     home.root.mkdir(parents=True, exist_ok=True)
     log = home.root / "mlflow.log"
-    # Every client here (the registry calls, the Bento's follower, `mlops rollback`) signs in as the admin.
-    signed_in = credentials(home, "mlflow")
-    saved = {key: os.environ.get(key) for key in signed_in}
-    os.environ.update(signed_in)
-    with log.open("w") as handle:
-        proc = subprocess.Popen(
-            spec.command, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        wait_http(f"{spec.url}/health", timeout=120, proc=proc, log=log)
-        yield Registry(spec.url, home)
-    finally:
-        stop_process(proc)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    # Every client here (the registry calls, the Bento's follower, `mlops rollback`) signs in as the admin:
+    # the credential is in this process's environment for the module, then each variable as it was.
+    with pytest.MonkeyPatch.context() as environment:
+        for key, value in credentials(home, "mlflow").items():
+            environment.setenv(key, value)
+        with log.open("w") as handle:
+            proc = subprocess.Popen(
+                spec.command, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        try:
+            wait_http(f"{spec.url}/health", timeout=120, proc=proc, log=log)
+            yield Registry(spec.url, home)
+        finally:
+            stop_process(proc)
+
+
+@dataclass(frozen=True)
+class Service:
+    """The served Bento: its URL, the folder it was packaged and started in, and its tag."""
+
+    url: str
+    root: Path  # holds its BENTOML_HOME (bentoml/), its home and its log
+    bento: str
 
 
 @pytest.fixture(scope="module")
-def service(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def service(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     registry.versions["good-1"] = registry.register(_scorer(1), "approved")
     registry.versions["good-2"] = registry.register(_scorer(2), "approved")
     registry.versions["rejected"] = registry.register(_scorer(3), "rejected")
@@ -151,12 +148,11 @@ def service(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Ite
         "MLOPS_SERVING_TOKEN": TOKEN,
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
     }
-    packaged = subprocess.run(
-        [sys.executable, "-c", PACKAGE, registry.url, MODEL, registry.versions["good-1"]],
+    packaged = package_bento(
+        *("--registry", registry.url, "--name", MODEL, "--version", registry.versions["good-1"]),
+        *("--serving-config", json.dumps({"poll_interval_seconds": 0.5})),
         cwd=root,
         env=env,
-        capture_output=True,
-        text=True,
         timeout=240,
     )
     assert packaged.returncode == 0, packaged.stderr[-3000:]
@@ -175,7 +171,7 @@ def service(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Ite
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http(f"{url}/readyz", timeout=120, proc=proc, log=log)
-        yield url
+        yield Service(url, root, bento)
     finally:
         stop_process(proc)
 
@@ -223,13 +219,12 @@ class LoadLoop:
         self._thread.join(timeout=60)
 
     def wait_for_version(self, version: str) -> None:
-        deadline = time.monotonic() + SWITCH_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.answers and self.answers[-1][1] == version:
-                return
-            time.sleep(0.2)
-        raise AssertionError(
-            f"still serving {self.answers[-1:]} after {SWITCH_TIMEOUT_S} s, expected v{version}"
+        wait_until(
+            lambda: self.answers and self.answers[-1][1] == version,
+            SWITCH_TIMEOUT_S,
+            f"v{version} served",
+            interval=0.2,
+            describe=lambda: f"still serving {self.answers[-1:]}",
         )
 
 
@@ -239,10 +234,10 @@ def _rollback(registry: Registry, *args: str):
 
 
 def test_moves_rollback_and_refusals_while_traffic_flows(
-    registry: Registry, service: str, prefect_server: str
+    registry: Registry, service: Service, prefect_server: str
 ) -> None:
     v1, v2, rejected = (registry.versions[k] for k in ("good-1", "good-2", "rejected"))
-    with LoadLoop(service) as load:
+    with LoadLoop(service.url) as load:
         load.wait_for_version(v1)
         # The pipeline promotes v2: the service swaps it in, no restart.
         registry.client().set_registered_model_alias(MODEL, Alias.PREVIOUS_CHAMPION, v1)
@@ -280,9 +275,12 @@ def test_moves_rollback_and_refusals_while_traffic_flows(
         assert len(weights) == 1, weights
         weights[0].write_bytes(weights[0].read_bytes()[:-8] + b"corrupt!")
         registry.point_champion(v2)
-        deadline = time.monotonic() + SWITCH_TIMEOUT_S
-        while not (status := _call(service, "/metadata", {}))[1]["refused"] and time.monotonic() < deadline:
-            time.sleep(0.5)
+
+        def refusing() -> tuple[int, Any] | None:
+            status = _call(service.url, "/metadata", {})
+            return status if status[1]["refused"] else None
+
+        status = wait_until(refusing, SWITCH_TIMEOUT_S, f"the damaged v{v2} refused", interval=0.5)
         refused = status[1]["refused"]
         assert [r["version"] for r in refused] == [v2] and "hash to" in refused[0]["reason"], refused
         assert status[1]["model_version"] == v1 and status[1]["following"].startswith(f"{MODEL}@champion")
@@ -294,7 +292,7 @@ def test_moves_rollback_and_refusals_while_traffic_flows(
     seen = [v for _, v in load.answers]
     switches = [v for i, v in enumerate(seen) if i == 0 or v != seen[i - 1]]
     assert switches == [v1, v2, v1], switches  # and never the damaged v2 again
-    metrics = urllib.request.urlopen(f"{service}/metrics", timeout=10).read().decode()
+    metrics = urllib.request.urlopen(f"{service.url}/metrics", timeout=10).read().decode()
     assert f'mlops_model_refused_total{{model_name="{MODEL}",model_version="{v2}"}}' in metrics
 
 
@@ -305,11 +303,10 @@ def _belongs(path: Path, source: str, client) -> bool:
 
 
 @pytest.fixture(scope="module")
-def ab_services(registry: Registry, service: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+def ab_services(registry: Registry, service: Service) -> Iterator[dict]:
     """The same Bento served twice more, switched by $MLOPS_SERVING_AB: an A/B split (30% challenger by
-    lead id) and shadow mode; each with its own home (prediction log)."""
-    root = tmp_path_factory.getbasetemp() / "follow-serve0"
-    bento = next((root / "bentoml" / "bentos" / MODEL).iterdir()).name
+    lead id) and shadow mode; each with its own home (prediction log), in the folder ``service`` uses."""
+    root = service.root
     started: dict[str, tuple[subprocess.Popen, str, Path]] = {}
     try:
         for mode, ab in (("ab", {"mode": "ab", "challenger_share": 0.3}), ("shadow", {"mode": "shadow"})):
@@ -330,7 +327,7 @@ def ab_services(registry: Registry, service: str, tmp_path_factory: pytest.TempP
                     [
                         str(BIN / "bentoml"),
                         "serve",
-                        f"{MODEL}:{bento}",
+                        service.bento,
                         "--host",
                         "127.0.0.1",
                         "--port",
@@ -370,10 +367,19 @@ def _variants(url: str, ids: list[str], size: int = 250) -> dict[str, tuple[str,
 
 
 def _wait_candidate(url: str, version: str | None) -> None:
-    deadline = time.monotonic() + SWITCH_TIMEOUT_S
-    while (ab := _call(url, "/metadata", {})[1]["ab"])["candidate_version"] != version:
-        assert time.monotonic() < deadline, ab
-        time.sleep(0.5)
+    last: dict[str, Any] = {}  # /metadata's latest `ab`, named if the wait times out
+
+    def candidate_is_version() -> bool:
+        last.update(ab=_call(url, "/metadata", {})[1]["ab"])
+        return last["ab"]["candidate_version"] == version
+
+    wait_until(
+        candidate_is_version,
+        SWITCH_TIMEOUT_S,
+        f"candidate_version {version!r} in {url}/metadata",
+        interval=0.5,
+        describe=lambda: str(last["ab"]),
+    )
 
 
 def _served_variants(url: str) -> tuple[str, list[tuple[str, str, str]]]:

@@ -38,7 +38,8 @@ from monitoring.prediction_log import log_files, read_records
 from serving.packaging import ModelIntegrityError, scorer_digest, verify_scorer_files
 from serving.schemas import PredictResponse, build_request_model
 
-from conftest import free_port, stop_process, wait_http
+from helpers.bento import package_bento
+from helpers.processes import free_port, stop_process, wait_http
 
 pytestmark = pytest.mark.integration
 
@@ -47,19 +48,6 @@ TOKEN = "secret"
 MODEL_VERSION = "7"
 SCHEMA = LeadSchema()
 FEATURES = [*SCHEMA.numeric, *SCHEMA.categorical]
-
-PACKAGE = """
-import json, sys
-from pathlib import Path
-from models.artifact.scorer import WEIGHTS_FILE, TabularScorer
-from serving.config import ServingConfig
-from serving.packaging import build_bento, save_model
-scorer = TabularScorer.load(Path(sys.argv[1]))
-tag = save_model(scorer, name="crm-leads", metadata={"model_name": "crm-leads", "model_version": "7", "run_id": "r1",
-                                                   "entity_id_column": "lead_id"})
-bento = build_bento(tag, service_name="crm-leads-service", config=ServingConfig(max_batch_size=50))
-print(json.dumps({"model": str(tag), "bento": str(bento)}))
-"""
 
 
 @dataclass(frozen=True)
@@ -108,12 +96,12 @@ def served(scorer: TabularScorer, tmp_path_factory: pytest.TempPathFactory) -> I
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
     }
     env.pop("MLOPS_BENTO_MODEL", None)
-    packaged = subprocess.run(
-        [sys.executable, "-c", PACKAGE, str(root / "scorer")],
+    packaged = package_bento(
+        *("--scorer", str(root / "scorer"), "--name", "crm-leads", "--version", MODEL_VERSION),
+        *("--run-id", "r1", "--service-name", "crm-leads-service"),
+        *("--serving-config", json.dumps({"max_batch_size": 50})),
         cwd=root,  # not the repository: the build must find its context by itself
         env=env,
-        capture_output=True,
-        text=True,
         timeout=180,
     )
     assert packaged.returncode == 0, packaged.stderr[-3000:]

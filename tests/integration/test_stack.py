@@ -13,7 +13,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,7 +24,9 @@ import pytest
 from infra import stack
 from infra.home import ProjectHome
 
-from conftest import ARTIFACTS, CHROMIUM_ARGS, free_port, free_stack_ports, monitored_checks
+from helpers.browser import ARTIFACTS, CHROMIUM_ARGS
+from helpers.drift_checks import monitored_checks
+from helpers.processes import free_port, free_stack_ports, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -366,10 +367,12 @@ def test_artifacts_option_reaches_the_mlflow_command(tmp_path: Path) -> None:
 def test_crashed_server_shows_as_stopped_and_up_restarts_only_it(running: RunningStack) -> None:
     crashed = running.started["mlflow"]
     os.killpg(crashed.pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while (statuses := {s.name: s for s in stack.status(running.home)})["mlflow"].running:
-        assert time.monotonic() < deadline, "the killed MLflow server still shows as running"
-        time.sleep(0.1)
+
+    def shown_stopped() -> dict[str, stack.ServiceStatus] | None:
+        statuses = {s.name: s for s in stack.status(running.home)}
+        return None if statuses["mlflow"].running else statuses
+
+    statuses = wait_until(shown_stopped, 10, "the killed MLflow server shown as stopped", interval=0.1)
     assert not statuses["mlflow"].running and not statuses["mlflow"].healthy
     assert statuses["mlflow"].log == running.home.runtime / "mlflow.log"
     assert "stopped" in statuses["mlflow"].describe()
@@ -397,9 +400,12 @@ def test_down_stops_exactly_what_it_started(running: RunningStack) -> None:
             [sys.executable, "-c", "print('runner up', flush=True); import time; time.sleep(60)"],
         )
         assert detached.running and detached.log == running.home.runtime / "detached.log"
-        deadline = time.monotonic() + 60
-        while "runner up" not in detached.log.read_text() and time.monotonic() < deadline:
-            time.sleep(0.2)
+        wait_until(
+            lambda: "runner up" in detached.log.read_text(),
+            60,
+            "'runner up' in the detached process's log",
+            interval=0.2,
+        )
         assert "runner up" in detached.log.read_text(), "the detached process writes to its log"
         statuses = stack.status(running.home)
         names = [

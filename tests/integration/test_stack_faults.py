@@ -9,12 +9,10 @@ is approved and promotes its version.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +25,9 @@ from infra.home import ProjectHome
 from models.data.io import write_table
 from models.data.synthetic import generate_leads
 
-from conftest import free_port, free_stack_ports, small_pipeline_config
+from helpers.configs import small_pipeline_config
+from helpers.flow_runs import find_paused_run
+from helpers.processes import free_port, free_stack_ports, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -71,13 +71,11 @@ class Stack:
         return proc, log
 
     def client(self):
-        """MLflow's client signed in with the home's credential."""
+        """MLflow's client of the stack, signed in with the home's credential: MLflow's client reads it
+        from the environment only, where the ``faulty`` fixture puts it for the module."""
         from mlflow import MlflowClient
 
-        endpoints = stack.endpoints(self.home)
-        os.environ["MLFLOW_TRACKING_USERNAME"] = endpoints["MLFLOW_TRACKING_USERNAME"]
-        os.environ["MLFLOW_TRACKING_PASSWORD"] = endpoints["MLFLOW_TRACKING_PASSWORD"]
-        return MlflowClient(tracking_uri=endpoints["MLFLOW_TRACKING_URI"])
+        return MlflowClient(tracking_uri=stack.endpoints(self.home)["MLFLOW_TRACKING_URI"])
 
 
 @pytest.fixture(scope="module")
@@ -93,50 +91,39 @@ def faulty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         approval={"promotion": {"mode": "human"}, "timeout_seconds": 900},
     )
     ports = free_stack_ports()
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
-    try:
-        stack.up(home, **ports)
-        yield Stack(home, ports, config, root)
-    finally:
-        stack.down(home)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    # The credential is set in this process's environment for the module, and restored as it was after it
+    # (a previous value put back, or removed); the `mlops` commands' environment (Stack.env) leaves it out.
+    with pytest.MonkeyPatch.context() as environment:
+        try:
+            stack.up(home, **ports)
+            endpoints = stack.endpoints(home)
+            for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+                environment.setenv(key, endpoints[key])
+            yield Stack(home, ports, config, root)
+        finally:
+            stack.down(home)
 
 
 def _paused_run(faulty: Stack, proc: subprocess.Popen, log: Path, seen: set[UUID]) -> UUID:
     """The id of the training run ``proc`` started, once it waits at its gate (as the UI's list shows it)."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
     from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
     endpoints = stack.endpoints(faulty.home)
-    flows = FlowFilter(name=FlowFilterName(any_=["training-pipeline"]))
-
-    async def paused() -> list[UUID]:
-        async with get_client() as client:
-            runs = await client.read_flow_runs(flow_filter=flows, limit=50)
-        return [r.id for r in runs if r.state is not None and r.state.is_paused() and r.id not in seen]
-
     settings = {
         PREFECT_API_URL: endpoints["PREFECT_API_URL"],
         PREFECT_API_AUTH_STRING: endpoints["PREFECT_API_AUTH_STRING"],
     }
-    deadline = time.monotonic() + PAUSE_TIMEOUT_S
     with temporary_settings(updates=settings):
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                pytest.fail(
-                    f"`mlops run` exited with {proc.returncode} before its gate:\n{log.read_text()[-4000:]}"
-                )
-            found = asyncio.run(paused())
-            if found:
-                seen.add(found[0])
-                return found[0]
-            time.sleep(1)
-    pytest.fail(f"no run waiting at its gate within {PAUSE_TIMEOUT_S} s:\n{log.read_text()[-4000:]}")
+        run = find_paused_run(
+            flow_name="training-pipeline",
+            exclude=seen,
+            process=proc,
+            timeout=PAUSE_TIMEOUT_S,
+            what="a run waiting at its gate",
+            describe=lambda: log.read_text()[-4000:],
+        )
+    seen.add(run.id)
+    return run.id
 
 
 def _finish(proc: subprocess.Popen, log: Path) -> tuple[int, str]:
@@ -154,10 +141,12 @@ def _kill(faulty: Stack, name: str) -> None:
     """Stop one server of the stack as a crash would (its whole process group), and see it stopped."""
     (record,) = [s for s in stack.status(faulty.home) if s.name == name]
     os.killpg(record.pid, signal.SIGKILL)
-    deadline = time.monotonic() + 30
-    while {s.name: s for s in stack.status(faulty.home)}[name].running:
-        assert time.monotonic() < deadline, f"the killed {name} server still shows as running"
-        time.sleep(0.2)
+    wait_until(
+        lambda: not {s.name: s for s in stack.status(faulty.home)}[name].running,
+        30,
+        f"the killed {name} server shown as stopped",
+        interval=0.2,
+    )
 
 
 SEEN: set[UUID] = set()

@@ -22,7 +22,8 @@ import pytest
 from infra import stack
 from infra.home import ProjectHome
 
-from conftest import REPO, free_port, free_stack_ports, small_pipeline_config, stop_process, wait_http
+from helpers.configs import REPO, small_pipeline_config
+from helpers.processes import free_port, free_stack_ports, stop_process, wait_http
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,6 +35,8 @@ from models.nn.config import ModelConfig
 from models.nn.module import roc_auc
 from models.training.config import SweepConfig
 from models.training.sweep import SweepData, SweepResult, run_sweep, search_space, train_trial
+
+from helpers.processes import free_port, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -116,16 +117,10 @@ def sweep_main(argv: list[str]) -> None:
 
 SCRIPT = f"""\
 import sys
-sys.path.insert(0, {str(HERE)!r})
+sys.path[:0] = [{str(HERE)!r}, {str(HERE.parent)!r}]
 from test_sweep import sweep_main
 sweep_main(sys.argv[1:])
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_group(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen:
@@ -299,13 +294,13 @@ def test_interrupted_sweep_resumes(ray_runtime, sweep_data, tmp_path: Path) -> N
     proc = start_group(args, tmp_path / "first.log", sweep_env())
     try:
         # Wait for a trial checkpoint and the experiment state that `Tuner.restore` needs.
-        deadline = time.monotonic() + 120
-        while not (
-            list(experiment.glob("*/checkpoint_*")) and list(experiment.glob("experiment_state-*.json"))
-        ):
+        def restorable() -> bool:
+            if list(experiment.glob("*/checkpoint_*")) and list(experiment.glob("experiment_state-*.json")):
+                return True
             assert proc.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "no trial result within 120 s"
-            time.sleep(0.2)
+            return False
+
+        wait_until(restorable, 120, "a trial result", interval=0.2)
     finally:
         # SIGKILL, no clean-up: the driver and the Ray runtime it started (GCS, raylet, workers) share
         # its process group.

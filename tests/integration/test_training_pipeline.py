@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import mlflow
@@ -26,7 +25,9 @@ from models.data.io import read_table, write_table
 from models.data.synthetic import generate_leads
 from tasks.registry import load_by_reference
 
-from conftest import small_pipeline_config
+from helpers.configs import small_pipeline_config
+from helpers.flow_runs import find_paused_run
+from helpers.processes import free_port, stop_process, wait_http
 
 pytestmark = pytest.mark.integration
 
@@ -41,22 +42,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory, prefect_server: str):
     """A project home, a small dataset and a shrunken copy of the default config."""
     root = tmp_path_factory.mktemp("pipeline")
     home = ProjectHome(root / "home")
-    previous = {k: os.environ.get(k) for k in ("MLOPS_HOME", "MLFLOW_TRACKING_URI", "BENTOML_HOME")}
-    os.environ.update(
-        {
-            "MLOPS_HOME": str(home.root),
-            "MLFLOW_TRACKING_URI": home.tracking_uri,
-            "BENTOML_HOME": str(home.bentoml),
-        }
-    )
-    data = write_table(generate_leads(4000, seed=5), root / "leads.parquet")
-    config_path = small_pipeline_config(root / "pipeline.yaml", data, model_name=MODEL)
-    yield {"home": home, "config_path": config_path, "data": data, "root": root}
-    for key, value in previous.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    # The home's variables for the module, then each as it was (a previous value put back, or removed).
+    with pytest.MonkeyPatch.context() as environment:
+        environment.setenv("MLOPS_HOME", str(home.root))
+        environment.setenv("MLFLOW_TRACKING_URI", home.tracking_uri)
+        environment.setenv("BENTOML_HOME", str(home.bentoml))
+        data = write_table(generate_leads(4000, seed=5), root / "leads.parquet")
+        config_path = small_pipeline_config(root / "pipeline.yaml", data, model_name=MODEL)
+        yield {"home": home, "config_path": config_path, "data": data, "root": root}
 
 
 def _run(stack, data: Path | None = None):
@@ -142,25 +135,16 @@ def test_second_run_decides_against_champion(first_run, stack) -> None:
 
 def _reject_when_paused(config_path: str, errors: list[BaseException], timeout: float = 180) -> None:
     """What an approver does: find the training run of ``config_path`` waiting at its gate, reject it."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
     from prefect.flow_runs import resume_flow_run
 
     try:
-        deadline = time.monotonic() + timeout
-        flows = FlowFilter(name=FlowFilterName(any_=["training-pipeline"]))
-        with get_client(sync_client=True) as client:
-            while time.monotonic() < deadline:
-                for run in client.read_flow_runs(flow_filter=flows, limit=50):
-                    ours = run.parameters.get("config_path") == config_path
-                    if ours and run.state is not None and run.state.is_paused():
-                        resume_flow_run(
-                            run.id,
-                            run_input={"approved": False, "approver": "bob", "comment": "not this week"},
-                        )
-                        return
-                time.sleep(1)
-        raise TimeoutError(f"no paused training run for {config_path} within {timeout} s")
+        run = find_paused_run(
+            flow_name="training-pipeline",
+            parameters={"config_path": config_path},
+            timeout=timeout,
+            what=f"a paused training run for {config_path}",
+        )
+        resume_flow_run(run.id, run_input={"approved": False, "approver": "bob", "comment": "not this week"})
     except BaseException as exc:  # reported by the test, not lost in the thread
         errors.append(exc)
 
@@ -297,8 +281,6 @@ def served_scores(bento_tag: str, rows: pd.DataFrame, *, home: ProjectHome) -> n
     import json
     import urllib.request
 
-    from conftest import free_port, stop_process, wait_http
-
     port = free_port()
     env = {
         **os.environ,
@@ -334,8 +316,8 @@ def served_scores(bento_tag: str, rows: pd.DataFrame, *, home: ProjectHome) -> n
 
 
 def test_in_memory_registry_and_loaded_scorer_agree(stack, tmp_path) -> None:
-    """The scorer in memory, the pyfunc from the registry and the scorer reloaded from MLflow give
-    identical scores: the transform travels inside the logged model."""
+    """The scorer in memory, the pyfunc from the registry and the scorer reloaded from MLflow give the same
+    scores: the transform travels inside the logged model."""
     from models.data.split import binary_labels
     from models.features.config import FeatureConfig
     from models.features.transform import FeatureTransform
@@ -366,5 +348,8 @@ def test_in_memory_registry_and_loaded_scorer_agree(stack, tmp_path) -> None:
     mlflow.set_tracking_uri(stack["home"].tracking_uri)
     pyfunc = mlflow.pyfunc.load_model(version.uri)
     from_registry = pyfunc.predict(scorer.transform.canonical_inputs(rows))
-    np.testing.assert_array_equal(in_memory, reloaded)
-    np.testing.assert_array_equal(in_memory, from_registry)
+    # The same weights through the same float32 network: equal up to float32 rounding of the forward
+    # (1e-6 on a probability), which a kernel chosen for another batch shape may change; a different model
+    # or transform would differ by orders of magnitude more.
+    np.testing.assert_allclose(reloaded, in_memory, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(from_registry, in_memory, rtol=0, atol=1e-6)

@@ -22,7 +22,22 @@ def test_home_expansion_and_relative_paths(tmp_path: Path) -> None:
     config = load_config(REPO / "configs" / "crm_leads.yaml", home=tmp_path)
     assert config.data.path == tmp_path / "data" / "crm_leads.parquet"
     assert config.data.expectations == REPO / "configs" / "crm_leads.expectations.json"
-    assert config.data.time_column is None or config.data.time_column in config.data.parse_dates
+    assert config.data.time_column is None  # the shipped config splits at random
+
+
+def test_time_column_is_parsed_as_a_date(tmp_path: Path) -> None:
+    """A config naming a time column gets it parsed as a date without listing it in parse_dates too."""
+    import yaml
+
+    raw = yaml.safe_load((REPO / "configs" / "crm_leads.yaml").read_text())
+    raw["data"]["time_column"] = "created_at"
+    raw["data"]["parse_dates"] = []
+    raw["data"]["expectations"] = str(REPO / "configs" / "crm_leads.expectations.json")
+    path = tmp_path / "timed.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    config = load_config(path, home=tmp_path)
+    assert config.data.time_column == "created_at"
+    assert config.data.parse_dates == ["created_at"]
 
 
 def _write(tmp_path: Path, text: str) -> Path:

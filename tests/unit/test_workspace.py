@@ -18,7 +18,7 @@ from monitoring.workspace import (
     record_check,
 )
 
-from conftest import monitored_checks
+from helpers.drift_checks import monitored_checks
 
 
 @pytest.fixture(scope="module")
