@@ -13,7 +13,7 @@ export MLOPS_HOME ?= $(CURDIR)/.mlops
 DATA := $(MLOPS_HOME)/data/crm_leads.parquet
 CONFIG ?= configs/crm_leads.yaml
 
-.PHONY: run test install lint bench clean-home
+.PHONY: run test test-fast install lint bench bench-smoke clean-home
 
 install: $(STAMP)
 
@@ -33,12 +33,20 @@ run: $(STAMP) $(DATA)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+# The unit tests only (pure code, no servers): the quick loop while editing.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest tests/unit
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# Every benchmark at its measured sizes (tens of minutes on 2 cores); bench-smoke: each at tiny sizes.
 bench: $(STAMP)
-	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
+	for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+bench-smoke: $(STAMP)
+	for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b --smoke || exit 1; done
 
 clean-home:
 	rm -rf $(MLOPS_HOME)

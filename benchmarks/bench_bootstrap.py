@@ -98,7 +98,10 @@ def main() -> None:
         "--naive-resamples", type=int, default=defaults.naive_resamples, help="resamples actually run naively"
     )
     parser.add_argument("--seed", type=int, default=defaults.seed, help="seed for data and resampling")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks that it runs (seconds)")
     args = parser.parse_args()
+    if args.smoke:
+        args.rows, args.resamples, args.naive_resamples = 2_000, 100, 10
     cfg = BenchConfig(
         n_rows=args.rows, n_resamples=args.resamples, naive_resamples=args.naive_resamples, seed=args.seed
     )

@@ -183,7 +183,10 @@ def main() -> None:
     )
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of our check, best of")
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated data")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks that it runs (seconds)")
     args = parser.parse_args()
+    if args.smoke:
+        args.rows, args.evidently_rows, args.repeats = 5_000, 2_000, 1
     if not 0 < args.evidently_rows <= args.rows:
         parser.error("--evidently-rows must be between 1 and --rows")
     if args.repeats < 1:

@@ -11,7 +11,7 @@ varies by about +-35% around it (the estimate's own simulation: 5th-95th percent
 default config). So the actual figure is the mean over `--sweeps` sweeps with different root seeds (new
 trial samples and seeds, same data), and each sweep's own error is printed beside it.
 
-Run: .venv/bin/python benchmarks/bench_estimate.py [--rows 200000] [--sweeps 3] [--architecture tabm]
+Run: .venv/bin/python benchmarks/bench_estimate.py [--rows 200000] [--sweeps 3] [--architecture tabm] [--smoke]
 (`--architecture` overrides the config's, e.g. to check the estimate of TabM on a smaller table.)
 """
 
@@ -44,10 +44,18 @@ def main() -> None:
     parser.add_argument("--markdown", action="store_true", help="Also print the approver's table.")
     parser.add_argument("--architecture", choices=["mlp", "tabm"], help="Override model.architecture.")
     parser.add_argument("--sweeps", type=int, default=3, help="Sweeps (root seeds) averaged for the actual.")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="3,000 rows, one sweep of 2 trials x 2 epochs: checks that it runs",
+    )
     args = parser.parse_args()
+    overrides: dict[str, object] = {"model.architecture": args.architecture} if args.architecture else {}
+    if args.smoke:
+        args.rows, args.sweeps = 3_000, 1
+        overrides.update({"model.max_epochs": 2, "sweep.num_samples": 2, "sweep.grace_period": 1})
 
     with tempfile.TemporaryDirectory() as tmp:
-        overrides = {"model.architecture": args.architecture} if args.architecture else None
         config = load_config(CONFIG, home=Path(tmp), overrides=overrides)
         frame = generate_leads(args.rows, seed=7)
         y = binary_labels(frame, config.data.target, config.data.positive_class)

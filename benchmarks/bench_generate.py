@@ -1,6 +1,6 @@
 """Time `generate_leads` + writing 1M rows, against a 30 s ceiling.
 
-Run: .venv/bin/python benchmarks/bench_generate.py [--rows 1000000]
+Run: .venv/bin/python benchmarks/bench_generate.py [--rows 1000000] [--smoke]
 """
 
 from __future__ import annotations
@@ -17,9 +17,12 @@ REFERENCE_SECONDS = 30.0  # acceptance ceiling for 1M rows on a 2-core machine
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000, help="rows generated and written")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks that it runs (seconds)")
     args = parser.parse_args()
+    if args.smoke:
+        args.rows = 2_000
     with tempfile.TemporaryDirectory() as tmp:
         for suffix in (".parquet", ".csv"):
             start = time.perf_counter()

@@ -11,7 +11,7 @@ default is used), then reads the MLflow parent run's metrics (`test/roc_auc*`, `
     telco-sample    mlops data profile tests/data/telco_churn_sample.csv --target Churn --out-dir <home>/telco
                     mlops run --config <home>/telco/pipeline.yaml
 
-Run after install: .venv/bin/python benchmarks/bench_quality.py [--cases telco-sample ...] [--keep]
+Run after install: .venv/bin/python benchmarks/bench_quality.py [--cases telco-sample ...] [--keep] [--smoke]
 References: the deep model's test ROC AUC should be at least the best baseline's (by test AUC), i.e.
 deep AUC / best baseline AUC >= 1; the wall time of data preparation + `mlops run` is shown as a ratio
 to the 300 s `make run` target for 2 CPU cores. The venv must already be installed; only the `mlops`
@@ -32,6 +32,8 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from smoke import smoke_config
 
 REPO = Path(__file__).resolve().parents[1]
 MLOPS = str(Path(sys.executable).parent / "mlops")
@@ -118,11 +120,19 @@ def profile_telco(home: Path) -> tuple[Path, float]:
     return out_dir / "pipeline.yaml", seconds
 
 
+def smoke(home: Path) -> tuple[Path, float]:
+    """2,000 generated rows and the shrunken config of every benchmark's smoke mode."""
+    out = home / "data" / "smoke.parquet"
+    _, seconds = mlops("data", "generate", "--rows", "2000", "--out", str(out), home=home)
+    return smoke_config(home / "smoke.yaml", out), seconds
+
+
 CASES: dict[str, Callable[[Path], tuple[Path, float]]] = {
     "synthetic-20k": generate(20_000),
     "synthetic-200k": generate(None),  # the CLI's default row count, as `make run`
     "telco-sample": profile_telco,
 }
+SMOKE_CASE = "synthetic-smoke"  # not among the measured cases: --smoke runs only this one
 
 
 def summary_line(stdout: str, prefix: str | tuple[str, ...]) -> str:
@@ -201,7 +211,8 @@ def run_case(case: str, keep: bool) -> Result:
     result = Result(case)
     home = Path(tempfile.mkdtemp(prefix=f"bench-quality-{case}-"))
     try:
-        config, result.prepare_seconds = CASES[case](home)
+        prepare = smoke if case == SMOKE_CASE else CASES[case]
+        config, result.prepare_seconds = prepare(home)
         stdout, result.run_seconds = mlops("run", "--config", str(config), home=home)
         read_run(result, stdout)
     except CommandFailed as exc:
@@ -280,10 +291,15 @@ def main() -> None:
         "--cases", nargs="+", choices=list(CASES), default=list(CASES), help="Cases to run (default: all)."
     )
     parser.add_argument("--keep", action="store_true", help="Keep each case's MLOPS_HOME for inspection.")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="Only a 2,000-row run with a shrunken config: checks that it runs.",
+    )
     args = parser.parse_args()
 
     results = []
-    for case in args.cases:
+    for case in [SMOKE_CASE] if args.smoke else args.cases:
         print(f"[{case}] running ...", flush=True)
         results.append(run_case(case, args.keep))
         describe(results[-1])

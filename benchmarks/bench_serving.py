@@ -18,7 +18,7 @@ a client-bound figure shows. Per server and size: requests/s, p50/p99 latency an
 the single-request p50 over 400 sequential requests on one keep-alive connection. Then the ratios and the
 targets on 2 cores: single-row p50 <= 2 ms; ours >= 0.75x the ceiling; ours >= 3x the peer; 0 errors.
 
-Run after install: .venv/bin/python benchmarks/bench_serving.py [--seconds 60] [--servers ours peer ...]
+Run after install: .venv/bin/python benchmarks/bench_serving.py [--seconds 60] [--servers ours peer ...] [--smoke]
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 TOKEN = "bench-token"
 CONNECTIONS = 32
+SERVERS = ("ours", "peer", "ceiling", "limit")
 TARGETS = {"single_p50_ms": 2.0, "vs_ceiling": 0.75, "vs_peer": 3.0}
 WRK_SCRIPT = """
 wrk.method = "POST"
@@ -110,7 +111,7 @@ def stop(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
-def prepare(work: Path) -> tuple[str, str, Path, pd.DataFrame]:
+def prepare(work: Path, rows: int = 20_000) -> tuple[str, str, Path, pd.DataFrame]:
     """Train, register and package the scorer; its tracking URI, Bento tag, saved folder and sample rows."""
     import yaml
 
@@ -122,8 +123,8 @@ def prepare(work: Path) -> tuple[str, str, Path, pd.DataFrame]:
     from tasks.tracking import TrackingTarget, log_model
 
     schema = LeadSchema()
-    leads = generate_leads(20_000, seed=0)
-    train, val = leads.iloc[:16_000], leads.iloc[16_000:]
+    leads = generate_leads(rows, seed=0)
+    train, val = leads.iloc[: rows * 4 // 5], leads.iloc[rows * 4 // 5 :]
     config = yaml.safe_load((REPO / "configs" / "crm_leads.yaml").read_text())
     from models.features.config import FeatureConfig
 
@@ -306,9 +307,22 @@ def load(url: str, path: str, body: bytes, seconds: int, work: Path) -> Load:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=60)
-    parser.add_argument("--servers", nargs="+", default=["ours", "peer", "ceiling", "limit"])
+    parser.add_argument("--seconds", type=int, default=60, help="load per server and request size")
+    parser.add_argument(
+        "--servers",
+        nargs="+",
+        choices=SERVERS,
+        default=list(SERVERS),
+        help="servers to measure (default: all)",
+    )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="2,000 training rows, 2 s of load on ours and the ceiling: checks that it runs",
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.seconds, args.servers = 2, ["ours", "ceiling"]
     if shutil.which("wrk") is None:
         sys.exit(
             "wrk is not installed: apt-get install wrk (a compiled load client, so the client is not the bottleneck)"
@@ -317,7 +331,7 @@ def main() -> None:
     singles: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
         work = Path(tmp)
-        uri, bento, scorer_dir, rows = prepare(work)
+        uri, bento, scorer_dir, rows = prepare(work, 2_000 if args.smoke else 20_000)
         for server in args.servers:
             proc, url, path = start(server, work, uri, bento, scorer_dir)
             try:

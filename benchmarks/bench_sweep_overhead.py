@@ -98,12 +98,17 @@ def measure(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=20_000, help="Generated leads (80% train, 20% val).")
+    parser.add_argument("--rows", type=int, default=20_000, help="Generated leads (80%% train, 20%% val).")
     parser.add_argument("--trials", type=int, default=8, help="Trials per sweep (num_samples).")
     parser.add_argument("--epochs", type=int, default=4, help="max_epochs, also ASHA's max_t.")
     parser.add_argument("--concurrency", type=int, default=2, help="max_concurrent_trials (1 CPU each).")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--smoke", action="store_true", help="2,000 rows, 2 trials of 1 epoch per sweep: checks that it runs"
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.rows, args.trials, args.epochs = 2_000, 2, 1
 
     data, transform = make_data(args.rows, args.seed)
     base = ModelConfig(max_epochs=args.epochs)

@@ -16,7 +16,7 @@ best weights instead of checkpoint files, no progress bar or model summary. Meas
 manual optimization (+2%, more code in the module), a `__setattr__` fast path for `_current_fx_name`
 (+3%, relies on a Lightning-private name).
 
-Run: .venv/bin/python benchmarks/bench_train_throughput.py [--rows 200000]
+Run: .venv/bin/python benchmarks/bench_train_throughput.py [--rows 200000] [--smoke]
 """
 
 from __future__ import annotations
@@ -97,12 +97,20 @@ def bare_loop(
     train: EncodedFeatures, y: np.ndarray, module: TabularClassifier, epochs: int, seed: int
 ) -> Throughput:
     """Reference: plain PyTorch over the same index-sliced batches."""
-    net, loss_fn, optimizer = module.net.train(), module.loss_fn, module.configure_optimizers()
+    module.train()
+    # The module's own optimizer settings (fused AdamW), without a Trainer's learning-rate schedule.
+    optimizer = torch.optim.AdamW(
+        module.parameters(),
+        lr=module.hparams.learning_rate,
+        weight_decay=module.hparams.weight_decay,
+        fused=True,
+    )
     batches = TensorBatches.from_features(train, y, batch_size=512, shuffle=True, seed=seed)
     wall, cpu = time.perf_counter(), time.process_time()
     for _ in range(epochs):
-        for x_num, x_cat, target in batches:
-            loss = loss_fn(net(x_num, x_cat), target)
+        module.on_train_epoch_start()
+        for batch in batches:
+            loss = module.training_step(batch, 0)  # the same loss as the Lightning path computes
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -146,7 +154,12 @@ def main() -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="data and model seed")
     parser.add_argument("--skip-default-loader", action="store_true", help="skip the slow path (c)")
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny sizes (2,000 rows, 1 epoch, 1 repeat): checks it runs"
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.rows, args.epochs, args.repeats = 2_000, 1, 1
     # train_model pins CPU_TORCH_THREADS on CPU; the other paths get the same.
     torch.set_num_threads(CPU_TORCH_THREADS)
 
@@ -164,9 +177,13 @@ def main() -> None:
         f"hidden={config.hidden_sizes} epochs={args.epochs} repeats={args.repeats} torch_threads={CPU_TORCH_THREADS}"
     )
 
+    resolved = config.for_data(len(y_train), float(np.mean(y_train)))  # as train_model resolves it
+
     def fresh_module() -> TabularClassifier:
         L.seed_everything(args.seed, verbose=False)
-        return TabularClassifier.from_config(transform.n_numeric, transform.cardinalities, config)
+        return TabularClassifier.from_config(
+            transform.n_numeric, transform.cardinalities, resolved, train.numeric
+        )
 
     # Interleaved repeats, best of each: the least disturbed run is the closest to the intrinsic cost.
     bare_runs: list[Throughput] = []

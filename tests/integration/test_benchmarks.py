@@ -1,0 +1,78 @@
+"""Benchmarks that cannot rot: each answers --help, and each runs to the end in its smoke mode (tiny sizes)
+and prints its figure lines. The figures of a smoke run are not measurements: only their presence is checked.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+# Per benchmark, the start of each figure line it must print.
+FIGURES = {
+    "bench_bootstrap.py": ["vectorised bootstrap_metrics:", "speed-up:"],
+    "bench_drift.py": ["1. our check", "2. ", "3. parity"],
+    "bench_estimate.py": ["mean of 1 sweeps:", "sweep wall seconds", "sweep wall time error"],
+    "bench_generate.py": ["generate + write 2,000 rows (parquet)", "generate + write 2,000 rows (csv)"],
+    "bench_make_run.py": ["make run wall time:"],
+    "bench_quality.py": ["[synthetic-smoke] ", "AUC ratio = "],
+    "bench_serving.py": ["single-request p50 ours", " 1 rows: ours / ceiling", "errors over all runs:"],
+    "bench_sweep_overhead.py": ["reuse_actors=True ", "reuse_actors=False ", "reuse_actors=False / True:"],
+    "bench_train_throughput.py": ["(a) bare PyTorch loop", "(b) train_model", "ratio (b)/(a):"],
+}
+
+
+def _env() -> dict[str, str]:
+    """A user's shell: nothing pointing at this session's servers or stores."""
+    foreign = (
+        "PREFECT_API_URL",
+        "PREFECT_API_AUTH_STRING",
+        "MLFLOW_TRACKING_URI",
+        "MLOPS_HOME",
+        "RAY_ADDRESS",
+    )
+    return {k: v for k, v in os.environ.items() if k not in foreign}
+
+
+def test_every_benchmark_is_covered() -> None:
+    assert sorted(p.name for p in BENCHMARKS.glob("bench_*.py")) == sorted(FIGURES)
+
+
+@pytest.mark.parametrize("name", sorted(FIGURES))
+def test_help_describes_the_options(name: str) -> None:
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / name), "--help"],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "--smoke" in result.stdout and "usage:" in result.stdout
+
+
+@pytest.mark.parametrize("name", sorted(FIGURES))
+def test_smoke_mode_runs_and_prints_its_figures(name: str) -> None:
+    if name == "bench_serving.py" and shutil.which("wrk") is None:
+        reason = "wrk not found: install Debian's `wrk` package (`apt-get install wrk`)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason}; .ci/run installs it")
+        pytest.skip(reason)
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / name), "--smoke"],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    lines = result.stdout.splitlines()
+    missing = [start for start in FIGURES[name] if not any(line.startswith(start) for line in lines)]
+    assert not missing, f"{name} printed no line starting with {missing}:\n{result.stdout[-3000:]}"
