@@ -48,8 +48,11 @@ class ScheduleConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    # The training default retrains Mondays at 03:00 (batch scoring's own default is in BatchConfig).
     cron: str | None = Field(
-        default="0 3 * * 1", description="Cron schedule; the default retrains Mondays 03:00."
+        default="0 3 * * 1",
+        description="Cron expression (minute hour day-of-month month day-of-week), read in timezone; null with "
+        "no interval_seconds: the deployment runs only when started.",
     )
     interval_seconds: int | None = Field(
         default=None, ge=10, description="Alternative to cron: run every N seconds."

@@ -53,8 +53,18 @@ class SplitConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    test_fraction: float = Field(default=0.2, gt=0.0, lt=0.5)
-    val_fraction: float = Field(default=0.1, gt=0.0, lt=0.5)
+    test_fraction: float = Field(
+        default=0.2,
+        gt=0.0,
+        lt=0.5,
+        description="Share of rows held out as the test split (final evaluation only).",
+    )
+    val_fraction: float = Field(
+        default=0.1,
+        gt=0.0,
+        lt=0.5,
+        description="Share of rows held out for validation (early stopping, ASHA).",
+    )
     strategy: Literal["auto", "random", "time"] = Field(
         default="auto", description="auto = time-based when data.time_column is set, else random."
     )

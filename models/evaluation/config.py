@@ -11,10 +11,14 @@ class EvaluationConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     n_bootstrap: int = Field(default=1000, ge=100, description="Resamples for confidence intervals.")
-    confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
+    confidence: float = Field(
+        default=0.95, gt=0.5, lt=1.0, description="Level of the bootstrap confidence intervals."
+    )
     threshold: float = Field(default=0.5, gt=0.0, lt=1.0, description="Decision threshold for F1.")
     slice_min_count: int = Field(default=30, ge=1, description="Smaller slices get no AUC.")
-    importance_repeats: int = Field(default=3, ge=1)
+    importance_repeats: int = Field(
+        default=3, ge=1, description="Shuffles per column in permutation importance, averaged."
+    )
     max_eval_rows: int | None = Field(
         default=None, ge=1000, description="Subsample the test split for slow diagnostics."
     )

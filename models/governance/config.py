@@ -57,8 +57,13 @@ class ApprovalConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    budget: GatePolicy = Field(default_factory=GatePolicy)
-    promotion: GatePolicy = Field(default_factory=GatePolicy)
+    budget: GatePolicy = Field(
+        default_factory=GatePolicy, description="The gate before the sweep: the resource and cost estimate."
+    )
+    promotion: GatePolicy = Field(
+        default_factory=GatePolicy,
+        description="The gate before the champion alias moves: metrics, comparison, estimate vs actual.",
+    )
     timeout_seconds: int = Field(
         default=86_400, ge=10, description="A gate left undecided this long counts as rejected."
     )

@@ -12,9 +12,11 @@ class _Param(BaseModel):
 
 
 class UniformParam(_Param):
-    type: Literal["uniform"]
-    low: float
-    high: float
+    """A real drawn evenly between low and high."""
+
+    type: Literal["uniform"] = Field(description="uniform: a real drawn evenly between low and high.")
+    low: float = Field(description="Lower end of the range.")
+    high: float = Field(description="Upper end of the range; above low.")
 
     @model_validator(mode="after")
     def _ordered(self) -> UniformParam:
@@ -24,7 +26,11 @@ class UniformParam(_Param):
 
 
 class LogUniformParam(UniformParam):
-    type: Literal["loguniform"]  # type: ignore[assignment]
+    """A positive real whose logarithm is drawn evenly: as likely in [1e-4, 1e-3] as in [1e-3, 1e-2]."""
+
+    type: Literal["loguniform"] = Field(  # type: ignore[assignment]
+        description="loguniform: a positive real whose logarithm is drawn evenly (learning rates, decays)."
+    )
 
     @model_validator(mode="after")
     def _positive(self) -> LogUniformParam:
@@ -34,14 +40,20 @@ class LogUniformParam(UniformParam):
 
 
 class IntParam(_Param):
-    type: Literal["int"]
-    low: int
-    high: int  # inclusive
+    """An integer drawn evenly from low to high, both included."""
+
+    type: Literal["int"] = Field(description="int: an integer drawn evenly from low to high, both included.")
+    low: int = Field(description="Smallest integer drawn.")
+    high: int = Field(description="Largest integer drawn (inclusive).")
 
 
 class ChoiceParam(_Param):
-    type: Literal["choice"]
-    values: list[Any] = Field(min_length=1)
+    """One of a list of values, each equally likely."""
+
+    type: Literal["choice"] = Field(description="choice: one of values, each equally likely.")
+    values: list[Any] = Field(
+        min_length=1, description="The values to choose from (any YAML value, lists too)."
+    )
 
 
 SearchParam = Annotated[UniformParam | LogUniformParam | IntParam | ChoiceParam, Field(discriminator="type")]
@@ -56,7 +68,7 @@ class SweepConfig(BaseModel):
     max_concurrent_trials: int = Field(
         default=2, ge=1, description="Trials at once; one per CPU core on the default machine."
     )
-    cpus_per_trial: float = Field(default=1.0, gt=0)
+    cpus_per_trial: float = Field(default=1.0, gt=0, description="CPU cores Ray reserves for each trial.")
     gpus_per_trial: float = Field(default=0.0, ge=0, description="Set >0 to place trials on GPUs.")
     grace_period: int = Field(
         default=2, ge=1, description="ASHA: epochs every trial runs before it can be stopped."
