@@ -17,6 +17,7 @@ from flows.cli.ab import ab_app
 from flows.cli.approvals import approvals_app
 from flows.cli.common import quiet_logging
 from flows.cli.data import data_app, validate
+from flows.cli.startup import freeze_heap_at_exit
 from infra.home import ProjectHome
 
 app = typer.Typer(
@@ -43,6 +44,7 @@ def main(
     os.environ.update(client_settings(home, os.environ))
     home.configure_environment()
     quiet_logging(verbose)
+    freeze_heap_at_exit()
     ctx.obj = home
 
 

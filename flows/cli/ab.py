@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from flows.cli.common import fail, home_of, load, out, say
+from flows.cli.startup import flow_stack
 from models.errors import UserInputError
 
 ab_app = typer.Typer(
@@ -39,7 +40,8 @@ def ab_start(
 ) -> None:
     """Point `candidate` at VERSION: services with serving.ab on serve it beside the champion. Recorded on the
     version (approval.ab.*) and as the Prefect event mlops.model.ab_started."""
-    from flows.ab import ab_start as start_flow
+    with flow_stack():
+        from flows.ab import ab_start as start_flow
 
     home_of(ctx)
     _run(start_flow(model, version, reason, by or getpass.getuser(), return_state=True))
@@ -51,7 +53,8 @@ def ab_start(
 @ab_app.command("stop")
 def ab_stop(ctx: typer.Context, model: ModelOption, reason: ReasonOption, by: ByOption = None) -> None:
     """Remove `candidate`: services go back to the champion alone (event mlops.model.ab_stopped)."""
-    from flows.ab import ab_stop as stop_flow
+    with flow_stack():
+        from flows.ab import ab_stop as stop_flow
 
     home_of(ctx)
     stopped = _run(stop_flow(model, reason, by or getpass.getuser(), return_state=True))

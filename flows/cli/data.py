@@ -18,6 +18,7 @@ from flows.cli.common import (
     preflight,
     say,
 )
+from flows.cli.startup import flow_stack
 from models.data.synthetic import DEFAULT_ROWS, DEFAULT_SEED
 from models.errors import UserInputError
 
@@ -107,7 +108,8 @@ def validate(ctx: typer.Context, config: ConfigOption, data: DataOption = None) 
     """Validate data against the config's expectation suite (exit 0 pass, 1 fail, 2 unusable input)."""
     home = home_of(ctx)
     cfg = preflight(config, data, home)
-    from flows.validation import data_validation
+    with flow_stack():
+        from flows.validation import data_validation
 
     state = data_validation(cfg, home.data_docs, return_state=True)
     report = state.result(raise_on_failure=False)

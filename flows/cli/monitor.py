@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from flows.cli.common import EXIT_USER_ERROR, ConfigOption, fail, home_of, load, say
+from flows.cli.startup import flow_stack
 
 EXIT_NO_DRIFT, EXIT_DRIFT = 0, 1
 LabelsOption = Annotated[
@@ -47,7 +48,8 @@ def monitor(
             )
     except UserInputError as exc:
         raise fail(str(exc)) from None
-    from flows.monitor import drift_monitor
+    with flow_stack():
+        from flows.monitor import drift_monitor
 
     state = drift_monitor(
         str(config.resolve()),

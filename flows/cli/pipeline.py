@@ -21,6 +21,7 @@ from flows.cli.common import (
     say,
 )
 from flows.cli.data import print_report
+from flows.cli.startup import flow_stack
 from infra.home import ProjectHome
 from models.errors import UserInputError
 
@@ -35,8 +36,9 @@ def run(ctx: typer.Context, config: ConfigOption, data: DataOption = None) -> No
     """Run the training pipeline: validate, train, sweep, evaluate, register, promote, package."""
     home = home_of(ctx)
     cfg = preflight(config, data, home)
-    from flows.training import InvalidDataError, training_pipeline
-    from tasks.registry import RegistryUnavailableError
+    with flow_stack():
+        from flows.training import InvalidDataError, training_pipeline
+        from tasks.registry import RegistryUnavailableError
 
     say(f"training pipeline {cfg.name} on {cfg.data.path}")
     state = training_pipeline(str(config.resolve()), str(cfg.data.path), return_state=True)
@@ -151,7 +153,8 @@ def batch(
     """Run the batch-scoring flow once: the champion scores each new file, writes <name>.scored.<ext> beside
     it and logs every row (variant batch) for the drift monitor."""
     home = home_of(ctx)
-    from flows.scoring import batch_scoring
+    with flow_stack():
+        from flows.scoring import batch_scoring
 
     state = batch_scoring(
         str(config.resolve()), str(input_path.resolve()) if input_path else None, return_state=True

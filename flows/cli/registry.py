@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from flows.cli.common import EXIT_USER_ERROR, fail, say
+from flows.cli.startup import flow_stack
 
 
 def rollback(
@@ -20,7 +21,8 @@ def rollback(
 ) -> None:
     """Move `champion` back (to `previous-champion` by default); a following service switches within its
     poll interval. Exit 2 when refused (no such version, not approved at its gate, already champion)."""
-    from flows.rollback import rollback as rollback_flow
+    with flow_stack():
+        from flows.rollback import rollback as rollback_flow
     from models.errors import UserInputError
 
     state = rollback_flow(model, reason, by or getpass.getuser(), to, return_state=True)

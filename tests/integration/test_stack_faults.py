@@ -36,6 +36,10 @@ REPO = Path(__file__).resolve().parents[2]
 MODEL = "crm-leads-faults"
 PAUSE_TIMEOUT_S = 300  # generate, train, sweep and evaluate the shrunken pipeline up to the gate
 FINISH_TIMEOUT_S = 240  # after the answer: record, promote, package (or fail on a dead MLflow)
+FAST_FAILING_MLFLOW_CLIENT = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+}
 
 
 @dataclass
@@ -50,7 +54,9 @@ class Stack:
         clients = {v for service in stack.SERVICES.values() for v in service.client_variables}
         homes = {"MLOPS_HOME", "MLFLOW_TRACKING_URI", "BENTOML_HOME", "PREFECT_HOME"}
         env = {k: v for k, v in os.environ.items() if k not in clients | homes}
-        return {**env, "MLOPS_HOME": str(self.home.root)}
+        # A user's own MLflow retry settings win over the home's bound (infra.home sets them only when
+        # unset): one quick retry, so the MLflow-down run fails in seconds rather than the bound's ~30 s.
+        return {**env, "MLOPS_HOME": str(self.home.root), **FAST_FAILING_MLFLOW_CLIENT}
 
     def mlops(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -184,7 +190,7 @@ def test_mlflow_down_before_the_champion_moves_fails_clearly_and_a_rerun_succeed
 
     approved = faulty.mlops("approvals", "approve", str(run_id), "--approver", "ada", "--comment", "ship it")
     assert approved.returncode == 0, approved.stdout + approved.stderr  # Prefect is up: the answer is taken
-    code, output = _finish(proc, log)  # bounded: MLflow's client retries are capped (infra.home)
+    code, output = _finish(proc, log)  # bounded: MLflow's client retries are capped (Stack.env)
     assert code != 0, output[-4000:]
     flat = " ".join(output.split())
     assert f"failed while the promotion decision on {MODEL} v2 was recorded" in flat, output[-4000:]
