@@ -21,6 +21,7 @@ from models.errors import UserInputError
 from models.estimate.config import EstimateConfig
 from models.evaluation.config import BusinessConfig, EvaluationConfig
 from models.features.config import FeatureConfig
+from models.features.store import FeatureStoreConfig
 from models.governance.config import ApprovalConfig, PromotionPolicy
 from models.nn.config import ModelConfig
 from models.training.config import SweepConfig
@@ -97,6 +98,12 @@ class PipelineConfig(BaseModel):
     )
     data: DataConfig
     features: FeatureConfig
+    feature_store: FeatureStoreConfig | None = Field(
+        default=None,
+        description="Build the training frame from a Feast feature repository: data.path is then a label spine "
+        "(id, as-of time, label) and each row gets the service's features as of its data.time_column. "
+        "Null: data.path is the training table itself.",
+    )
     split: SplitConfig = Field(default_factory=SplitConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     sweep: SweepConfig = Field(default_factory=SweepConfig)
@@ -128,6 +135,8 @@ class PipelineConfig(BaseModel):
         for role, column in (("data.target", self.data.target), ("data.id_column", self.data.id_column)):
             if column and column in seen:
                 raise ValueError(f"{role} {column!r} must not also be a feature")
+        if self.feature_store is not None and not self.data.time_column:
+            raise ValueError("feature_store: set data.time_column to the label spine's as-of column")
         unknown = sorted(set(self.sweep.search_space) - set(ModelConfig.model_fields))
         if unknown:
             raise ValueError(
@@ -181,7 +190,7 @@ def load_config(
 ) -> PipelineConfig:
     """Read, validate and resolve a pipeline config.
 
-    Relative ``data.path`` and ``data.expectations`` are resolved against the config file's
+    Relative ``data.path``, ``data.expectations`` and the feature store's paths are resolved against the config file's
     folder; ``${MLOPS_HOME}`` expands to ``home``. ``overrides`` (dotted keys, from the CLI)
     are applied before validation so they are checked like the file's own values.
     """
@@ -228,4 +237,9 @@ def load_config(
     batch = config.batch
     if batch.input is not None:
         batch = batch.model_copy(update={"input": resolve(batch.input)})
-    return config.model_copy(update={"data": data, "monitoring": monitoring, "batch": batch})
+    store = config.feature_store
+    if store is not None:
+        store = store.model_copy(update={"repo": resolve(store.repo), "source": resolve(store.source)})
+    return config.model_copy(
+        update={"data": data, "monitoring": monitoring, "batch": batch, "feature_store": store}
+    )

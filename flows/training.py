@@ -2,7 +2,8 @@
 gate -> sweep -> evaluate -> register (challenger) -> promotion gate -> champion -> Bento.
 
 Wiring only: each step is a task over pure code in ``models/``; evidence, tags and the summary are
-built by ``models.governance.evidence``.
+built by ``models.governance.evidence``. The split's three parts are logged as the run's datasets; a
+retrain of a version (``retrain_version``) reads them back instead of loading and splitting the data.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 from prefect import flow, runtime
 
 from flows.config import load_config
+from flows.features import training_frame
 from flows.gates import require_server_for, run_gate
 from flows.validation import docs_dir_for_run
 from infra.home import ProjectHome
@@ -32,7 +34,7 @@ from models.governance.evidence import (
 from models.governance.model_card import model_card
 from models.governance.promotion import decide_promotion
 from models.seeds import Seeds
-from tasks.data import InvalidDataError, load_data, require_valid
+from tasks.data import InvalidDataError, require_valid
 from tasks.estimate import estimate
 from tasks.evaluate import evaluate
 from tasks.lineage import code_version, fingerprint
@@ -41,34 +43,52 @@ from tasks.packaging import package_version
 from tasks.registry import (
     decide,
     load_champion,
+    logged_split,
     publish_model_card,
     record_serving_integrity,
     register_challenger,
 )
 from tasks.summary import publish_summary
-from tasks.tracking import TrackingTarget, log_artifacts, log_metrics, log_model, log_trials, parent_run
-from tasks.training import finalize, fit_transform, split_data, sweep, train_baselines
+from tasks.tracking import (
+    TrackingTarget,
+    log_artifacts,
+    log_datasets,
+    log_metrics,
+    log_model,
+    log_trials,
+    parent_run,
+)
+from tasks.training import finalize, fit_transform, reuse_split, split_data, sweep, train_baselines
 
 REPO = Path(__file__).resolve().parents[1]
 __all__ = ["InvalidDataError", "PipelineSummary", "training_pipeline"]
 
 
 @flow(name="training-pipeline")
-def training_pipeline(config_path: str, data_path: str | None = None) -> PipelineSummary:
+def training_pipeline(
+    config_path: str, data_path: str | None = None, retrain_version: str | None = None
+) -> PipelineSummary:
     """Train, evaluate and (by policy or approval) promote a model for the config at ``config_path``.
 
     The entry point of both ``mlops run`` and deployment runs, so it takes the config's path
-    (readable in the Prefect UI) and loads and validates it itself.
+    (readable in the Prefect UI) and loads and validates it itself. ``retrain_version`` (NAME/VERSION)
+    trains on the train, validation and test rows that version logged instead of the config's data.
     """
     home = ProjectHome.configured()
     overrides = {"data.path": data_path} if data_path else None
     config = load_config(Path(config_path), home=home.root, overrides=overrides)
     seeds, approval = Seeds.from_root(config.seed), config.approval
     require_server_for(approval)
-    df = load_data(config.data)
+    logged = logged_split(home.active_tracking_uri(), retrain_version) if retrain_version else None
+    # The data file, or the label spine's rows with their features from the feature store.
+    frame = None if logged else training_frame(config)
+    df = logged.rows() if logged else frame.data
     validation = require_valid(df, config.data, docs_dir_for_run(home.data_docs))
-    run = RunIdentity.of(config, fingerprint(df), code_version(REPO), runtime.flow_run.id)
-    prepared = split_data(df, config.data, config.split, seeds.split)
+    data_lineage = frame.lineage if frame else None
+    run = RunIdentity.of(config, fingerprint(df), code_version(REPO), runtime.flow_run.id, data_lineage)
+    prepared = (
+        reuse_split(logged, config.data) if logged else split_data(df, config.data, config.split, seeds.split)
+    )
     transform = fit_transform(prepared, config.features)
     baselines = train_baselines(prepared, transform, seeds.baselines)
     est = estimate(
@@ -83,6 +103,9 @@ def training_pipeline(config_path: str, data_path: str | None = None) -> Pipelin
     with parent_run(
         target, run.run_name(runtime.flow_run.name), config.model_dump(mode="json"), run.tags
     ) as tracked:
+        datasets = log_datasets(
+            target, tracked.run_id, prepared.split, label=config.data.target, data_path=str(config.data.path)
+        )
         result = sweep(
             prepared,
             transform,
@@ -120,7 +143,18 @@ def training_pipeline(config_path: str, data_path: str | None = None) -> Pipelin
         log_artifacts(target, tracked.run_id, documents)
         model_uri = log_model(target, tracked.run_id, final.scorer, prepared.split.test.head(5))
         lineage = lineage_tags(
-            run, tracked.run_id, rows, validation.report, result, est, errors, actual, budget
+            run,
+            tracked.run_id,
+            rows,
+            validation.report,
+            result,
+            est,
+            errors,
+            actual,
+            budget,
+            datasets,
+            prepared.split.strategy,
+            retrained_from=logged.reference if logged else None,
         )
         version = register_challenger(target, run.model_name, model_uri, tracked.run_id, lineage)
         record_serving_integrity(target, version, final.scorer, prepared.split.val)

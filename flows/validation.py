@@ -8,8 +8,9 @@ from pathlib import Path
 from prefect import flow
 
 from flows.config import PipelineConfig
+from flows.features import training_frame
 from models.data.validation import ValidationReport
-from tasks.data import load_data, publish_validation, validate_data
+from tasks.data import publish_validation, validate_data
 
 
 def docs_dir_for_run(docs_root: Path) -> Path:
@@ -19,8 +20,8 @@ def docs_dir_for_run(docs_root: Path) -> Path:
 
 @flow(name="data-validation")
 def data_validation(config: PipelineConfig, docs_root: Path) -> ValidationReport:
-    """Validate ``config.data`` against ``config.data.expectations``."""
-    df = load_data(config.data)
+    """Validate ``config.data`` (with a feature store: the retrieved frame) against ``config.data.expectations``."""
+    df = training_frame(config).data
     report = validate_data(df, config.data.expectations, docs_dir_for_run(docs_root))
     publish_validation(report, config.data.path)
     return report

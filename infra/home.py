@@ -48,6 +48,11 @@ class ProjectHome:
         return self.root / "data"
 
     @property
+    def crm_source(self) -> Path:
+        """Where `mlops data generate --crm` writes the CRM source and the shipped feature-store config reads it."""
+        return self.data / "crm"
+
+    @property
     def data_docs(self) -> Path:
         return self.root / "data_docs"
 

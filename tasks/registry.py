@@ -14,13 +14,15 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
 from models.artifact.scorer import TabularScorer
+from models.data.io import read_table
 from models.errors import UserInputError
 from models.evaluation.evaluate import ChampionModel
+from models.governance.datasets import SPLIT_STRATEGY_TAG
 from models.governance.names import Alias, tag_value
 from models.governance.rollback import Rollback, RollbackRefused, check_rollback
 from serving.registry import download_scorer_dir, record_integrity
 from tasks.caching import IO_RETRIES, ONCE_PER_RUN, PER_RUN_INPUTS, REPLAYABLE
-from tasks.tracking import TrackingTarget
+from tasks.tracking import DATASET_CONTEXTS, DATASETS_FOLDER, TrackingTarget
 
 _MODEL_REF = re.compile(r"([^@/]+)(?:@([\w-]+)|/(\d+))")
 
@@ -69,6 +71,81 @@ def load_by_reference(tracking_uri: str, reference: str) -> ReferencedModel:
         raise UserInputError(
             f"--model {reference}: not found in the registry at {tracking_uri} ({exc.message})"
         ) from None
+
+
+@dataclass(frozen=True)
+class LoggedSplit:
+    """The train, validation and test rows a registered version was trained on, read back from its run."""
+
+    reference: str  # NAME/VERSION, the number even when the user named an alias
+    train: pd.DataFrame
+    validation: pd.DataFrame
+    test: pd.DataFrame
+    strategy: str  # how the original split was made (random or time)
+
+    def rows(self) -> pd.DataFrame:
+        """Every row, in the order train, validation, test: what the data validation checks."""
+        return pd.concat([self.train, self.validation, self.test], ignore_index=True)
+
+
+def _unless_user_error(task, task_run, state) -> bool:
+    """Retry what a server blip may cause, not a reference that names nothing."""
+    return not isinstance(state.result(raise_on_failure=False), UserInputError)
+
+
+@task(
+    name="load-logged-datasets",
+    cache_policy=PER_RUN_INPUTS,
+    retry_condition_fn=_unless_user_error,
+    **REPLAYABLE,
+    **IO_RETRIES,
+)
+def logged_split(tracking_uri: str, reference: str) -> LoggedSplit:
+    """The datasets the version ``NAME/VERSION`` (or ``NAME@ALIAS``) logged in its run's ``datasets/``.
+
+    A clear error (nothing downloaded, nothing trained) when the reference is malformed, names no version,
+    or names one trained before datasets were logged.
+    """
+    match = _MODEL_REF.fullmatch(reference)
+    if not match:
+        raise UserInputError(
+            f"--retrain-version {reference!r}: expected NAME/VERSION (e.g. crm-leads/3) or NAME@ALIAS"
+        )
+    name, alias, number = match.groups()
+    client = mlflow.MlflowClient(tracking_uri)
+    try:
+        mv = (
+            client.get_model_version_by_alias(name, alias)
+            if alias
+            else client.get_model_version(name, number)
+        )
+    except MlflowException as exc:
+        if exc.get_http_status_code() >= 500:  # the server failed, not the reference: retried
+            raise
+        raise UserInputError(
+            f"--retrain-version {reference}: not found in the registry at {tracking_uri} ({exc.message})"
+        ) from None
+    found = {f"{part}.parquet" for part in DATASET_CONTEXTS}
+    if mv.run_id:
+        found -= {Path(a.path).name for a in client.list_artifacts(mv.run_id, DATASETS_FOLDER)}
+    if not mv.run_id or found:
+        raise UserInputError(
+            f"--retrain-version {reference}: {name} v{mv.version} has no logged datasets (missing "
+            f"{DATASETS_FOLDER}/{', '.join(sorted(found))} in its run): it was trained before datasets were "
+            "logged; train on its data with `mlops run --config CONFIG --data FILE` instead"
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = mlflow.artifacts.download_artifacts(
+            run_id=mv.run_id, artifact_path=DATASETS_FOLDER, dst_path=tmp, tracking_uri=tracking_uri
+        )
+        parts = {part: read_table(Path(folder) / f"{part}.parquet") for part in DATASET_CONTEXTS}
+    return LoggedSplit(
+        reference=f"{name}/{mv.version}",
+        train=parts["train"],
+        validation=parts["validation"],
+        test=parts["test"],
+        strategy=mv.tags.get(SPLIT_STRATEGY_TAG, "random"),
+    )
 
 
 def version_by_alias(target: TrackingTarget, name: str, alias: Alias) -> RegisteredVersion | None:

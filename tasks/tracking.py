@@ -1,4 +1,5 @@
-"""MLflow tracking from the pipeline: one parent run, one nested run per sweep trial.
+"""MLflow tracking from the pipeline: one parent run, one nested run per sweep trial, the split's
+datasets as the run's inputs.
 
 Everything goes through an explicit ``MlflowClient(tracking_uri)``; per-epoch metrics are sent
 in batches. Calls to the tracking store are I/O and retry; a server may blip.
@@ -10,6 +11,7 @@ import json
 import math
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,13 +19,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import mlflow
+import mlflow.data
 import pandas as pd
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 from prefect import task
 
 from models.artifact.pyfunc import SCORER_ARTIFACT, ScorerPyfunc, pip_requirements
 from models.artifact.scorer import TabularScorer
+from models.data.io import data_fingerprint, read_table, write_table
+from models.data.split import DataSplit
+from models.governance.datasets import DatasetIdentity
 from models.governance.names import tag_value
 from tasks.caching import IO_RETRIES, ONCE_PER_RUN, PER_RUN_INPUTS, REPLAYABLE
 
@@ -32,6 +40,11 @@ if TYPE_CHECKING:  # models.training.sweep imports Ray: seconds at start-up of e
 
 MAX_BATCH = 900  # MLflow accepts up to 1000 metrics per log_batch call
 MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
+
+# The split's parts, each saved as DATASETS_FOLDER/<part>.parquet of the parent run and logged as an input
+# of its MLflow context: a retrain reads the same files back.
+DATASETS_FOLDER = "datasets"
+DATASET_CONTEXTS = {"train": "training", "validation": "validation", "test": "test"}
 
 
 @dataclass(frozen=True)
@@ -226,6 +239,59 @@ def log_model(target: TrackingTarget, run_id: str, scorer: TabularScorer, exampl
                 pip_requirements=pip_requirements(),
             )
     return info.model_uri
+
+
+def dataset_source(artifact_uri: str, tracking_uri: str) -> str:
+    """Where a logged dataset file can be fetched, as a source MLflow resolves: the artifact URI itself
+    (``file:``, ``s3:``, ...), or for a server that proxies artifacts (``mlflow-artifacts:``) its HTTP URL."""
+    if artifact_uri.startswith("mlflow-artifacts:") and tracking_uri.startswith("http"):
+        path = artifact_uri.removeprefix("mlflow-artifacts:").lstrip("/")
+        if artifact_uri.startswith("mlflow-artifacts://"):  # mlflow-artifacts://host:port/path
+            path = path.partition("/")[2]
+        return f"{tracking_uri.rstrip('/')}/api/2.0/mlflow-artifacts/artifacts/{path}"
+    return artifact_uri
+
+
+def _pandas_dataset(frame: pd.DataFrame, source: str, fallback: str, name: str, label: str):
+    with warnings.catch_warnings():
+        # MLflow registers two resolvers for local files and warns that it picked one; its hint about
+        # integer columns is for model signatures, not for a dataset's schema.
+        warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+        try:
+            return mlflow.data.from_pandas(frame, source=source, name=name, targets=label)
+        except MlflowException:  # a store MLflow has no dataset source for: name the data file instead
+            return mlflow.data.from_pandas(frame, source=fallback, name=name, targets=label)
+
+
+@task(name="log-datasets", cache_policy=ONCE_PER_RUN, **REPLAYABLE, **IO_RETRIES)
+def log_datasets(
+    target: TrackingTarget, run_id: str, split: DataSplit, *, label: str, data_path: str
+) -> dict[str, DatasetIdentity]:
+    """Save the train, validation and test rows under the run's ``datasets/`` and log each as a dataset
+    input (context training, validation or test) with digest, source and schema: the MLflow UI shows what
+    the run was trained on, and ``mlops run --retrain-version`` trains on exactly these rows again.
+
+    Each dataset is built from the file as read back, the frame a retrain gets, so the digests match.
+    ``data_path`` is the source named when MLflow cannot resolve the artifact's URI. Returns the identity
+    of each part by name (train, validation, test).
+    """
+    client = target.client()
+    root = client.get_run(run_id).info.artifact_uri.rstrip("/")
+    inputs, identities = [], {}
+    parts = {"train": split.train, "validation": split.val, "test": split.test}
+    with tempfile.TemporaryDirectory() as tmp:
+        for part, frame in parts.items():
+            path = write_table(frame, Path(tmp) / f"{part}.parquet")
+            client.log_artifact(run_id, str(path), artifact_path=DATASETS_FOLDER)
+            stored = read_table(path)
+            source = dataset_source(f"{root}/{DATASETS_FOLDER}/{path.name}", target.tracking_uri)
+            dataset = _pandas_dataset(stored, source, data_path, part, label)
+            context = InputTag(MLFLOW_DATASET_CONTEXT, DATASET_CONTEXTS[part])
+            inputs.append(DatasetInput(Dataset(**dataset.to_dict()), tags=[context]))
+            identities[part] = DatasetIdentity(dataset.digest, data_fingerprint(stored))
+    client.log_inputs(run_id, datasets=inputs)
+    return identities
 
 
 @task(name="end-tracking-run", **IO_RETRIES)

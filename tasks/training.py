@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from prefect import get_run_logger, task
@@ -25,6 +26,9 @@ from models.training.selection import FinalModel, finalize_model
 from models.training.sweep import SweepData, SweepResult, run_sweep
 from tasks.caching import ONCE_PER_RUN, REPLAYABLE
 
+if TYPE_CHECKING:  # the registry's tasks load serving code: not needed by commands that only split
+    from tasks.registry import LoggedSplit
+
 
 @dataclass(frozen=True)
 class PreparedData:
@@ -41,6 +45,14 @@ def split_data(df, data: DataConfig, split: SplitConfig, seed: int) -> PreparedD
     """Seeded, stratified (or time-based) split; the test part is held out until evaluation."""
     y = binary_labels(df, data.target, data.positive_class)
     parts = split_frame(df, y, config=split, seed=seed, time_column=data.time_column)
+    label = lambda part: binary_labels(part, data.target, data.positive_class)  # noqa: E731
+    return PreparedData(parts, label(parts.train), label(parts.val), label(parts.test))
+
+
+@task(name="reuse-logged-split", cache_policy=ONCE_PER_RUN, **REPLAYABLE)
+def reuse_split(logged: LoggedSplit, data: DataConfig) -> PreparedData:
+    """The split a version logged, as it was: its rows are not split again, only labelled."""
+    parts = DataSplit(train=logged.train, val=logged.validation, test=logged.test, strategy=logged.strategy)
     label = lambda part: binary_labels(part, data.target, data.positive_class)  # noqa: E731
     return PreparedData(parts, label(parts.train), label(parts.val), label(parts.test))
 

@@ -99,6 +99,25 @@ def _how_to_get(path: Path, config: Path, home: ProjectHome) -> str:
     return f"set data.path in {config} to your data file, or pass --data PATH"
 
 
+def _check_crm_source(source: Path, spine: Path, home: ProjectHome) -> None:
+    """The feature store's tables come from a CRM source folder and its rows from a label spine: when
+    either is missing, say how to make them."""
+    from models.data.crm import SOURCE_TABLES
+
+    out_option = "" if source.resolve() == home.crm_source.resolve() else f" --out {source}"
+    missing = [name for name in SOURCE_TABLES if not (source / f"{name}.parquet").is_file()]
+    if missing:
+        raise UserInputError(
+            f"{source}: CRM source not found (no {', '.join(f'{m}.parquet' for m in missing)}); "
+            f"generate it with `mlops data generate --crm{out_option}`"
+        )
+    if not spine.exists():
+        raise UserInputError(
+            f"{spine}: label spine not found; write one (entity id, as-of time, label) there, "
+            f"or generate a source with its spine: `mlops data generate --crm{out_option}`"
+        )
+
+
 def preflight(config: Path, data: Path | None, home: ProjectHome):
     """Config, data file and suite checked in a second, before Prefect starts: a user error costs
     no server start-up and shows no traceback."""
@@ -107,6 +126,8 @@ def preflight(config: Path, data: Path | None, home: ProjectHome):
         from models.data.io import check_data_file
         from models.data.suite import load_suite
 
+        if cfg.feature_store is not None:
+            _check_crm_source(cfg.feature_store.source, cfg.data.path, home)
         if not cfg.data.path.exists():
             raise UserInputError(
                 f"{cfg.data.path}: file not found; {_how_to_get(cfg.data.path, config, home)}"

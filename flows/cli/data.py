@@ -19,6 +19,7 @@ from flows.cli.common import (
     say,
 )
 from flows.cli.startup import flow_stack
+from models.data.crm import DEFAULT_CRM_LEADS, DEFAULT_CRM_MONTHS
 from models.data.synthetic import DEFAULT_ROWS, DEFAULT_SEED
 from models.errors import UserInputError
 
@@ -27,10 +28,24 @@ data_app = typer.Typer(help="Generate and profile datasets.", no_args_is_help=Tr
 
 @data_app.command("generate")
 def data_generate(
+    ctx: typer.Context,
     out_path: Annotated[
-        Path, typer.Option("--out", "-o", help="Output file; .csv or .parquet decides the format.")
-    ],
-    rows: Annotated[int, typer.Option(help="Number of leads to generate.", min=1)] = DEFAULT_ROWS,
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Output file; .csv or .parquet decides the format. With --crm a folder, by default "
+            "$MLOPS_HOME/data/crm (where configs/crm_feature_store.yaml reads).",
+        ),
+    ] = None,
+    rows: Annotated[
+        int | None,
+        typer.Option(
+            help=f"Number of leads to generate (default {DEFAULT_ROWS:,}; with --crm {DEFAULT_CRM_LEADS:,}).",
+            min=1,
+            show_default=False,
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same file.")] = DEFAULT_SEED,
     drift: Annotated[
         float,
@@ -38,19 +53,54 @@ def data_generate(
             help="0 = reference population; up to 1 shifts features, mix and label rate.", min=0.0, max=1.0
         ),
     ] = 0.0,
+    crm: Annotated[
+        bool,
+        typer.Option(
+            "--crm",
+            help="Write a CRM source instead of the flat table: leads, an activity log and outcomes over "
+            f"{DEFAULT_CRM_MONTHS} months, plus a label spine, as Parquet files in the --out folder.",
+        ),
+    ] = False,
 ) -> None:
-    """Generate a synthetic CRM leads dataset with a learnable, nonlinear conversion label."""
+    """Generate a synthetic CRM leads dataset with a learnable, nonlinear conversion label, or with --crm a
+    CRM source (leads, activity log, outcomes, label spine) for the feature store."""
+    if crm:
+        if drift:
+            raise fail("--drift applies to the flat table only, not to --crm")
+        _generate_crm(out_path or home_of(ctx).crm_source, rows or DEFAULT_CRM_LEADS, seed)
+        return
+    if out_path is None:
+        raise fail("--out is required: the file to write (.csv or .parquet), or pass --crm for a CRM source")
     from models.data.io import file_format, write_table
     from models.data.synthetic import generate_leads
 
     try:
         file_format(out_path)
-        df = generate_leads(rows, seed, drift)
+        df = generate_leads(rows or DEFAULT_ROWS, seed, drift)
         write_table(df, out_path)
     except UserInputError as exc:
         raise fail(str(exc)) from None
     rate = df["converted"].mean()
     say(f"wrote {len(df):,} rows x {df.shape[1]} columns to {out_path} (conversion rate {rate:.3f})")
+
+
+def _generate_crm(out_dir: Path, leads: int, seed: int) -> None:
+    from models.data.crm import DEFAULT_HORIZON_DAYS, generate_crm, label_spine, write_crm
+
+    if out_dir.exists() and not out_dir.is_dir():
+        raise fail(f"{out_dir}: --out must be a folder with --crm")
+    source = generate_crm(leads, seed)
+    spine = label_spine(source, seed=seed)
+    paths = write_crm(source, spine, out_dir)
+    say(
+        f"wrote a CRM source to {out_dir}: {len(source.leads):,} leads, {len(source.activities):,} activities, "
+        f"{len(source.outcomes):,} outcomes (conversion rate {source.outcomes['converted'].mean():.3f}), "
+        f"until {source.end:%Y-%m-%d}"
+    )
+    say(
+        f"label spine {paths['spine'].name}: {len(spine):,} rows, one per lead; converted within "
+        f"{DEFAULT_HORIZON_DAYS} days of as_of: {spine['converted'].mean():.3f}"
+    )
 
 
 @data_app.command("profile")

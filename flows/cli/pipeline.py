@@ -32,16 +32,38 @@ def _mlflow_ui_hint(tracking_uri: str) -> str:
     return f"open {tracking_uri}"
 
 
-def run(ctx: typer.Context, config: ConfigOption, data: DataOption = None) -> None:
+RetrainOption = Annotated[
+    str | None,
+    typer.Option(
+        "--retrain-version",
+        help="Train again on exactly the train, validation and test rows that registered version "
+        "(NAME/VERSION, e.g. crm-leads/3) logged, instead of loading and splitting the config's data.",
+    ),
+]
+
+
+def run(
+    ctx: typer.Context,
+    config: ConfigOption,
+    data: DataOption = None,
+    retrain_version: RetrainOption = None,
+) -> None:
     """Run the training pipeline: validate, train, sweep, evaluate, register, promote, package."""
     home = home_of(ctx)
+    if data is not None and retrain_version:
+        raise fail(
+            "--data and --retrain-version exclude each other: the version's logged datasets are the data"
+        )
     cfg = preflight(config, data, home)
     with flow_stack():
         from flows.training import InvalidDataError, training_pipeline
         from tasks.registry import RegistryUnavailableError
 
-    say(f"training pipeline {cfg.name} on {cfg.data.path}")
-    state = training_pipeline(str(config.resolve()), str(cfg.data.path), return_state=True)
+    source = f"the datasets logged by {retrain_version}" if retrain_version else cfg.data.path
+    say(f"training pipeline {cfg.name} on {source}")
+    state = training_pipeline(
+        str(config.resolve()), str(cfg.data.path), retrain_version=retrain_version, return_state=True
+    )
     summary = state.result(raise_on_failure=False)
     if isinstance(summary, InvalidDataError):
         print_report(summary.report, cfg.data.path)
@@ -91,6 +113,11 @@ def estimate_cmd(ctx: typer.Context, config: ConfigOption, data: DataOption = No
     """
     home = home_of(ctx)
     cfg = preflight(config, data, home)
+    if cfg.feature_store is not None:
+        raise fail(
+            "mlops estimate reads a flat data file; a feature-store config's frame is built by `mlops run`, "
+            "whose budget gate shows the same estimate"
+        )
     from models.seeds import Seeds
     from tasks.data import load_data
     from tasks.estimate import estimate

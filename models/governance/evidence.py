@@ -18,6 +18,12 @@ from models.evaluation.bootstrap import MetricInterval
 from models.evaluation.evaluate import BaselineScore, ChampionModel, EvaluationReport
 from models.governance.approval import BUDGET, PROMOTION, GateDecision, GateRequest, GateSummary
 from models.governance.config import GatePolicy
+from models.governance.datasets import (
+    RETRAINED_FROM_TAG,
+    SPLIT_STRATEGY_TAG,
+    DatasetIdentity,
+    dataset_tags,
+)
 from models.governance.model_card import CardContext
 from models.governance.names import tag_value
 from models.governance.promotion import PromotionDecision
@@ -36,9 +42,18 @@ class RunIdentity:
     code_version: str
     flow_run_id: str
     experiment: str = ""  # MLflow experiment; empty = the model's name
+    # Where the frame came from beyond the data file (the feature store's service, views, retrieval time).
+    data_lineage: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, config: Any, data_fingerprint: str, code_version: str, flow_run_id: Any) -> RunIdentity:
+    def of(
+        cls,
+        config: Any,
+        data_fingerprint: str,
+        code_version: str,
+        flow_run_id: Any,
+        data_lineage: dict[str, str] | None = None,
+    ) -> RunIdentity:
         """From a pipeline config (any object with ``name``, ``registry`` and ``config_hash()``)."""
         registry = config.registry
         return cls(
@@ -49,6 +64,7 @@ class RunIdentity:
             code_version=code_version,
             flow_run_id=str(flow_run_id or ""),
             experiment=registry.experiment or registry.model_name,
+            data_lineage=dict(data_lineage or {}),
         )
 
     def run_name(self, flow_run_name: str | None) -> str:
@@ -247,19 +263,30 @@ def lineage_tags(
     comparison: EstimateComparison,
     actual: ActualUsage,
     budget: GateDecision,
+    datasets: dict[str, DatasetIdentity],
+    split_strategy: str,
+    retrained_from: str | None = None,
 ) -> dict[str, str]:
-    """Tags of a new model version: where its data, config, code and run came from, estimate vs actual."""
+    """Tags of a new model version: where its data, config, code and run came from, estimate vs actual.
+
+    ``datasets`` are the logged parts of its split (train, validation, test); ``retrained_from`` names the
+    version whose logged datasets it was trained on again.
+    """
     return {
         "data.fingerprint": run.data_fingerprint,
         "data.rows_train": str(rows["train"]),
         "data.rows_val": str(rows["val"]),
         "data.rows_test": str(rows["test"]),
+        **dataset_tags(datasets),
+        SPLIT_STRATEGY_TAG: split_strategy,
+        **({RETRAINED_FROM_TAG: retrained_from} if retrained_from else {}),
         "validation.result": tag_value(validation.summary()),
         "config.hash": run.config_hash,
         "code.version": run.code_version,
         "prefect.flow_run_id": run.flow_run_id,
         "sweep.best_trial_id": sweep.best_trial_id,
         "mlflow.run_id": run_id,
+        **run.data_lineage,
         "actual.sweep_seconds": f"{actual.sweep_seconds:.1f}",
         "actual.epochs_total": str(actual.epochs_total),
         "actual.sweep_resumed": str(sweep.resumed).lower(),

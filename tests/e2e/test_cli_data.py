@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -13,6 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from helpers.cli import shell_env
+
 pytestmark = pytest.mark.e2e
 
 MLOPS = str(Path(sys.executable).parent / "mlops")
@@ -20,7 +21,7 @@ TELCO = Path(__file__).resolve().parents[1] / "data" / "telco_churn_sample.csv"
 
 
 def mlops(*args: str, home: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "MLOPS_HOME": str(home)}
+    env = shell_env(home)
     return subprocess.run([MLOPS, *args], capture_output=True, text=True, env=env, timeout=timeout)
 
 

@@ -4,6 +4,7 @@ under a temporary project home, a local Ray runtime, a real Bento built and serv
 from __future__ import annotations
 
 import contextvars
+import json
 import math
 import os
 import subprocess
@@ -35,6 +36,10 @@ REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 MODEL = "crm-leads-test"
 GATED_MODEL = "crm-leads-gated"  # the human-gate test's own model
+RETRAINED_MODEL = (
+    "crm-leads-retrained"  # the retrain test's own model: MODEL's version numbers stay as they are
+)
+CONTEXTS = {"train": "training", "validation": "validation", "test": "test"}
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +117,107 @@ def test_no_mlflow_run_left_running(first_run, stack) -> None:
     assert {"plots", "evaluation.json", "config.json", "validation.json"} <= artifacts
     trial = next(r for r in runs if r.info.run_id != first_run.run_id)
     assert len(client.get_metric_history(trial.info.run_id, "val/roc_auc")) >= 1
+
+
+def _dataset_inputs(client: MlflowClient, run_id: str) -> dict:
+    """The run's dataset inputs by their context (training, validation, test)."""
+    return {
+        tag.value: found.dataset
+        for found in client.get_run(run_id).inputs.dataset_inputs
+        for tag in found.tags
+        if tag.key == "mlflow.data.context"
+    }
+
+
+def test_first_run_logs_its_datasets(first_run, stack, tmp_path) -> None:
+    """The train, validation and test rows are the run's artifacts and its dataset inputs (digest, source,
+    schema), and the version's lineage tags name their digests."""
+    client = MlflowClient(stack["home"].tracking_uri)
+    inputs = _dataset_inputs(client, first_run.run_id)
+    assert set(inputs) == set(CONTEXTS.values())
+    tags = client.get_model_version(MODEL, first_run.version).tags
+    rows = {
+        "train": tags["data.rows_train"],
+        "validation": tags["data.rows_val"],
+        "test": tags["data.rows_test"],
+    }
+    folder = mlflow.artifacts.download_artifacts(
+        run_id=first_run.run_id,
+        artifact_path="datasets",
+        dst_path=str(tmp_path),
+        tracking_uri=client.tracking_uri,
+    )
+    ids = []
+    for part, context in CONTEXTS.items():
+        dataset = inputs[context]
+        assert dataset.name == part and dataset.digest == tags[f"dataset.{part}.digest"]
+        source = json.loads(dataset.source)["uri"]
+        assert source.endswith(f"{first_run.run_id}/artifacts/datasets/{part}.parquet"), source
+        assert dataset.source_type == "local"
+        columns = {c["name"] for c in json.loads(dataset.schema)["mlflow_colspec"]}
+        assert {"lead_id", "converted", "region"} <= columns
+        assert json.loads(dataset.profile)["num_rows"] == int(rows[part])
+        stored = read_table(Path(folder) / f"{part}.parquet")
+        assert len(stored) == int(rows[part]) and tags[f"dataset.{part}.fingerprint"]
+        ids += stored["lead_id"].tolist()
+    assert sorted(ids) == sorted(read_table(stack["data"])["lead_id"]), (
+        "the parts are disjoint and cover the data"
+    )
+    assert tags["split.strategy"] == "random" and "retrain.source" not in tags
+
+
+def test_retraining_a_version_reuses_its_rows(first_run, stack, tmp_path) -> None:
+    """`--retrain-version`: a new run on the rows the version logged, not split again: the same digests."""
+    from flows.training import training_pipeline
+
+    config = small_pipeline_config(
+        tmp_path / "retrain.yaml",
+        stack["data"],
+        model_name=RETRAINED_MODEL,
+        trials=1,
+        # The gate rejects it: nothing here is about promotion, and no Bento is built.
+        promotion={"require_beat_baseline": False, "min_auc": 1.0},
+    )
+    state = training_pipeline(str(config), retrain_version=f"{MODEL}/{first_run.version}", return_state=True)
+    assert state.is_completed(), state.message
+    retrained = state.result()
+    client = MlflowClient(stack["home"].tracking_uri)
+    before = client.get_model_version(MODEL, first_run.version).tags
+    after = client.get_model_version(RETRAINED_MODEL, retrained.version).tags
+    same = [f"dataset.{part}.{kind}" for part in CONTEXTS for kind in ("digest", "fingerprint")]
+    for key in [*same, "data.rows_train", "data.rows_val", "data.rows_test", "split.strategy"]:
+        assert after[key] == before[key], key
+    assert after["retrain.source"] == f"{MODEL}/{first_run.version}"
+    old, new = _dataset_inputs(client, first_run.run_id), _dataset_inputs(client, retrained.run_id)
+    assert {c: d.digest for c, d in new.items()} == {c: d.digest for c, d in old.items()}
+    assert retrained.run_id in new["training"].source, "the retrain logs the rows again, as its own artifacts"
+
+
+def test_retraining_what_was_never_logged_fails_clearly(first_run, stack, tmp_path) -> None:
+    """A version that does not exist, or one without logged datasets: exit 2 with the reason, nothing trained."""
+    from models.errors import UserInputError
+    from tasks.registry import logged_split
+
+    uri = stack["home"].tracking_uri
+    with pytest.raises(UserInputError, match="not found in the registry"):
+        logged_split.fn(uri, f"{MODEL}/99")
+    with pytest.raises(UserInputError, match="expected NAME/VERSION"):
+        logged_split.fn(uri, "no version")
+    client = MlflowClient(uri)
+    bare = client.create_run(client.create_experiment("no-datasets"), run_name="no-datasets")
+    client.set_terminated(bare.info.run_id)
+    client.create_registered_model("no-datasets")
+    client.create_model_version("no-datasets", f"runs:/{bare.info.run_id}/model", run_id=bare.info.run_id)
+    with pytest.raises(UserInputError, match="has no logged datasets"):
+        logged_split.fn(uri, "no-datasets/1")
+
+    versions = len(client.search_model_versions(f"name='{MODEL}'"))
+    config = ["run", "--config", str(stack["config_path"])]
+    result = CliRunner().invoke(app, [*config, "--retrain-version", f"{MODEL}/99"])
+    assert result.exit_code == 2 and "not found in the registry" in result.output, result.output
+    both = CliRunner().invoke(app, [*config, "--data", str(stack["data"]), "--retrain-version", f"{MODEL}/1"])
+    assert both.exit_code == 2 and "exclude each other" in both.output, both.output
+    assert len(client.search_model_versions(f"name='{MODEL}'")) == versions
 
 
 def test_second_run_decides_against_champion(first_run, stack) -> None:

@@ -25,6 +25,21 @@ def test_home_expansion_and_relative_paths(tmp_path: Path) -> None:
     assert config.data.time_column is None  # the shipped config splits at random
 
 
+def test_feature_store_paths_resolve_like_data_path(tmp_path: Path) -> None:
+    config = load_config(REPO / "configs" / "crm_feature_store.yaml", home=tmp_path)
+    assert config.feature_store is not None
+    assert config.feature_store.repo == REPO / "feature_repo" / "crm"
+    assert config.feature_store.source == tmp_path / "data" / "crm"
+    assert config.data.path == tmp_path / "data" / "crm" / "spine.parquet"
+
+
+def test_feature_store_needs_the_spines_time_column(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="feature_store: set data.time_column"):
+        load_config(
+            REPO / "configs" / "crm_feature_store.yaml", home=tmp_path, overrides={"data.time_column": None}
+        )
+
+
 def test_time_column_is_parsed_as_a_date(tmp_path: Path) -> None:
     """A config naming a time column gets it parsed as a date without listing it in parse_dates too."""
     import yaml
