@@ -6,6 +6,17 @@ import os
 import subprocess
 from pathlib import Path
 
+from infra.home import ProjectHome
+
+
+def home_variables(home: ProjectHome) -> dict[str, str]:
+    """The variables that point a process at ``home``: the project home, its tracking store, its Bento store."""
+    return {
+        "MLOPS_HOME": str(home.root),
+        "MLFLOW_TRACKING_URI": home.tracking_uri,
+        "BENTOML_HOME": str(home.bentoml),
+    }
+
 
 def mlops_in_process(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     """An `mlops` command as typed, run in this process: Typer's runner gives the CLI's own parsing, output
@@ -17,10 +28,7 @@ def mlops_in_process(env: dict[str, str], *args: str) -> subprocess.CompletedPro
     from flows.cli import app
 
     # Every variable the CLI would otherwise set for the rest of this process (ProjectHome.configure_environment).
-    from infra.home import ProjectHome
-
-    home = ProjectHome(Path(env["MLOPS_HOME"]))
-    env = {"BENTOML_HOME": str(home.bentoml), "MLFLOW_TRACKING_URI": home.tracking_uri, **env}
+    env = {**home_variables(ProjectHome(Path(env["MLOPS_HOME"]))), **env}
     # The CLI's entry point also adds the home's stack endpoints and library settings to os.environ; all of
     # it is put back as it was, so that nothing of this call reaches the rest of the session.
     saved = dict(os.environ)

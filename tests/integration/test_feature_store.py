@@ -19,6 +19,8 @@ from infra.home import ProjectHome
 from models.data.crm import ACTIVITY_TYPES, generate_crm, label_spine, write_crm
 from models.features.activity import AGGREGATES, EVENT_TIMESTAMP
 
+from helpers.cli import home_variables
+
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
@@ -33,9 +35,8 @@ def store(tmp_path_factory: pytest.TempPathFactory, prefect_server: str):
     root = tmp_path_factory.mktemp("feature-store")
     home = ProjectHome(root / "home")
     with pytest.MonkeyPatch.context() as environment:
-        environment.setenv("MLOPS_HOME", str(home.root))
-        environment.setenv("MLFLOW_TRACKING_URI", home.tracking_uri)
-        environment.setenv("BENTOML_HOME", str(home.bentoml))
+        for key, value in home_variables(home).items():
+            environment.setenv(key, value)
         source = generate_crm(1000, seed=21, months=3)
         spine = label_spine(source, seed=21)
         write_crm(source, spine, root / "crm")

@@ -26,6 +26,7 @@ from models.data.io import read_table, write_table
 from models.data.synthetic import generate_leads
 from tasks.registry import load_by_reference
 
+from helpers.cli import home_variables
 from helpers.configs import small_pipeline_config
 from helpers.flow_runs import find_paused_run
 from helpers.processes import free_port, stop_process, wait_http
@@ -49,9 +50,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, prefect_server: str):
     home = ProjectHome(root / "home")
     # The home's variables for the module, then each as it was (a previous value put back, or removed).
     with pytest.MonkeyPatch.context() as environment:
-        environment.setenv("MLOPS_HOME", str(home.root))
-        environment.setenv("MLFLOW_TRACKING_URI", home.tracking_uri)
-        environment.setenv("BENTOML_HOME", str(home.bentoml))
+        for key, value in home_variables(home).items():
+            environment.setenv(key, value)
         data = write_table(generate_leads(4000, seed=5), root / "leads.parquet")
         config_path = small_pipeline_config(root / "pipeline.yaml", data, model_name=MODEL)
         yield {"home": home, "config_path": config_path, "data": data, "root": root}
