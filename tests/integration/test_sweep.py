@@ -271,9 +271,14 @@ def test_failed_trial_resumes_from_its_checkpoint(ray_runtime, sweep_data, tmp_p
     assert (markers / f"resumed-{crashing}").exists(), "the retry did not get the trial's checkpoint"
     trial = next(trial for trial in result.trials if trial.trial_id == crashing)
     assert trial.status == "TERMINATED" and trial.error is None
-    # Continued, not restarted: epoch 0 was reported once, by the crashed attempt, then 1 and 2.
-    assert [row["epoch"] for row in trial.history] == [0, 1, 2]
-    assert [row["training_iteration"] for row in trial.history] == [1, 2, 3]
+    # Continued, not restarted: after the retry the trial reports epochs 1 and 2 (iterations 2 and 3); a
+    # restart would report epoch 0 again. Epoch 0 itself is the crashed attempt's report: Ray keeps it in the
+    # history unless the crash beat the writing of that result (seen once, with two test workers), so it may
+    # be missing, never repeated.
+    epochs = [row["epoch"] for row in trial.history]
+    iterations = [row["training_iteration"] for row in trial.history]
+    assert epochs in ([0, 1, 2], [1, 2]), epochs
+    assert iterations == [1, 2, 3][-len(iterations) :], iterations
     assert result.best_val_auc > 0.6
 
 
