@@ -1,12 +1,15 @@
-"""Alerts through Prefect automations (no notifier of our own): a drift event and a gate that starts waiting
-each send a Slack-compatible webhook (``{"text": ...}``) naming the model, the run and where to look.
+"""Alerts through Prefect automations (no notifier of our own): a drift event, a stale feature view and a gate
+that starts waiting each send a Slack-compatible webhook (``{"text": ...}``) naming the model, the run or view
+and where to look.
 
-`ensure_alerts` saves one webhook notification block per model and two automations on the Prefect server
-(replacing earlier ones of the same name, so `mlops deploy` can run again); the server's automation
-service sends the notifications, whether or not any runner is up.
+`ensure_alerts` saves one webhook notification block per model and its automations on the Prefect server (two,
+three with a feature store; earlier ones of the same name are replaced, so `mlops deploy` can run again); the
+server's automation service sends the notifications, whether or not any runner is up.
 """
 
 from __future__ import annotations
+
+from uuid import UUID
 
 from prefect.automations import Automation
 from prefect.blocks.notifications import CustomWebhookNotificationBlock
@@ -16,7 +19,7 @@ from prefect.events.actions import SendNotification
 from prefect.events.schemas.automations import Posture
 
 from flows.config import PipelineConfig
-from tasks.monitoring import DRIFT_EVENT
+from tasks.monitoring import DRIFT_EVENT, STALE_FEATURES_EVENT
 
 GATE_EVENTS = {"prefect.flow-run.Paused", "prefect.flow-run.Suspended"}  # a gate waits for a person
 TRAINING_FLOW = "training-pipeline"
@@ -47,27 +50,19 @@ def ensure_alerts(config: PipelineConfig, ui_url: str) -> list[str]:
         name=_block_name(model), url=url, method="POST", json_data={"text": "{{subject}}\n{{body}}"}
     )
     block_id = block.save(_block_name(model), overwrite=True)
-    drift = Automation(
+    drift = _model_alert(
+        model,
+        block_id,
         name=f"mlops-drift-alert-{model}",
         description=f"Notify {url} when the drift monitor finds drift in {model}.",
-        trigger=EventTrigger(
-            expect={DRIFT_EVENT},
-            match={"prefect.resource.id": f"mlops.model.{model}"},
-            posture=Posture.Reactive,
-            threshold=1,
+        event=DRIFT_EVENT,
+        subject=f"Drift detected in {model}",
+        body=(
+            f"{model} v{{{{ event.payload.version }}}}: drifted columns {{{{ event.payload.drifted_columns }}}} "
+            "(share {{ event.payload.drifted_share }}), prediction drift {{ event.payload.prediction_drift }}, "
+            "estimated ROC AUC {{ event.payload.estimated_roc_auc }}. Report: {{ event.payload.report }}. "
+            f"Retraining runs through the promotion gate: {ui_url}/deployments"
         ),
-        actions=[
-            SendNotification(
-                block_document_id=block_id,
-                subject=f"Drift detected in {model}",
-                body=(
-                    f"{model} v{{{{ event.payload.version }}}}: drifted columns {{{{ event.payload.drifted_columns }}}} "
-                    "(share {{ event.payload.drifted_share }}), prediction drift {{ event.payload.prediction_drift }}, "
-                    "estimated ROC AUC {{ event.payload.estimated_roc_auc }}. Report: {{ event.payload.report }}. "
-                    f"Retraining runs through the promotion gate: {ui_url}/deployments"
-                ),
-            )
-        ],
     )
     gate = Automation(
         name=f"mlops-gate-alert-{model}",
@@ -90,4 +85,46 @@ def ensure_alerts(config: PipelineConfig, ui_url: str) -> list[str]:
             )
         ],
     )
-    return [_replace(drift).name, _replace(gate).name]
+    automations = [drift, gate]
+    if config.feature_store is not None:
+        automations.append(_stale_features_alert(config, block_id, ui_url))
+    return [_replace(automation).name for automation in automations]
+
+
+def _stale_features_alert(config: PipelineConfig, block_id: UUID, ui_url: str) -> Automation:
+    """The drift alert's sibling: the same webhook when the monitor finds a feature view older than its limit.
+
+    It retrains nothing: a new model would still be served the same stale rows, since only a materialisation
+    refreshes the online store."""
+    model = config.registry.model_name
+    return _model_alert(
+        model,
+        block_id,
+        name=f"mlops-stale-features-alert-{model}",
+        description=f"Notify {config.monitoring.alert_webhook_url} when a feature view {model} reads is stale.",
+        event=STALE_FEATURES_EVENT,
+        subject=f"Stale features in {model}",
+        body=(
+            "Feature view {{ event.payload.view }} of service {{ event.payload.service }} is stale: "
+            '{{ event.payload.reason }} (last materialised up to {{ event.payload.last_materialized or "never" }}). '
+            f"{model} scores by id from it. The materialize-features/{config.name} deployment (or "
+            f"`mlops features materialize`) brings it up to date: {ui_url}/deployments"
+        ),
+    )
+
+
+def _model_alert(
+    model: str, block_id: UUID, *, name: str, description: str, event: str, subject: str, body: str
+) -> Automation:
+    """An automation posting ``subject`` and ``body`` to the webhook block when ``event`` names the model."""
+    return Automation(
+        name=name,
+        description=description,
+        trigger=EventTrigger(
+            expect={event},
+            match={"prefect.resource.id": f"mlops.model.{model}"},
+            posture=Posture.Reactive,
+            threshold=1,
+        ),
+        actions=[SendNotification(block_document_id=block_id, subject=subject, body=body)],
+    )

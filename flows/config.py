@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from models.data.config import DataConfig, SplitConfig
+from models.data.config import DataConfig, LeakageConfig, SplitConfig
 from models.errors import UserInputError
 from models.estimate.config import EstimateConfig
 from models.evaluation.config import BusinessConfig, EvaluationConfig
@@ -108,6 +108,11 @@ class PipelineConfig(BaseModel):
     model: ModelConfig = Field(default_factory=ModelConfig)
     sweep: SweepConfig = Field(default_factory=SweepConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    leakage: LeakageConfig = Field(
+        default_factory=LeakageConfig,
+        description="Possible target leakage: the limits a feature is held to at `mlops data profile` and in "
+        "the evaluation, and the features a person confirmed are known when the prediction is made.",
+    )
     promotion: PromotionPolicy = Field(default_factory=PromotionPolicy)
     business: BusinessConfig | None = Field(
         default=None,
@@ -137,6 +142,10 @@ class PipelineConfig(BaseModel):
                 raise ValueError(f"{role} {column!r} must not also be a feature")
         if self.feature_store is not None and not self.data.time_column:
             raise ValueError("feature_store: set data.time_column to the label spine's as-of column")
+        if self.feature_store is not None and not self.data.id_column:
+            raise ValueError(
+                "feature_store: set data.id_column to the label spine's entity id (the join key)"
+            )
         unknown = sorted(set(self.sweep.search_space) - set(ModelConfig.model_fields))
         if unknown:
             raise ValueError(
@@ -239,7 +248,13 @@ def load_config(
         batch = batch.model_copy(update={"input": resolve(batch.input)})
     store = config.feature_store
     if store is not None:
-        store = store.model_copy(update={"repo": resolve(store.repo), "source": resolve(store.source)})
+        store = store.model_copy(
+            update={
+                "repo": resolve(store.repo),
+                "source": resolve(store.source),
+                "expectations": None if store.expectations is None else resolve(store.expectations),
+            }
+        )
     return config.model_copy(
         update={"data": data, "monitoring": monitoring, "batch": batch, "feature_store": store}
     )

@@ -1,5 +1,6 @@
 """The pipelines as Prefect deployments (``mlops deploy``): training on the config's schedule and retrained by
-drift events (with a cooldown), and the drift monitor on its interval."""
+drift events (with a cooldown), the drift monitor on its interval, batch scoring on its schedule, and feature
+materialisation on its interval."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from prefect.events.schemas.automations import Posture
 from prefect.schedules import Cron, Interval
 
 from flows.config import PipelineConfig, ScheduleConfig
+from flows.features import materialize_features
 from flows.monitor import drift_monitor
 from flows.scoring import batch_scoring
 from flows.training import training_pipeline
@@ -19,6 +21,7 @@ from tasks.monitoring import DRIFT_EVENT
 TAGS = ["mlops", "training"]
 MONITOR_TAGS = ["mlops", "monitoring"]
 BATCH_TAGS = ["mlops", "batch-scoring"]
+FEATURE_TAGS = ["mlops", "features"]
 
 
 def drift_trigger(config: PipelineConfig, config_path: str) -> DeploymentEventTrigger:
@@ -94,4 +97,21 @@ def batch_deployment(config: PipelineConfig, config_path: str) -> RunnerDeployme
         parameters={"config_path": config_path},
         tags=BATCH_TAGS,
         description=f"Batch scoring of {config.batch.input} with the champion of {config.registry.model_name}, {when}.",
+    )
+
+
+def materialize_deployment(config: PipelineConfig, config_path: str) -> RunnerDeployment | None:
+    """Deployment ``materialize-features/<config.name>``: the online store brought up to date every
+    ``feature_store.materialize_interval_minutes``; None without a feature store or an interval."""
+    store = config.feature_store
+    if store is None or store.materialize_interval_minutes is None:
+        return None
+    minutes = store.materialize_interval_minutes
+    return materialize_features.to_deployment(
+        name=config.name,
+        schedules=[Interval(timedelta(minutes=minutes))],
+        parameters={"config_path": config_path},
+        tags=FEATURE_TAGS,
+        description=f"Materialisation of {store.service}'s features into the online store ({config_path}), "
+        f"every {minutes} min.",
     )

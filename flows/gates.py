@@ -113,14 +113,22 @@ def run_gate(request: GateRequest, approval: ApprovalConfig) -> GateDecision:
     create_markdown_artifact(
         key=evidence_key(gate), markdown=request.evidence, description=f"Evidence for the {gate} gate"
     )
-    if not needs_human(request.policy, cost=request.cost, checks_passed=request.policy_approves):
+    if not needs_human(
+        request.policy,
+        cost=request.cost,
+        checks_passed=request.policy_approves,
+        reasons=request.human_reasons,
+    ):
         decision = policy_decision(request, _now())
         row = request.summary.row(gate, waiting=False, allowlist=approval.allowlist)
         create_table_artifact(key=summary_key(gate), table=[row])
         _emit(EVENT_DECIDED, decision, request.resource_id)
         return decision
     if not server_available():
-        raise GateNeedsServerError(f"the {gate} gate needs a person: start the local stack with `mlops up`")
+        why = "".join(f" ({reason})" for reason in request.human_reasons)
+        raise GateNeedsServerError(
+            f"the {gate} gate needs a person{why}: start the local stack with `mlops up`"
+        )
     row = request.summary.row(gate, waiting=True, allowlist=approval.allowlist)
     create_table_artifact(key=summary_key(gate), table=[row])
     refused: list[str] = []

@@ -29,6 +29,16 @@ BUSINESS_HINT = """
 #   capacity: 100                 # at most this many contacts per scoring batch (optional)
 #   currency: USD
 """
+# Appended when the profile flagged features: the question only the user can answer, and where to say so.
+LEAKAGE_HINT = """
+# Possible target leakage: the features marked above predict {target} too well on their own. For each, ask:
+# is this value known when the prediction is made? If not (it is written after the outcome), delete it from
+# the features. If it is, confirm it, and the evaluation and the promotion gate stop flagging it:
+# leakage:
+#   confirmed_safe: {names}
+"""
+# YAML lines are never folded: a comment is matched to its list item by line.
+NO_FOLDING = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -76,18 +86,89 @@ def write_scaffold(
         data["delimiter"] = delimiter
     if profile.na_values:
         data["na_values"] = profile.na_values
+    features: dict = {"numeric": profile.names("numeric"), "categorical": profile.names("categorical")}
+    if profile.excluded:
+        features["exclude"] = profile.excluded
     raw = {
         "name": name,
         "data": data,
-        "features": {"numeric": profile.names("numeric"), "categorical": profile.names("categorical")},
+        "features": features,
         "sweep": {"search_space": STARTER_SEARCH_SPACE},
         "registry": {"model_name": name},
     }
     config = PipelineConfig.model_validate(raw)
     config_path, suite_path = out_dir / "pipeline.yaml", out_dir / "expectations.json"
     suite_path.write_text(json.dumps(suite, indent=2, default=str) + "\n", encoding="utf-8")
-    body = yaml.safe_dump(raw, sort_keys=False, allow_unicode=True)
+    body = yaml.safe_dump(raw, sort_keys=False, allow_unicode=True, width=NO_FOLDING)
+    flagged = profile.leakage.flagged if profile.leakage is not None else []
+    hint = (
+        LEAKAGE_HINT.format(target=profile.target, names=json.dumps([f.feature for f in flagged]))
+        if flagged
+        else ""
+    )
     config_path.write_text(
-        HEADER.format(source=data_path.name, config=config_path) + body + BUSINESS_HINT, encoding="utf-8"
+        HEADER.format(source=data_path.name, config=config_path)
+        + annotate(body, _comments(profile, data, features))
+        + hint
+        + BUSINESS_HINT,
+        encoding="utf-8",
     )
     return ScaffoldResult(config_path, suite_path, config)
+
+
+def _comments(profile: DataProfile, data: dict, features: dict) -> dict[tuple[str, str], list[str]]:
+    """Per list item of the written config, the note a user should read next to it ("" for none)."""
+    notes = {c.name: c for c in profile.columns}
+    proposed = {p.token: p for p in profile.placeholders}
+
+    def feature_note(name: str) -> str:
+        finding = profile.leakage.of(name) if profile.leakage is not None else None
+        if finding is None or not finding.flagged:
+            return ""
+        return (
+            f"possible target leakage: {'; '.join(finding.reasons)}. Is this value known when the prediction "
+            "is made? No: delete this line. Yes: list it under leakage.confirmed_safe"
+        )
+
+    def na_note(token: str) -> str:
+        if token in proposed:
+            p = proposed[token]
+            return (
+                f"proposed: stands for no answer in {', '.join(p.columns)}; delete it if it is a real answer, "
+                f"and profile again with --not-missing {token!r}"
+            )
+        blanks = [c.name for c in profile.columns if c.flag == "blanks"]
+        return f"blank/missing token in numeric {', '.join(blanks)}" if blanks else ""
+
+    def excluded_note(name: str) -> str:
+        return notes[name].note.removesuffix(": left out (features.exclude)")
+
+    comments = {
+        ("features", kind): [feature_note(n) for n in features[kind]] for kind in ("numeric", "categorical")
+    }
+    comments[("features", "exclude")] = [excluded_note(n) for n in features.get("exclude", [])]
+    comments[("data", "na_values")] = [na_note(t) for t in data.get("na_values", [])]
+    return comments
+
+
+def annotate(body: str, comments: dict[tuple[str, str], list[str]]) -> str:
+    """``body`` (block-style YAML from ``yaml.safe_dump``) with a ``# comment`` after list items.
+
+    ``comments[(section, key)][i]`` goes after the i-th item of ``section.key``; empty strings add nothing.
+    """
+    out, section, key, index = [], None, None, 0
+    for line in body.splitlines():
+        stripped = line.lstrip(" ")
+        indent = len(line) - len(stripped)
+        if indent == 0:
+            section, key = (stripped[:-1] if stripped.endswith(":") else None), None
+        elif indent == 2 and not stripped.startswith("- ") and stripped.endswith(":"):
+            key, index = stripped[:-1], 0
+        elif indent == 2 and stripped.startswith("- ") and (section, key) in comments:
+            notes = comments[(section, key)]
+            note = notes[index] if index < len(notes) else ""
+            index += 1
+            if note:
+                line = f"{line}  # {' '.join(note.split())}"
+        out.append(line)
+    return "\n".join(out) + "\n"

@@ -13,11 +13,12 @@ from pathlib import Path
 from prefect import flow, runtime
 
 from flows.config import load_config
-from flows.features import training_frame
+from flows.features import model_lookup, training_frame
 from flows.gates import require_server_for, run_gate
 from flows.validation import docs_dir_for_run
 from infra.home import ProjectHome
 from models.estimate.actual import actual_from_sweep, compare
+from models.evaluation.evaluate import LeakageCheck
 from models.governance.evidence import (
     PipelineSummary,
     RunIdentity,
@@ -117,7 +118,15 @@ def training_pipeline(
         )
         log_trials(target, tracked.run_id, result.trials)
         final = finalize(
-            result, prepared, transform, config.model, config.split, config.business, config.evaluation, seeds
+            result,
+            prepared,
+            transform,
+            config.model,
+            config.split,
+            config.business,
+            config.evaluation,
+            seeds,
+            model_lookup(config),  # trained from a feature service: it also scores by entity id through it
         )
         actual = actual_from_sweep(result, est.device)
         errors = compare(est, actual)
@@ -134,6 +143,7 @@ def training_pipeline(
             plots_dir=home.reports / "plots" / tracked.run_id,
             business=config.business,
             held_out=final.held_out(),
+            leakage=LeakageCheck(prepared.split.train, prepared.y_train, config.leakage, config.data.target),
         )
         log_metrics(target, tracked.run_id, run_metrics(evaluation, result, est, errors, actual, final))
         log_artifacts(target, tracked.run_id, plot_files(evaluation), folder="plots")

@@ -99,6 +99,16 @@ class ProjectHome:
         return self.root / "evidently"
 
     @property
+    def features(self) -> Path:
+        """Feature-store state kept beside a Feast repository's own (registry, tables, online store)."""
+        return self.root / "features"
+
+    def materializations(self, project: str) -> Path:
+        """The record of what each materialisation of Feast project ``project`` wrote: one JSON line a run
+        (``models.features.materialization``)."""
+        return self.features / project / "materializations.jsonl"
+
+    @property
     def prediction_logs(self) -> Path:
         return self.root / "predictions"
 

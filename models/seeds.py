@@ -27,6 +27,7 @@ class Seeds:
     cv: int  # fold assignment of the cross-validation and its fold models' training seeds
     business: int  # bootstrap of the profit-maximising threshold
     reference: int  # the training-split sample kept as each version's drift reference
+    leakage: int  # folds (and row sample) of the one-feature leakage check, at profile time and in evaluation
 
     @classmethod
     def from_root(cls, root: int) -> Seeds:

@@ -28,7 +28,8 @@ FILE_SUFFIX = ".jsonl"
 class PredictionRecord:
     """One scored row as monitoring and A/B analysis read it back (the contract between the two).
 
-    Records written before ``entity_id``, ``model_name`` and ``flags`` existed read back with their defaults.
+    Records written before ``entity_id``, ``model_name``, ``flags`` and ``feature_ages`` existed read back with
+    their defaults.
     """
 
     request_id: str
@@ -39,7 +40,9 @@ class PredictionRecord:
     timestamp: str = field(default_factory=lambda: datetime.now(UTC).isoformat())  # ISO 8601, UTC
     entity_id: str | None = None  # the config's id column (data.id_column) when the request carried it
     model_name: str = ""  # the registered model's name
-    flags: list[str] = field(default_factory=list)  # e.g. "out_of_range:<column>"
+    flags: list[str] = field(default_factory=list)  # e.g. "out_of_range:<column>", "stale:<view>"
+    # Scored by entity id: per feature view, the age in seconds of the online features read (as_of - event time).
+    feature_ages: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> str:
         """One compact JSON line (no newline). Non-finite floats become null, as JSON has no NaN; anything

@@ -76,6 +76,13 @@ class ServingConfig(BaseModel):
         "workers (scale with more workers instead).",
     )
 
+    stale_features: Literal["score", "refuse"] = Field(
+        default="score",
+        description="A row scored by entity id whose online features are older than their view's ttl: `score` "
+        "it, flagged `stale:<view>` (response, prediction log, metric), or `refuse` the request with a 422 "
+        "naming the entity and the view.",
+    )
+
     ab: ABConfig = Field(
         default_factory=ABConfig, description="A/B split or shadow scoring with the candidate alias."
     )

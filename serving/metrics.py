@@ -2,7 +2,9 @@
 
 Per model and variant: rows scored (``mlops_predictions_total``), score and handler-latency histograms,
 out-of-range counts per column, versions refused, and the served version (``mlops_served_model``: 1 for each
-version a worker serves, 0 once it no longer does).
+version a worker serves, 0 once it no longer does). Scoring by entity id adds, per feature view, the age of
+the features the last request read (``mlops_feature_age_seconds``, the oldest row's) and the rows read
+fresh, stale (older than the view's ttl) or missing (``mlops_feature_lookups_total``).
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+
+from monitoring.freshness import MISSING_FLAG, STALE_FLAG
+from serving.features import Completed
 
 
 @functools.cache
@@ -54,6 +59,17 @@ def service_metrics() -> SimpleNamespace:
             [*labels, "model_version"],
             multiprocess_mode="liveall",
         ),
+        feature_age=prom.Gauge(
+            "mlops_feature_age_seconds",
+            "Age of the online features the last request scored by id read (its oldest row), per view.",
+            ["model_name", "view"],
+            multiprocess_mode="max",
+        ),
+        feature_lookups=prom.Counter(
+            "mlops_feature_lookups",
+            "Rows scored by id, per feature view and state: fresh, stale (older than the ttl) or missing.",
+            ["model_name", "view", "state"],
+        ),
     )
 
 
@@ -77,3 +93,22 @@ def observe_all(histogram: Any, values: np.ndarray) -> None:
     for i in np.flatnonzero(counts).tolist():
         buckets[i].inc(int(counts[i]))
     total.inc(float(values.sum()))
+
+
+def observe_lookups(metrics: SimpleNamespace, model_name: str, completed: Completed) -> None:
+    """Per view, the oldest age the request read (``mlops_feature_age_seconds``) and its rows by state."""
+    oldest: dict[str, float] = {}
+    counts: dict[tuple[str, str], int] = {}
+    for flags, ages in zip(completed.flags, completed.ages, strict=True):
+        for view, age in ages.items():
+            oldest[view] = max(age, oldest.get(view, age))
+            state = "stale" if STALE_FLAG + view in flags else "fresh"
+            counts[view, state] = counts.get((view, state), 0) + 1
+        for flag in flags:
+            if flag.startswith(MISSING_FLAG):
+                view = flag.removeprefix(MISSING_FLAG)
+                counts[view, "missing"] = counts.get((view, "missing"), 0) + 1
+    for view, age in oldest.items():
+        metrics.feature_age.labels(model_name, view).set(age)
+    for (view, state), count in counts.items():
+        metrics.feature_lookups.labels(model_name, view, state).inc(count)

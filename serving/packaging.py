@@ -23,6 +23,7 @@ import yaml
 from models.artifact.scorer import (
     CALIBRATION_FILE,
     DECISION_FILE,
+    LOOKUP_FILE,
     NETWORK_FILE,
     TRANSFORM_FILE,
     WEIGHTS_FILE,
@@ -48,7 +49,7 @@ SCORER_DIGEST_KEY = "scorer_sha256"
 _RESERVED_KEYS = (FEATURE_SCHEMA_KEY, SCORER_DIGEST_KEY)
 _SCORER_FILES = (TRANSFORM_FILE, NETWORK_FILE, WEIGHTS_FILE)
 # Written by current scorers; hashed when present, so older models (without them) still verify.
-_OPTIONAL_SCORER_FILES = (CALIBRATION_FILE, DECISION_FILE)
+_OPTIONAL_SCORER_FILES = (CALIBRATION_FILE, DECISION_FILE, LOOKUP_FILE)
 _BENTOFILE_KEYS = ("service", "include", "exclude", "python", "description", "docker")
 
 

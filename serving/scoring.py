@@ -39,10 +39,17 @@ class ScoredRows:
     features: list[dict[str, Any]]
 
     def log_lines(
-        self, request_ids: list[str], entity_ids: list[str | None], variant: str, timestamp: str
+        self,
+        request_ids: list[str],
+        entity_ids: list[str | None],
+        variant: str,
+        timestamp: str,
+        feature_ages: list[dict[str, float]] | None = None,
     ) -> list[dict[str, Any]]:
-        """One `PredictionRecord`-shaped dict per row (`PredictionLog.append_dicts`)."""
+        """One `PredictionRecord`-shaped dict per row (`PredictionLog.append_dicts`); ``feature_ages`` per row
+        when the rows were read by entity id."""
         name, version = self.model_name, self.version
+        ages = feature_ages if feature_ages is not None else [{}] * len(request_ids)
         return [
             {
                 "request_id": r,
@@ -54,9 +61,10 @@ class ScoredRows:
                 "entity_id": e,
                 "model_name": name,
                 "flags": fl,
+                "feature_ages": a,
             }
-            for r, e, s, f, fl in zip(
-                request_ids, entity_ids, self.scores, self.features, self.flags, strict=True
+            for r, e, s, f, fl, a in zip(
+                request_ids, entity_ids, self.scores, self.features, self.flags, ages, strict=True
             )
         ]
 

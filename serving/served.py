@@ -22,6 +22,7 @@ from pydantic import BaseModel
 
 from models.artifact.scorer import FeatureColumn, TabularScorer
 from serving.config import ServingConfig
+from serving.features import OnlineFeatures
 from serving.packaging import (
     ENTITY_COLUMN_KEY,
     MODEL_ALIAS,
@@ -47,6 +48,8 @@ class ServedModel:
     request_model: type[BaseModel]
     metadata: dict[str, Any]
     explain_model: type[BaseModel]  # the request model of /explain: fewer rows (each costs a path integral)
+    # Trained from a feature service: reads the features a row leaves out by entity id (None: rows carry them).
+    features: OnlineFeatures | None = None
 
     @classmethod
     def of(
@@ -66,7 +69,10 @@ class ServedModel:
         explain_model = build_request_model(
             scorer.feature_columns, config.max_explain_rows, entity_column, config.max_string_length
         )
-        return cls(scorer, name, version, source, entity_column, request_model, metadata, explain_model)
+        features = None if scorer.lookup is None else OnlineFeatures.load(scorer.lookup)
+        return cls(
+            scorer, name, version, source, entity_column, request_model, metadata, explain_model, features
+        )
 
     @classmethod
     def from_bento(cls, model: bentoml.Model, config: ServingConfig) -> ServedModel:

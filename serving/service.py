@@ -42,10 +42,12 @@ from starlette.responses import Response
 
 from models.artifact.explain import explain as explain_rows
 from models.governance.names import Alias, Variant
+from monitoring.freshness import STALE_FLAG
 from monitoring.prediction_log import PredictionLog
 from serving.encoding import entity_ids, request_ids, rows_to_arrays
+from serving.features import Completed, FeatureStoreUnavailable, LookupRefused, RowIssue
 from serving.following import FollowedAlias, follow_registry
-from serving.metrics import service_metrics
+from serving.metrics import observe_lookups, service_metrics
 from serving.middleware import BearerTokenMiddleware, RequestGuardMiddleware
 from serving.registry import Refusal
 from serving.routing import assign_variants
@@ -148,6 +150,38 @@ class TabularModelService:
         self.refusals.append(refusal)
         self.metrics.refused.labels(self.model_name, refusal.version).inc()
 
+    def _complete(
+        self, served: ServedModel, rows: list[dict[str, Any]], now: datetime
+    ) -> Completed | Response:
+        """``rows`` with the features they leave out read by entity id through the served model's feature
+        service (`serving.features`), or the 4xx/503 that answers the request instead."""
+        assert served.features is not None
+        try:
+            completed = served.features.complete(rows, now)
+        except LookupRefused as exc:
+            return _json_error(exc.body(), exc.status)
+        except FeatureStoreUnavailable as exc:
+            logger.error("%s", exc)
+            retry = {"Retry-After": str(max(1, math.ceil(self.config.poll_interval_seconds)))}
+            return _json_error({"error": str(exc)}, 503, retry)
+        if self.config.stale_features == "refuse":
+            entity = served.features.entity
+            stale = [
+                RowIssue(
+                    i,
+                    entity,
+                    f"features of {rows[i].get(entity)!r} in {flag.removeprefix(STALE_FLAG)} are older than the "
+                    "view's ttl",
+                    "stale_features",
+                )
+                for i, flags in enumerate(completed.flags)
+                for flag in flags
+                if flag.startswith(STALE_FLAG)
+            ]
+            if stale:
+                return _json_error(LookupRefused(422, stale).body(), 422)
+        return completed
+
     def _waiting(self) -> Response:
         """The answer of every scoring path before a first champion: a 503 that says what the service waits for
         (as a response: BentoML replaces the message of a raised 5xx with a generic one)."""
@@ -156,12 +190,7 @@ class TabularModelService:
             "as soon as the registry has one"
         )
         retry = str(max(1, math.ceil(self.config.poll_interval_seconds)))
-        return Response(
-            orjson.dumps({"error": error}),
-            status_code=503,
-            media_type="application/json",
-            headers={"Retry-After": retry},
-        )
+        return _json_error({"error": error}, 503, {"Retry-After": retry})
 
     @bentoml.on_shutdown
     def shutdown(self) -> None:
@@ -186,6 +215,13 @@ class TabularModelService:
         served, candidate = self.champion.model, self.candidate.model  # one pair of versions per request
         if served is None:
             return self._waiting()
+        moment = datetime.now(UTC)  # one time for the request's rows: the default as_of and the log's
+        completed = None
+        if served.features is not None:  # trained from a feature service: rows may carry only the entity id
+            completed = self._complete(served, rows, moment)
+            if isinstance(completed, Response):
+                return completed
+            rows = completed.rows
         request = served.request_model.model_validate({"rows": rows})
         margin = self.config.out_of_range_margin
         ids = request_ids(request.rows)
@@ -193,10 +229,17 @@ class TabularModelService:
         challenger = candidate if self.ab.mode == "ab" else None
         variants = None if challenger is None else assign_variants(self.ab, served, request.rows, entities)
         answers = score_split(served, challenger, rows, request.rows, variants, margin)
-        now = datetime.now(UTC).isoformat()  # one time for the request's rows
+        now = moment.isoformat()
         lines: list[dict[str, Any]] = []
         for picked, variant, scored in answers:
-            lines += scored.log_lines([ids[i] for i in picked], [entities[i] for i in picked], variant, now)
+            ages = None
+            if completed is not None and completed.looked_up:
+                ages = [completed.ages[i] for i in picked]
+                for j, i in enumerate(picked):  # the lookup's flags first, then the scorer's
+                    scored.flags[j] = completed.flags[i] + scored.flags[j]
+            lines += scored.log_lines(
+                [ids[i] for i in picked], [entities[i] for i in picked], variant, now, ages
+            )
         if candidate is not None and self.ab.mode == "shadow":
             shadow = score_raw(candidate, rows, margin)
             if shadow is not None:  # scored on every request, logged, never returned
@@ -204,6 +247,8 @@ class TabularModelService:
                 shadow.observe(self.metrics, Variant.SHADOW.value, None)
         if self.prediction_log is not None:
             self.prediction_log.append_dicts(lines)
+        if completed is not None and completed.looked_up:
+            observe_lookups(self.metrics, served.name, completed)
         timed: set[str] = set()  # the request's latency once per variant, also when two answers share one
         for _, variant, scored in answers:
             scored.observe(self.metrics, variant, None if variant in timed else started)
@@ -221,6 +266,11 @@ class TabularModelService:
         served = self.champion.model
         if served is None:
             return self._waiting()
+        if served.features is not None:
+            completed = self._complete(served, rows, datetime.now(UTC))
+            if isinstance(completed, Response):
+                return completed
+            rows = completed.rows
         request = served.explain_model.model_validate({"rows": rows})
         numeric, categorical = rows_to_arrays(request.rows, served.columns)
         encoded = served.scorer.transform.encode_rows(numeric, categorical)
@@ -281,6 +331,11 @@ class TabularModelService:
             metadata=served.metadata,
             decision=None if served.scorer.decision is None else served.scorer.decision.to_dict(),
         )
+
+
+def _json_error(body: dict[str, Any], status: int, headers: dict[str, str] | None = None) -> Response:
+    """An error answered as a response (BentoML replaces the message of a raised 5xx with a generic one)."""
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
 
 
 TabularModelService.add_asgi_middleware(RequestGuardMiddleware)

@@ -14,7 +14,7 @@ from prefect import task
 
 from models.artifact.scorer import TabularScorer
 from models.evaluation.config import BusinessConfig, EvaluationConfig
-from models.evaluation.evaluate import ChampionModel, EvaluationReport, HeldOut, evaluate_model
+from models.evaluation.evaluate import ChampionModel, EvaluationReport, HeldOut, LeakageCheck, evaluate_model
 from models.features.config import FeatureConfig
 from models.seeds import Seeds
 from models.training.baselines import Baseline
@@ -37,8 +37,10 @@ def evaluate(
     plots_dir: Path,
     business: BusinessConfig | None = None,
     held_out: HeldOut | None = None,
+    leakage: LeakageCheck | None = None,
 ) -> EvaluationReport:
-    """Metrics with intervals, paired comparisons, calibration, slices, robustness, importance, plots."""
+    """Metrics with intervals, paired comparisons, calibration, slices, robustness, importance, plots,
+    possible target leakage."""
     return evaluate_model(
         scorer,
         test,
@@ -51,4 +53,5 @@ def evaluate(
         plots_dir=plots_dir,
         business=business,
         held_out=held_out,
+        leakage=leakage,
     )

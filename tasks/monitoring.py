@@ -1,12 +1,12 @@
-"""Monitoring I/O: each version's drift reference, the batch to check, labels, reports, the drift event
-(pure code in ``monitoring/``)."""
+"""Monitoring I/O: each version's drift reference, the batch to check, labels, reports, the drift event, and
+the feature store's freshness and its event (pure code in ``monitoring/``)."""
 
 from __future__ import annotations
 
 import os
 import re
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,11 +29,20 @@ from models.data.split import binary_labels
 from models.errors import UserInputError
 from models.evaluation.config import EvaluationConfig
 from models.features.config import FeatureConfig
+from models.features.materialization import as_utc, last_materialization
+from models.features.store import FeatureStoreConfig
 from models.governance.names import Alias, Variant
 from monitoring.check import MonitorResult, check_batch, require_usable_batch
 from monitoring.config import MonitoringConfig
 from monitoring.drift import DriftReport
 from monitoring.evidently_report import write_drift_report, write_quality_report
+from monitoring.freshness import (
+    FreshnessReport,
+    ServedAges,
+    ViewMaterialization,
+    check_freshness,
+    served_ages,
+)
 from monitoring.prediction_log import log_files, read_records
 from monitoring.reference import DriftReference
 from monitoring.workspace import dashboard_url, record_check
@@ -47,6 +56,7 @@ if TYPE_CHECKING:  # tasks.training imports Ray (the sweep): seconds at every `m
 REFERENCE_FOLDER = "drift_reference"
 REFERENCE_TAG = "monitoring.reference"  # on the version: the artifact URI of its reference
 DRIFT_EVENT = "mlops.drift.detected"
+STALE_FEATURES_EVENT = "mlops.features.stale"  # one per stale feature view, on the model's resource
 EVIDENTLY_UI_ENV = "MLOPS_EVIDENTLY_UI_URL"  # set by `mlops` commands while `mlops up`'s Evidently UI runs
 REPORT_ROWS = 20_000  # rows per side in Evidently's HTML reports (it takes tens of seconds per 100k)
 
@@ -109,6 +119,8 @@ class Batch:
     scores: np.ndarray
     ids: pd.Series | None
     source: str
+    # Per feature view, the ages of the features the service read by entity id (from the log; none for a table).
+    served: dict[str, ServedAges] = field(default_factory=dict)
 
 
 @task(name="load-monitored-model", **IO_RETRIES)
@@ -161,7 +173,8 @@ def read_batch(model: Monitored, data: DataConfig, data_path: Path | None, log_d
     # Entity ids join outcomes (--labels) to logged rows; a log without them cannot be joined.
     entities = [r.entity_id for r in records]
     ids = pd.Series(entities, name=data.id_column) if all(e is not None for e in entities) else None
-    return Batch(canonical, np.array([r.score for r in records]), ids, f"prediction log {log_dir}")
+    scores = np.array([r.score for r in records])
+    return Batch(canonical, scores, ids, f"prediction log {log_dir}", served_ages(records))
 
 
 @task(name="read-labels")
@@ -300,3 +313,58 @@ def last_retraining(deployment: str) -> str:
     started = run.start_time or run.expected_start_time
     when = f", started {started:%Y-%m-%d %H:%M} UTC" if started else ""
     return f"{run.name} ({run.state.name if run.state else 'unknown'}{when})"
+
+
+@task(name="check-feature-freshness")
+def run_freshness_check(
+    views: list[ViewMaterialization],
+    records: Path,
+    store: FeatureStoreConfig,
+    served: dict[str, ServedAges],
+    now: datetime,
+) -> FreshnessReport:
+    """Each view's age at ``now`` against its limit (`monitoring.freshness.check_freshness`). When each view's
+    materialisation last ran comes from the record file ``records``, for the views whose furthest run there
+    ends where the registry's does (the registry is authoritative; a run outside the flow leaves no record)."""
+    runs = last_materialization(records)
+    known = [
+        replace(view, ran_at=runs[view.view].at)
+        if view.view in runs
+        and view.last_end is not None
+        and as_utc(runs[view.view].end) == as_utc(view.last_end)
+        else view
+        for view in views
+    ]
+    return check_freshness(
+        known, service=store.service, max_age_minutes=store.max_age_minutes, served=served, now=now
+    )
+
+
+@task(name="publish-feature-freshness")
+def publish_freshness(report: FreshnessReport, model_name: str) -> None:
+    """The per-view freshness table as a Prefect markdown artifact."""
+    key = re.sub(r"[^a-z0-9-]+", "-", f"feature-freshness-{model_name}".lower())
+    create_markdown_artifact(key=key, markdown=report.markdown(), description="Feature freshness")
+
+
+@task(name="emit-stale-features-events")
+def emit_stale_features(report: FreshnessReport, model_name: str) -> list[str]:
+    """`mlops.features.stale` per stale view, on resource `mlops.model.<name>` (where the alert automations
+    listen) with the view as a related resource; returns the views it emitted for."""
+    for view in report.stale:
+        emit_event(
+            event=STALE_FEATURES_EVENT,
+            resource={
+                "prefect.resource.id": f"mlops.model.{model_name}",
+                "prefect.resource.name": model_name,
+            },
+            related=[
+                {
+                    "prefect.resource.id": f"mlops.feature-view.{view.view}",
+                    "prefect.resource.role": "feature-view",
+                    "prefect.resource.name": view.view,
+                }
+            ],
+            payload=view.payload(model_name, report.service),
+        )
+    return [view.view for view in report.stale]

@@ -81,12 +81,23 @@ def score_table(
     return out
 
 
+@task(name="read-batch", cache_policy=NO_CACHE)
+def read_batch(path: Path, data: DataConfig) -> pd.DataFrame:
+    """A file to score, read as the training data was."""
+    return read_table(path, delimiter=data.delimiter, na_values=data.na_values, parse_dates=data.parse_dates)
+
+
 @task(name="score-file", cache_policy=NO_CACHE)
 def score_file(
-    scorer: TabularScorer, name: str, version: str, path: Path, data: DataConfig, log_dir: Path
+    scorer: TabularScorer,
+    name: str,
+    version: str,
+    path: Path,
+    frame: pd.DataFrame,
+    data: DataConfig,
+    log_dir: Path,
 ) -> tuple[Path, int]:
-    """Score ``path`` with the champion into ``<name>.scored.<ext>`` beside it (`score_table`); returns the
-    output and its row count."""
-    frame = read_table(path, delimiter=data.delimiter, na_values=data.na_values, parse_dates=data.parse_dates)
+    """Score ``frame`` (read from ``path``) with the champion into ``<name>.scored.<ext>`` beside ``path``
+    (`score_table`); returns the output and its row count."""
     out = score_table(scorer, name, version, frame, scored_path(path), log_dir, data.id_column)
     return out, len(frame)

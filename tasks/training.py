@@ -17,6 +17,7 @@ from models.data.config import DataConfig, SplitConfig
 from models.data.split import DataSplit, binary_labels, split_frame
 from models.evaluation.config import BusinessConfig, EvaluationConfig
 from models.features.config import FeatureConfig
+from models.features.store import FeatureLookup
 from models.features.transform import FeatureTransform
 from models.nn.config import ModelConfig
 from models.seeds import Seeds
@@ -113,10 +114,12 @@ def finalize(
     business: BusinessConfig | None,
     evaluation: EvaluationConfig,
     seeds: Seeds,
+    lookup: FeatureLookup | None = None,
 ) -> FinalModel:
-    """Cross-validate the sweep's best trials on a small table, then calibrate and set the decision threshold."""
+    """Cross-validate the sweep's best trials on a small table, then calibrate and set the decision threshold;
+    with ``lookup`` (trained from a feature service) the model also scores by entity id through it."""
     parts = prepared.split
-    return finalize_model(
+    final = finalize_model(
         result,
         parts.train,
         prepared.y_train,
@@ -130,3 +133,4 @@ def finalize(
         cv_seed=seeds.cv,
         business_seed=seeds.business,
     )
+    return final if lookup is None else final.reading(lookup)

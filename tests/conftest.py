@@ -18,6 +18,7 @@ import pytest
 
 from helpers.configs import REPO
 from helpers.processes import free_port, stop_process, wait_http
+from helpers.webhook import Receiver
 
 BIN = Path(sys.executable).parent
 
@@ -204,3 +205,13 @@ def default_config_copy(tmp_path: Path, leads_csv: Path) -> Path:
     path = tmp_path / "crm_leads.yaml"
     path.write_text(text)
     return path
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    """A local webhook receiver (`helpers.webhook.Receiver`) for the alerts a module's tests expect."""
+    hook = Receiver()
+    try:
+        yield hook
+    finally:
+        hook.stop()

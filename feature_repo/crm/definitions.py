@@ -9,7 +9,6 @@ import os
 from datetime import timedelta
 from pathlib import Path
 
-import pandas as pd
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, RequestSource, ValueType
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64, Int64, String, UnixTimestamp
@@ -77,24 +76,31 @@ scoring_request = RequestSource(name="scoring_request", schema=[Field(name="as_o
 @on_demand_feature_view(
     sources=[lead_activity, lead_attributes, scoring_request],
     schema=[Field(name="days_since_last_touch", dtype=Float64), Field(name="lead_age_days", dtype=Float64)],
-    mode="pandas",
+    # Python mode (a dict of lists in and out): the same function serves training's historical frames and
+    # one lead at a time in the service, where a pandas frame per request cost about 3 ms.
+    mode="python",
     description="Recency computed at request time, exact to the second rather than to the daily snapshot.",
 )
-def lead_recency(inputs: pd.DataFrame) -> pd.DataFrame:
+def lead_recency(inputs: dict[str, list]) -> dict[str, list]:
     # Feast stores this function's source and runs it apart from this module: names it uses are local.
-    import pandas as pd
+    from datetime import UTC
 
     never_touched_days = 365.0  # older than any 90-day window
-    day = pd.Timedelta(days=1)
-    as_of = pd.to_datetime(inputs["as_of"], utc=True)
-    since_touch = (as_of - pd.to_datetime(inputs["last_touch_at"], utc=True)) / day
-    age = (as_of - pd.to_datetime(inputs["created_at"], utc=True)) / day
-    return pd.DataFrame(
-        {
-            "days_since_last_touch": since_touch.fillna(never_touched_days).astype("float64"),
-            "lead_age_days": age.astype("float64"),
-        }
-    )
+    day = 86_400.0
+
+    def seconds(moment) -> float | None:  # datetime or pandas Timestamp; naive ones are UTC
+        if moment is None or moment != moment:  # None, NaT
+            return None
+        return (moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)).timestamp()
+
+    since_touch, age = [], []
+    for as_of, touched, created in zip(
+        inputs["as_of"], inputs["last_touch_at"], inputs["created_at"], strict=True
+    ):
+        now, last, start = seconds(as_of), seconds(touched), seconds(created)
+        since_touch.append(never_touched_days if last is None else (now - last) / day)
+        age.append(None if start is None else (now - start) / day)
+    return {"days_since_last_touch": since_touch, "lead_age_days": age}
 
 
 crm_lead_scoring = FeatureService(

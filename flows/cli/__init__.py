@@ -17,6 +17,7 @@ from flows.cli.ab import ab_app
 from flows.cli.approvals import approvals_app
 from flows.cli.common import quiet_logging
 from flows.cli.data import data_app, validate
+from flows.cli.features import features_app
 from flows.cli.startup import freeze_heap_at_exit
 from infra.home import ProjectHome
 
@@ -49,6 +50,7 @@ def main(
 
 
 app.add_typer(data_app, name="data")
+app.add_typer(features_app, name="features")
 app.command("validate")(validate)
 app.command("run")(pipeline.run)
 app.command("estimate")(pipeline.estimate_cmd)

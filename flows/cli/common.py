@@ -99,18 +99,27 @@ def _how_to_get(path: Path, config: Path, home: ProjectHome) -> str:
     return f"set data.path in {config} to your data file, or pass --data PATH"
 
 
-def _check_crm_source(source: Path, spine: Path, home: ProjectHome) -> None:
-    """The feature store's tables come from a CRM source folder and its rows from a label spine: when
-    either is missing, say how to make them."""
+def check_crm_source(source: Path, home: ProjectHome) -> None:
+    """The feature store's tables come from a CRM source folder: when it is missing, say how to make it."""
     from models.data.crm import SOURCE_TABLES
 
-    out_option = "" if source.resolve() == home.crm_source.resolve() else f" --out {source}"
     missing = [name for name in SOURCE_TABLES if not (source / f"{name}.parquet").is_file()]
     if missing:
         raise UserInputError(
             f"{source}: CRM source not found (no {', '.join(f'{m}.parquet' for m in missing)}); "
-            f"generate it with `mlops data generate --crm{out_option}`"
+            f"generate it with `mlops data generate --crm{_out_option(source, home)}`"
         )
+
+
+def _out_option(source: Path, home: ProjectHome) -> str:
+    return "" if source.resolve() == home.crm_source.resolve() else f" --out {source}"
+
+
+def _check_crm_source(source: Path, spine: Path, home: ProjectHome) -> None:
+    """The feature store's tables come from a CRM source folder and its rows from a label spine: when
+    either is missing, say how to make them."""
+    check_crm_source(source, home)
+    out_option = _out_option(source, home)
     if not spine.exists():
         raise UserInputError(
             f"{spine}: label spine not found; write one (entity id, as-of time, label) there, "

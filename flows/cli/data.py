@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from flows.cli.common import (
@@ -22,6 +25,9 @@ from flows.cli.startup import flow_stack
 from models.data.crm import DEFAULT_CRM_LEADS, DEFAULT_CRM_MONTHS
 from models.data.synthetic import DEFAULT_ROWS, DEFAULT_SEED
 from models.errors import UserInputError
+
+if TYPE_CHECKING:
+    from models.data.profile import DataProfile
 
 data_app = typer.Typer(help="Generate and profile datasets.", no_args_is_help=True)
 
@@ -61,13 +67,22 @@ def data_generate(
             f"{DEFAULT_CRM_MONTHS} months, plus a label spine, as Parquet files in the --out folder.",
         ),
     ] = False,
+    until: Annotated[
+        datetime | None,
+        typer.Option(
+            "--until",
+            help="With --crm, when the export ends (default now; naive times are UTC): like a CRM's own export, "
+            "so its features are fresh when materialised now.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Generate a synthetic CRM leads dataset with a learnable, nonlinear conversion label, or with --crm a
     CRM source (leads, activity log, outcomes, label spine) for the feature store."""
     if crm:
         if drift:
             raise fail("--drift applies to the flat table only, not to --crm")
-        _generate_crm(out_path or home_of(ctx).crm_source, rows or DEFAULT_CRM_LEADS, seed)
+        _generate_crm(out_path or home_of(ctx).crm_source, rows or DEFAULT_CRM_LEADS, seed, until)
         return
     if out_path is None:
         raise fail("--out is required: the file to write (.csv or .parquet), or pass --crm for a CRM source")
@@ -84,12 +99,12 @@ def data_generate(
     say(f"wrote {len(df):,} rows x {df.shape[1]} columns to {out_path} (conversion rate {rate:.3f})")
 
 
-def _generate_crm(out_dir: Path, leads: int, seed: int) -> None:
-    from models.data.crm import DEFAULT_HORIZON_DAYS, generate_crm, label_spine, write_crm
+def _generate_crm(out_dir: Path, leads: int, seed: int, until: datetime | None) -> None:
+    from models.data.crm import DEFAULT_HORIZON_DAYS, generate_crm, label_spine, start_ending_at, write_crm
 
     if out_dir.exists() and not out_dir.is_dir():
         raise fail(f"{out_dir}: --out must be a folder with --crm")
-    source = generate_crm(leads, seed)
+    source = generate_crm(leads, seed, start=start_ending_at(until or datetime.now(UTC)))
     spine = label_spine(source, seed=seed)
     paths = write_crm(source, spine, out_dir)
     say(
@@ -111,22 +126,41 @@ def data_profile(
     name: Annotated[
         str | None, typer.Option(help="Pipeline and model name; default from the file name.")
     ] = None,
+    not_missing: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--not-missing",
+            help="A value that is a real answer here, not a placeholder for a missing one (e.g. 'unknown'): "
+            "never proposed as data.na_values. Repeat for several.",
+        ),
+    ] = None,
 ) -> None:
-    """Infer column roles and write a runnable pipeline config and a starter expectation suite."""
-    from flows.scaffold import slug, write_scaffold
-    from models.data.io import file_format, read_table, sniff_delimiter
-    from models.data.profile import profile_frame
-    from models.data.suite import build_starter_suite
+    """Infer column roles and write a runnable pipeline config and a starter expectation suite.
 
+    Identifiers, free text and constant columns are left out (features.exclude); a placeholder such as a
+    form's "Select" is proposed as a missing value; a feature that predicts the target too well on its own
+    is flagged as possible target leakage, with the question that decides it."""
+    from flows.config import PipelineConfig
+    from flows.scaffold import slug, write_scaffold
+    from models.data.config import LeakageConfig
+    from models.data.io import file_format, read_table, sniff_delimiter
+    from models.data.profile import check_leakage, profile_frame
+    from models.data.suite import build_starter_suite
+    from models.seeds import Seeds
+
+    # The written config keeps the default root seed, so the pipeline's leakage check draws the same folds.
+    seeds = Seeds.from_root(PipelineConfig.model_fields["seed"].default)
     try:
         df = read_table(path)
         delimiter = sniff_delimiter(path) if file_format(path) == "csv" else None
-        profile = profile_frame(df, target)
+        profile = profile_frame(df, target, not_missing=not_missing or ())
         if profile.na_values or profile.names("datetime"):
-            # Re-read as validation and training will: blanks as missing, dates as datetimes.
+            # Re-read as validation and training will: blanks and placeholders as missing, dates as datetimes.
             df = read_table(
                 path, delimiter=delimiter, na_values=profile.na_values, parse_dates=profile.names("datetime")
             )
+        # The profile has no config yet: it holds the features to the limits a new config starts with.
+        profile = check_leakage(profile, df, LeakageConfig(), seed=seeds.leakage)
         pipeline = name or slug(path.stem)
         suite = build_starter_suite(
             df,
@@ -142,16 +176,41 @@ def data_profile(
         )
     except UserInputError as exc:
         raise fail(str(exc)) from None
-    table = Table(
-        "column", "role", "dtype", "nulls", "distinct", "note", title=f"{path.name}: {profile.rows:,} rows"
-    )
-    for c in profile.columns:
-        table.add_row(c.name, c.role, c.dtype, f"{c.null_rate:.1%}", str(c.n_unique), c.note)
-    out.print(table)
-    for issue in profile.issues:
-        out.print(f"[yellow]check:[/] {issue}", highlight=False)
+    print_profile(profile, f"{path.name}: {profile.rows:,} rows", out)
     say(f"wrote {result.config_path} and {result.suite_path}")
     say(f"next: mlops validate --config {result.config_path}")
+
+
+def print_profile(profile: DataProfile, title: str, console: Console) -> None:
+    """The column table with a one-word check per column, then every note below it as wrapped text.
+
+    A note is a sentence: as a table cell it competed with five columns for the width and was cut on a
+    narrow terminal; below the table it wraps at any width and is never cut.
+    """
+    table = Table(title=title)
+    for header in ("column", "role", "dtype", "nulls", "distinct", "check"):
+        table.add_column(header, overflow="fold")  # wrapped, never cut with an ellipsis
+    for c in profile.columns:
+        table.add_row(c.name, c.role, c.dtype, f"{c.null_rate:.1%}", str(c.n_unique), c.flag)
+    console.print(table)
+    for issue in profile.issues:
+        console.print(f"[yellow]check:[/] {escape(issue)}", highlight=False)
+    report = profile.leakage
+    if report is None:
+        return
+    if report.flagged:
+        names = ", ".join(f.feature for f in report.flagged)
+        console.print(
+            f"[yellow]possible target leakage[/] in {escape(names)}: marked in the written config; confirm a "
+            "feature under leakage.confirmed_safe or delete it from the features",
+            highlight=False,
+        )
+    else:
+        console.print(
+            f"leakage check: no feature predicts {escape(profile.target)} alone with ROC AUC of "
+            f"{report.auc_limit:.2f} or more ({report.folds}-fold cross-validated on {report.rows:,} rows)",
+            highlight=False,
+        )
 
 
 def validate(ctx: typer.Context, config: ConfigOption, data: DataOption = None) -> None:

@@ -1,4 +1,5 @@
-"""``mlops monitor``: one drift check of the champion, the verdict table, and an exit code for scripts."""
+"""``mlops monitor``: one drift check of the champion (and, with a feature store, the freshness of each feature
+view), the verdict tables, and an exit code for scripts."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import typer
 from flows.cli.common import EXIT_USER_ERROR, ConfigOption, fail, home_of, load, say
 from flows.cli.startup import flow_stack
 
-EXIT_NO_DRIFT, EXIT_DRIFT = 0, 1
+EXIT_NO_DRIFT, EXIT_DRIFT = 0, 1  # 1: drift or a stale feature view, both findings
 LabelsOption = Annotated[
     Path | None,
     typer.Option("--labels", help="Labels of the batch (the config's id and target columns), joined by id."),
@@ -26,7 +27,8 @@ BatchOption = Annotated[
 def monitor(
     ctx: typer.Context, config: ConfigOption, data: BatchOption = None, labels: LabelsOption = None
 ) -> None:
-    """Check a batch against the champion's drift reference: exit 0 no drift, 1 drift, 2 unusable input."""
+    """Check a batch against the champion's drift reference and, with a feature store, each feature view's
+    freshness: exit 0 nothing found, 1 drift or a stale view, 2 unusable input."""
     home = home_of(ctx)
     from models.errors import UserInputError
 
@@ -64,13 +66,18 @@ def monitor(
         raise summary
     result = summary.result
     if result is None:
-        say(f"nothing to check: {summary.source}")
-        raise typer.Exit(EXIT_NO_DRIFT)
-    say(result.markdown())
-    for report in summary.reports:
-        say(f"report: {report}")
-    say(summary.dashboard)
-    say(summary.retraining)
-    if summary.event_emitted:
-        say(f"drift: emitted mlops.drift.detected for mlops.model.{result.model_name}")
-    raise typer.Exit(EXIT_DRIFT if result.drifted else EXIT_NO_DRIFT)
+        say(f"nothing to check for drift: {summary.source}")
+    else:
+        say(result.markdown())
+        for report in summary.reports:
+            say(f"report: {report}")
+        say(summary.dashboard)
+        say(summary.retraining)
+        if summary.event_emitted:
+            say(f"drift: emitted mlops.drift.detected for mlops.model.{result.model_name}")
+    if summary.freshness is not None:
+        say(summary.freshness.markdown())
+        model = cfg.registry.model_name
+        for view in summary.freshness.stale:
+            say(f"stale features: emitted mlops.features.stale for {view.view} on mlops.model.{model}")
+    raise typer.Exit(EXIT_DRIFT if summary.findings else EXIT_NO_DRIFT)

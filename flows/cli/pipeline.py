@@ -176,15 +176,33 @@ def batch(
         Path | None,
         typer.Option("--input", "-i", help="File or folder to score (default: the config's batch.input)."),
     ] = None,
+    at: Annotated[
+        str | None,
+        typer.Option(
+            "--at",
+            help="Score entity ids with their features as of this time (ISO 8601, e.g. 2025-03-31T12:00:00+02:00; "
+            "UTC without an offset; a file's own as_of column wins). For models trained from a feature service.",
+            show_default="now",
+        ),
+    ] = None,
 ) -> None:
     """Run the batch-scoring flow once: the champion scores each new file, writes <name>.scored.<ext> beside
-    it and logs every row (variant batch) for the drift monitor."""
+    it and logs every row (variant batch) for the drift monitor. A model trained from a feature service also
+    scores files that carry only entity ids: their features come from the feature store's point-in-time
+    retrieval."""
     home = home_of(ctx)
+    if at is not None:
+        from models.features.incremental import parse_time
+
+        try:
+            at = parse_time(at).isoformat()
+        except UserInputError as exc:
+            raise fail(str(exc)) from None
     with flow_stack():
         from flows.scoring import batch_scoring
 
     state = batch_scoring(
-        str(config.resolve()), str(input_path.resolve()) if input_path else None, return_state=True
+        str(config.resolve()), str(input_path.resolve()) if input_path else None, at, return_state=True
     )
     result = state.result(raise_on_failure=False)
     if isinstance(result, UserInputError):
@@ -206,7 +224,8 @@ def deploy(
     ] = False,
 ) -> None:
     """Register the training pipeline (schedule + drift trigger) and the drift monitor as Prefect deployments
-    and run them.
+    and run them; with the config's batch.input batch scoring too, and with
+    feature_store.materialize_interval_minutes feature materialisation.
 
     Runs the process that executes the deployment's runs (like `prefect serve`); with --detach it
     goes to the background and is stopped by `mlops down`.
@@ -230,7 +249,12 @@ def deploy(
     from prefect import serve
 
     from flows.alerts import ensure_alerts
-    from flows.deployments import batch_deployment, monitor_deployment, training_deployment
+    from flows.deployments import (
+        batch_deployment,
+        materialize_deployment,
+        monitor_deployment,
+        training_deployment,
+    )
 
     alerts = ensure_alerts(cfg, os.environ["PREFECT_API_URL"].removesuffix("/api"))
     if alerts:
@@ -244,5 +268,9 @@ def deploy(
     if batch is not None:
         deployments.append(batch)
         say(f"serving deployment batch-scoring/{cfg.name}: {batch.description}")
+    materialize = materialize_deployment(cfg, config_path)
+    if materialize is not None:
+        deployments.append(materialize)
+        say(f"serving deployment materialize-features/{cfg.name}: {materialize.description}")
     say("Ctrl+C stops them")
     serve(*deployments)

@@ -13,6 +13,7 @@ import torch
 
 from models.artifact.calibrator import TemperatureScaling
 from models.artifact.decision import DecisionRule
+from models.features.store import FeatureLookup
 from models.features.transform import EncodedFeatures, FeatureTransform
 from models.nn.network import FoldEnsemble, TabularNet, build_net
 
@@ -21,6 +22,7 @@ NETWORK_FILE = "network.json"
 WEIGHTS_FILE = "weights.pt"
 CALIBRATION_FILE = "calibration.json"  # absent in models saved before calibration: the identity
 DECISION_FILE = "decision.json"  # absent: no decision rule saved, scores only
+LOOKUP_FILE = "feature_lookup.json"  # present when trained from a feature service: scoring by entity id
 _SCORING_BATCH_ROWS = 65_536  # bounds peak memory on large frames; big enough to amortise per-call cost
 
 
@@ -47,6 +49,7 @@ class TabularScorer:
         net_config: dict[str, Any],
         calibration: TemperatureScaling | None = None,
         decision: DecisionRule | None = None,
+        lookup: FeatureLookup | None = None,
     ) -> None:
         assert net_config == net.architecture(), "net_config must describe net"
         self.transform = transform
@@ -54,14 +57,25 @@ class TabularScorer:
         self.net_config = dict(net_config)
         self.calibration = calibration or TemperatureScaling()
         self.decision = decision
+        self.lookup = lookup
 
     def with_calibration(self, calibration: TemperatureScaling) -> TabularScorer:
         """The same network and transform with another calibration (the network is shared, not copied)."""
-        return TabularScorer(self.transform, self.net, self.net_config, calibration, self.decision)
+        return TabularScorer(
+            self.transform, self.net, self.net_config, calibration, self.decision, self.lookup
+        )
 
     def with_decision(self, decision: DecisionRule) -> TabularScorer:
         """The same model with a contact rule to save and serve."""
-        return TabularScorer(self.transform, self.net, self.net_config, self.calibration, decision)
+        return TabularScorer(
+            self.transform, self.net, self.net_config, self.calibration, decision, self.lookup
+        )
+
+    def with_lookup(self, lookup: FeatureLookup) -> TabularScorer:
+        """The same model, reading its features from ``lookup``'s feature service when scored by entity id."""
+        return TabularScorer(
+            self.transform, self.net, self.net_config, self.calibration, self.decision, lookup
+        )
 
     @property
     def feature_columns(self) -> list[FeatureColumn]:
@@ -110,7 +124,7 @@ class TabularScorer:
 
     def save(self, directory: Path) -> None:
         """Write `transform.json`, `network.json` (constructor arguments), `weights.pt` (state_dict),
-        `calibration.json` and, when there is a rule, `decision.json`."""
+        `calibration.json` and, when there is a rule, `decision.json`; with a lookup, `feature_lookup.json`."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         (directory / TRANSFORM_FILE).write_text(json.dumps(self.transform.to_dict(), indent=2))
@@ -119,6 +133,8 @@ class TabularScorer:
         (directory / CALIBRATION_FILE).write_text(json.dumps(self.calibration.to_dict(), indent=2))
         if self.decision is not None:
             (directory / DECISION_FILE).write_text(json.dumps(self.decision.to_dict(), indent=2))
+        if self.lookup is not None:
+            (directory / LOOKUP_FILE).write_text(json.dumps(self.lookup.to_dict(), indent=2))
 
     @classmethod
     def load(cls, directory: Path) -> TabularScorer:
@@ -128,9 +144,11 @@ class TabularScorer:
         net_config = json.loads((directory / NETWORK_FILE).read_text())
         net = build_net(net_config)
         net.load_state_dict(torch.load(directory / WEIGHTS_FILE, map_location="cpu", weights_only=True))
-        calibration = decision = None
+        calibration = decision = lookup = None
         if (directory / CALIBRATION_FILE).is_file():
             calibration = TemperatureScaling.from_dict(json.loads((directory / CALIBRATION_FILE).read_text()))
         if (directory / DECISION_FILE).is_file():
             decision = DecisionRule.from_dict(json.loads((directory / DECISION_FILE).read_text()))
-        return cls(transform, net, net_config, calibration, decision)
+        if (directory / LOOKUP_FILE).is_file():
+            lookup = FeatureLookup.from_dict(json.loads((directory / LOOKUP_FILE).read_text()))
+        return cls(transform, net, net_config, calibration, decision, lookup)

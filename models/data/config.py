@@ -96,3 +96,39 @@ class SplitConfig(BaseModel):
     def cross_validates(self, rows: int) -> bool:
         """Whether a table with `rows` train+validation rows is cross-validated."""
         return self.cv_folds >= 2 and rows < self.cv_max_rows
+
+
+class LeakageConfig(BaseModel):
+    """Possible target leakage: a feature that predicts the label too well, checked by `mlops data profile` and
+    again in the evaluation. Its limits are the same at both places."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    single_feature_auc: float = Field(
+        default=0.9,
+        gt=0.5,
+        le=1.0,
+        description="A feature whose cross-validated one-feature model reaches this ROC AUC on its own is "
+        "reported as possible target leakage (on the profiled table and on the training split).",
+    )
+    importance_share: float = Field(
+        default=1 / 3,
+        gt=0.0,
+        le=1.0,
+        description="After training, a feature carrying at least this share of the model's permutation "
+        "importance (its AUC drop over the sum of all positive drops) is reported as possible leakage too.",
+    )
+    confirmed_safe: list[str] = Field(
+        default_factory=list,
+        description="Features a person has confirmed are known when the prediction is made: reported with "
+        "their figures but never flagged, so they never make the promotion gate wait for a person.",
+    )
+    folds: int = Field(
+        default=5, ge=2, le=20, description="Cross-validation folds of the one-feature models."
+    )
+    max_rows: int = Field(
+        default=100_000,
+        ge=1_000,
+        description="Rows the one-feature check reads at most (a seeded sample beyond): the AUC's figure "
+        "barely moves past this, and the profile stays fast on large tables.",
+    )

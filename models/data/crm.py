@@ -17,6 +17,7 @@ Everything is vectorised over a (lead, day) grid: 20,000 leads over six months t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -83,15 +84,25 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def generate_crm(leads: int, seed: int, months: int = DEFAULT_CRM_MONTHS) -> CrmSource:
-    """Return a CRM export of ``leads`` leads created over ``months`` months, identical for the same arguments."""
+def start_ending_at(end: datetime, months: int = DEFAULT_CRM_MONTHS) -> pd.Timestamp:
+    """The ``start`` of `generate_crm` whose export ends at ``end`` (naive: UTC), like a CRM's export of now."""
+    moment = pd.Timestamp(end)
+    moment = moment.tz_localize("UTC") if moment.tz is None else moment.tz_convert("UTC")
+    return moment - pd.Timedelta(days=months * DAYS_PER_MONTH)
+
+
+def generate_crm(
+    leads: int, seed: int, months: int = DEFAULT_CRM_MONTHS, start: pd.Timestamp = CRM_START
+) -> CrmSource:
+    """Return a CRM export of ``leads`` leads created over ``months`` months from ``start`` (UTC), identical
+    for the same arguments."""
     if leads < 1:
         raise ValueError(f"leads must be at least 1, got {leads}")
     if months < 2:
         raise ValueError(f"months must be at least 2 (the label horizon is 30 days), got {months}")
     rng = np.random.default_rng(seed)
     n, span_days = leads, months * DAYS_PER_MONTH
-    end = CRM_START + pd.Timedelta(days=span_days)
+    end = start + pd.Timedelta(days=span_days)
 
     region = _choice(rng, REGIONS, REGION_P[0], n)
     source = _choice(rng, LEAD_SOURCES, SOURCE_P[0], n)
@@ -120,13 +131,13 @@ def generate_crm(leads: int, seed: int, months: int = DEFAULT_CRM_MONTHS) -> Crm
     decided_s = created_s + np.round(decide_days * SECONDS_PER_DAY).astype(np.int64)
     decided = decided_s < span_days * SECONDS_PER_DAY  # else still open when the export was taken
 
-    activities = _activities(rng, created_s, decide_days, will_convert, intent, deal_size, span_days)
+    activities = _activities(rng, created_s, decide_days, will_convert, intent, deal_size, span_days, start)
     ids = "L" + pd.Series(np.arange(1, n + 1)).astype(str).str.zfill(6)
     activities.insert(0, "lead_id", ids.to_numpy()[activities.pop("lead")])
     leads_df = pd.DataFrame(
         {
             "lead_id": ids,
-            "created_at": CRM_START + pd.to_timedelta(created_s, unit="s"),
+            "created_at": start + pd.to_timedelta(created_s, unit="s"),
             "region": region,
             "lead_source": source,
             "plan": np.asarray(PLANS)[plan_idx],
@@ -135,7 +146,7 @@ def generate_crm(leads: int, seed: int, months: int = DEFAULT_CRM_MONTHS) -> Crm
             "deal_size": deal_size,
         }
     )
-    decided_at = (CRM_START + pd.to_timedelta(decided_s, unit="s")).where(decided)
+    decided_at = (start + pd.to_timedelta(decided_s, unit="s")).where(decided)
     outcomes = pd.DataFrame(
         {"lead_id": ids, "converted": (will_convert & decided).astype(np.int64), "decided_at": decided_at}
     )
@@ -150,6 +161,7 @@ def _activities(
     intent: np.ndarray,
     deal_size: np.ndarray,
     span_days: int,
+    start: pd.Timestamp,
 ) -> pd.DataFrame:
     """Activity events drawn per (lead, day since creation) from the three phases' Poisson rates."""
     age = np.arange(span_days + 1, dtype=np.float64)[None, :]  # days since creation, shape (1, D)
@@ -204,7 +216,7 @@ def _activities(
     return pd.DataFrame(
         {
             "lead": lead[order],
-            "timestamp": CRM_START + pd.to_timedelta(at_s[order], unit="s"),
+            "timestamp": start + pd.to_timedelta(at_s[order], unit="s"),
             "type": np.asarray(ACTIVITY_TYPES)[kind[order]],
             "value": value[order],
         }

@@ -67,7 +67,8 @@ def read_table(
 ) -> pd.DataFrame:
     """Read a CSV or Parquet file into a DataFrame, or raise ``DataFileError`` saying why not.
 
-    ``na_values`` adds missing-value tokens (e.g. a single blank) on top of pandas' defaults;
+    ``na_values`` adds missing-value tokens (e.g. a single blank, a form's "Select") on top of pandas'
+    defaults; in a Parquet file they apply to its text columns (its other columns are typed already);
     ``parse_dates`` names columns read as datetimes (unparseable values become NaT, which the
     validation suite's null checks then report).
     """
@@ -77,6 +78,11 @@ def read_table(
             df = pq.read_table(path).to_pandas()
         except (pa.ArrowInvalid, OSError) as exc:
             raise DataFileError(f"{path}: unreadable Parquet file ({exc})") from exc
+        tokens = list(na_values)
+        for column in df.columns if tokens else ():
+            dtype = df[column].dtype
+            if isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(dtype):
+                df[column] = df[column].mask(df[column].isin(tokens))
     else:
         sep = delimiter or sniff_delimiter(path)
         try:

@@ -36,7 +36,7 @@ class FailedExpectation:
     """One expectation that did not hold, in terms a person fixing the data can act on."""
 
     expectation: str
-    column: str | None
+    column: str | None  # "A, B" for an expectation on a pair of columns
     unexpected_count: int | None
     unexpected_percent: float | None  # percent (0-100), as GX reports it
     sample_values: list
@@ -179,13 +179,14 @@ def _describe(result: Any, df: pd.DataFrame) -> FailedExpectation:
     config = result.expectation_config
     kwargs = config.kwargs
     column = kwargs.get("column")
+    pair = [kwargs[k] for k in ("column_A", "column_B") if kwargs.get(k) is not None]
     res = result.result or {}
     values = _distinct(res.get("partial_unexpected_list") or [])
     count, percent = res.get("unexpected_count"), res.get("unexpected_percent")
     etype = config.type
 
     error = _exception_message(result.exception_info)
-    if column is not None and column not in df.columns:
+    if any(c not in df.columns for c in ([column] if column is not None else pair)):
         detail, values = "missing column", []
     elif error is not None:
         detail = f"could not evaluate: {error}"
@@ -217,6 +218,8 @@ def _describe(result: Any, df: pd.DataFrame) -> FailedExpectation:
         detail = f"values outside [{kwargs.get('min_value')}, {kwargs.get('max_value')}]"
     elif etype == "expect_column_values_to_be_unique":
         detail = "duplicate values"
+    elif etype == "expect_column_pair_values_a_to_be_greater_than_b":
+        detail = f"{pair[0]} {'<' if kwargs.get('or_equal') else '<='} {pair[1]} in some rows"
     elif etype == "expect_table_row_count_to_be_between":
         upper = kwargs.get("max_value")
         detail = (
@@ -231,7 +234,7 @@ def _describe(result: Any, df: pd.DataFrame) -> FailedExpectation:
         )
     return FailedExpectation(
         expectation=etype,
-        column=column,
+        column=column if column is not None else (", ".join(pair) or None),
         unexpected_count=count,
         unexpected_percent=percent,
         sample_values=values,

@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 
 from models.artifact.scorer import TabularScorer
+from models.data.config import LeakageConfig
+from models.data.leakage import LeakageReport, importance_shares, leakage_report, single_feature_auc
 from models.evaluation.bootstrap import (
     MetricInterval,
     PairedComparison,
@@ -95,6 +97,17 @@ class HeldOut:
 
 
 @dataclass(frozen=True)
+class LeakageCheck:
+    """What the evaluation's leakage check reads: the training rows (where a leak would have been learned),
+    their 0/1 labels, the limits and the confirmed features."""
+
+    train: pd.DataFrame
+    y_train: np.ndarray
+    config: LeakageConfig
+    target: str
+
+
+@dataclass(frozen=True)
 class BaselineScore:
     """The strongest baseline by test ROC AUC: the bar a challenger has to clear."""
 
@@ -125,6 +138,7 @@ class EvaluationReport:
     # split, or (cross-validated tables) on every held-out row: the folds' out-of-fold rows and the test split.
     non_inferiority: dict[str, PairedComparison] = field(default_factory=dict)
     non_inferiority_rows: str = ""  # which rows, in words
+    leakage: LeakageReport | None = None  # one-feature AUCs and importance shares, held to the leakage limits
 
     @property
     def best_baseline(self) -> BaselineScore:
@@ -159,6 +173,9 @@ class EvaluationReport:
             out |= self.business.flat_metrics()
         if self.vs_champion is not None:
             out["champion/auc_diff"] = self.vs_champion.diff
+        if self.leakage is not None:
+            out["leakage/flagged_features"] = float(len(self.leakage.flagged))
+            out["leakage/max_single_feature_auc"] = max((f.auc for f in self.leakage.features), default=0.5)
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -231,6 +248,8 @@ class EvaluationReport:
         if self.importance:
             top = ", ".join(f"{i.feature} ({i.importance:.3f})" for i in self.importance[:5])
             lines.append(f"Top features by permutation importance: {top}.")
+        if self.leakage is not None:
+            lines += ["", self.leakage.markdown()]
         if self.business is not None:
             lines += ["", self.business.markdown()]
         return "\n".join(lines)
@@ -259,14 +278,18 @@ def evaluate_model(
     plots_dir: Path,
     business: BusinessConfig | None = None,
     held_out: HeldOut | None = None,
+    leakage: LeakageCheck | None = None,
 ) -> EvaluationReport:
-    """Metrics with intervals, paired comparisons, calibration, slices, robustness, importance, plots.
+    """Metrics with intervals, paired comparisons, calibration, slices, robustness, importance, plots, and
+    (given ``leakage``) possible target leakage.
 
     Slices are the categorical columns of ``features``; robustness perturbs and importance shuffles
     every listed column. Every bootstrap uses ``seeds.bootstrap``, so the model, the baselines and the champion are scored
     on the same resamples. Robustness and permutation importance, which rescore the model many times,
     run on at most ``config.max_eval_rows`` test rows drawn with ``seeds.diagnostics``. The plots are
-    written under ``plots_dir`` and their paths listed in the report.
+    written under ``plots_dir`` and their paths listed in the report. The leakage check holds each feature's
+    one-feature AUC on the training rows (folds drawn with ``seeds.leakage``) and its share of the
+    permutation importance to the limits of ``leakage.config``.
     """
     scores = scorer.predict_proba(test)
     threshold = scorer.decision.threshold if scorer.decision is not None else config.threshold
@@ -326,6 +349,19 @@ def evaluate_model(
         n_repeats=config.importance_repeats,
         seed=seeds.importance,
     )
+    leakage_found = None
+    if leakage is not None:
+        aucs, rows = single_feature_auc(
+            leakage.train,
+            leakage.y_train,
+            numeric=numeric,
+            categorical=categorical,
+            folds=leakage.config.folds,
+            max_rows=leakage.config.max_rows,
+            seed=seeds.leakage,
+        )
+        shares = importance_shares({i.feature: i.importance for i in importance})
+        leakage_found = leakage_report(aucs, leakage.config, target=leakage.target, rows=rows, shares=shares)
     plots = [
         plot_roc(y_test, {"model": scores, **baseline_scores}, plots_dir / "roc.png"),
         plot_pr(y_test, {"model": scores, **baseline_scores}, plots_dir / "pr.png"),
@@ -357,4 +393,5 @@ def evaluate_model(
         business=business_value,
         non_inferiority=non_inferiority,
         non_inferiority_rows=evidence_rows,
+        leakage=leakage_found,
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class FeatureConfig(BaseModel):
@@ -29,3 +29,16 @@ class FeatureConfig(BaseModel):
         description="Values seen fewer times in training map to the unknown bucket, so rare levels "
         "do not get embeddings trained on a handful of rows.",
     )
+    exclude: list[str] = Field(
+        default_factory=list,
+        description="Columns of the table left out on purpose (identifiers other than data.id_column, free "
+        "text, constant columns): never features. Listed so the config says what happened to every column; "
+        "a column both here and among the features is an error.",
+    )
+
+    @model_validator(mode="after")
+    def _excluded_are_not_features(self) -> FeatureConfig:
+        both = sorted(set(self.exclude) & {*self.numeric, *self.categorical})
+        if both:
+            raise ValueError(f"exclude: {both} also listed as features; keep each column in one place")
+        return self

@@ -10,9 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat
 
 
 class FeatureStoreConfig(BaseModel):
@@ -32,6 +33,22 @@ class FeatureStoreConfig(BaseModel):
         "crm-features flow aggregates into the repository's tables; relative to the config file; "
         "${MLOPS_HOME} expands to the project home.",
     )
+    expectations: Path | None = Field(
+        default=None,
+        description="Great Expectations suite (JSON, as `data.expectations`) every materialised batch must pass "
+        "before it is written to the online store; relative to the config file. Null: no check.",
+    )
+    materialize_interval_minutes: int | None = Field(
+        default=None,
+        ge=1,
+        description="Schedule of the materialize-features deployment `mlops deploy` registers (and prefect.yaml "
+        "declares); null registers none.",
+    )
+    max_age_minutes: dict[str, PositiveFloat] = Field(
+        default_factory=dict,
+        description="Per view, the oldest features (in minutes, above 0) the online store may serve before "
+        "`mlops monitor` reports the view as stale (a finding, exit 1); a view not listed is held to its ttl.",
+    )
 
 
 @dataclass(frozen=True)
@@ -50,3 +67,23 @@ def retrieval_lineage(service: str, views: list[str], retrieved_at: datetime) ->
         "feature_store.views": ",".join(sorted(views)),
         "feature_store.retrieved_at": retrieved_at.isoformat(timespec="seconds"),
     }
+
+
+@dataclass(frozen=True)
+class FeatureLookup:
+    """How a model trained from a feature service reads its features when a request carries only the entity
+    id: saved with the model (`models.artifact.scorer.LOOKUP_FILE`), so every copy of it (MLflow, Bento,
+    a version the service swaps in) scores by id through the service it was trained from."""
+
+    service: str  # the Feast feature service the training frame came from
+    entity_column: str  # the request field holding the entity's join key (the config's data.id_column)
+    # The repository's feature_store.yaml as written (``${MLOPS_HOME}`` unexpanded): where the registry and
+    # the online store are, read where the model is served.
+    repo_config: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"service": self.service, "entity_column": self.entity_column, "repo_config": self.repo_config}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> FeatureLookup:
+        return cls(str(raw["service"]), str(raw["entity_column"]), str(raw["repo_config"]))

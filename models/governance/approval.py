@@ -7,6 +7,7 @@ says so, and records the decision built here.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 from models.governance.config import GatePolicy
@@ -60,16 +61,20 @@ class GateRequest:
     cost: float
     resource_id: str  # the Prefect event resource, e.g. "mlops.model.crm-leads.3"
     summary: GateSummary
+    human_reasons: list[str] = field(default_factory=list)  # why a person must decide whatever the mode
 
     @property
     def evidence_hash(self) -> str:
         return hashlib.sha256(self.evidence.encode()).hexdigest()
 
 
-def needs_human(policy: GatePolicy, *, cost: float, checks_passed: bool) -> bool:
+def needs_human(policy: GatePolicy, *, cost: float, checks_passed: bool, reasons: Sequence[str] = ()) -> bool:
     """True when a person must decide: always in ``human`` mode; in ``threshold`` mode unless every
-    check passed and the estimated cost is within ``max_cost``; never in ``auto`` mode."""
+    check passed and the estimated cost is within ``max_cost``; in ``auto`` mode only when the policy would
+    approve but ``reasons`` name something only a person can judge (e.g. possible target leakage)."""
     if policy.mode == "human":
+        return True
+    if reasons and checks_passed:
         return True
     if policy.mode == "threshold":
         return not (checks_passed and policy.max_cost is not None and cost <= policy.max_cost)

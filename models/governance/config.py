@@ -29,6 +29,13 @@ class PromotionPolicy(BaseModel):
         description="Against an existing champion, the paired AUC-difference interval must be above 0.",
     )
     min_auc: float = Field(default=0.5, ge=0.0, le=1.0, description="Absolute floor on test ROC AUC.")
+    leakage_needs_human: bool = Field(
+        default=False,
+        description="A feature flagged as possible target leakage and not in leakage.confirmed_safe makes the "
+        "promotion gate ask a person whenever the policy would promote, whatever approval.promotion.mode says. "
+        "Off by default: a dominant honest feature is flagged too, and a run with no Prefect server stops at "
+        "a gate that needs a person.",
+    )
 
 
 class GatePolicy(BaseModel):

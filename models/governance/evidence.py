@@ -217,12 +217,22 @@ def promotion_gate(
     # The sweep's real cost at the estimate's price per second.
     actual_cost = est.cost * actual_seconds / max(est.sweep_seconds, 1e-9)
     auc = evaluation.metrics["roc_auc"].value
+    flagged = evaluation.leakage.flagged if evaluation.leakage is not None else []
+    warnings = []
+    if flagged:
+        names = ", ".join(f"`{f.feature}` (alone AUC {f.auc:.3f})" for f in flagged)
+        warnings.append(
+            f"**Possible target leakage: {names}.** Is each value known when the prediction is made? "
+            "The figures may not hold in production; see *Possible target leakage* below."
+        )
+    warnings += [f"**A person must decide:** {reason}." for reason in decision.human_reasons]
     evidence = "\n".join(
         [
             f"## Promotion gate: {run.model_name} v{version}",
             "",
             f"Approve to make v{version} the champion. Policy verdict: **{verdict}** ({checks}): {decision.reason}.",
             "",
+            *[line for w in warnings for line in (w, "")],
             "### Cost: estimate vs actual",
             "",
             "| | estimate | actual | error |",
@@ -250,6 +260,7 @@ def promotion_gate(
         cost=est.cost,
         resource_id=f"mlops.model.{run.model_name}.{version}",
         summary=GateSummary(run.model_name, version, est.cost, actual_seconds / 60, auc),
+        human_reasons=list(decision.human_reasons),
     )
 
 

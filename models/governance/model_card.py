@@ -86,6 +86,15 @@ def _limitations(context: CardContext, final: FinalModel, evaluation: Evaluation
         f"Calibrated on {final.holdout_rows:,} {final.holdout}; probabilities outside the training data's range "
         "are extrapolations."
     )
+    flagged = evaluation.leakage.flagged if evaluation.leakage is not None else []
+    if flagged:
+        out.insert(
+            0,
+            f"Possible target leakage: {', '.join(f.feature for f in flagged)} "
+            f"{'predicts' if len(flagged) == 1 else 'predict'} `{context.target}` too well "
+            "(see *Possible target leakage*). If a value is written after the outcome, every figure on this card "
+            "overstates what the model will do in production.",
+        )
     return out
 
 
@@ -162,6 +171,7 @@ def model_card(
             else "."
         ),
         "",
+        *([evaluation.leakage.markdown(level=2), ""] if evaluation.leakage is not None else []),
         "## Business value",
         evaluation.business.markdown()
         if evaluation.business is not None

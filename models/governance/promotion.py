@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from models.evaluation.bootstrap import confidence_percent
 from models.evaluation.evaluate import EvaluationReport
@@ -17,6 +17,9 @@ class PromotionDecision:
     reason: str
     checks: dict[str, bool]
     decided_by: str = "policy"
+    # What only a person can judge (e.g. possible target leakage): the gate waits for one when the policy
+    # would promote.
+    human_reasons: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -25,7 +28,8 @@ class PromotionDecision:
 def decide_promotion(evaluation: EvaluationReport, policy: PromotionPolicy) -> PromotionDecision:
     """Apply ``policy`` to the evaluation: an AUC floor, non-inferiority to every baseline (the paired
     interval of the AUC difference above ``-baseline_margin``), and (when a champion exists) a paired AUC
-    gain whose interval lies above zero."""
+    gain whose interval lies above zero. With ``policy.leakage_needs_human``, features flagged as possible
+    target leakage and not confirmed safe become a reason for a person to decide."""
     challenger_auc = evaluation.metrics["roc_auc"]
     baseline = evaluation.best_baseline
     baseline_name, baseline_auc = baseline.name, baseline.roc_auc.value
@@ -81,4 +85,6 @@ def decide_promotion(evaluation: EvaluationReport, policy: PromotionPolicy) -> P
             )
     else:
         reason = "; ".join(reasons)
-    return PromotionDecision(promote=promote, reason=reason, checks=checks)
+    human = evaluation.leakage.human_reason() if evaluation.leakage is not None else None
+    human_reasons = [human] if human and policy.leakage_needs_human else []
+    return PromotionDecision(promote=promote, reason=reason, checks=checks, human_reasons=human_reasons)

@@ -14,7 +14,7 @@ Three steps, all on rows the final network was not fitted on and never on the te
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -27,6 +27,7 @@ from models.evaluation.business import ThresholdChoice, optimal_threshold
 from models.evaluation.calibration import Calibration, calibration
 from models.evaluation.config import BusinessConfig, EvaluationConfig
 from models.evaluation.evaluate import HeldOut
+from models.features.store import FeatureLookup
 from models.features.transform import FeatureTransform
 from models.nn.config import ModelConfig
 from models.training.cv import Candidate, CrossValidation, cross_validate
@@ -44,6 +45,10 @@ class FinalModel:
     calibration_before: Calibration  # reliability on the held-out rows, network's own probabilities
     calibration_after: Calibration  # the same rows, calibrated
     threshold: ThresholdChoice | None  # the profit-maximising threshold with its interval (business only)
+
+    def reading(self, lookup: FeatureLookup) -> FinalModel:
+        """The same model, scoring requests that carry only the entity id through ``lookup``."""
+        return replace(self, scorer=self.scorer.with_lookup(lookup))
 
     def held_out(self) -> HeldOut | None:
         """The cross-validation's out-of-fold scores for the baseline comparison (None without CV)."""

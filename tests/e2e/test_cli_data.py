@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from helpers.cli import shell_env
+from helpers.tables import PLANTED, planted_table
 
 pytestmark = pytest.mark.e2e
 
@@ -128,3 +129,29 @@ def test_profile_then_run_trains_on_the_unseen_dataset(
     assert set(folds["baselines"]) == {"logistic_regression", "gradient_boosted_trees"}
     [card] = (tmp_path / "home").rglob("model_card.md")
     assert "# Model card: telco v1" in card.read_text() and "## Known limitations" in card.read_text()
+
+
+def test_profile_flags_what_would_not_hold_in_production_and_the_pair_validates(
+    tmp_path: Path, prefect_server
+) -> None:
+    """A table with a post-outcome tag, a shuffled record number, constant columns and a form's "Select":
+    the profile names the tag (and no honest column) as possible leakage, leaves the record number and the
+    constants out, proposes "Select" as missing, and the config and suite it writes validate the table."""
+    data = tmp_path / "leads.csv"
+    planted_table().to_csv(data, index=False)
+    out_dir = tmp_path / "leads-pipeline"
+    result = mlops(
+        "data", "profile", str(data), "--target", PLANTED.target, "--out-dir", str(out_dir), home=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    printed = " ".join(result.stdout.split())
+    assert f"possible target leakage in {PLANTED.leak}:" in printed
+    assert f"column '{PLANTED.leak}': possible target leakage" in printed
+    honest = [*PLANTED.numeric, *PLANTED.categorical]
+    assert not [name for name in honest if f"column '{name}': possible target leakage" in printed]
+    raw = yaml.safe_load((out_dir / "pipeline.yaml").read_text())
+    assert raw["data"]["id_column"] == PLANTED.id_column and raw["data"]["na_values"] == [PLANTED.placeholder]
+    assert raw["features"]["exclude"] == [PLANTED.record_number, *PLANTED.constants, PLANTED.near_constant]
+
+    validated = mlops("validate", "--config", str(out_dir / "pipeline.yaml"), home=tmp_path)
+    assert validated.returncode == 0, validated.stdout + validated.stderr

@@ -2,21 +2,38 @@
 
 from __future__ import annotations
 
+import http.client
+import json
+import os
+import re
 import subprocess
 import sys
+import threading
+import urllib.request
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
-from helpers.cli import shell_env
+from infra.home import ProjectHome
+
+from helpers.cli import home_variables, shell_env
+from helpers.processes import free_port, stop_process, wait_http
 
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
-MLOPS = str(Path(sys.executable).parent / "mlops")
+BIN = Path(sys.executable).parent
+MLOPS = str(BIN / "mlops")
 CONFIG = REPO / "configs" / "crm_feature_store.yaml"
 MODEL = "crm-feature-store-e2e"
+
+
+def home_variables_of(home: Path) -> dict[str, str]:
+    return home_variables(ProjectHome(home))
 
 
 def mlops(*args: str, home: Path, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -31,7 +48,11 @@ def _small_config(path: Path, source: Path) -> Path:
         path=str(source / "spine.parquet"),
         expectations=str(CONFIG.with_name("crm_feature_store.expectations.json")),
     )
-    raw["feature_store"].update(repo=str(REPO / "feature_repo" / "crm"), source=str(source))
+    raw["feature_store"].update(
+        repo=str(REPO / "feature_repo" / "crm"),
+        source=str(source),
+        expectations=str(CONFIG.with_name("crm_features.expectations.json")),
+    )
     raw.update(
         registry={"model_name": MODEL},
         model={"architecture": "mlp", "max_epochs": 3, "hidden_sizes": [32, 16]},
@@ -49,10 +70,30 @@ def _small_config(path: Path, source: Path) -> Path:
     return path
 
 
-def test_generate_then_run_ends_with_a_champion_trained_point_in_time(tmp_path: Path, prefect_server) -> None:
-    home, source = tmp_path / "home", tmp_path / "crm"
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, prefect_server) -> dict:
+    """A generated CRM source ending now and a champion trained from it with the shipped config, shrunk."""
+    root = tmp_path_factory.mktemp("crm-e2e")
+    home, source = root / "home", root / "crm"
     generated = mlops("data", "generate", "--crm", "--rows", "1500", "--out", str(source), home=home)
     assert generated.returncode == 0, generated.stderr
+    config = _small_config(root / "crm.yaml", source)
+    run = mlops("run", "--config", str(config), home=home)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    bento = re.search(r"bento: (\S+) \(serve it", run.stdout)
+    return {
+        "root": root,
+        "home": home,
+        "source": source,
+        "config": config,
+        "generated": generated,
+        "run": run,
+        "bento": bento.group(1) if bento else None,
+    }
+
+
+def test_generate_then_run_ends_with_a_champion_trained_point_in_time(trained) -> None:
+    home, source, generated, run = trained["home"], trained["source"], trained["generated"], trained["run"]
     assert "1,500 leads" in generated.stdout and "label spine" in generated.stdout
     assert sorted(p.name for p in source.iterdir()) == [
         "activities.parquet",
@@ -60,9 +101,6 @@ def test_generate_then_run_ends_with_a_champion_trained_point_in_time(tmp_path: 
         "outcomes.parquet",
         "spine.parquet",
     ]
-
-    run = mlops("run", "--config", str(_small_config(tmp_path / "crm.yaml", source)), home=home)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert f"model: {MODEL} v1" in run.stdout and "champion: v1" in run.stdout
     assert "Traceback" not in run.stderr
     # The tables the repository's views read, and the version's lineage naming the service it was trained from.
@@ -73,6 +111,143 @@ def test_generate_then_run_ends_with_a_champion_trained_point_in_time(tmp_path: 
     assert tags["feature_store.service"] == "crm_lead_scoring"
     assert tags["feature_store.views"] == "lead_activity,lead_attributes,lead_recency"
     assert tags["feature_store.retrieved_at"]
+
+
+def _post(port: int, rows: list[dict], path: str = "/predict") -> tuple[int, dict]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        body = json.dumps({"rows": rows}, default=str)
+        connection.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+        response = connection.getresponse()
+        return response.status, json.loads(response.read() or b"{}")
+    finally:
+        connection.close()
+
+
+def test_materialise_serve_and_score_by_lead_id(trained, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Materialise, `bentoml serve` the run's Bento, score by id: equal to the same full rows, unknown ids and
+    rows without an id are 4xx naming the field, a stale view is flagged, and materialising while a loop
+    scores by id fails no request."""
+    home, config, bento = trained["home"], trained["config"], trained["bento"]
+    assert bento, trained["run"].stdout[-2000:]
+    now = datetime.now(UTC).replace(microsecond=0)
+    first = mlops(
+        "features",
+        "materialize",
+        "--config",
+        str(config),
+        "--end",
+        (now - timedelta(days=1)).isoformat(),
+        home=home,
+    )
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+
+    spine = pd.read_parquet(trained["source"] / "spine.parquet")
+    leads = spine["lead_id"].head(24).tolist()
+    port = free_port()
+    env = {
+        **shell_env(home),
+        "BENTOML_HOME": str(home / "bentoml"),
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+    }
+    env.pop("MLOPS_SERVING_TOKEN", None)
+    log = home / "bento-by-id.log"
+    with log.open("w") as handle:
+        server = subprocess.Popen(
+            [str(BIN / "bentoml"), "serve", bento, "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=home,
+        )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/readyz", timeout=180, proc=server, log=log)
+
+        # Materialise the newest day while a client scores by id without pause: no request may fail.
+        failures: list[str] = []
+        answered = [0]
+        stop = threading.Event()
+
+        def score_in_a_loop() -> None:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            while not stop.is_set():
+                lead = leads[answered[0] % len(leads)]
+                connection.request(
+                    "POST",
+                    "/predict",
+                    body=json.dumps({"rows": [{"lead_id": lead}]}),
+                    headers={"Content-Type": "application/json"},
+                )
+                response = connection.getresponse()
+                payload = response.read()
+                if response.status != 200:
+                    failures.append(f"{response.status}: {payload[:300]!r}")
+                answered[0] += 1
+            connection.close()
+
+        loop = threading.Thread(target=score_in_a_loop, daemon=True)
+        loop.start()
+        second = mlops(
+            "features", "materialize", "--config", str(config), "--end", now.isoformat(), home=home
+        )
+        stop.set()
+        loop.join(timeout=60)
+        assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-2000:]
+        assert answered[0] > 20 and failures == [], (answered[0], failures[:3])
+
+        # By id, as of the materialisation's end, equals the same leads' full rows from the offline store.
+        for key, value in home_variables_of(home).items():
+            monkeypatch.setenv(key, value)
+        from tasks.feature_store import features_by_id
+
+        full = features_by_id.fn(
+            REPO / "feature_repo" / "crm",
+            pd.DataFrame({"lead_id": leads}),
+            "crm_lead_scoring",
+            "lead_id",
+            now,
+        )
+        full_rows = json.loads(
+            full.assign(as_of=now.isoformat()).to_json(orient="records", date_format="iso")
+        )
+        status, by_full = _post(port, full_rows)
+        assert status == 200, by_full
+        status, by_id = _post(port, [{"lead_id": lead, "as_of": now.isoformat()} for lead in leads])
+        assert status == 200, by_id
+        scores_full = np.array([p["score"] for p in by_full["predictions"]])
+        scores_id = np.array([p["score"] for p in by_id["predictions"]])
+        np.testing.assert_allclose(scores_id, scores_full, rtol=0, atol=1e-6)
+        # Fresh and found: the same flags as the full rows (the scorer's out-of-range ones), nothing stale or missing.
+        assert [p["flags"] for p in by_id["predictions"]] == [p["flags"] for p in by_full["predictions"]]
+        assert not [
+            f for p in by_id["predictions"] for f in p["flags"] if f.startswith(("stale:", "missing:"))
+        ]
+
+        # Unknown ids, rows with neither an id nor the features: 4xx naming the field; nothing scored.
+        status, unknown = _post(port, [{"lead_id": leads[0]}, {"lead_id": "L-does-not-exist"}])
+        assert status == 404 and unknown["detail"][0]["loc"] == ["rows", 1, "lead_id"], unknown
+        assert "L-does-not-exist" in unknown["detail"][0]["msg"]
+        status, anonymous = _post(port, [{"company_size": 10}])
+        assert status == 400 and anonymous["detail"][0]["loc"] == ["rows", 0, "lead_id"], anonymous
+
+        # Three days later the daily activity view (ttl 2 days) is stale: flagged, scored, logged, exported.
+        later = (now + timedelta(days=3)).isoformat()
+        status, stale = _post(port, [{"lead_id": leads[0], "as_of": later}])
+        assert status == 200 and stale["predictions"][0]["flags"] == ["stale:lead_activity"], stale
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+            metrics = response.read().decode()
+        age = 'mlops_feature_age_seconds{model_name="' + MODEL + '",view="lead_activity"}'
+        assert age in metrics
+        assert 'state="stale"' in metrics
+    finally:
+        stop_process(server)
+    from monitoring.prediction_log import log_files, read_records
+
+    records = [r for r in read_records(log_files(home / "predictions")) if r.feature_ages]
+    assert records and {"lead_activity", "lead_attributes"} <= set(records[-1].feature_ages)
+    assert records[-1].flags == ["stale:lead_activity"]
+    assert set(records[-1].features) >= {"touches_30d", "days_since_last_touch", "region"}
 
 
 def test_fresh_home_says_how_to_make_the_source(tmp_path: Path) -> None:

@@ -24,7 +24,12 @@ FIGURES = {
     "bench_generate.py": ["generate + write 2,000 rows (parquet)", "generate + write 2,000 rows (csv)"],
     "bench_make_run.py": ["make run wall time:"],
     "bench_quality.py": ["[synthetic-smoke] ", "AUC ratio = "],
-    "bench_serving.py": ["single-request p50 ours", " 1 rows: ours / ceiling", "errors over all runs:"],
+    "bench_serving.py": [
+        "single-request p50 ours",
+        "target by-id p50",
+        " 1 rows: by id / full rows",
+        "errors over all runs:",
+    ],
     "bench_sweep_overhead.py": ["reuse_actors=True ", "reuse_actors=False ", "reuse_actors=False / True:"],
     "bench_train_throughput.py": ["(a) bare PyTorch loop", "(b) train_model", "ratio (b)/(a):"],
 }

@@ -216,3 +216,31 @@ def test_cron_schedule_fires_and_the_runner_starts_the_run(
     assert final.is_cancelled() or killed, final
     with get_client(sync_client=True) as client:
         assert client.read_deployment(served.deployment_id).paused
+
+
+def test_a_feature_store_config_adds_materialisation_on_its_interval(tmp_path: Path) -> None:
+    """Beside training and monitoring, `mlops deploy` serves `materialize-features/<name>` every
+    feature_store.materialize_interval_minutes: none without a feature store or without an interval."""
+    from datetime import timedelta
+
+    from flows.config import load_config
+    from flows.deployments import materialize_deployment
+
+    store_config = REPO / "configs" / "crm_feature_store.yaml"
+    every_5 = load_config(
+        store_config, home=tmp_path, overrides={"feature_store.materialize_interval_minutes": 5}
+    )
+    deployment = materialize_deployment(every_5, "/configs/store.yaml")
+    assert deployment is not None
+    assert (deployment.flow_name, deployment.name) == ("materialize-features", "crm-feature-store")
+    assert deployment.parameters == {"config_path": "/configs/store.yaml"}
+    [schedule] = deployment.schedules
+    assert schedule.schedule.interval == timedelta(minutes=5) and schedule.active
+    unscheduled = load_config(
+        store_config, home=tmp_path, overrides={"feature_store.materialize_interval_minutes": None}
+    )
+    assert materialize_deployment(unscheduled, "/c.yaml") is None
+    assert (
+        materialize_deployment(load_config(REPO / "configs" / "crm_leads.yaml", home=tmp_path), "/c.yaml")
+        is None
+    )

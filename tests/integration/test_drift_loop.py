@@ -13,14 +13,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -40,7 +37,8 @@ from models.data.synthetic import generate_leads
 
 from helpers.cli import mlops_in_process
 from helpers.configs import small_pipeline_config
-from helpers.processes import free_port, stop_process, wait_until
+from helpers.processes import stop_process, wait_until
+from helpers.webhook import Receiver
 
 pytestmark = pytest.mark.integration
 
@@ -49,48 +47,6 @@ MLOPS = str(Path(sys.executable).parent / "mlops")
 MODEL = "crm-drift-loop"
 NAME = "drift-loop"
 TRIGGER_WAIT_S = 90  # the runner polls every second; the trigger acts within seconds of the event
-
-
-class Receiver:
-    """A Slack-style webhook on 127.0.0.1: keeps every POSTed JSON body; stopped by its fixture."""
-
-    def __init__(self) -> None:
-        self.bodies: list[dict] = []
-        received = self.bodies
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
-                received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args) -> None:  # quiet
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def wait_for(self, text: str, timeout: float = 60) -> dict:
-        return wait_until(
-            lambda: next((body for body in list(self.bodies) if text in body.get("text", "")), None),
-            timeout,
-            f"a notification containing {text!r}",
-            describe=lambda: f"got {self.bodies}",
-        )
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    hook = Receiver()
-    try:
-        yield hook
-    finally:
-        hook.stop()
 
 
 @pytest.fixture(scope="module")

@@ -1,30 +1,37 @@
 """Point-in-time training sets through Feast end to end: the crm-features flow on a real Prefect server,
-the shipped feature repository applied under a temporary project home, historical retrieval in process."""
+the shipped feature repository applied under a temporary project home, historical retrieval in process;
+materialisation into the online store, checked against the historical retrieval at the same time."""
 
 from __future__ import annotations
 
+import sqlite3
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from flows.config import load_config
-from flows.features import crm_features, training_frame
+from flows.features import Materialization, crm_features, materialize_features, training_frame
 from infra.home import ProjectHome
 from models.data.crm import ACTIVITY_TYPES, generate_crm, label_spine, write_crm
 from models.features.activity import AGGREGATES, EVENT_TIMESTAMP
+from models.features.materialization import last_materialization, read_records
 
-from helpers.cli import home_variables
+from helpers.cli import home_variables, mlops_in_process
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "configs" / "crm_feature_store.yaml"
+FEATURE_REPO = REPO / "feature_repo" / "crm"
+TTL = {"lead_attributes": timedelta(days=3650), "lead_activity": timedelta(days=2)}  # definitions.py
 COUNTS = list(AGGREGATES)
 ATTRIBUTES = ["company_size", "deal_size"]
 
@@ -109,3 +116,177 @@ def _naive_join(table: pd.DataFrame, leads: pd.DataFrame, spine: pd.DataFrame) -
     """What a hand-built training table often does: each lead's latest values, whatever the as-of time."""
     latest = table.sort_values(EVENT_TIMESTAMP).groupby("lead_id").tail(1)[["lead_id", *COUNTS]]
     return spine.merge(leads[["lead_id", *ATTRIBUTES]], on="lead_id").merge(latest, on="lead_id")
+
+
+# Materialisation. Each test has a project home of its own: the registry's materialisation intervals and the
+# online store start empty whatever ran before, in whatever order.
+
+
+@pytest.fixture
+def online_home(store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ProjectHome:
+    home = ProjectHome(tmp_path / "home")
+    for key, value in home_variables(home).items():
+        monkeypatch.setenv(key, value)
+    return home
+
+
+def _materialize_config(path: Path, source: Path) -> Path:
+    """The shipped config reading ``source``, its suite and repository by absolute path."""
+    raw = yaml.safe_load(CONFIG.read_text())
+    raw["feature_store"].update(
+        repo=str(FEATURE_REPO),
+        source=str(source),
+        expectations=str(CONFIG.with_name(raw["feature_store"]["expectations"])),
+    )
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def _online(leads: list[str], at: datetime) -> pd.DataFrame:
+    from feast import FeatureStore
+
+    store = FeatureStore(repo_path=str(FEATURE_REPO))
+    rows = [{"lead_id": lead, "as_of": at} for lead in leads]
+    service = store.get_feature_service("crm_lead_scoring")
+    frame = store.get_online_features(features=service, entity_rows=rows).to_df()
+    return frame.set_index("lead_id").sort_index(axis=1)
+
+
+def _historical(leads: list[str], at: datetime) -> pd.DataFrame:
+    from feast import FeatureStore
+
+    store = FeatureStore(repo_path=str(FEATURE_REPO))
+    entities = pd.DataFrame({"lead_id": leads, EVENT_TIMESTAMP: at, "as_of": at})
+    service = store.get_feature_service("crm_lead_scoring")
+    frame = store.get_historical_features(entity_df=entities, features=service).to_df()
+    return frame.drop(columns=[EVENT_TIMESTAMP, "as_of"]).set_index("lead_id").sort_index(axis=1)
+
+
+def _assert_online_equals_historical(leads: list[str], at: datetime) -> None:
+    online, historical = _online(leads, at), _historical(leads, at).loc[leads]
+    assert online.notna().all().all(), online[online.isna().any(axis=1)]
+    # The historical frame also carries the on-demand view's inputs (created_at, last_touch_at).
+    assert set(online.columns) <= set(historical.columns), set(online.columns) - set(historical.columns)
+    pd.testing.assert_frame_equal(online, historical[online.columns], check_dtype=False, rtol=1e-9)
+
+
+def _intervals(view: str) -> list[tuple[datetime, datetime]]:
+    from feast import FeatureStore
+
+    return FeatureStore(repo_path=str(FEATURE_REPO)).get_feature_view(view).materialization_intervals
+
+
+def _leads_in(table: Path, column: str, start: datetime, end: datetime) -> int:
+    """Independently of the flow: the leads with a row in [start, end]."""
+    frame = pd.read_parquet(table)
+    times = pd.to_datetime(frame[column], utc=True)
+    return frame.loc[(times >= start) & (times <= end), "lead_id"].nunique()
+
+
+def test_materialize_writes_what_history_reads_then_only_the_new_interval(
+    store, online_home, tmp_path
+) -> None:
+    config = _materialize_config(tmp_path / "crm.yaml", store["root"] / "crm")
+    end = store["source"].end.to_pydatetime()
+    backfill = end - timedelta(days=10)
+    leads: pd.DataFrame = store["source"].leads
+    sample = leads.loc[leads["created_at"] < backfill - timedelta(days=2), "lead_id"].iloc[::40].tolist()
+    tables = online_home.features / "crm"
+
+    first: Materialization = materialize_features(str(config), backfill)
+    # A view's first run reaches back its ttl from the end (Feast's own first start, now - ttl, is 2026 here).
+    assert {v: (w.start, w.end) for v, w in first.record.views.items()} == {
+        view: (backfill - ttl, backfill) for view, ttl in TTL.items()
+    }
+    assert first.record.views["lead_attributes"].rows == (leads["created_at"] <= backfill).sum()
+    activity_rows = _leads_in(
+        tables / "lead_activity.parquet", EVENT_TIMESTAMP, backfill - TTL["lead_activity"], backfill
+    )
+    assert first.record.views["lead_activity"].rows == activity_rows > 0
+    assert first.record_path == online_home.materializations("mlops_crm")
+    assert read_records(first.record_path) == [first.record]
+    assert first.journal_mode == "wal"
+    with sqlite3.connect(tables / "online.db") as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    _assert_online_equals_historical(sample, backfill)
+
+    second: Materialization = materialize_features(str(config), end)
+    window = second.record.views["lead_activity"]
+    assert (window.start, window.end) == (backfill, end)  # from where the first run ended, not from the ttl
+    assert window.rows == _leads_in(tables / "lead_activity.parquet", EVENT_TIMESTAMP, backfill, end)
+    attributes = second.record.views["lead_attributes"]
+    assert attributes.rows == leads["created_at"].between(backfill, end).sum()
+    assert _intervals("lead_activity") == [(backfill - TTL["lead_activity"], backfill), (backfill, end)]
+    records = read_records(second.record_path)
+    assert [r.flow_run_id for r in records] == [first.record.flow_run_id, second.record.flow_run_id]
+    last = last_materialization(second.record_path)
+    assert {view: (m.end, m.rows) for view, m in last.items()} == {
+        "lead_activity": (end, window.rows),
+        "lead_attributes": (end, attributes.rows),
+    }
+    _assert_online_equals_historical(sample, end)
+
+    # Materialised up to the end already: a run to that end (or before it) writes nothing and says so.
+    again: Materialization = materialize_features(str(config), end)
+    assert again.record.views == {} and again.current == sorted(TTL)
+
+
+def test_cli_materializes_and_refuses_a_batch_failing_the_suite(store, online_home, tmp_path) -> None:
+    """`mlops features materialize` as typed: a first run, then a batch holding a region the suite does not
+    know is refused (exit 1, naming the expectation and column) and nothing of it reaches the online store."""
+    source: pd.DataFrame = store["source"]
+    end = source.end.to_pydatetime()
+    backfill = end - timedelta(days=10)
+    crm = tmp_path / "crm"
+    crm.mkdir()
+    new_lead = source.leads.iloc[[0]].assign(
+        lead_id="L999999", region="atlantis", created_at=end - timedelta(days=1)
+    )
+    pd.concat([source.leads, new_lead]).to_parquet(crm / "leads.parquet")
+    source.activities.to_parquet(crm / "activities.parquet")
+    source.outcomes.to_parquet(crm / "outcomes.parquet")
+    config = str(_materialize_config(tmp_path / "crm.yaml", crm))
+    env = {"MLOPS_HOME": str(online_home.root)}
+
+    first = mlops_in_process(
+        env, "features", "materialize", "--config", config, "--end", backfill.isoformat()
+    )
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "lead_activity" in first.stdout and "lead_attributes" in first.stdout
+    assert str(online_home.materializations("mlops_crm")) in first.stdout.replace("\n", "")
+    leads = [*source.leads["lead_id"].iloc[::100], "L999999"]
+    before = _online(leads, end)
+    intervals = {view: _intervals(view) for view in TTL}
+
+    refused = mlops_in_process(env, "features", "materialize", "--config", config, "--end", end.isoformat())
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    said = refused.stdout + refused.stderr
+    assert "expect_column_values_to_be_in_set" in said and "region" in said and "atlantis" in said
+    assert "the online store is unchanged" in said
+    after = _online(leads, end)
+    pd.testing.assert_frame_equal(after, before)  # nothing of either view was written
+    assert after.loc["L999999"].drop(["days_since_last_touch", "lead_age_days"]).isna().all()
+    assert {view: _intervals(view) for view in TTL} == intervals
+    assert len(read_records(online_home.materializations("mlops_crm"))) == 1
+
+
+def test_cli_says_what_is_wrong_with_the_input(store, online_home, tmp_path) -> None:
+    env = {"MLOPS_HOME": str(online_home.root)}
+    config = str(_materialize_config(tmp_path / "crm.yaml", store["root"] / "crm"))
+    no_store = mlops_in_process(
+        env, "features", "materialize", "--config", str(REPO / "configs" / "crm_leads.yaml")
+    )
+    assert no_store.returncode == 2 and "no feature_store section" in no_store.stderr
+    not_a_time = mlops_in_process(env, "features", "materialize", "--config", config, "--end", "last tuesday")
+    assert not_a_time.returncode == 2 and "not an ISO 8601 time" in not_a_time.stderr
+    future = (datetime.now().astimezone() + timedelta(hours=1)).isoformat()
+    ahead = mlops_in_process(env, "features", "materialize", "--config", config, "--end", future)
+    assert ahead.returncode == 2 and "in the future" in ahead.stderr
+    missing = mlops_in_process(
+        env,
+        "features",
+        "materialize",
+        "--config",
+        str(_materialize_config(tmp_path / "x.yaml", tmp_path / "none")),
+    )
+    assert missing.returncode == 2 and "mlops data generate --crm" in missing.stderr

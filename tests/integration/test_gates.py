@@ -34,7 +34,12 @@ EVIDENCE = "## Promotion gate: demo v1\n\n| metric | value |\n|---|---|\n| ROC A
 
 
 @flow(name="gate-under-test")
-def gate_flow(approval: ApprovalConfig, policy_approves: bool = True, cost: float = 1.0) -> GateDecision:
+def gate_flow(
+    approval: ApprovalConfig,
+    policy_approves: bool = True,
+    cost: float = 1.0,
+    human_reasons: list[str] | None = None,
+) -> GateDecision:
     request = GateRequest(
         gate="promotion",
         evidence=EVIDENCE,
@@ -44,6 +49,7 @@ def gate_flow(approval: ApprovalConfig, policy_approves: bool = True, cost: floa
         cost=cost,
         resource_id="mlops.model.demo.1",
         summary=GateSummary("demo", "1", cost, 1.0, 0.91),
+        human_reasons=human_reasons or [],
     )
     return run_gate(request, approval)
 
@@ -155,6 +161,14 @@ def test_rejection_by_a_person(prefect_server) -> None:
 def test_timeout_rejects(prefect_server) -> None:
     approval = ApprovalConfig(promotion=GatePolicy(mode="human"), timeout_seconds=10)
     decision = gate_flow(approval)
+    assert (decision.approved, decision.decided_by) == (False, "timeout")
+
+
+def test_a_reason_only_a_person_can_judge_makes_an_auto_gate_wait(prefect_server) -> None:
+    """Possible target leakage under promotion.leakage_needs_human: the auto gate waits (here until its
+    timeout) instead of letting the policy promote alone."""
+    approval = ApprovalConfig(timeout_seconds=10)  # both gates auto
+    decision = gate_flow(approval, human_reasons=["possible target leakage in sales_tag"])
     assert (decision.approved, decision.decided_by) == (False, "timeout")
 
 

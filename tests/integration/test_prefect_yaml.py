@@ -3,7 +3,8 @@ a real process worker executing a run of the deployment it registers.
 
 It must register the same training deployment that `mlops deploy --config configs/crm_leads.yaml`
 serves: the same flow, config parameter and schedule, and a pull step that lets a worker started
-anywhere find the repository's code.
+anywhere find the repository's code; and the feature materialisation that
+`mlops deploy --config configs/crm_feature_store.yaml` adds, on the same interval.
 """
 
 from __future__ import annotations
@@ -64,11 +65,16 @@ def deployment(prefect_server: str) -> DeploymentResponse:
     assert _git_status() == before, "prefect deploy must not change the repository"
     with get_client(sync_client=True) as client:
         assert client.read_deployment_by_name("drift-monitor/crm-leads").work_pool_name == POOL
+        materialize = client.read_deployment_by_name("materialize-features/crm-feature-store")
+        assert materialize.work_pool_name == POOL
+        assert materialize.parameters == {"config_path": "configs/crm_feature_store.yaml"}
+        [interval] = materialize.schedules
+        assert interval.schedule.interval.total_seconds() == 3600 and interval.active
         return client.read_deployment_by_name(DEPLOYMENT)
 
 
 def test_prefect_yaml_matches_the_default_config(tmp_path: Path) -> None:
-    spec, monitor = yaml.safe_load((REPO / "prefect.yaml").read_text())["deployments"]
+    spec, monitor, materialize = yaml.safe_load((REPO / "prefect.yaml").read_text())["deployments"]
     config = load_config(REPO / spec["parameters"]["config_path"], home=tmp_path)
     [schedule] = spec["schedules"]
     assert (schedule["cron"], schedule["timezone"]) == (config.schedule.cron, config.schedule.timezone)
@@ -83,6 +89,16 @@ def test_prefect_yaml_matches_the_default_config(tmp_path: Path) -> None:
     assert trigger["parameters"] == expected.parameters and trigger["posture"] == expected.posture.value
     assert monitor["entrypoint"] == "flows/monitor.py:drift_monitor"
     assert monitor["schedules"] == [{"interval": config.monitoring.schedule_interval_minutes * 60}]
+    # Materialisation as `mlops deploy` builds it for the shipped feature-store config.
+    from flows.deployments import materialize_deployment
+
+    store_config_path = materialize["parameters"]["config_path"]
+    expected = materialize_deployment(load_config(REPO / store_config_path, home=tmp_path), store_config_path)
+    assert expected is not None and materialize["entrypoint"] == "flows/features.py:materialize_features"
+    assert materialize["name"] == expected.name and materialize["parameters"] == expected.parameters
+    [interval] = expected.schedules
+    assert materialize["schedules"] == [{"interval": interval.schedule.interval.total_seconds()}]
+    assert materialize["tags"] == expected.tags
 
 
 def test_prefect_deploy_registers_the_training_deployment(deployment: DeploymentResponse) -> None:

@@ -130,3 +130,19 @@ def test_summary_row_for_the_approvals_list() -> None:
         "sweep_minutes": 2.5,
         "roc_auc": 0.9123,
     }
+
+
+@pytest.mark.parametrize(
+    ("mode", "checks_passed", "expected"),
+    [
+        ("auto", True, True),  # the policy would promote alone: only a person can answer the question
+        ("auto", False, False),  # the policy rejects anyway: nothing to ask
+        ("threshold", True, True),  # within budget, checks passed: the reason still needs a person
+        ("human", False, True),
+    ],
+)
+def test_a_reason_only_a_person_can_judge_makes_the_gate_wait(mode, checks_passed, expected) -> None:
+    policy = GatePolicy(mode=mode, max_cost=10.0 if mode == "threshold" else None)
+    reasons = ["possible target leakage in sales_tag"]
+    assert needs_human(policy, cost=1.0, checks_passed=checks_passed, reasons=reasons) is expected
+    assert needs_human(policy, cost=1.0, checks_passed=True, reasons=[]) is (mode == "human")

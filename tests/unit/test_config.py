@@ -30,6 +30,8 @@ def test_feature_store_paths_resolve_like_data_path(tmp_path: Path) -> None:
     assert config.feature_store is not None
     assert config.feature_store.repo == REPO / "feature_repo" / "crm"
     assert config.feature_store.source == tmp_path / "data" / "crm"
+    assert config.feature_store.expectations == REPO / "configs" / "crm_features.expectations.json"
+    assert config.feature_store.materialize_interval_minutes == 60
     assert config.data.path == tmp_path / "data" / "crm" / "spine.parquet"
 
 

@@ -93,3 +93,16 @@ def test_blank_tokens_read_as_missing(tmp_path: Path) -> None:
     path.write_text("id,total\n1,3.5\n2, \n3,4\n")
     assert read_table(path)["total"].dtype == object
     assert read_table(path, na_values=[" "])["total"].isna().sum() == 1
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_placeholders_read_as_missing_in_either_format(tmp_path: Path, suffix: str) -> None:
+    """data.na_values applies to a Parquet file's text columns as it does to a CSV's."""
+    frame = pd.DataFrame({"city": ["pune", "Select", "delhi"], "visits": [1, 2, 3]})
+    frame["source"] = pd.Categorical(["Select", "ads", "ads"])
+    path = write_table(frame, tmp_path / f"forms{suffix}")
+    read = read_table(path, na_values=["Select"])
+    assert read["city"].isna().tolist() == [False, True, False]
+    assert read["source"].isna().tolist() == [True, False, False]
+    assert read["visits"].tolist() == [1, 2, 3]
+    assert (read_table(path)["city"] == "Select").sum() == 1  # only when asked

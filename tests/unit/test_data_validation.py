@@ -134,6 +134,21 @@ def test_duplicate_ids(frame: pd.DataFrame, suite: dict) -> None:
     assert dup.sample_values == [1000]
 
 
+def test_a_failed_pair_expectation_names_both_columns(frame: pd.DataFrame) -> None:
+    pair = {
+        "type": "expect_column_pair_values_a_to_be_greater_than_b",
+        "kwargs": {"column_A": "balance", "column_B": "age", "or_equal": True},
+        "meta": {},
+    }
+    df = frame.assign(balance=frame["balance"].fillna(0.0), age=frame["age"].fillna(0.0))
+    df.loc[4, "balance"] = -1.0
+    (bad,) = validate_frame(df, {"name": "pair", "expectations": [pair]}).failed
+    assert (bad.expectation, bad.column) == (pair["type"], "balance, age")
+    assert bad.detail == "balance < age in some rows"
+    (missing,) = validate_frame(df.drop(columns=["age"]), {"name": "pair", "expectations": [pair]}).failed
+    assert missing.detail == "missing column"
+
+
 @pytest.mark.parametrize("junk", ["unknown", " "], ids=["strings", "blank"])
 def test_strings_in_numeric_column(frame: pd.DataFrame, suite: dict, junk: str) -> None:
     df = frame.copy()

@@ -12,6 +12,8 @@ import pandas as pd
 import pytest
 from sklearn import metrics
 
+from models.data.config import LeakageConfig
+from models.data.leakage import single_feature_auc
 from models.evaluation import plots
 from models.evaluation.bootstrap import (
     MetricInterval,
@@ -23,10 +25,12 @@ from models.evaluation.bootstrap import (
 from models.evaluation.calibration import calibration
 from models.evaluation.config import BusinessConfig, EvaluationConfig
 from models.evaluation.diagnostics import ScoreFn, permutation_importance, robustness, slice_metrics
-from models.evaluation.evaluate import BaselineScore, ChampionModel, evaluate_model
+from models.evaluation.evaluate import BaselineScore, ChampionModel, LeakageCheck, evaluate_model
 from models.evaluation.ranking import sort_scores, weighted_auc_ap
 from models.features.config import FeatureConfig
 from models.seeds import Seeds
+
+from helpers.tables import PLANTED, WON_TAGS, planted_table
 
 # The shipped defaults, from their one home.
 EVAL = EvaluationConfig()
@@ -512,3 +516,51 @@ def test_grouped_paired_bootstrap_averages_within_group_differences() -> None:
     # A monotone map within a group leaves its AUCs unchanged: the point is the weighted mean (float sums).
     assert grouped.diff == pytest.approx(0.75 * first.diff + 0.25 * second.diff, abs=1e-12)
     assert grouped.low < grouped.diff < grouped.high
+
+
+def _score_with_tag(frame: pd.DataFrame) -> np.ndarray:
+    """A model fitted on a table with a post-outcome tag leans on the tag, a little on engagement."""
+    won = frame[PLANTED.leak].isin(WON_TAGS).to_numpy()
+    engagement = np.nan_to_num((frame["engagement"].to_numpy(dtype=np.float64, na_value=np.nan) - 50) / 22)
+    return 1.0 / (1.0 + np.exp(-(2.5 * won + 0.8 * engagement - 1.2)))
+
+
+def test_evaluate_model_flags_the_post_outcome_column_from_training_rows_and_importance(
+    tmp_path: Path,
+) -> None:
+    train, test = planted_table(2_000, seed=1), planted_table(1_000, seed=2)
+    features = FeatureConfig(numeric=list(PLANTED.numeric), categorical=[*PLANTED.categorical, PLANTED.leak])
+    seeds = Seeds.from_root(SEED)
+    model = _FixedModel("model", _score_with_tag)
+    report = evaluate_model(
+        model,  # type: ignore[arg-type]
+        test,
+        test[PLANTED.target].to_numpy(),
+        [model],  # type: ignore[list-item]
+        None,
+        features=features,
+        config=EvaluationConfig(n_bootstrap=100, importance_repeats=1),
+        seeds=seeds,
+        plots_dir=tmp_path,
+        leakage=LeakageCheck(train, train[PLANTED.target].to_numpy(), LeakageConfig(), PLANTED.target),
+    )
+    leakage = report.leakage
+    assert leakage is not None and leakage.rows == 2_000 and leakage.share_limit == pytest.approx(1 / 3)
+    assert [f.feature for f in leakage.flagged] == [PLANTED.leak]
+    [tag] = leakage.flagged
+    assert len(tag.reasons) == 2 and tag.auc > 0.9 and tag.importance_share > 0.8  # alone, and in the model
+    # The one-feature AUCs are those of the training rows, with the named seed's folds.
+    aucs, _ = single_feature_auc(
+        train,
+        train[PLANTED.target].to_numpy(),
+        numeric=features.numeric,
+        categorical=features.categorical,
+        folds=5,
+        max_rows=LeakageConfig().max_rows,
+        seed=seeds.leakage,
+    )
+    assert {f.feature: f.auc for f in leakage.features} == aucs
+    markdown = report.markdown()
+    assert "### Possible target leakage" in markdown and f"| {PLANTED.leak} |" in markdown
+    assert report.flat_metrics()["leakage/flagged_features"] == 1.0
+    json.dumps(report.to_dict())

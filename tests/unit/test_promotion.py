@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from models.data.config import LeakageConfig
 from models.evaluation.bootstrap import MetricInterval, PairedComparison
 from models.evaluation.calibration import Calibration
 from models.evaluation.evaluate import EvaluationReport
 from models.governance.config import PromotionPolicy
 from models.governance.promotion import decide_promotion
+
+from helpers.tables import PLANTED, planted_leakage
 
 CONFIDENCE = 0.9
 
@@ -148,3 +151,19 @@ def test_a_champion_that_cannot_score_the_test_split_blocks_promotion() -> None:
     decision = decide_promotion(_report(0.86, BASELINES, None, champion_version="4"), PromotionPolicy())
     assert not decision.promote
     assert "champion v4 could not score this test split" in decision.reason
+
+
+def test_unconfirmed_leakage_needs_a_person_when_the_policy_says_so() -> None:
+    report = _report(0.86, BASELINES)
+    report.leakage = planted_leakage(LeakageConfig())
+    assert [f.feature for f in report.leakage.flagged] == [PLANTED.leak]
+    quiet = decide_promotion(report, PromotionPolicy())  # off by default: reported, not a gate reason
+    assert quiet.promote and quiet.human_reasons == []
+    decision = decide_promotion(report, PromotionPolicy(leakage_needs_human=True))
+    assert decision.promote, "leakage asks a person; it is not a failed check"
+    [reason] = decision.human_reasons
+    assert PLANTED.leak in reason and "is this value known when the prediction is made?" in reason
+    assert "engagement" not in reason
+    # Confirmed by a person in the config: shown in the report, no longer a reason.
+    report.leakage = planted_leakage(LeakageConfig(confirmed_safe=[PLANTED.leak]))
+    assert decide_promotion(report, PromotionPolicy(leakage_needs_human=True)).human_reasons == []

@@ -4,12 +4,14 @@ hand-made evaluation results."""
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 from test_promotion import BASELINES, _report
 
+from models.data.config import LeakageConfig
 from models.estimate.actual import ActualUsage, EstimateComparison
 from models.estimate.config import EstimateConfig
 from models.estimate.resources import estimate_resources
@@ -26,10 +28,13 @@ from models.governance.evidence import (
     promotion_gate,
     summary_markdown,
 )
+from models.governance.model_card import CardContext, model_card
 from models.governance.names import MAX_TAG_LENGTH
 from models.governance.promotion import decide_promotion
 from models.nn.config import ModelConfig
 from models.training.config import SweepConfig
+
+from helpers.tables import PLANTED, planted_leakage
 
 RUN = RunIdentity("crm", "crm-model", "c0ffee" * 3, "f1n9e4" * 4, "abc123", "run-1")
 ROWS = {"train": 7_000, "val": 1_500, "test": 1_500}
@@ -155,3 +160,65 @@ def test_summary_markdown(est) -> None:
     )
     text = summary_markdown(summary, evaluation)
     assert text.startswith("## crm-model v3: promoted to champion\n\nwhy\n\n### Test metrics")
+
+
+def test_the_promotion_gate_and_the_model_card_name_the_planted_column(est) -> None:
+    evaluation = _report(0.97, BASELINES)
+    evaluation.leakage = planted_leakage(LeakageConfig())
+    decision = decide_promotion(evaluation, PromotionPolicy(leakage_needs_human=True))
+    request = promotion_gate(
+        RUN, "2", est, _comparison(0.1), _actual(10.0), decision, evaluation, "", "", GatePolicy()
+    )
+    head = request.evidence.split("### Cost")[0]  # before any figure: what the approver reads first
+    assert f"**Possible target leakage: `{PLANTED.leak}`" in head
+    assert "**A person must decide:** possible target leakage in sales_tag" in head
+    assert request.human_reasons == decision.human_reasons and request.policy_approves
+    assert f"| {PLANTED.leak} | 0.9" in request.evidence  # the evaluation's leakage table
+    honest = [*PLANTED.numeric, *PLANTED.categorical]
+    assert not [name for name in honest if f"`{name}`" in head or f"| {name} |" in request.evidence]
+
+    card = model_card(_card_context(), _sweep(), _final(), evaluation)
+    assert "## Possible target leakage" in card and f"| {PLANTED.leak} |" in card
+    limitations = card.split("## Known limitations")[1]
+    assert f"Possible target leakage: {PLANTED.leak} predicts" in limitations
+    assert not [name for name in honest if f"| {name} |" in card]
+
+
+def test_a_clean_evaluation_says_no_feature_was_flagged() -> None:
+    evaluation = _report(0.86, BASELINES)
+    evaluation.leakage = planted_leakage(LeakageConfig(confirmed_safe=[PLANTED.leak]))
+    card = model_card(_card_context(), _sweep(), _final(), evaluation)
+    assert "No feature flagged." in card and "confirmed safe in the config: sales_tag" in card
+    assert "Possible target leakage:" not in card.split("## Known limitations")[1]
+
+
+def _card_context() -> CardContext:
+    return CardContext(
+        model_name="crm-model",
+        version="2",
+        pipeline="crm",
+        data_path="leads.csv",
+        data_fingerprint="f1n9e4" * 4,
+        target=PLANTED.target,
+        positive_class="1",
+        rows=ROWS,
+        numeric=list(PLANTED.numeric),
+        categorical=[*PLANTED.categorical, PLANTED.leak],
+        validation="passed",
+        split_strategy="random",
+    )
+
+
+def _sweep() -> SimpleNamespace:
+    """What the card reads of a sweep: no trials to list is enough here."""
+    return SimpleNamespace(trials=[], best_val_auc=0.9)
+
+
+def _final() -> SimpleNamespace:
+    """What the card reads of the final model, without training one."""
+    scorer = SimpleNamespace(
+        net_config={"hidden_sizes": [8], "embedding_dim": 4},
+        decision=None,
+        calibration=SimpleNamespace(temperature=1.2),
+    )
+    return SimpleNamespace(scorer=scorer, cv=None, holdout="validation rows", holdout_rows=1_500)
