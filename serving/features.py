@@ -99,6 +99,24 @@ class Completed:
     looked_up: int  # rows read by id
 
 
+def stale_rows(completed: Completed, entity: str) -> LookupRefused | None:
+    """The 422 refusing the rows flagged stale (``serving.stale_features: refuse``), each naming its entity and
+    view; None when no row is stale."""
+    issues = [
+        RowIssue(
+            i,
+            entity,
+            f"features of {completed.rows[i].get(entity)!r} in {flag.removeprefix(STALE_FLAG)} are older than "
+            "the view's ttl",
+            "stale_features",
+        )
+        for i, flags in enumerate(completed.flags)
+        for flag in flags
+        if flag.startswith(STALE_FLAG)
+    ]
+    return LookupRefused(422, issues) if issues else None
+
+
 def _repo_config(lookup: FeatureLookup) -> RepoConfig:
     from feast.repo_config import RepoConfig
 
@@ -121,6 +139,7 @@ def _as_of(value: object) -> datetime:
     raise TypeError("not a time")
 
 
+_NULL_TIMESTAMP = -(2**63)  # feast.type_map.NULL_TIMESTAMP_INT_VALUE, NaT as int64
 _SCALARS = frozenset(
     {"int32_val", "int64_val", "float_val", "double_val", "string_val", "bool_val", "bytes_val"}
 )
@@ -134,8 +153,9 @@ def _python_value(value: Any) -> Any:
         return None
     if kind in _SCALARS:
         return getattr(value, kind)
-    if kind == "unix_timestamp_val":
-        return datetime.fromtimestamp(value.unix_timestamp_val, UTC)
+    if kind == "unix_timestamp_val":  # Feast writes a missing time (NaT) as the smallest int64
+        seconds = value.unix_timestamp_val
+        return None if seconds == _NULL_TIMESTAMP else datetime.fromtimestamp(seconds, UTC)
     from feast.type_map import feast_value_type_to_python_type
 
     return feast_value_type_to_python_type(value)

@@ -42,10 +42,9 @@ from starlette.responses import Response
 
 from models.artifact.explain import explain as explain_rows
 from models.governance.names import Alias, Variant
-from monitoring.freshness import STALE_FLAG
 from monitoring.prediction_log import PredictionLog
 from serving.encoding import entity_ids, request_ids, rows_to_arrays
-from serving.features import Completed, FeatureStoreUnavailable, LookupRefused, RowIssue
+from serving.features import Completed, FeatureStoreUnavailable, LookupRefused, stale_rows
 from serving.following import FollowedAlias, follow_registry
 from serving.metrics import observe_lookups, service_metrics
 from serving.middleware import BearerTokenMiddleware, RequestGuardMiddleware
@@ -165,21 +164,9 @@ class TabularModelService:
             retry = {"Retry-After": str(max(1, math.ceil(self.config.poll_interval_seconds)))}
             return _json_error({"error": str(exc)}, 503, retry)
         if self.config.stale_features == "refuse":
-            entity = served.features.entity
-            stale = [
-                RowIssue(
-                    i,
-                    entity,
-                    f"features of {rows[i].get(entity)!r} in {flag.removeprefix(STALE_FLAG)} are older than the "
-                    "view's ttl",
-                    "stale_features",
-                )
-                for i, flags in enumerate(completed.flags)
-                for flag in flags
-                if flag.startswith(STALE_FLAG)
-            ]
-            if stale:
-                return _json_error(LookupRefused(422, stale).body(), 422)
+            refused = stale_rows(completed, served.features.entity)
+            if refused is not None:
+                return _json_error(refused.body(), refused.status)
         return completed
 
     def _waiting(self) -> Response:

@@ -25,7 +25,7 @@ FIGURES = {
     "bench_make_run.py": ["make run wall time:"],
     "bench_quality.py": ["[synthetic-smoke] ", "AUC ratio = "],
     "bench_serving.py": [
-        "single-request p50 ours",
+        "single-request p50 by-id full",
         "target by-id p50",
         " 1 rows: by id / full rows",
         "errors over all runs:",

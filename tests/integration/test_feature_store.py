@@ -170,6 +170,43 @@ def _assert_online_equals_historical(leads: list[str], at: datetime) -> None:
     pd.testing.assert_frame_equal(online, historical[online.columns], check_dtype=False, rtol=1e-9)
 
 
+def _assert_the_service_lookup_reads_the_same(leads: list[str], at: datetime) -> None:
+    """The service's own lookup (`serving.features`, what scoring by id reads) equals the historical frame,
+    flags nothing at ``at``, flags the daily view stale three days later (refused under the refuse policy), and
+    refuses an unknown lead with a 404 naming its row."""
+    from serving.features import LookupRefused, OnlineFeatures, stale_rows
+    from tasks.feature_store import feature_lookup
+
+    lookup = OnlineFeatures.load(feature_lookup(FEATURE_REPO, "crm_lead_scoring", "lead_id"))
+    completed = lookup.complete([{"lead_id": lead} for lead in leads], at)
+    served = pd.DataFrame(completed.rows).set_index("lead_id").sort_index(axis=1)
+    assert set(served.columns) == lookup.features
+    historical = _historical(leads, at).loc[leads]
+    pd.testing.assert_frame_equal(served, historical[served.columns], check_dtype=False, rtol=1e-9)
+    assert completed.flags == [[] for _ in leads] and stale_rows(completed, "lead_id") is None
+    assert all(set(ages) == {"lead_activity", "lead_attributes"} for ages in completed.ages)
+
+    later = lookup.complete(
+        [{"lead_id": leads[0]}, {"lead_id": leads[1], "touches_7d": 99}], at + timedelta(days=3)
+    )
+    assert later.flags == [["stale:lead_activity"], ["stale:lead_activity"]]
+    assert later.rows[1]["touches_7d"] == 99  # what a row carries wins over the store
+    refusal = stale_rows(later, "lead_id")
+    assert refusal is not None and refusal.status == 422
+    assert [d["loc"] for d in refusal.body()["detail"]] == [["rows", 0, "lead_id"], ["rows", 1, "lead_id"]]
+
+    with pytest.raises(LookupRefused) as unknown:
+        lookup.complete([{"lead_id": leads[0]}, {"lead_id": "L-unknown"}], at)
+    assert unknown.value.status == 404
+    assert unknown.value.body()["detail"] == [
+        {
+            "type": "unknown_entity",
+            "loc": ["rows", 1, "lead_id"],
+            "msg": "no features for lead_id 'L-unknown' in any view of crm_lead_scoring",
+        }
+    ]
+
+
 def _intervals(view: str) -> list[tuple[datetime, datetime]]:
     from feast import FeatureStore
 
@@ -225,6 +262,7 @@ def test_materialize_writes_what_history_reads_then_only_the_new_interval(
         "lead_attributes": (end, attributes.rows),
     }
     _assert_online_equals_historical(sample, end)
+    _assert_the_service_lookup_reads_the_same(sample, end)
 
     # Materialised up to the end already: a run to that end (or before it) writes nothing and says so.
     again: Materialization = materialize_features(str(config), end)

@@ -57,14 +57,16 @@ def gate_flow(
 class Background:
     """Runs the gate flow in a thread (Prefect context copied, as FACTS notes) and keeps its result."""
 
-    def __init__(self, approval: ApprovalConfig) -> None:
+    def __init__(self, approval: ApprovalConfig, human_reasons: list[str] | None = None) -> None:
         self.result: object = None
         context = contextvars.copy_context()
-        self.thread = threading.Thread(target=lambda: context.run(self._run, approval), daemon=True)
+        self.thread = threading.Thread(
+            target=lambda: context.run(self._run, approval, human_reasons), daemon=True
+        )
         self.thread.start()
 
-    def _run(self, approval: ApprovalConfig) -> None:
-        self.result = gate_flow(approval, return_state=True)
+    def _run(self, approval: ApprovalConfig, human_reasons: list[str] | None) -> None:
+        self.result = gate_flow(approval, human_reasons=human_reasons, return_state=True)
 
     def join(self, timeout: float = 60) -> object:
         self.thread.join(timeout)
@@ -165,11 +167,19 @@ def test_timeout_rejects(prefect_server) -> None:
 
 
 def test_a_reason_only_a_person_can_judge_makes_an_auto_gate_wait(prefect_server) -> None:
-    """Possible target leakage under promotion.leakage_needs_human: the auto gate waits (here until its
-    timeout) instead of letting the policy promote alone."""
-    approval = ApprovalConfig(timeout_seconds=10)  # both gates auto
-    decision = gate_flow(approval, human_reasons=["possible target leakage in sales_tag"])
-    assert (decision.approved, decision.decided_by) == (False, "timeout")
+    """Possible target leakage under promotion.leakage_needs_human: the auto gate pauses for a person instead
+    of letting the policy promote alone, and the person's answer decides."""
+    approval = ApprovalConfig(timeout_seconds=120)  # both gates auto
+    started = time.time() - 1
+    background = Background(approval, human_reasons=["possible target leakage in sales_tag"])
+    resume_flow_run(
+        _paused_run(started),
+        run_input={"approved": False, "approver": "dana", "comment": "sales_tag is written after the call"},
+    )
+    decision = background.join().result()
+    assert (
+        not decision.approved and decision.reason == "rejected by dana: sales_tag is written after the call"
+    )
 
 
 def test_human_gate_on_the_ephemeral_default_fails_at_once() -> None:
