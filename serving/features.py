@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -139,6 +140,7 @@ def _as_of(value: object) -> datetime:
     raise TypeError("not a time")
 
 
+_REGISTRY_READS = 3
 _NULL_TIMESTAMP = -(2**63)  # feast.type_map.NULL_TIMESTAMP_INT_VALUE, NaT as int64
 _SCALARS = frozenset(
     {"int32_val", "int64_val", "float_val", "double_val", "string_val", "bool_val", "bytes_val"}
@@ -188,13 +190,21 @@ class OnlineFeatures:
         from feast.infra.online_stores.helpers import get_online_store_from_config
 
         config = _repo_config(lookup)
-        store = FeatureStore(config=config)
-        try:
-            service = store.get_feature_service(lookup.service)
-        except Exception as exc:  # Feast raises its own not-found error per registry type
-            raise RuntimeError(f"feature service {lookup.service!r} not in the registry: {exc}") from exc
-        regular = {v.name: v for v in store.list_feature_views()}
-        demanded = {v.name: v for v in store.list_on_demand_feature_views()}
+        for attempt in range(_REGISTRY_READS):
+            # Feast rewrites its file registry in place (apply, each materialisation): a read that meets a
+            # half-written file fails to parse, and the next read, a moment later, finds it whole.
+            store = FeatureStore(config=config)
+            try:
+                service = store.get_feature_service(lookup.service)
+                regular = {v.name: v for v in store.list_feature_views()}
+                demanded = {v.name: v for v in store.list_on_demand_feature_views()}
+                break
+            except Exception as exc:  # Feast raises its own not-found error per registry type
+                if attempt == _REGISTRY_READS - 1:
+                    raise RuntimeError(
+                        f"feature service {lookup.service!r} not readable from the registry: {exc}"
+                    ) from exc
+                time.sleep(0.5)
         served: dict[str, list[str]] = {}
         on_demand: list[_OnDemand] = []
         request_fields: list[str] = []

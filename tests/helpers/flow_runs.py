@@ -36,9 +36,21 @@ def find_paused_run(
     ``RuntimeError`` with its exit code and ``describe``'s text.
     """
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+    from prefect.client.schemas.filters import (
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
 
     flows = None if flow_name is None else FlowFilter(name=FlowFilterName(any_=[flow_name]))
+    # Paused runs only, asked of the server: a session's server holds hundreds of runs, and the first
+    # ``limit`` of all of them may not include the one that just paused.
+    paused_only = FlowRunFilter(
+        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))
+    )
     wanted = dict(parameters or {})
 
     def matches(run: FlowRun) -> bool:
@@ -56,7 +68,7 @@ def find_paused_run(
                 raise RuntimeError(
                     f"`{command_of(process)}` exited with {process.returncode} before {what} appeared{details}"
                 )
-            runs = client.read_flow_runs(flow_filter=flows, limit=limit)
+            runs = client.read_flow_runs(flow_filter=flows, flow_run_filter=paused_only, limit=limit)
             return next((run for run in runs if matches(run)), None)
 
         return wait_until(paused, timeout, what, interval=interval, describe=describe)
