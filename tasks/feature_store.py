@@ -184,7 +184,20 @@ def _point_in_time(
     entities = spine.assign(
         **{EVENT_TIMESTAMP: as_of.to_numpy(), "as_of": as_of.to_numpy(), _ROW: range(len(spine))}
     )
-    retrieved = store.get_historical_features(entity_df=entities, features=service).to_df()
+    try:
+        retrieved = store.get_historical_features(entity_df=entities, features=service).to_df()
+    except TypeError as exc:
+        # Feast 0.67's file offline store: when no entity row matches any row of a view, the joined
+        # timestamps are all null and naive, and its ttl filter fails comparing them with the entity times.
+        if "Invalid comparison" not in str(exc):
+            raise
+        keys = [entity.join_key for entity in store.list_entities() if entity.join_key in spine.columns]
+        values = spine[keys[0]] if keys else spine.index.to_series()
+        listed = ", ".join(map(str, values.head(5))) + (" ..." if len(values) > 5 else "")
+        raise UserInputError(
+            f"none of the {len(spine)} {keys[0] if keys else 'entity'} value(s) has any row in a view of "
+            f"{service_name}: {listed}"
+        ) from None
     # By the row number, not by position: Feast's join leaves out an entity row with no feature row at all
     # at its time (a lead scored before its creation), whose features are then missing.
     features = [c for c in retrieved.columns if c not in entities.columns]
@@ -221,7 +234,8 @@ def features_by_id(
             f"{len(unknown)} {entity_column} value(s) have no features in any view of {service_name} at their "
             f"as-of time: {listed}"
         )
-    added = [c for c in frame.columns if c not in rows.columns and c not in (entity_column, "as_of")]
+    served = [f.name for p in service.feature_view_projections for f in p.features]
+    added = [c for c in served if c not in rows.columns]  # the service's features, not the on-demand inputs
     return pd.concat([rows.reset_index(drop=True), frame[added]], axis=1)
 
 

@@ -74,6 +74,33 @@ def test_crm_features_flow_writes_the_tables_and_applies_the_repository(store) -
     )
 
 
+def test_a_file_of_ids_gets_the_service_features_as_of_its_time(store) -> None:
+    """What `mlops batch --at` scores: a file's rows keep their columns and gain the service's features as of
+    ``at`` (a row's own as_of wins), equal to the training frame's retrieval; unknown ids are named."""
+    from models.errors import UserInputError
+    from tasks.feature_store import features_by_id, historical_frame
+
+    crm_features(str(FEATURE_REPO), str(store["root"] / "crm"))
+    spine: pd.DataFrame = store["spine"].head(6)
+    at = spine["as_of"].max().to_pydatetime()
+    own = spine["as_of"].iloc[0]
+    rows = pd.DataFrame({"lead_id": spine["lead_id"], "campaign": "spring"}).reset_index(drop=True)
+    rows["as_of"] = [own, *([pd.NaT] * 5)]
+    rows["as_of"] = rows["as_of"].fillna(pd.Timestamp(at))
+    scored = features_by_id.fn(FEATURE_REPO, rows, "crm_lead_scoring", "lead_id", at)
+    expected = historical_frame.fn(
+        FEATURE_REPO, spine.assign(as_of=rows["as_of"].to_numpy()), "crm_lead_scoring", "as_of"
+    ).data
+    features = [c for c in scored.columns if c not in rows.columns]
+    assert len(features) == 18 and "created_at" not in features  # the service's, not the on-demand inputs
+    assert list(scored["campaign"]) == ["spring"] * 6
+    pd.testing.assert_frame_equal(scored[features], expected[features], check_dtype=False)
+
+    for ids in (["L-unknown"], [spine["lead_id"].iloc[0], "L-unknown"]):  # alone, or beside a known lead
+        with pytest.raises(UserInputError, match="L-unknown"):
+            features_by_id.fn(FEATURE_REPO, pd.DataFrame({"lead_id": ids}), "crm_lead_scoring", "lead_id", at)
+
+
 def test_no_activity_after_a_rows_as_of_reaches_it_and_a_naive_join_leaks(store) -> None:
     spine: pd.DataFrame = store["spine"]
     frame = _frame(store, store["root"] / "crm")
