@@ -40,8 +40,8 @@ class FeatureRefresh:
     """What one crm-features run wrote and registered."""
 
     repo: Path
-    attributes_table: Path
-    activity_table: Path
+    attributes_table: str  # where each table was written: its file, or its table in the stack's database
+    activity_table: str
     leads: int
     activity_rows: int
     applied: list[str]

@@ -109,6 +109,11 @@ class ProjectHome:
         return self.features / project / "materializations.jsonl"
 
     @property
+    def redis(self) -> Path:
+        """The data of the local stack's Redis (the feature store's online store): its append-only file."""
+        return self.root / "redis"
+
+    @property
     def prediction_logs(self) -> Path:
         return self.root / "predictions"
 

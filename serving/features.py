@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from models.features.store import FeatureLookup
+from models.features.store import FeatureLookup, on_stack, online_store_name
 from monitoring.freshness import MISSING_FLAG, STALE_FLAG  # the row flags the freshness check counts
 
 if TYPE_CHECKING:
@@ -125,7 +125,7 @@ def _repo_config(lookup: FeatureLookup) -> RepoConfig:
         raise RuntimeError(
             f"feature service {lookup.service!r}: its repository lives under $MLOPS_HOME, which is not set"
         )
-    return RepoConfig(**yaml.safe_load(os.path.expandvars(lookup.repo_config)))
+    return RepoConfig(**on_stack(yaml.safe_load(os.path.expandvars(lookup.repo_config)), os.environ))
 
 
 def _as_of(value: object) -> datetime:
@@ -163,6 +163,18 @@ def _python_value(value: Any) -> Any:
     return feast_value_type_to_python_type(value)
 
 
+def _fail_fast(store: OnlineStore, config: Any) -> None:
+    """Redis reads that fail answer at once: redis-py retries a failed command three times with up to 10 s of
+    back-off by default (2-10 s per request measured against a stopped server), which would hold every
+    request of a worker while the store is down. One immediate retry is kept: it replaces a pooled connection
+    that a restarted server closed. Feast's connection string cannot carry a retry policy, so it is set on
+    the client Feast made (``_get_client``, where Feast's Redis store keeps it)."""
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    store._get_client(config).set_retry(Retry(NoBackoff(), 1))  # type: ignore[attr-defined]
+
+
 class OnlineFeatures:
     """A served model's feature service, resolved once, reading the online store per request."""
 
@@ -178,6 +190,15 @@ class OnlineFeatures:
         self.lookup, self.config, self.store = lookup, config, store
         self.views, self.on_demand, self.request_fields = views, on_demand, request_fields
         self.entity = lookup.entity_column
+        self.store_name = online_store_name(config.online_store.model_dump())
+        # What a read raises when the store cannot answer (a 503, never a 500): SQLite's file missing or
+        # locked, or Redis down or unreachable (redis-py's errors are not OSErrors).
+        unavailable: tuple[type[Exception], ...] = (sqlite3.Error, OSError)
+        if config.online_store.type == "redis":
+            from redis.exceptions import RedisError
+
+            unavailable += (RedisError,)
+        self.unavailable = unavailable
         self.features = frozenset(
             [f for v in views for f in v.served] + [f for d in on_demand for f in d.outputs]
         )
@@ -239,6 +260,8 @@ class OnlineFeatures:
                 f"request-time fields {unsupported}: only as_of (the time scored at) is supported"
             )
         online = get_online_store_from_config(config.online_store)
+        if config.online_store.type == "redis":
+            _fail_fast(online, config.online_store)
         return cls(lookup, config, online, views, on_demand, tuple(dict.fromkeys(request_fields)))
 
     def complete(self, rows: list[dict[str, Any]], now: datetime) -> Completed:
@@ -314,10 +337,10 @@ class OnlineFeatures:
         for view in self.views:
             try:
                 read = self.store.online_read(self.config, view.view, keys)
-            except (sqlite3.Error, OSError) as exc:
+            except self.unavailable as exc:
                 raise FeatureStoreUnavailable(
-                    f"online store unreadable for view {view.name} ({exc}): materialise it with "
-                    "`mlops features materialize`"
+                    f"online store ({self.store_name}) unreadable for view {view.name}: {exc}. Is it running, "
+                    "and materialised (`mlops features materialize`)?"
                 ) from exc
             by_entity = dict(zip(unique, read, strict=True))
             for j, entity in enumerate(ids):

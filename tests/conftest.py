@@ -18,6 +18,7 @@ import pytest
 
 from helpers.configs import REPO
 from helpers.processes import free_port, stop_process, wait_http
+from helpers.system import system_tool
 from helpers.webhook import Receiver
 
 BIN = Path(sys.executable).parent
@@ -74,13 +75,7 @@ os.environ.update(
 @pytest.fixture
 def chromium() -> str:
     """Debian's Chromium: skipped on a user's machine without it, a failure in CI (which installs it)."""
-    path = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
-    if path is None:
-        reason = "Chromium not found: install Debian's `chromium` package (`apt-get install chromium`)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason}; .ci/run installs it before `make test`")
-        pytest.skip(reason)
-    return path
+    return system_tool("chromium", "chromium", Path("/usr/bin/chromium"))
 
 
 @pytest.fixture(scope="session")

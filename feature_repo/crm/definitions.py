@@ -2,7 +2,9 @@
 an on-demand view computed at request time, and one feature service per model.
 
 Feast imports this file at ``feast apply`` (and ``mlops`` applies it in process); the tables live under
-``$MLOPS_HOME/features/crm``, the project home Feast's config also reads, so ``MLOPS_HOME`` must be set.
+``$MLOPS_HOME/features/crm``, the project home Feast's config also reads, so ``MLOPS_HOME`` must be set. On
+the server stack on Postgres (``MLOPS_FEAST_REGISTRY`` set: `models.features.store.on_stack`) they are tables
+of the stack's Feast database instead, read by Feast's Postgres offline store.
 """
 
 import os
@@ -15,14 +17,23 @@ from feast.types import Float64, Int64, String, UnixTimestamp
 
 # Where the crm-features flow writes the offline tables (see feature_store.yaml for the same home).
 TABLES = Path(os.environ.get("MLOPS_HOME", ".mlops")).resolve() / "features" / "crm"
+ON_POSTGRES = bool(os.environ.get("MLOPS_FEAST_REGISTRY"))
+
+
+def _source(name: str, table: str, timestamp_field: str):
+    """A view's batch source: the table's Parquet file in the home, or its table in the stack's database."""
+    if ON_POSTGRES:
+        from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import (
+            PostgreSQLSource,
+        )
+
+        return PostgreSQLSource(name=name, table=f"crm_{table}", timestamp_field=timestamp_field)
+    return FileSource(name=name, path=str(TABLES / f"{table}.parquet"), timestamp_field=timestamp_field)
+
 
 lead = Entity(name="lead", join_keys=["lead_id"], value_type=ValueType.STRING, description="A CRM lead.")
 
-lead_attributes_source = FileSource(
-    name="lead_attributes_source",
-    path=str(TABLES / "lead_attributes.parquet"),
-    timestamp_field="created_at",
-)
+lead_attributes_source = _source("lead_attributes_source", "lead_attributes", "created_at")
 lead_attributes = FeatureView(
     name="lead_attributes",
     entities=[lead],
@@ -41,11 +52,7 @@ lead_attributes = FeatureView(
     description="Static attributes of a lead, as of its creation.",
 )
 
-lead_activity_source = FileSource(
-    name="lead_activity_source",
-    path=str(TABLES / "lead_activity.parquet"),
-    timestamp_field="event_timestamp",
-)
+lead_activity_source = _source("lead_activity_source", "lead_activity", "event_timestamp")
 lead_activity = FeatureView(
     name="lead_activity",
     entities=[lead],

@@ -74,15 +74,19 @@ def materialize(
         raise fail(str(result))
     if isinstance(result, BaseException):
         raise result
-    _print_summary(result)
+    from models.features.store import online_store_name
+    from tasks.feature_store import repo_config
+
+    _print_summary(result, online_store_name(repo_config(store.repo).online_store.model_dump()))
 
 
 def _time(moment: datetime) -> str:
     return moment.isoformat(timespec="seconds")
 
 
-def _print_summary(result) -> None:
-    """Per view the rows written and their event-time interval; why a view wrote nothing."""
+def _print_summary(result, online_store: str) -> None:
+    """Per view the rows written and their event-time interval; why a view wrote nothing; where the tables
+    and the online store are."""
     record = result.record
     table = Table(
         "view", "rows", "from", "to", title=f"materialised into the online store at {_time(record.at)}"
@@ -98,6 +102,8 @@ def _print_summary(result) -> None:
             say(
                 f"{view}: nothing new since {_time(window.start)} (its table's latest row is at {_time(latest)})"
             )
+    say(f"online store: {online_store}")
+    say(f"tables: {result.refresh.attributes_table}; {result.refresh.activity_table}")
     say(f"record: {result.record_path}")
 
 

@@ -71,8 +71,10 @@ def up(
     say(
         f"server secrets: {secrets_dir(home)}, one file each, mode 0600: 'prefect' is the Prefect API's "
         "user:password (the UI's login asks for it), 'mlflow' MLflow's admin:password (the browser asks for it), "
-        "'evidently' the Evidently UI's write secret; mlops commands send them"
+        "'evidently' the Evidently UI's write secret, 'redis' the online store's password (and with "
+        "--database-url 'feast-database', the URL of Feast's registry); mlops commands send them"
     )
+    say("the Feast UI has no login: it is bound to 127.0.0.1 only")
     say("runs started from this shell now use the stack; stop it with `mlops down`")
 
 

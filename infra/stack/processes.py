@@ -65,13 +65,16 @@ def spawn(spec: ServiceSpec, env: Mapping[str, str]) -> Started:
         handle.write(f"--- {now()} {' '.join(spec.command)}\n")
         offset = handle.tell()
     fd = os.open(spec.log, os.O_WRONLY | os.O_APPEND)
+    stdin = _stdin(spec.stdin(env)) if spec.stdin is not None else None
     try:
         pid = os.posix_spawn(
             spec.command[0],
             spec.command,
             env,
             file_actions=[
-                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_DUP2, stdin, 0)
+                if stdin is not None
+                else (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
                 (os.POSIX_SPAWN_DUP2, fd, 1),
                 (os.POSIX_SPAWN_DUP2, fd, 2),
             ],
@@ -79,6 +82,8 @@ def spawn(spec: ServiceSpec, env: Mapping[str, str]) -> Started:
         )
     finally:
         os.close(fd)
+        if stdin is not None:
+            os.close(stdin)
     try:
         proc = psutil.Process(pid)
         command, create_time = _settled_cmdline(proc, spec.command), proc.create_time()
@@ -98,6 +103,23 @@ def spawn(spec: ServiceSpec, env: Mapping[str, str]) -> Started:
         log=str(spec.log),
     )
     return Started(record, offset)
+
+
+def _stdin(content: str) -> int:
+    """The read end of a pipe that holds ``content`` and then ends: a server's config on its standard input,
+    never in a file. A server's config is far below the pipe's buffer (64 KiB), so the write cannot block."""
+    read, write = os.pipe()
+    try:
+        data = content.encode()
+        if len(data) > 60_000:
+            raise ValueError(f"a config of {len(data)} bytes does not fit a pipe's buffer")
+        os.write(write, data)
+    except BaseException:
+        os.close(read)
+        raise
+    finally:
+        os.close(write)
+    return read
 
 
 def adopt(name: str, pid: int, *, url: str, health_url: str | None, log: Path) -> ProcessRecord:

@@ -7,6 +7,10 @@ the same home (``mlops`` commands, tests) read the same value. Never in a comman
 MLflow's auth app creates its admin with the password only on an empty user store: a deleted ``mlflow``
 file is generated anew but no longer matches; delete ``mlflow-auth/users.db`` with it (the admin is
 created again; other users are lost).
+
+A server whose clients open its Postgres database themselves (Feast's SQL registry) has that database's URL,
+password included, in ``<database>-database`` beside them: written by ``up`` when it starts the server with
+``--database-url``, removed when it starts it without one, so that it always describes the running server.
 """
 
 from __future__ import annotations
@@ -44,6 +48,28 @@ def ensure_secret(home: ProjectHome, name: str, user: str | None = None) -> str:
         token = secrets.token_urlsafe(32)
         handle.write(f"{user}:{token}" if user else token)
     return read_secret(home, name)
+
+
+def database_secret(database: str) -> str:
+    """The secrets file that holds the URL of the stack's Postgres database ``database`` for its clients."""
+    return f"{database}-database"
+
+
+def write_secret(home: ProjectHome, name: str, value: str) -> None:
+    """Replace secret ``name`` of ``home`` with ``value`` (mode 0600, folder 0700): one that is given, not
+    generated."""
+    path = secret_path(home, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(path.parent, 0o700)
+    tmp = path.with_name(f".{name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value)
+    os.replace(tmp, path)
+
+
+def remove_secret(home: ProjectHome, name: str) -> None:
+    secret_path(home, name).unlink(missing_ok=True)
 
 
 def read_secret(home: ProjectHome, name: str) -> str:

@@ -4,7 +4,8 @@ An entry (``Service``) holds what is fixed about a server (name, default port, h
 its Postgres database, the variables its clients set) and a launch function that builds the
 command running it for one home: the command of its docker-compose service, bound to
 127.0.0.1 (``tests/unit/test_compose.py`` holds the two to each other). ``mlops up`` starts
-every entry; ``--<name>-port`` picks its port.
+every entry; ``--<name>-port`` picks its port. Most servers speak HTTP; Redis (the feature
+store's online store) speaks its own protocol, and its health check is a PING (``health.py``).
 
 Adding a server (a Bento, a Ray head) is one launch function and one more
 ``Service`` in ``SERVICES``, plus a docker-compose service of the same name.
@@ -12,6 +13,7 @@ Adding a server (a Bento, a Ray head) is one launch function and one more
 
 from __future__ import annotations
 
+import shutil
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -22,13 +24,30 @@ from urllib.parse import urlsplit, urlunsplit
 from infra.home import TELEMETRY_OFF, ProjectHome
 from infra.stack.errors import StackError
 
-# Loopback only; the Prefect and MLflow APIs and the Evidently UI's writes also need the home's secrets (secrets.py).
+# Loopback only; the Prefect and MLflow APIs, the Evidently UI's writes and Redis also need the home's secrets
+# (secrets.py). The Feast UI has no authentication at all: loopback is its only guard.
 HOST = "127.0.0.1"
 
+# The feature repository the stack's Feast UI shows: the CRM repository shipped with the project.
+CRM_REPOSITORY = Path(__file__).resolve().parents[2] / "feature_repo" / "crm"
 
-def url_of(port: int) -> str:
+# What the stack's clients set to use its feature stores: the names models.features.store reads (REDIS_VARIABLE,
+# REDIS_PASSWORD_VARIABLE, REGISTRY_VARIABLE; a unit test holds them equal). Written out here because importing
+# that module costs every `mlops` command a second (pandas, pydantic) just to find the stack.
+FEAST_REDIS = "MLOPS_FEAST_REDIS"
+FEAST_REDIS_PASSWORD = "MLOPS_FEAST_REDIS_PASSWORD"
+FEAST_REGISTRY = "MLOPS_FEAST_REGISTRY"
+
+
+def url_of(port: int, scheme: str = "http") -> str:
     """The URL of a server of the stack listening on ``port``."""
-    return f"http://{HOST}:{port}"
+    return f"{scheme}://{HOST}:{port}"
+
+
+def client_value(template: str, url: str) -> str:
+    """A client variable's value (``Service.client_env``) for the server at ``url``: ``{url}`` is the URL,
+    ``{address}`` its ``host:port``."""
+    return template.format(url=url, address=urlsplit(url).netloc)
 
 
 @dataclass(frozen=True)
@@ -88,6 +107,10 @@ class LaunchContext:
     def url(self) -> str:
         return url_of(self.port)
 
+    def address_of(self, name: str) -> str:
+        """``host:port`` of the stack's server ``name`` (for a server that is the client of another)."""
+        return f"{HOST}:{self.ports[name]}"
+
 
 @dataclass(frozen=True)
 class Launch:
@@ -100,6 +123,11 @@ class Launch:
     folders: tuple[Path, ...] = ()
     # Files it reads at start (its config), written by ``up`` with mode 0600: path -> content.
     files: Mapping[Path, str] = field(default_factory=dict)
+    # Config it reads on its standard input, built from the environment it starts with (where ``up`` put its
+    # secrets): for a server that takes its password from neither a variable nor a command line.
+    stdin: Callable[[Mapping[str, str]], str] | None = None
+    # How to install its program, for the error when it is missing (a system package, not a pip one).
+    install: str | None = None
 
 
 @dataclass(frozen=True)
@@ -117,10 +145,17 @@ class ServiceSpec:
     folders: tuple[Path, ...]
     secrets: tuple[Secret, ...] = ()  # see Service.secrets
     files: Mapping[Path, str] = field(default_factory=dict)  # see Launch.files
+    stdin: Callable[[Mapping[str, str]], str] | None = None  # see Launch.stdin
+    install: str | None = None  # see Launch.install
+    scheme: str = "http"  # see Service.scheme
+    # Its own database's URL (credentials in it) when on Postgres, and the variable its clients take it in
+    # (Service.database_env): never in the state file.
+    database: str | None = None
+    database_env: str | None = None
 
     @property
     def url(self) -> str:
-        return url_of(self.port)
+        return url_of(self.port, self.scheme)
 
     @property
     def health_url(self) -> str:
@@ -143,20 +178,31 @@ class Service:
 
     name: str  # in `mlops status`, in its log's name, and the name of its docker-compose service
     default_port: int
-    health_path: str  # answers with a status below 400 once the server is ready
+    # HTTP: answers with a status below 400 once the server is ready. Another scheme: empty, its health
+    # check speaks the server's protocol (health.py).
+    health_path: str
     port_help: str  # help of its --<name>-port option
     launch: Callable[[LaunchContext], Launch]
     # None: it has no database, or keeps its SQLite store in the home even with --database-url.
     postgres: PostgresDatabase | None = None
-    # What a client sets to use this server: variable -> suffix of the server's URL.
+    # What a client sets to use this server: variable -> its value, from the server's ``{url}`` or ``{address}``
+    # (``client_value``).
     client_env: Mapping[str, str] = field(default_factory=dict)
     # Its secrets (credentials, signing keys): set by ``up``, sent by ``mlops`` commands (``endpoints``).
     secrets: tuple[Secret, ...] = ()
+    scheme: str = "http"  # of its URL: "redis" for Redis, whose health check is then a PING
+    # The secret a non-HTTP health check signs in with (its file), since Redis answers no PING without it.
+    health_secret: str | None = None
+    # With --database-url, the variable its clients take its own database's URL in: for a server whose clients
+    # open its database themselves (Feast's SQL registry), not only through the server.
+    database_env: str | None = None
 
     @property
     def client_variables(self) -> tuple[str, ...]:
-        """Every variable a client of this server sets: its URL's, then its credential's."""
-        return (*self.client_env, *(v for secret in self.secrets for v in secret.client_env))
+        """Every variable a client of this server sets: its URL's, then its credentials' (its database's URL
+        included)."""
+        database = (self.database_env,) if self.database_env else ()
+        return (*self.client_env, *(v for secret in self.secrets for v in secret.client_env), *database)
 
     @property
     def port_option(self) -> str:
@@ -191,6 +237,11 @@ class Service:
             folders=launch.folders,
             secrets=self.secrets,
             files=launch.files,
+            stdin=launch.stdin,
+            install=launch.install,
+            scheme=self.scheme,
+            database=database,
+            database_env=self.database_env,
         )
 
 
@@ -284,6 +335,63 @@ def _evidently(ctx: LaunchContext) -> Launch:
     return Launch(command=command, folders=(workspace,))
 
 
+def _redis(ctx: LaunchContext) -> Launch:
+    # The feature store's online store. Debian's redis-server (not a pip package), found on PATH. Its data is
+    # kept in the home in an append-only file (synced every second): the materialisation record says what was
+    # written, and incremental runs do not write it again, so a restart must not lose it. No RDB snapshots.
+    data = ctx.home.redis
+    command = [
+        shutil.which("redis-server") or "redis-server",
+        "-",  # read its config on stdin first (the password: _redis_config), then these options
+        "--bind",
+        HOST,
+        "--port",
+        str(ctx.port),
+        # By default Redis rewrites its process title ("redis-server 127.0.0.1:6379"), and `up` tells its
+        # process from a reused pid by the command line it recorded.
+        "--set-proc-title",
+        "no",
+        "--dir",
+        str(data),
+        "--appendonly",
+        "yes",
+        "--save",
+        "",
+    ]
+    return Launch(
+        command=command,
+        folders=(data,),
+        stdin=_redis_config,
+        install="apt-get install redis-server",
+    )
+
+
+def _redis_config(env: Mapping[str, str]) -> str:
+    """Redis's config on its standard input: the password `up` put in its environment for redis-cli
+    (REDISCLI_AUTH), so that it is in no command line (`ps` shows those to every user) and no file."""
+    return f"requirepass {env['REDISCLI_AUTH']}\n"
+
+
+def _feast_ui(ctx: LaunchContext) -> Launch:
+    # Feast's UI over the CRM repository, its config built as every client of the stack builds it
+    # (infra.stack.feast_ui): the registry in the home's file, or in its Postgres database with --database-url.
+    env = {"MLOPS_HOME": str(ctx.home.root), FEAST_REDIS: ctx.address_of("redis")}
+    if ctx.database is not None:
+        env[FEAST_REGISTRY] = ctx.database
+    command = [
+        sys.executable,
+        "-m",
+        "infra.stack.feast_ui",
+        "--host",
+        HOST,
+        "--port",
+        str(ctx.port),
+        "--repo",
+        str(CRM_REPOSITORY),
+    ]
+    return Launch(command=command, env=env)
+
+
 SERVICES: Mapping[str, Service] = MappingProxyType(
     {
         service.name: service
@@ -296,7 +404,7 @@ SERVICES: Mapping[str, Service] = MappingProxyType(
                 launch=_prefect,
                 # Prefect's server is async and needs the asyncpg driver.
                 postgres=PostgresDatabase("prefect", "postgresql+asyncpg", "asyncpg", "asyncpg"),
-                client_env={"PREFECT_API_URL": "/api"},
+                client_env={"PREFECT_API_URL": "{url}/api"},
                 # Every API call (the UI's included: it asks for the password) needs the credential;
                 # /api/health and /api/ready stay open, so the health check needs none.
                 secrets=(
@@ -316,7 +424,7 @@ SERVICES: Mapping[str, Service] = MappingProxyType(
                 launch=_mlflow,
                 # Explicit driver: SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3.
                 postgres=PostgresDatabase("mlflow", "postgresql+psycopg2", "psycopg2", "psycopg2-binary"),
-                client_env={"MLFLOW_TRACKING_URI": ""},
+                client_env={"MLFLOW_TRACKING_URI": "{url}"},
                 # Its basic-auth app: every call but /health needs the admin's (or a user's) password.
                 secrets=(
                     Secret(
@@ -342,8 +450,38 @@ SERVICES: Mapping[str, Service] = MappingProxyType(
                 port_help="Port of the Evidently UI (the drift monitor's dashboard).",
                 launch=_evidently,
                 # The monitor links its checks' dashboard in its Prefect artifact when this is set.
-                client_env={"MLOPS_EVIDENTLY_UI_URL": ""},
+                client_env={"MLOPS_EVIDENTLY_UI_URL": "{url}"},
                 secrets=(Secret("evidently", server_env={"EVIDENTLY_SECRET": "secret"}),),
+            ),
+            Service(
+                name="redis",
+                default_port=6379,
+                health_path="",
+                port_help="Port of Redis, the feature store's online store.",
+                launch=_redis,
+                scheme="redis",
+                client_env={FEAST_REDIS: "{address}"},
+                # Every command but AUTH needs the password (requirepass), the health check's PING included.
+                secrets=(
+                    Secret(
+                        "redis",
+                        server_env={"REDISCLI_AUTH": "secret"},
+                        client_env={FEAST_REDIS_PASSWORD: "secret"},
+                    ),
+                ),
+                health_secret="redis",
+            ),
+            Service(
+                name="feast-ui",
+                default_port=8888,
+                health_path="/health",
+                port_help="Port of the Feast UI (the feature store's registry; no login, so loopback only).",
+                launch=_feast_ui,
+                # Feast's SQL registry, which its clients (runs, the service) open themselves.
+                postgres=PostgresDatabase("feast", "postgresql+psycopg2", "psycopg2", "psycopg2-binary"),
+                database_env=FEAST_REGISTRY,
+                # It reads the online store as a client does (its REST API can), signed in to Redis.
+                secrets=(Secret("redis", server_env={FEAST_REDIS_PASSWORD: "secret"}),),
             ),
         )
     }
@@ -385,7 +523,7 @@ def build_specs(
     ``database_url`` (``postgresql://user:pass@host:port``, no database name) puts each server
     that has a Postgres database on it, each in its own; None keeps their stores in the home.
     ``artifacts`` (``s3://bucket/prefix`` or an absolute folder) is where MLflow stores artifacts.
-    Pure: nothing is checked on disk or started.
+    Nothing is written or started (only redis-server is looked up on PATH).
     """
     databases = postgres_urls(database_url) if database_url is not None else {}
     destination = artifact_destination(artifacts) if artifacts is not None else None

@@ -14,7 +14,6 @@ import os
 import socket
 import subprocess
 import time
-import urllib.request
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -22,17 +21,24 @@ from importlib.util import find_spec
 from pathlib import Path
 
 from infra.home import ProjectHome
+from infra.stack import health
 from infra.stack.errors import StackError
 from infra.stack.processes import Started, adopt, exit_code, is_ours, spawn, stop
-from infra.stack.secrets import ensure_secret, read_secret
-from infra.stack.services import HOST, SERVICES, ServiceSpec, build_specs, choose_ports
+from infra.stack.secrets import (
+    database_secret,
+    ensure_secret,
+    read_secret,
+    remove_secret,
+    secret_path,
+    write_secret,
+)
+from infra.stack.services import HOST, SERVICES, ServiceSpec, build_specs, choose_ports, client_value
 from infra.stack.state import ProcessRecord, locked, read_state, state_path, write_state
 
 # Each server is healthy in about 10 s on an idle machine; a cold start on a loaded one can take several times that.
 DEFAULT_TIMEOUT = 120.0
 
 _POLL_SECONDS = 0.3
-_HEALTH_TIMEOUT_SECONDS = 2.0
 # The port of a server that just died can stay bound while its workers finish exiting.
 _STALE_PORT_GRACE_SECONDS = 5.0
 
@@ -103,19 +109,19 @@ def up(
                 started.append(spawn(spec, prepare(home, spec, os.environ)))
             # Recorded before the wait, so that `down` can stop them if this process is killed.
             write_state(home, kept + [s.record for s in started])
-            _wait_healthy(started, specs, timeout)
+            _wait_healthy(home, started, specs, timeout)
         except BaseException:
             stop([s.record for s in started])
             write_state(home, kept)
             raise
         by_name = {r.name: r for r in kept + [s.record for s in started]}
-    return _statuses([by_name[name] for name in specs])
+    return _statuses(home, [by_name[name] for name in specs])
 
 
 def status(home: ProjectHome) -> list[ServiceStatus]:
     """The services recorded for ``home``: running (checked against the live process) and
-    healthy (one quick HTTP check each, made in parallel). Empty when nothing was started."""
-    return _statuses(read_state(home))
+    healthy (one quick health check each, made in parallel). Empty when nothing was started."""
+    return _statuses(home, read_state(home))
 
 
 def down(home: ProjectHome) -> list[ServiceStatus]:
@@ -137,9 +143,10 @@ def down(home: ProjectHome) -> list[ServiceStatus]:
 
 
 def endpoints(home: ProjectHome) -> dict[str, str]:
-    """What clients set to use this home's stack (``PREFECT_API_URL``, ``MLFLOW_TRACKING_URI``, and the
-    credentials, ``PREFECT_API_AUTH_STRING``...) when ``up`` started every server of the registry and
-    ``down`` has not stopped them, else ``{}``. No HTTP: cheap enough for every CLI call.
+    """What clients set to use this home's stack (``PREFECT_API_URL``, ``MLFLOW_TRACKING_URI``,
+    ``MLOPS_FEAST_REDIS``, and the credentials, ``PREFECT_API_AUTH_STRING``..., with ``--database-url`` the
+    registry's ``MLOPS_FEAST_REGISTRY``) when ``up`` started every server of the registry and ``down`` has not
+    stopped them, else ``{}``. No network: cheap enough for every CLI call.
 
     A server that crashed since is still named: its clients then fail loudly (within MLflow's and Prefect's
     bounded retries) instead of writing to the home's SQLite stores behind the stack's back, and the
@@ -149,9 +156,9 @@ def endpoints(home: ProjectHome) -> dict[str, str]:
     if not all(name in records for name in SERVICES):
         return {}
     urls = {
-        variable: records[name].url + suffix
+        variable: client_value(template, records[name].url)
         for name, service in SERVICES.items()
-        for variable, suffix in service.client_env.items()
+        for variable, template in service.client_env.items()
     }
     signed_in = {variable: value for name in SERVICES for variable, value in credentials(home, name).items()}
     return {**urls, **signed_in}
@@ -159,7 +166,8 @@ def endpoints(home: ProjectHome) -> dict[str, str]:
 
 def prepare(home: ProjectHome, spec: ServiceSpec, inherited: Mapping[str, str]) -> dict[str, str]:
     """Everything ``up`` does before it starts ``spec``'s process: its folders, its config files (mode 0600),
-    its secrets (generated the first time); returns the environment to start it with."""
+    its secrets (generated the first time), its database's URL for its clients (or none, without
+    ``--database-url``); returns the environment to start it with."""
     for folder in spec.folders:
         folder.mkdir(parents=True, exist_ok=True)
     for path, content in spec.files.items():
@@ -167,17 +175,31 @@ def prepare(home: ProjectHome, spec: ServiceSpec, inherited: Mapping[str, str]) 
     env = spec.process_env(inherited)
     for secret in spec.secrets:
         env.update(secret.values(ensure_secret(home, secret.file, secret.user), secret.server_env))
+    service = SERVICES.get(spec.name)
+    if spec.database_env is not None and service is not None and service.postgres is not None:
+        # Written as the server starts, so that it names the database the running server uses.
+        name = database_secret(service.postgres.name)
+        if spec.database is not None:
+            write_secret(home, name, spec.database)
+        else:
+            remove_secret(home, name)
     return env
 
 
 def credentials(home: ProjectHome, name: str) -> dict[str, str]:
     """What a client sets to sign in to server ``name`` of ``home`` (``MLFLOW_TRACKING_USERNAME``...), from
-    the secrets ``up`` (or ``prepare``) generated."""
-    return {
+    the secrets ``up`` (or ``prepare``) generated, and its database's URL where ``up`` started it on one."""
+    service = SERVICES[name]
+    signed_in = {
         variable: value
-        for secret in SERVICES[name].secrets
+        for secret in service.secrets
         for variable, value in secret.values(read_secret(home, secret.file), secret.client_env).items()
     }
+    if service.database_env is not None and service.postgres is not None:
+        database = secret_path(home, database_secret(service.postgres.name))
+        if database.is_file():
+            signed_in[service.database_env] = database.read_text()
+    return signed_in
 
 
 def client_settings(home: ProjectHome, environ: Mapping[str, str]) -> dict[str, str]:
@@ -190,7 +212,7 @@ def client_settings(home: ProjectHome, environ: Mapping[str, str]) -> dict[str, 
     settings: dict[str, str] = {}
     for service in SERVICES.values():
         if all(environ.get(v, ours[v]) == ours[v] for v in service.client_env):
-            settings.update({v: ours[v] for v in service.client_variables if v not in environ})
+            settings.update({v: ours[v] for v in service.client_variables if v in ours and v not in environ})
     return settings
 
 
@@ -223,7 +245,7 @@ def add_process(
                     "stop it with `mlops down` first"
                 )
         write_state(home, [r for r in records if r.name != name] + [record])
-    return _statuses([record])[0]
+    return _statuses(home, [record])[0]
 
 
 def start_detached(home: ProjectHome, name: str, command: Sequence[str]) -> ServiceStatus:
@@ -267,7 +289,8 @@ def _check_installed(specs: Sequence[ServiceSpec]) -> None:
     """Fail before anything starts when a server's program or its Postgres driver is missing."""
     for spec in specs:
         if not Path(spec.command[0]).is_file():
-            raise StackError(f"cannot start the {spec.name} server: {spec.command[0]} is not installed")
+            hint = f" ({spec.install})" if spec.install else ""
+            raise StackError(f"cannot start the {spec.name} server: {spec.command[0]} is not installed{hint}")
     missing = {
         spec.name: spec.postgres
         for spec in specs
@@ -320,7 +343,9 @@ def _port_busy(spec: ServiceSpec) -> StackError:
     )
 
 
-def _wait_healthy(started: Sequence[Started], specs: Mapping[str, ServiceSpec], timeout: float) -> None:
+def _wait_healthy(
+    home: ProjectHome, started: Sequence[Started], specs: Mapping[str, ServiceSpec], timeout: float
+) -> None:
     """Poll every started server each round until all answer their health check."""
     deadline = time.monotonic() + timeout
     pending = list(started)
@@ -329,7 +354,7 @@ def _wait_healthy(started: Sequence[Started], specs: Mapping[str, ServiceSpec], 
             code = exit_code(item.record.pid)
             if code is not None:
                 raise _startup_failure(item, code, specs[item.record.name])
-        healthy = _check_health([item.record.health_url for item in pending])
+        healthy = _check_health(home, [item.record for item in pending])
         pending = [item for item, ok in zip(pending, healthy, strict=True) if not ok]
         if pending and time.monotonic() > deadline:
             raise StackError(
@@ -375,27 +400,27 @@ def _last_line(item: Started) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def _healthy(url: str | None) -> bool:
-    if url is None:
-        return True
-    try:
-        with urllib.request.urlopen(url, timeout=_HEALTH_TIMEOUT_SECONDS) as response:
-            return response.status < 400
-    except (OSError, ValueError):
-        return False
+def _health_password(home: ProjectHome, name: str) -> str | None:
+    """The password the health check of server ``name`` signs in with: its ``health_secret``, if any."""
+    service = SERVICES.get(name)
+    if service is None or service.health_secret is None:
+        return None
+    path = secret_path(home, service.health_secret)
+    return path.read_text().strip() if path.is_file() else None
 
 
-def _check_health(urls: Sequence[str | None]) -> list[bool]:
-    """One health check per URL, all at once."""
-    if not urls:
+def _check_health(home: ProjectHome, records: Sequence[ProcessRecord]) -> list[bool]:
+    """One health check per recorded process, all at once."""
+    if not records:
         return []
-    with ThreadPoolExecutor(max_workers=len(urls)) as pool:
-        return list(pool.map(_healthy, urls))
+    passwords = [_health_password(home, r.name) for r in records]
+    with ThreadPoolExecutor(max_workers=len(records)) as pool:
+        return list(pool.map(health.answers, [r.health_url for r in records], passwords))
 
 
-def _statuses(records: Sequence[ProcessRecord]) -> list[ServiceStatus]:
+def _statuses(home: ProjectHome, records: Sequence[ProcessRecord]) -> list[ServiceStatus]:
     running = [is_ours(r) for r in records]
-    healthy = _check_health([r.health_url for r, alive in zip(records, running, strict=True) if alive])
+    healthy = _check_health(home, [r for r, alive in zip(records, running, strict=True) if alive])
     answers = iter(healthy)
     return [
         _status_of(r, running=alive, healthy=alive and next(answers))

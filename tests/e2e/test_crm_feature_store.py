@@ -144,26 +144,14 @@ def test_materialise_serve_and_score_by_lead_id(trained, monkeypatch: pytest.Mon
 
     spine = pd.read_parquet(trained["source"] / "spine.parquet")
     leads = spine["lead_id"].head(24).tolist()
-    port = free_port()
     env = {
         **shell_env(home),
         "BENTOML_HOME": str(home / "bentoml"),
         "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
     }
     env.pop("MLOPS_SERVING_TOKEN", None)
-    log = home / "bento-by-id.log"
-    with log.open("w") as handle:
-        server = subprocess.Popen(
-            [str(BIN / "bentoml"), "serve", bento, "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            cwd=home,
-        )
+    server, port = _serve(bento, env, home / "bento-by-id.log", home)
     try:
-        wait_http(f"http://127.0.0.1:{port}/readyz", timeout=180, proc=server, log=log)
-
         # Materialise the newest day while a client scores by id without pause: no request may fail.
         failures: list[str] = []
         answered = [0]
@@ -248,6 +236,131 @@ def test_materialise_serve_and_score_by_lead_id(trained, monkeypatch: pytest.Mon
     assert records and {"lead_activity", "lead_attributes"} <= set(records[-1].feature_ages)
     assert records[-1].flags == ["stale:lead_activity"]
     assert set(records[-1].features) >= {"touches_30d", "days_since_last_touch", "region"}
+
+
+def _serve(bento: str, env: dict[str, str], log: Path, cwd: Path) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    with log.open("w") as handle:
+        server = subprocess.Popen(
+            [str(BIN / "bentoml"), "serve", bento, "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=cwd,
+        )
+    wait_http(f"http://127.0.0.1:{port}/readyz", timeout=180, proc=server, log=log)
+    return server, port
+
+
+def _training_frame(
+    environ: dict[str, str], spine: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> pd.DataFrame:
+    """The point-in-time training frame of ``spine`` as a process with ``environ``'s feature-store variables
+    reads it, times in UTC (Postgres hands back naive UTC times where Parquet gives aware ones)."""
+    from models.features.store import REDIS_PASSWORD_VARIABLE, REDIS_VARIABLE, REGISTRY_VARIABLE
+    from tasks.feature_store import historical_frame
+
+    with monkeypatch.context() as patch:
+        for variable in ("MLOPS_HOME", REDIS_VARIABLE, REDIS_PASSWORD_VARIABLE, REGISTRY_VARIABLE):
+            if variable in environ:
+                patch.setenv(variable, environ[variable])
+            else:
+                patch.delenv(variable, raising=False)
+        frame = historical_frame.fn(REPO / "feature_repo" / "crm", spine, "crm_lead_scoring", "as_of").data
+    for column in frame.columns:
+        if pd.api.types.is_datetime64_any_dtype(frame[column]):
+            frame[column] = pd.to_datetime(frame[column], utc=True).astype("datetime64[ns, UTC]")
+    return frame
+
+
+def test_on_redis_and_postgres_a_store_that_goes_away_is_a_503_and_the_service_recovers(
+    trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stack's stores, real and started here: Feast's registry and offline tables on PostgreSQL, the
+    online store on Redis. The training frame equals the embedded stores'. Materialise, serve the run's Bento,
+    score by id; Redis stopped: a 503 naming the store with Retry-After, never a score, and every 200 answered
+    before has its prediction-log line; Redis started again: the same service scores again."""
+    from models.features.store import REDIS_PASSWORD_VARIABLE, REDIS_VARIABLE, REGISTRY_VARIABLE
+    from monitoring.prediction_log import log_files, read_records
+
+    from helpers.postgres import postgres_server
+    from helpers.redis import RedisServer
+
+    home = tmp_path / "home"  # the stack's stores are their own: a home of their own, the run's Bento
+    redis = RedisServer(tmp_path / "redis.log", folder=tmp_path / "redis")
+    with postgres_server() as database:
+        redis.start()
+        try:
+            stack = {
+                REDIS_VARIABLE: redis.address,
+                REDIS_PASSWORD_VARIABLE: redis.password,
+                REGISTRY_VARIABLE: database.replace("postgresql://", "postgresql+psycopg2://") + "/feast",
+            }
+            env = {**shell_env(home), **stack}
+            materialized = subprocess.run(
+                [MLOPS, "features", "materialize", "--config", str(trained["config"])],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=600,
+            )
+            assert materialized.returncode == 0, materialized.stdout[-2000:] + materialized.stderr[-2000:]
+            assert not (home / "features" / "crm" / "online.db").exists()  # written to Redis, not SQLite
+            # The registry and the offline tables are on Postgres: nothing of the feature store in the home.
+            assert not (home / "features" / "crm" / "registry.db").exists()
+            assert not (home / "features" / "crm" / "lead_activity.parquet").exists()
+            assert "table crm_lead_activity of postgresql" in materialized.stdout, materialized.stdout[-2000:]
+
+            # Point-in-time joins computed by Postgres give the frame the Parquet files give (the run's home).
+            spine = pd.read_parquet(trained["source"] / "spine.parquet")
+            on_postgres = _training_frame({**stack, "MLOPS_HOME": str(home)}, spine, monkeypatch)
+            embedded = _training_frame({"MLOPS_HOME": str(trained["home"])}, spine, monkeypatch)
+            assert sorted(on_postgres.columns) == sorted(embedded.columns)  # each store orders them its way
+            pd.testing.assert_frame_equal(on_postgres[embedded.columns], embedded, check_dtype=False)
+
+            leads = spine["lead_id"].head(8).tolist()
+            serving_env = {
+                **env,
+                "BENTOML_HOME": str(trained["home"] / "bentoml"),
+                "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+            }
+            serving_env.pop("MLOPS_SERVING_TOKEN", None)
+            server, port = _serve(trained["bento"], serving_env, home / "bento-redis.log", home)
+            try:
+                answered: list[str] = []
+                for n, lead in enumerate(leads):
+                    status, body = _post(port, [{"lead_id": lead, "request_id": f"before-{n}"}])
+                    assert status == 200, body
+                    assert not [f for f in body["predictions"][0]["flags"] if f.startswith("missing:")], body
+                    answered.append(f"before-{n}")
+
+                redis.stop()
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                connection.request(
+                    "POST",
+                    "/predict",
+                    body=json.dumps({"rows": [{"lead_id": leads[0], "request_id": "while-down"}]}),
+                    headers={"Content-Type": "application/json"},
+                )
+                response = connection.getresponse()
+                down = json.loads(response.read())
+                connection.close()
+                assert response.status == 503, down
+                assert int(response.getheader("Retry-After")) >= 1
+                assert f"redis at {redis.address}" in down["error"] and "predictions" not in down, down
+                assert redis.password not in json.dumps(down)
+
+                redis.start()  # the same port; its data saved at shutdown is loaded back
+                status, body = _post(port, [{"lead_id": leads[0], "request_id": "after"}])
+                assert status == 200, body
+                answered.append("after")
+            finally:
+                stop_process(server)
+        finally:
+            redis.stop()
+    logged = {r.request_id for r in read_records(log_files(home / "predictions"))}
+    assert set(answered) <= logged and "while-down" not in logged, sorted(logged)
 
 
 def test_fresh_home_says_how_to_make_the_source(tmp_path: Path) -> None:

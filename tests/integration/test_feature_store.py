@@ -68,7 +68,7 @@ def _auc(frame: pd.DataFrame) -> float:
 def test_crm_features_flow_writes_the_tables_and_applies_the_repository(store) -> None:
     refresh = crm_features(str(REPO / "feature_repo" / "crm"), str(store["root"] / "crm"))
     assert refresh.leads == 1000 and refresh.activity_rows > 1000 * 30
-    assert refresh.activity_table.is_relative_to(store["home"].root)
+    assert Path(refresh.activity_table).is_relative_to(store["home"].root)
     assert {"lead", "lead_attributes", "lead_activity", "lead_recency", "crm_lead_scoring"} <= set(
         refresh.applied
     )

@@ -1,8 +1,8 @@
 """The local stack as real processes: ``up``, ``status``, ``endpoints``, ``down`` (infra/stack/).
 
-One stack (real Prefect and MLflow servers on free loopback ports) is shared by the module and
-stopped by its fixture; the tests that break it (crash, down) run last. Failure paths use
-their own homes and never leave a process behind.
+One stack (real Prefect and MLflow servers, the Evidently UI, Redis and the Feast UI on free loopback
+ports) is shared by the module and stopped by its fixture; the tests that break it (crash, down) run
+last. Failure paths use their own homes and never leave a process behind.
 """
 
 from __future__ import annotations
@@ -25,16 +25,20 @@ from infra import stack
 from infra.home import ProjectHome
 
 from helpers.browser import ARTIFACTS, CHROMIUM_ARGS
+from helpers.configs import REPO
 from helpers.drift_checks import monitored_checks
 from helpers.processes import free_port, free_stack_ports, wait_until
+from helpers.redis import redis_server_program
 
 pytestmark = pytest.mark.integration
+
+SERVERS = ["prefect", "mlflow", "evidently", "redis", "feast-ui"]
 
 
 @dataclass(frozen=True)
 class RunningStack:
     home: ProjectHome
-    ports: dict[str, int]  # by `up` keyword: prefect_port, mlflow_port, evidently_port
+    ports: dict[str, int]  # by `up` keyword: prefect_port, mlflow_port, evidently_port, redis_port...
     started: dict[str, stack.ServiceStatus]
 
     @property
@@ -48,6 +52,10 @@ class RunningStack:
     @property
     def evidently_port(self) -> int:
         return self.ports["evidently_port"]
+
+    @property
+    def redis_port(self) -> int:
+        return self.ports["redis_port"]
 
 
 def _processes_using(port: int) -> list[psutil.Process]:
@@ -71,6 +79,12 @@ def _gone(pid: int) -> bool:
         return True
 
 
+@pytest.fixture(scope="module", autouse=True)
+def redis_installed() -> None:
+    """The stack runs Debian's redis-server: every test here skips without it, and fails under CI=true."""
+    redis_server_program()
+
+
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     home = ProjectHome(tmp_path_factory.mktemp("stack") / "home")
@@ -83,13 +97,15 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
 
 
 def test_up_starts_every_server_healthy(running: RunningStack) -> None:
-    assert [s.name for s in running.started.values()] == ["prefect", "mlflow", "evidently"]
+    assert [s.name for s in running.started.values()] == SERVERS
     assert all(s.running and s.healthy and s.pid for s in running.started.values())
     assert _get(f"http://127.0.0.1:{running.prefect_port}/api/health") == (200, "true")
     assert _get(f"http://127.0.0.1:{running.mlflow_port}/health") == (200, "OK")
     status, body = _get(f"http://127.0.0.1:{running.evidently_port}/api/version")
     assert status == 200 and '"Evidently UI"' in body
-    for name in ("prefect", "mlflow", "evidently"):
+    assert running.started["redis"].url == f"redis://127.0.0.1:{running.redis_port}"
+    assert _get(running.started["feast-ui"].url + "/health")[0] == 200
+    for name in SERVERS:
         assert running.started[name].log == running.home.runtime / f"{name}.log"
         assert running.started[name].log.exists()
     assert (running.home.runtime / "stack.json").exists()
@@ -97,7 +113,7 @@ def test_up_starts_every_server_healthy(running: RunningStack) -> None:
 
 def test_status_reports_every_server_running_and_healthy(running: RunningStack) -> None:
     statuses = {s.name: s for s in stack.status(running.home)}
-    assert set(statuses) == {"prefect", "mlflow", "evidently"}
+    assert set(statuses) == set(SERVERS)
     for name, current in statuses.items():
         assert current.running and current.healthy
         assert current.pid == running.started[name].pid
@@ -120,10 +136,12 @@ def test_endpoints_serve_real_clients(running: RunningStack, monkeypatch: pytest
         "PREFECT_API_URL": f"http://127.0.0.1:{running.prefect_port}/api",
         "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{running.mlflow_port}",
         "MLOPS_EVIDENTLY_UI_URL": f"http://127.0.0.1:{running.evidently_port}",
+        "MLOPS_FEAST_REDIS": f"127.0.0.1:{running.redis_port}",
         "PREFECT_API_AUTH_STRING": read_secret(running.home, "prefect"),
         "MLFLOW_TRACKING_USERNAME": "admin",
         "MLFLOW_TRACKING_PASSWORD": read_secret(running.home, "mlflow").removeprefix("admin:"),
-    }
+        "MLOPS_FEAST_REDIS_PASSWORD": read_secret(running.home, "redis"),
+    }  # no MLOPS_FEAST_REGISTRY: without --database-url the registry is the home's file
 
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
@@ -298,6 +316,85 @@ def test_evidently_ui_shows_the_monitors_dashboard_in_chromium(running: RunningS
             browser.close()
 
 
+def test_redis_answers_only_with_the_homes_password(running: RunningStack) -> None:
+    """The online store answers PING signed in with the home's password, refuses every command without it,
+    and the password is in no command line and not in the state file."""
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    from infra.stack.secrets import read_secret, secret_path
+
+    def client(password: str | None) -> redis.Redis:
+        # No retries: redis-py retries a refused sign-in 3 times with back-off by default (about 7 s here).
+        return redis.Redis(
+            host="127.0.0.1", port=running.redis_port, password=password, retry=Retry(NoBackoff(), 0)
+        )
+
+    password = read_secret(running.home, "redis")
+    assert len(password) >= 40 and secret_path(running.home, "redis").stat().st_mode & 0o777 == 0o600
+    with client(password) as signed_in:
+        assert signed_in.ping() is True
+        signed_in.set("stack-smoke", "1")
+        assert signed_in.get("stack-smoke") == b"1"
+        # Persistence on: the data is an append-only file in the home.
+        assert signed_in.config_get("appendonly") == {"appendonly": "yes"}
+        assert signed_in.config_get("dir") == {"dir": str(running.home.redis)}
+    for anonymous in (client(None), client("wrong")):
+        with anonymous, pytest.raises(redis.AuthenticationError):
+            anonymous.get("stack-smoke")
+    server = psutil.Process(running.started["redis"].pid)
+    assert server.cmdline()[0].endswith("redis-server") and password not in " ".join(server.cmdline())
+    assert password not in (running.home.runtime / "stack.json").read_text()
+
+
+def test_feast_ui_shows_the_repository_applied_into_the_home_in_chromium(
+    running: RunningStack, chromium: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fresh home's Feast UI (started before anything was applied) shows the CRM repository's views once a
+    client of the stack applies it into the home's registry."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from tasks.feature_store import apply_repository, load_repository, repo_config
+
+    # The feature store's part of what an `mlops` command of this home sets (Prefect's settings stay this
+    # process's own); the registry is the home's file (no --database-url).
+    monkeypatch.setenv("MLOPS_HOME", str(running.home.root))
+    settings = stack.client_settings(running.home, {})
+    assert "MLOPS_FEAST_REGISTRY" not in settings
+    for variable in ("MLOPS_FEAST_REDIS", "MLOPS_FEAST_REDIS_PASSWORD"):
+        monkeypatch.setenv(variable, settings[variable])
+    applied = apply_repository.fn(load_repository.fn(REPO / "feature_repo" / "crm"))
+    assert {"lead_activity", "lead_attributes"} <= set(applied)
+    registry = Path(repo_config(REPO / "feature_repo" / "crm").registry.path)
+    assert registry.is_file() and registry.is_relative_to(running.home.features)
+
+    ui = running.started["feast-ui"].url
+    # The UI re-reads the registry within seconds (infra.stack.feast_ui.UI_REGISTRY_TTL_SECONDS).
+    wait_until(
+        lambda: "lead_activity" in _get(f"{ui}/api/v1/feature_views?project=mlops_crm")[1],
+        30,
+        "the applied views in the Feast UI's API",
+    )
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        try:
+            page.set_default_timeout(30_000)
+            page.route(lambda url: not url.startswith(ui), lambda route: route.abort())  # offline
+            page.goto(f"{ui}/p/mlops_crm/feature-view")
+            expect(page.get_by_role("heading", name="Feature Views")).to_be_visible()
+            for view in ("lead_activity", "lead_attributes"):
+                expect(page.get_by_role("link", name=view, exact=True)).to_be_visible()
+            page.screenshot(path=ARTIFACTS / "feast-ui-feature-views.png", full_page=True)
+        except Exception:
+            page.screenshot(path=ARTIFACTS / "feast-ui-failure.png", full_page=True)
+            raise
+        finally:
+            browser.close()
+
+
 def test_busy_port_is_named_and_nothing_starts(tmp_path: Path) -> None:
     home = ProjectHome(tmp_path / "home")
     with socket.socket() as holder:
@@ -308,7 +405,7 @@ def test_busy_port_is_named_and_nothing_starts(tmp_path: Path) -> None:
         with pytest.raises(stack.StackError, match=f"port {busy} .*mlflow.*--mlflow-port"):
             stack.up(home, **ports)
     assert not (home.runtime / "stack.json").exists()
-    assert _processes_using(ports["prefect_port"]) == []
+    assert all(_processes_using(port) == [] for port in ports.values())
     assert stack.status(home) == [] and stack.endpoints(home) == {}
 
 
@@ -326,7 +423,7 @@ def test_port_taken_during_start_up_stops_the_other_server(
         with pytest.raises(stack.StackError, match=f"port {busy} .*prefect.*--prefect-port"):
             stack.up(home, **ports)
     assert not (home.runtime / "stack.json").exists()
-    assert _processes_using(ports["mlflow_port"]) == [] and _processes_using(ports["evidently_port"]) == []
+    assert all(_processes_using(port) == [] for port in ports.values())
 
 
 def test_server_not_healthy_in_time_names_its_log_and_is_stopped(tmp_path: Path) -> None:
@@ -411,7 +508,8 @@ def test_down_stops_exactly_what_it_started(running: RunningStack) -> None:
         names = [
             s.name for s in statuses
         ]  # servers in state order (a restarted one moves last), then the rest
-        assert sorted(names[:3]) == sorted(stack.SERVICES) and names[3:] == ["runner", "detached"]
+        servers = len(stack.SERVICES)
+        assert sorted(names[:servers]) == sorted(stack.SERVICES) and names[servers:] == ["runner", "detached"]
         # Each server's whole process group: MLflow runs its uvicorn worker as a child.
         pids = {
             p.pid
@@ -422,7 +520,7 @@ def test_down_stops_exactly_what_it_started(running: RunningStack) -> None:
 
         stopped = stack.down(running.home)
 
-        assert sorted(s.name for s in stopped) == ["detached", "evidently", "mlflow", "prefect", "runner"]
+        assert sorted(s.name for s in stopped) == sorted([*SERVERS, "runner", "detached"])
         assert not any(s.running for s in stopped)
         assert all(_gone(pid) for pid in pids)
         # Our own children are reaped by `down`, so they do not linger as zombies.

@@ -28,6 +28,7 @@ from models.data.synthetic import generate_leads
 from helpers.configs import small_pipeline_config
 from helpers.flow_runs import find_paused_run
 from helpers.processes import free_port, free_stack_ports, wait_until
+from helpers.redis import redis_server_program
 
 pytestmark = pytest.mark.integration
 
@@ -97,6 +98,7 @@ def faulty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         approval={"promotion": {"mode": "human"}, "timeout_seconds": 900},
     )
     ports = free_stack_ports()
+    redis_server_program()  # the stack runs Debian's redis-server: skips without it, fails under CI=true
     # The credential is set in this process's environment for the module, and restored as it was after it
     # (a previous value put back, or removed); the `mlops` commands' environment (Stack.env) leaves it out.
     with pytest.MonkeyPatch.context() as environment:
@@ -220,17 +222,20 @@ def test_mlflow_down_before_the_champion_moves_fails_clearly_and_a_rerun_succeed
 def test_server_failing_its_health_check_at_up_is_named_with_its_log_and_the_others_stop(
     tmp_path: Path,
 ) -> None:
-    """Prefect and MLflow on a Postgres that is not there: both fail; the Evidently UI, healthy, is stopped."""
+    """Prefect, MLflow and the Feast UI (Feast's registry) on a Postgres that is not there: they fail, the first
+    to fail is named; the Evidently UI and Redis, healthy, are stopped."""
     home = ProjectHome(tmp_path / "home")
     ports = free_stack_ports()
+    redis_server_program()
     nowhere = f"postgresql://mlops:pw@127.0.0.1:{free_port()}"
     with pytest.raises(stack.StackError) as raised:
         stack.up(home, database_url=nowhere, timeout=90, **ports)
     message = str(raised.value)
-    assert "the prefect server" in message or "the mlflow server" in message, message
-    named = [name for name in ("prefect", "mlflow") if f"the {name} server" in message]
-    assert all(str(home.runtime / f"{name}.log") in message for name in named), message
-    assert "the evidently server" not in message, message
+    on_postgres = [name for name, service in stack.SERVICES.items() if service.postgres is not None]
+    assert on_postgres == ["prefect", "mlflow", "feast-ui"]
+    named = [name for name in on_postgres if f"the {name} server" in message]
+    assert named and all(str(home.runtime / f"{name}.log") in message for name in named), message
+    assert "the evidently server" not in message and "the redis server" not in message, message
     assert stack.status(home) == [] and not (home.runtime / "stack.json").exists()
     import psutil
 

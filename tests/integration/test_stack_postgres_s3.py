@@ -4,16 +4,15 @@ A throwaway PostgreSQL cluster (Debian's ``postgresql``: ``initdb`` into a temp 
 on a free loopback port; both refuse root, so as root they run as the ``postgres`` user) and moto's
 standalone S3 server stand in for a team's database and MinIO. The training pipeline then runs against
 Prefect and MLflow on Postgres with MLflow's artifacts in the bucket, and the champion is loaded back
-from S3 through the tracking server, verified against its registered digest.
+from S3 through the tracking server, verified against its registered digest; then a client of the stack
+applies the CRM feature repository, whose registry lands in Postgres's ``feast`` database.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,97 +22,22 @@ from infra import stack
 from infra.home import ProjectHome
 
 from helpers.configs import REPO, small_pipeline_config
-from helpers.processes import free_port, free_stack_ports, stop_process, wait_http
+from helpers.postgres import postgres_server
+from helpers.processes import free_port, free_stack_ports, stop_process, wait_http, wait_until
+from helpers.redis import redis_server_program
 
 pytestmark = pytest.mark.integration
 
 MLOPS = str(Path(sys.executable).parent / "mlops")
 BUCKET = "mlops-artifacts"
 MODEL = "pg-s3-leads"
-PASSWORD = "stack-test-pw"
-
-
-def _postgres_tool(name: str) -> str:
-    found = shutil.which(name) or next(iter(sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))), None)
-    if found is None:
-        reason = f"PostgreSQL's {name} is not installed (apt-get install postgresql)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason}; .ci/run installs it before `make test`")
-        pytest.skip(reason)
-    return str(found)
-
-
-def _as_postgres_user(argv: list[str]) -> list[str]:
-    """``initdb`` and ``pg_ctl`` refuse to run as root: run them as Debian's ``postgres`` user then."""
-    return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
 
 
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[str]:
     """A real PostgreSQL server on a free loopback port with the stack's databases; yields its server URL."""
-    initdb, pg_ctl = _postgres_tool("initdb"), _postgres_tool("pg_ctl")
-    psql = _postgres_tool("psql")
-    root = Path(tempfile.mkdtemp(prefix="mlops-pg-"))
-    data, pwfile = root / "data", root / "pw"
-    pwfile.write_text(PASSWORD)
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres")
-        shutil.chown(pwfile, "postgres")
-    port = free_port()
-    init = subprocess.run(
-        _as_postgres_user(
-            [initdb, "-D", str(data), "-U", "mlops", "--pwfile", str(pwfile), "-A", "scram-sha-256"]
-        ),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert init.returncode == 0, init.stdout + init.stderr
-    options = f"-p {port} -c listen_addresses=127.0.0.1 -k {root}"
-    started = subprocess.run(
-        _as_postgres_user(
-            [pg_ctl, "-D", str(data), "-o", options, "-l", str(root / "postgres.log"), "-w", "start"]
-        ),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert started.returncode == 0, started.stdout + started.stderr
-    try:
-        env = {**os.environ, "PGPASSWORD": PASSWORD}
-        # What docker-compose.yml does: POSTGRES_DB=prefect, then infra/postgres-init.sql.
-        # The script through -f, as the image's entrypoint runs it: each statement on its own (CREATE DATABASE
-        # cannot run inside the one transaction that -c makes of several).
-        for source in (["-c", "CREATE DATABASE prefect;"], ["-f", str(REPO / "infra" / "postgres-init.sql")]):
-            created = subprocess.run(
-                [
-                    psql,
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    str(port),
-                    "-U",
-                    "mlops",
-                    "-d",
-                    "postgres",
-                    "-v",
-                    "ON_ERROR_STOP=1",
-                    *source,
-                ],
-                capture_output=True,
-                text=True,
-                env=env,
-                timeout=60,
-            )
-            assert created.returncode == 0, created.stderr
-        yield f"postgresql://mlops:{PASSWORD}@127.0.0.1:{port}"
-    finally:
-        subprocess.run(
-            _as_postgres_user([pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"]),
-            capture_output=True,
-            timeout=120,
-        )
-        shutil.rmtree(root, ignore_errors=True)
+    with postgres_server() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -160,6 +84,7 @@ def test_pipeline_runs_on_postgres_with_artifacts_in_s3(
 
     from serving.registry import fetch_verified
 
+    redis_server_program()  # the stack runs Debian's redis-server: skips without it, fails under CI=true
     home = ProjectHome(tmp_path / "home")
     for key in ("MLFLOW_S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
         monkeypatch.setenv(key, s3[key])  # the MLflow server inherits them; clients never need them
@@ -209,5 +134,48 @@ def test_pipeline_runs_on_postgres_with_artifacts_in_s3(
         sample = pd.read_csv(leads_csv).head(5)
         scores = scorer.predict_proba(sample)
         assert len(scores) == 5 and all(0.0 <= s <= 1.0 for s in scores)
+
+        _feature_registry_is_in_the_feast_database(home, endpoints, postgres, monkeypatch)
     finally:
         stack.down(home)
+
+
+def _feature_registry_is_in_the_feast_database(
+    home: ProjectHome, endpoints: dict[str, str], postgres: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client of the stack (its env as `mlops` commands get it) applies the CRM repository: Feast's registry is
+    written into the database `feast`, not into a file in the home, and the stack's Feast UI reads it there."""
+    import json
+    import urllib.request
+
+    import psycopg2
+
+    from infra.stack.secrets import database_secret, secret_path
+    from tasks.feature_store import apply_repository, load_repository
+
+    registry_url = f"postgresql+psycopg2://{postgres.removeprefix('postgresql://')}/feast"
+    assert endpoints["MLOPS_FEAST_REGISTRY"] == registry_url
+    assert secret_path(home, database_secret("feast")).stat().st_mode & 0o777 == 0o600
+    monkeypatch.setenv("MLOPS_HOME", str(home.root))
+    for variable in ("MLOPS_FEAST_REDIS", "MLOPS_FEAST_REDIS_PASSWORD", "MLOPS_FEAST_REGISTRY"):
+        monkeypatch.setenv(variable, endpoints[variable])
+    applied = apply_repository.fn(load_repository.fn(REPO / "feature_repo" / "crm"))
+    assert {"lead_activity", "lead_attributes"} <= set(applied)
+
+    with psycopg2.connect(postgres + "/feast") as conn, conn.cursor() as cur:
+        cur.execute("SELECT feature_view_name FROM feature_views WHERE project_id = %s", ("mlops_crm",))
+        assert sorted(name for (name,) in cur.fetchall()) == ["lead_activity", "lead_attributes"]
+        cur.execute("SELECT feature_service_name FROM feature_services WHERE project_id = %s", ("mlops_crm",))
+        assert cur.fetchall() == [("crm_lead_scoring",)]
+    assert not list(home.features.rglob("registry*.db"))
+
+    ui = stack.status(home)
+    [feast_ui] = [s for s in ui if s.name == "feast-ui"]
+
+    def listed() -> list[str]:
+        with urllib.request.urlopen(
+            f"{feast_ui.url}/api/v1/feature_views?project=mlops_crm", timeout=10
+        ) as r:
+            return sorted(view["spec"]["name"] for view in json.load(r)["featureViews"])
+
+    wait_until(lambda: {"lead_activity", "lead_attributes"} <= set(listed()), 30, "the views in the Feast UI")

@@ -6,19 +6,26 @@ registry's spec is built with the default ports and the compose file's own Postg
 password and host of its ``postgres`` service); the compose file is read with every
 ``${VAR:-default}`` replaced by its default. The rule:
 
-- command: the same program (the basename of the local executable), the same subcommand words
-  and the same flags with the same values, except that
-  - ``--host`` is 0.0.0.0 in the container (where the local process binds 127.0.0.1): the
-    container's port is published on the host's loopback instead,
+- command: the same program (the basename of the local executable; ``python -m <module>`` for a
+  module of the project), the same words before the first ``--flag`` and the same flags with the
+  same values, except that
+  - the address flag (``--host``, Redis's ``--bind``) is 0.0.0.0 in the container (where the local
+    process binds 127.0.0.1): the container's port is published on the host's loopback instead,
   - a value the local process takes from the project home (a path, a SQLite URL under it) may
-    be a container path,
+    be a container path, and a path in the project's checkout is that path in the image's WORKDIR,
   - compose may add only the flags in ``COMPOSE_ONLY_FLAGS``, each with its reason;
+  a server that reads its secret config on stdin (Redis) runs as ``sh -c 'exec <command> <<EOF'``
+  with the same config in the here-document, from its environment;
 - environment: every variable the spec sets for its server has the same value, except
-  home-dependent values, which compose may set otherwise or leave out;
+  home-dependent values, which compose may set otherwise or leave out, and another server's
+  address (``127.0.0.1:<port>``), which is ``<service>:<port>`` on the compose network; every
+  variable its secrets reach it in is set;
 - port: the registry's port, published as ``127.0.0.1:<port>:<port>``;
-- healthcheck: it requests ``http://127.0.0.1:<port><health path>`` inside the container;
+- healthcheck: it requests ``http://127.0.0.1:<port><health path>`` inside the container (Redis:
+  ``redis-cli -p <port> ping``);
 - version: the image (or its Dockerfile's base image) is tagged with the installed version of
-  the program's package (the tag without a leading ``v``, up to the first ``-``);
+  the program's package (the tag without a leading ``v``, up to the first ``-``): for a system
+  program, the version it prints; for a module run by this Python, Python's ``major.minor``;
 - database: the Postgres database of each server is one the ``postgres`` service creates
   (``POSTGRES_DB`` or a mounted init script).
 
@@ -33,17 +40,21 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import pytest
 import yaml
 
 from infra.home import ProjectHome
-from infra.stack import SERVICES, ServiceSpec, build_specs, ray_nodes
+from infra.stack import HOST, SERVICES, ServiceSpec, build_specs, ray_nodes
+from infra.stack.services import FEAST_REDIS, FEAST_REDIS_PASSWORD, FEAST_REGISTRY, client_value
+
+from helpers.redis import redis_server_program
+from helpers.system import system_tool
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yml"
@@ -73,6 +84,12 @@ NOT_LOCAL = {
 }
 # The services that run pipelines, and so talk to every server: the worker and its registration job.
 RUNNERS = ("deployments", "worker")
+# The services that read or write the feature store (runs materialise and train, the Bento scores by id).
+FEATURE_STORE_CLIENTS = ("bento", "deployments", "worker")
+# Where the platform image (infra/Dockerfile) has the project's checkout.
+IMAGE_WORKDIR = re.search(
+    r"^WORKDIR\s+(\S+)", (REPO / "infra" / "Dockerfile").read_text(), re.MULTILINE
+).group(1)
 
 
 @dataclass(frozen=True)
@@ -102,17 +119,41 @@ def specs(services: dict) -> dict[str, ServiceSpec]:
     return build_specs(LOCAL_HOME, ports, database_url)
 
 
+def _words(value: object) -> list[str]:
+    if value is None:
+        return []
+    return [str(word) for word in value] if isinstance(value, list) else shlex.split(str(value))
+
+
 def _argv(service: dict) -> list[str]:
-    command = service.get("command", [])
-    return [str(word) for word in command] if isinstance(command, list) else shlex.split(command)
+    """The command a compose service runs: its command, after its entrypoint where it sets one; for a shell
+    that ``exec``s the server (to feed it a config on stdin), the server's command."""
+    argv = [*_words(service.get("entrypoint")), *_words(service.get("command"))]
+    if argv[:2] in (["sh", "-c"], ["/bin/sh", "-c"]):
+        return _shell_exec(argv[2])[0]
+    return argv
+
+
+def _shell_exec(script: str) -> tuple[list[str], str]:
+    """``exec <command> <<EOF`` then the here-document: the command and its stdin (``$$`` is compose's ``$``)."""
+    first, *lines = script.replace("$$", "$").splitlines()
+    words = shlex.split(first)
+    assert words[0] == "exec" and words[-1] == "<<EOF", f"not `exec <command> <<EOF`: {first!r}"
+    assert lines[-1] == "EOF", f"the here-document does not end with EOF: {lines!r}"
+    return words[1:-1], "".join(f"{line}\n" for line in lines[:-1])
+
+
+def _program(argv: list[str]) -> str:
+    """The program's basename; every Python is ``python`` (the venv's locally, the image's in compose)."""
+    return re.sub(r"^python[\d.]*$", "python", Path(argv[0]).name)
 
 
 def _invocation(argv: list[str]) -> Invocation:
-    """Program basename, the words before the first flag, then ``--flag [value]`` pairs (a flag
-    followed by another flag, or by nothing, is a switch)."""
+    """Program basename, the words before the first ``--flag`` (subcommands, ``-m module``, Redis's ``-``),
+    then ``--flag [value]`` pairs (a flag followed by another flag, or by nothing, is a switch)."""
     words = []
     rest = argv[1:]
-    while rest and not rest[0].startswith("-"):
+    while rest and not rest[0].startswith("--"):
         words.append(rest.pop(0))
     flags: dict[str, str | None] = {}
     while rest:
@@ -123,7 +164,7 @@ def _invocation(argv: list[str]) -> Invocation:
         else:
             value = rest.pop(0) if rest and not rest[0].startswith("-") else None
         flags[flag] = value
-    return Invocation(Path(argv[0]).name, tuple(words), flags)
+    return Invocation(_program(argv), tuple(words), flags)
 
 
 def _environment(service: dict) -> dict[str, str]:
@@ -137,6 +178,21 @@ def _from_home(value: str | None) -> bool:
     return value is not None and str(LOCAL_HOME.root) in value
 
 
+def _image_path(value: str | None) -> str | None:
+    """A path in the project's checkout as the platform image has it; any other value as it is."""
+    if value is not None and Path(value).is_absolute() and Path(value).is_relative_to(REPO):
+        return str(Path(IMAGE_WORKDIR) / Path(value).relative_to(REPO))
+    return value
+
+
+def _on_compose_network(name: str, value: str, specs: dict[str, ServiceSpec]) -> str:
+    """``value`` with every other server's local address (127.0.0.1:<port>) as compose names it."""
+    for other, spec in specs.items():
+        if other != name:
+            value = value.replace(f"{HOST}:{spec.port}", f"{other}:{spec.port}")
+    return value
+
+
 @pytest.mark.parametrize("name", list(SERVICES))
 def test_every_server_runs_the_local_stack_command(name: str, services: dict, specs: dict) -> None:
     assert name in services, f"docker-compose.yml has no service '{name}' for the registry's {name} server"
@@ -146,12 +202,27 @@ def test_every_server_runs_the_local_stack_command(name: str, services: dict, sp
     allowed = COMPOSE_ONLY_FLAGS.get(name, {})
     assert set(local.flags) - set(compose.flags) == set(), f"{name}: compose lacks flags of `mlops up`"
     assert set(compose.flags) - set(local.flags) - set(allowed) == set(), f"{name}: compose-only flags"
-    assert local.flags["--host"] == "127.0.0.1" and compose.flags["--host"] == "0.0.0.0"
+    [address] = [flag for flag, value in local.flags.items() if value == HOST]
+    assert compose.flags[address] == "0.0.0.0", f"{name}: {address} {compose.flags[address]}"
     for flag, value in local.flags.items():
-        if flag != "--host" and not _from_home(value):
-            assert compose.flags[flag] == value, (
+        if flag != address and not _from_home(value):
+            assert compose.flags[flag] == _image_path(value), (
                 f"{name}: {flag} is {compose.flags[flag]!r}, locally {value!r}"
             )
+
+
+@pytest.mark.parametrize("name", list(SERVICES))
+def test_a_server_that_reads_its_config_on_stdin_gets_the_same_in_compose(
+    name: str, services: dict, specs: dict
+) -> None:
+    spec = specs[name]
+    argv = [*_words(services[name].get("entrypoint")), *_words(services[name].get("command"))]
+    shell = argv[:2] in (["sh", "-c"], ["/bin/sh", "-c"])
+    assert shell == (spec.stdin is not None), f"{name}: config on stdin locally {spec.stdin is not None}"
+    if shell:
+        # The here-document expands the container's variables where `up` puts the values of the same ones.
+        env = {variable: f"${variable}" for secret in spec.secrets for variable in secret.server_env}
+        assert _shell_exec(argv[2])[1] == spec.stdin(env)
 
 
 @pytest.mark.parametrize("name", list(SERVICES))
@@ -159,7 +230,12 @@ def test_every_server_has_the_local_environment(name: str, services: dict, specs
     compose = _environment(services[name])
     for key, value in specs[name].env.items():
         if not _from_home(value):
-            assert compose.get(key) == value, f"{name}: {key} is {compose.get(key)!r}, locally {value!r}"
+            expected = _on_compose_network(name, value, specs)
+            assert compose.get(key) == expected, f"{name}: {key} is {compose.get(key)!r}, not {expected!r}"
+    # Its secrets: `up` sets these from the home's secrets, compose from .env.
+    for secret in specs[name].secrets:
+        for variable in secret.server_env:
+            assert compose.get(variable), f"{name}: compose does not set {variable}"
 
 
 @pytest.mark.parametrize("name", list(SERVICES))
@@ -169,6 +245,11 @@ def test_every_server_publishes_its_port_and_checks_its_health_path(
     spec = specs[name]
     assert f"127.0.0.1:{spec.port}:{spec.port}" in [str(port) for port in services[name].get("ports", [])]
     probe = " ".join(str(word) for word in services[name]["healthcheck"]["test"])
+    if spec.scheme == "redis":
+        # A PING signed in (redis-cli reads REDISCLI_AUTH), answered PONG.
+        assert re.search(rf"redis-cli -p {spec.port} ping\b.*PONG", probe), f"{name}: healthcheck {probe!r}"
+        assert "REDISCLI_AUTH" in _environment(services[name])
+        return
     url = f"http://127.0.0.1:{spec.port}{spec.health_path}"
     assert re.search(rf"{re.escape(url)}(?![\w/.-])", probe), f"{name}: healthcheck {probe!r} is not on {url}"
 
@@ -180,11 +261,25 @@ def test_every_server_image_runs_the_installed_version(name: str, services: dict
     if image is None:
         dockerfile = (REPO / service["build"]["context"] / service["build"]["dockerfile"]).read_text()
         image = re.search(r"^FROM\s+(\S+)", dockerfile, re.MULTILINE).group(1)
-    program = Path(specs[name].command[0]).name
+    installed = _installed_version(specs[name].command)
     tag = image.rsplit(":", 1)[1]
-    assert tag.removeprefix("v").split("-")[0] == version(program), (
-        f"{name}: {image} vs {program} {version(program)}"
-    )
+    assert tag.removeprefix("v").split("-")[0] == installed, f"{name}: {image} vs {installed}"
+
+
+def _installed_version(command: list[str]) -> str:
+    """The version of what ``command`` runs: a module of this Python (Python's major.minor), a pip package's
+    program, or a system program (the version it prints, e.g. ``Redis server v=7.0.15``)."""
+    if command[1:2] == ["-m"]:
+        return f"{sys.version_info.major}.{sys.version_info.minor}"
+    program = Path(command[0]).name
+    try:
+        return version(program)
+    except PackageNotFoundError:
+        pass
+    if program == "redis-server":
+        redis_server_program()  # skips without it, fails under CI=true
+    printed = subprocess.run([command[0], "--version"], capture_output=True, text=True, timeout=30).stdout
+    return re.search(r"v=(\d[\w.]*)", printed).group(1)
 
 
 @pytest.mark.parametrize("name", [name for name, service in SERVICES.items() if service.postgres is not None])
@@ -206,14 +301,43 @@ def test_every_other_service_says_why_it_has_no_local_process(services: dict) ->
 def test_runners_talk_to_the_servers_by_service_name(runner: str, services: dict) -> None:
     env = _environment(services[runner])
     for name, service in SERVICES.items():
-        for variable, suffix in service.client_env.items():
+        for variable, template in service.client_env.items():
             host = "127.0.0.1" if variable in BROWSER_LINKS else name
-            assert env[variable] == f"http://{host}:{service.default_port}{suffix}"
+            assert env[variable] == client_value(
+                template, f"{service.scheme}://{host}:{service.default_port}"
+            )
     # Every Prefect client sends the credential the server requires.
     assert (
         env["PREFECT_API_AUTH_STRING"] == _environment(services["prefect"])["PREFECT_SERVER_API_AUTH_STRING"]
     )
     assert env["RAY_ADDRESS"] == f"ray-head:{ray_nodes.DEFAULT_PORT}"
+
+
+@pytest.mark.parametrize("client", FEATURE_STORE_CLIENTS)
+def test_feature_store_clients_use_the_stacks_redis_and_registry(
+    client: str, services: dict, specs: dict
+) -> None:
+    """What `mlops up` hands its clients (the stack's Redis and, on Postgres, the registry's database), here by
+    service name: the same variables, the registry's URL the one the feast-ui server gets."""
+    env = _environment(services[client])
+    assert env[FEAST_REDIS] == f"redis:{SERVICES['redis'].default_port}"
+    assert env[FEAST_REDIS_PASSWORD] == _environment(services["redis"])["REDISCLI_AUTH"]
+    assert (
+        env[FEAST_REGISTRY]
+        == specs["feast-ui"].database
+        == _environment(services["feast-ui"])[FEAST_REGISTRY]
+    )
+    if client == "deployments":
+        return  # the one-shot that registers the deployments reads no features: it waits for Prefect only
+    assert services[client]["depends_on"]["redis"] == {"condition": "service_healthy"}
+
+
+def test_the_feast_ui_is_the_crm_repository_of_the_image(services: dict) -> None:
+    """The repository the Feast UI shows is in the platform image, and its database is the one Feast's clients
+    use."""
+    dockerfile = (REPO / "infra" / "Dockerfile").read_text().splitlines()
+    assert "COPY feature_repo feature_repo" in dockerfile
+    assert services["feast-ui"]["depends_on"]["postgres"] == {"condition": "service_healthy"}
 
 
 def test_worker_executes_the_deployments_of_prefect_yaml_on_its_pool(services: dict) -> None:
@@ -283,11 +407,7 @@ def test_build_contexts_and_mounts_exist(services: dict) -> None:
 
 
 def test_compose_validates_the_file() -> None:
-    tool = shutil.which("docker-compose")
-    if tool is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("docker-compose is not installed (CI installs Debian's package in .ci/run)")
-        pytest.skip("docker-compose not installed: apt-get install --no-install-recommends docker-compose")
+    tool = system_tool("docker-compose", "docker-compose")
     # The secrets .env would hold (see .env.example); without them Compose refuses the file, as it should.
     secrets = {name: "from-.env" for name in _required_variables()}
     result = subprocess.run(
