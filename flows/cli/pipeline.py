@@ -100,7 +100,14 @@ def _print_summary(summary, home: ProjectHome, serve_port: int) -> None:
     off_by = f"; sweep time estimate off by {error}" if error != "n/a" else ""
     say(f"sweep: {summary.trials} trials{resumed}, best {summary.best_params}{off_by}")
     if summary.bento_tag:
-        serve = f"BENTOML_HOME={os.environ['BENTOML_HOME']} MLOPS_HOME={home.root} bentoml serve {summary.bento_tag}"
+        from infra.stack.supervisor import feature_store_settings
+
+        # On the stack the Bento reads the stack's feature stores, as the run's flows did.
+        stores = "".join(f" {variable}={value}" for variable, value in feature_store_settings(home).items())
+        serve = (
+            f"BENTOML_HOME={os.environ['BENTOML_HOME']} MLOPS_HOME={home.root}{stores} "
+            f"bentoml serve {summary.bento_tag}"
+        )
         say(f"bento: {summary.bento_tag} (serve it: {serve} --port {serve_port})")
     say(f"MLflow UI: {_mlflow_ui_hint(summary.tracking_uri)}")
 

@@ -11,6 +11,7 @@ deployment runner) can join the record with ``add_process`` so that ``down`` sto
 from __future__ import annotations
 
 import os
+import shlex
 import socket
 import subprocess
 import time
@@ -184,6 +185,29 @@ def prepare(home: ProjectHome, spec: ServiceSpec, inherited: Mapping[str, str]) 
         else:
             remove_secret(home, name)
     return env
+
+
+def feature_store_settings(home: ProjectHome) -> dict[str, str]:
+    """The variables a process started by hand (``bentoml serve``) sets to read the running stack's feature
+    stores, as shell text: an address as it is, a secret as ``"$(cat <its file>)"`` so that a command printed
+    for the user shows no password. Empty when the stack is not up."""
+    ours = endpoints(home)
+    settings: dict[str, str] = {}
+    for name in ("redis", "feast-ui"):
+        service = SERVICES[name]
+        files = {
+            variable: secret_path(home, secret.file)
+            for secret in service.secrets
+            for variable, part in secret.client_env.items()
+            if part == "secret"
+        }
+        if service.database_env is not None and service.postgres is not None:
+            files[service.database_env] = secret_path(home, database_secret(service.postgres.name))
+        for variable in service.client_variables:
+            if variable in ours:
+                secret = files.get(variable)
+                settings[variable] = f'"$(cat {shlex.quote(str(secret))})"' if secret else ours[variable]
+    return settings
 
 
 def credentials(home: ProjectHome, name: str) -> dict[str, str]:

@@ -347,6 +347,21 @@ def test_redis_answers_only_with_the_homes_password(running: RunningStack) -> No
     assert server.cmdline()[0].endswith("redis-server") and password not in " ".join(server.cmdline())
     assert password not in (running.home.runtime / "stack.json").read_text()
 
+    # What `mlops run` prints to serve its Bento on the stack: the password read from its file by the shell.
+    from infra.stack.supervisor import feature_store_settings
+
+    settings = feature_store_settings(running.home)
+    assert settings["MLOPS_FEAST_REDIS"] == f"127.0.0.1:{running.redis_port}"
+    assert password not in " ".join(settings.values()) and "MLOPS_FEAST_REGISTRY" not in settings
+    assignments = " ".join(f"{variable}={value}" for variable, value in settings.items())
+    shell = subprocess.run(
+        ["sh", "-c", f"{assignments} sh -c 'printf %s \"$MLOPS_FEAST_REDIS_PASSWORD\"'"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+    assert shell.stdout == password, shell.stderr
+
 
 def test_feast_ui_shows_the_repository_applied_into_the_home_in_chromium(
     running: RunningStack, chromium: str, monkeypatch: pytest.MonkeyPatch
