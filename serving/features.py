@@ -175,6 +175,20 @@ def _fail_fast(store: OnlineStore, config: Any) -> None:
     store._get_client(config).set_retry(Retry(NoBackoff(), 1))  # type: ignore[attr-defined]
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _never_written(event_time: datetime | None, found: dict[str, Any]) -> bool:
+    """Whether an online read's row is one no materialisation wrote. Feast's SQLite store answers such an
+    entity with None; its Redis store with every value unset and the event time of a timestamp never stored
+    (the epoch), which read as a row would score an unknown lead on missing values, flagged stale."""
+    at_epoch = (
+        event_time is not None
+        and (event_time.replace(tzinfo=UTC) if event_time.tzinfo is None else event_time) == _EPOCH
+    )
+    return at_epoch and not any(value.WhichOneof("val") for value in found.values())
+
+
 class OnlineFeatures:
     """A served model's feature service, resolved once, reading the online store per request."""
 
@@ -345,6 +359,8 @@ class OnlineFeatures:
             by_entity = dict(zip(unique, read, strict=True))
             for j, entity in enumerate(ids):
                 event_time, found = by_entity[entity]
+                if found is not None and _never_written(event_time, found):
+                    found = None
                 if found is None:
                     values[j].update(dict.fromkeys(view.served))
                     flags[j].append(MISSING_FLAG + view.name)

@@ -335,6 +335,11 @@ def test_on_redis_and_postgres_a_store_that_goes_away_is_a_503_and_the_service_r
                     assert not [f for f in body["predictions"][0]["flags"] if f.startswith("missing:")], body
                     answered.append(f"before-{n}")
 
+                # An id Redis holds nothing for is a 404 naming it, as on SQLite (Feast's Redis store answers
+                # an unknown key with empty values at the epoch, not with "not found").
+                status, unknown = _post(port, [{"lead_id": "L-not-in-redis"}])
+                assert status == 404 and unknown["detail"][0]["loc"] == ["rows", 0, "lead_id"], unknown
+
                 redis.stop()
                 connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
                 connection.request(
