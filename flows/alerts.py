@@ -19,9 +19,11 @@ from prefect.events.actions import SendNotification
 from prefect.events.schemas.automations import Posture
 
 from flows.config import PipelineConfig
+from flows.links import flow_run_path, prefect_ui_link
 from tasks.monitoring import DRIFT_EVENT, STALE_FEATURES_EVENT
 
 GATE_EVENTS = {"prefect.flow-run.Paused", "prefect.flow-run.Suspended"}  # a gate waits for a person
+FLOW_RUN_RESOURCE = "prefect.flow-run."  # a flow run's resource id in events: this prefix, then its id
 TRAINING_FLOW = "training-pipeline"
 
 
@@ -37,14 +39,24 @@ def _replace(automation: Automation) -> Automation:
     return automation.create()
 
 
-def ensure_alerts(config: PipelineConfig, ui_url: str) -> list[str]:
-    """Webhook block and automations for the config's model; returns the automations' names.
+def _ui_link(path: str) -> str:
+    link = prefect_ui_link(path)
+    assert link is not None, "automations live on a Prefect server, which serves a UI"
+    return link
+
+
+def ensure_alerts(config: PipelineConfig) -> list[str]:
+    """Webhook block and automations for the config's model on the current Prefect server; returns the
+    automations' names. Their messages link the server's UI (`flows.links`: through its login with auth on).
 
     Does nothing (returns []) when `monitoring.alert_webhook_url` is not set.
     """
     url = config.monitoring.alert_webhook_url
     if not url:
         return []
+    deployments = _ui_link("/deployments")
+    # The run's id is the event's resource id without its prefix.
+    paused_run = _ui_link(flow_run_path(f"{{{{ event.resource.id[{len(FLOW_RUN_RESOURCE)}:] }}}}"))
     model = config.registry.model_name
     block = CustomWebhookNotificationBlock(
         name=_block_name(model), url=url, method="POST", json_data={"text": "{{subject}}\n{{body}}"}
@@ -61,7 +73,7 @@ def ensure_alerts(config: PipelineConfig, ui_url: str) -> list[str]:
             f"{model} v{{{{ event.payload.version }}}}: drifted columns {{{{ event.payload.drifted_columns }}}} "
             "(share {{ event.payload.drifted_share }}), prediction drift {{ event.payload.prediction_drift }}, "
             "estimated ROC AUC {{ event.payload.estimated_roc_auc }}. Report: {{ event.payload.report }}. "
-            f"Retraining runs through the promotion gate: {ui_url}/deployments"
+            f"Retraining runs through the promotion gate: {deployments}"
         ),
     )
     gate = Automation(
@@ -69,7 +81,7 @@ def ensure_alerts(config: PipelineConfig, ui_url: str) -> list[str]:
         description=f"Notify {url} when a run of {config.name} waits at an approval gate.",
         trigger=EventTrigger(
             expect=GATE_EVENTS,
-            match={"prefect.resource.id": "prefect.flow-run.*"},
+            match={"prefect.resource.id": f"{FLOW_RUN_RESOURCE}*"},
             match_related={"prefect.resource.role": "flow", "prefect.resource.name": TRAINING_FLOW},
             posture=Posture.Reactive,
             threshold=1,
@@ -80,18 +92,18 @@ def ensure_alerts(config: PipelineConfig, ui_url: str) -> list[str]:
                 subject=f"Approval waiting: {model}",
                 body=(
                     "Flow run {{ event.resource.name }} of " + TRAINING_FLOW + " is waiting at a gate for "
-                    f"{model}: {ui_url}/runs/flow-run/{{{{ event.resource.id[16:] }}}}"
+                    f"{model}: {paused_run}"
                 ),
             )
         ],
     )
     automations = [drift, gate]
     if config.feature_store is not None:
-        automations.append(_stale_features_alert(config, block_id, ui_url))
+        automations.append(_stale_features_alert(config, block_id, deployments))
     return [_replace(automation).name for automation in automations]
 
 
-def _stale_features_alert(config: PipelineConfig, block_id: UUID, ui_url: str) -> Automation:
+def _stale_features_alert(config: PipelineConfig, block_id: UUID, deployments: str) -> Automation:
     """The drift alert's sibling: the same webhook when the monitor finds a feature view older than its limit.
 
     It retrains nothing: a new model would still be served the same stale rows, since only a materialisation
@@ -108,7 +120,7 @@ def _stale_features_alert(config: PipelineConfig, block_id: UUID, ui_url: str) -
             "Feature view {{ event.payload.view }} of service {{ event.payload.service }} is stale: "
             '{{ event.payload.reason }} (last materialised up to {{ event.payload.last_materialized or "never" }}). '
             f"{model} scores by id from it. The materialize-features/{config.name} deployment (or "
-            f"`mlops features materialize`) brings it up to date: {ui_url}/deployments"
+            f"`mlops features materialize`) brings it up to date: {deployments}"
         ),
     )
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from prefect import runtime
+from prefect import get_run_logger, runtime
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.events import emit_event
 from prefect.exceptions import FlowPauseTimeout
@@ -22,6 +22,7 @@ from prefect.input import RunInput
 from prefect.settings import get_current_settings
 from pydantic import Field
 
+from flows.links import flow_run_path, prefect_ui_link
 from models.errors import UserInputError
 from models.governance.approval import (
     GateDecision,
@@ -95,6 +96,16 @@ def _emit(event: str, decision: GateDecision, resource_id: str) -> None:
     )
 
 
+def _announce_wait(gate: str) -> None:
+    """Tell whoever watches the run where to decide. A warning, because `mlops` shows only warnings on the
+    console unless --verbose, and this line is the one thing there a person must act on."""
+    flow_run_id = runtime.flow_run.id
+    get_run_logger().warning(
+        f"the {gate} gate waits for a person: approve at {prefect_ui_link(flow_run_path(flow_run_id))} "
+        f"(the run's menu, Resume) or with `mlops approvals approve {flow_run_id} --approver NAME`"
+    )
+
+
 def _wait_for_person(request: GateRequest, timeout: int, attempt: int) -> ApprovalInput:
     form = ApprovalInput.with_initial_data(description=request.evidence, approved=False)
     key = f"{request.gate}-gate-{attempt}"
@@ -131,6 +142,7 @@ def run_gate(request: GateRequest, approval: ApprovalConfig) -> GateDecision:
         )
     row = request.summary.row(gate, waiting=True, allowlist=approval.allowlist)
     create_table_artifact(key=summary_key(gate), table=[row])
+    _announce_wait(gate)
     refused: list[str] = []
     attempt = 0
     while True:

@@ -8,6 +8,10 @@ tag `monitoring.reference` says where):
 - `holdout.parquet`: the calibrated scores and labels of held-out rows (the validation split), with no
   features: what prediction drift and the label-free performance estimate compare with. Training-row scores
   would be optimistic (the network has seen those rows).
+
+A few quantiles of the held-out scores also go on the version as the tag `monitoring.score_quantiles`: the
+service exports them (``mlops_reference_score_quantile``) so that Prometheus can compare what it serves
+with them (`reference_score_quantiles`).
 """
 
 from __future__ import annotations
@@ -25,6 +29,12 @@ HOLDOUT_FILE = "holdout.parquet"
 META_FILE = "reference.json"
 SCORE = "score"
 LABEL = "label"
+SCORE_QUANTILES_TAG = "monitoring.score_quantiles"  # on the version: JSON {"0.1": score, ...}
+# Upper bounds of the service's score histogram (``mlops_prediction_score``); the reference quantiles are read
+# through the same buckets, so an unchanged distribution gives the same estimate on both sides.
+SCORE_BUCKETS: tuple[float, ...] = tuple(i / 10 for i in range(1, 11))
+# The quantiles exported and compared by the score-shift alert: the middle and both tails.
+REFERENCE_QUANTILES: tuple[float, ...] = (0.1, 0.5, 0.9)
 
 
 @dataclass
@@ -101,3 +111,48 @@ class DriftReference:
             holdout_labels=holdout[LABEL].to_numpy(dtype=np.int64),
             threshold=meta["threshold"],
         )
+
+
+def reference_score_quantiles(
+    scores: np.ndarray,
+    quantiles: tuple[float, ...] = REFERENCE_QUANTILES,
+    bounds: tuple[float, ...] = SCORE_BUCKETS,
+) -> dict[str, float]:
+    """The quantiles of ``scores`` as Prometheus's ``histogram_quantile`` estimates them from a histogram with
+    upper bounds ``bounds``, keyed by the quantile as Prometheus writes it (``"0.5"``).
+
+    The service's score histogram has 0.1-wide buckets: ``histogram_quantile`` interpolates linearly inside
+    the bucket that holds the rank, so its estimate of a skewed distribution can miss the exact quantile by
+    up to a bucket. Reading the reference through the same buckets with the same rule makes an unchanged
+    distribution compare equal (up to sampling), so the alert's threshold measures a shift, not the binning.
+    """
+    values = np.asarray(scores, dtype=np.float64)  # [n]
+    assert values.size > 0, "no scores to take quantiles of"
+    edges = np.asarray(bounds, dtype=np.float64)
+    # A value v counts in every bucket with v <= bound; those above the last bound only in +Inf.
+    counts = np.bincount(np.searchsorted(edges, values, side="left"), minlength=len(edges) + 1)
+    cumulative = np.cumsum(counts)  # [len(bounds) + 1], the last is +Inf
+    result: dict[str, float] = {}
+    for q in quantiles:
+        rank = q * values.size
+        b = int(np.searchsorted(cumulative, rank, side="left"))  # first bucket whose count reaches rank
+        if b >= len(edges):  # the rank falls in +Inf: Prometheus answers the last finite bound
+            result[str(q)] = float(edges[-1])
+            continue
+        start = 0.0 if b == 0 else float(edges[b - 1])
+        below = 0 if b == 0 else int(cumulative[b - 1])
+        inside = int(cumulative[b]) - below
+        result[str(q)] = start + (float(edges[b]) - start) * (rank - below) / inside
+    return result
+
+
+def parse_score_quantiles(text: str | None) -> dict[str, float] | None:
+    """The quantiles of a version's `monitoring.score_quantiles` tag; None when absent or unreadable (a version
+    registered before the tag existed is served, only without a reference to compare with)."""
+    if not text:
+        return None
+    try:
+        raw = json.loads(text)
+        return {str(float(q)): float(v) for q, v in raw.items()}
+    except (ValueError, TypeError, AttributeError):
+        return None

@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from monitoring.alerting import SLOConfig
+
 
 class ABConfig(BaseModel):
     """A second model beside the champion: the version the ``candidate`` alias names (set only by
@@ -85,4 +87,9 @@ class ServingConfig(BaseModel):
 
     ab: ABConfig = Field(
         default_factory=ABConfig, description="A/B split or shadow scoring with the candidate alias."
+    )
+    slo: SLOConfig = Field(
+        default_factory=SLOConfig,
+        description="Service-level objectives and alert thresholds the Prometheus rules are rendered from "
+        "(`mlops alerts rules`).",
     )

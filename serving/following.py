@@ -29,7 +29,8 @@ class FollowedAlias:
     ``model`` is None until a first version is served, and again after the alias is removed when
     ``drop_when_gone``. It is replaced whole in one assignment, so a request that reads it once is scored by
     one version from start to end. ``gauge`` (``mlops_served_model``) shows 1 for the version served, 0 for
-    the one it replaced; a refused version goes to ``refuse``.
+    the one it replaced; ``quantiles`` (``mlops_reference_score_quantile``) the served version's reference
+    score quantiles (the served gauge says which version is current); a refused version goes to ``refuse``.
     """
 
     def __init__(
@@ -43,19 +44,24 @@ class FollowedAlias:
         gauge: Any,
         refuse: Callable[[Refusal], None],
         drop_when_gone: bool = False,
+        quantiles: Any = None,
     ) -> None:
         self.alias, self.variant, self.model_name = alias, variant, model_name
         self.entity_column, self.config = entity_column, config
         self._gauge, self._refuse, self._drop_when_gone = gauge, refuse, drop_when_gone
+        self._quantiles = quantiles
         self.model: ServedModel | None = None
         self.follower: RegistryFollower | None = None
 
     def serve(self, model: ServedModel) -> None:
-        """Serve ``model`` from the next request on."""
+        """Serve ``model`` from the next request on; export its reference score quantiles, if it has them."""
         old, self.model = self.model, model
         if old is not None:
             self._gauge.labels(old.name, self.variant, old.version).set(0)
         self._gauge.labels(model.name, self.variant, model.version).set(1)
+        if self._quantiles is not None:
+            for quantile, value in (model.reference_quantiles or {}).items():
+                self._quantiles.labels(model.name, self.variant, model.version, quantile).set(value)
 
     def follow(self, tracking_uri: str) -> None:
         """Poll the alias every ``serving.poll_interval_seconds`` from now on, in a daemon thread."""
@@ -82,7 +88,9 @@ class FollowedAlias:
         follower = self.follower
         return None if follower is None else f"{follower.name}@{follower.alias} every {follower.interval:g} s"
 
-    def _swap(self, version: str, scorer: TabularScorer) -> None:
+    def _swap(
+        self, version: str, scorer: TabularScorer, reference_quantiles: dict[str, float] | None
+    ) -> None:
         self.serve(
             ServedModel.from_registry(
                 scorer,
@@ -90,6 +98,7 @@ class FollowedAlias:
                 version=version,
                 entity_column=self.entity_column,
                 config=self.config,
+                reference_quantiles=reference_quantiles,
             )
         )
 

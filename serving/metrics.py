@@ -2,9 +2,11 @@
 
 Per model and variant: rows scored (``mlops_predictions_total``), score and handler-latency histograms,
 out-of-range counts per column, versions refused, and the served version (``mlops_served_model``: 1 for each
-version a worker serves, 0 once it no longer does). Scoring by entity id adds, per feature view, the age of
-the features the last request read (``mlops_feature_age_seconds``, the oldest row's) and the rows read
-fresh, stale (older than the view's ttl) or missing (``mlops_feature_lookups_total``).
+version a worker serves, 0 once it no longer does) with the quantiles of its held-out scores saved at
+registration (``mlops_reference_score_quantile``, see `monitoring.reference.reference_score_quantiles`).
+Scoring by entity id adds, per feature view, the age of the features the last request read
+(``mlops_feature_age_seconds``, the oldest row's) and the rows read fresh, stale (older than the view's ttl) or
+missing (``mlops_feature_lookups_total``). infra/prometheus/rules.yml records and alerts on them.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from monitoring.freshness import MISSING_FLAG, STALE_FLAG
+from monitoring.reference import SCORE_BUCKETS
 from serving.features import Completed
 
 
@@ -35,7 +38,7 @@ def service_metrics() -> SimpleNamespace:
             "mlops_prediction_score",
             "Calibrated scores served.",
             labels,
-            buckets=[i / 10 for i in range(1, 11)],
+            buckets=list(SCORE_BUCKETS),
         ),
         latency=prom.Histogram(
             "mlops_predict_latency_seconds",
@@ -58,6 +61,13 @@ def service_metrics() -> SimpleNamespace:
             "1 for the model version a worker serves.",
             [*labels, "model_version"],
             multiprocess_mode="liveall",
+        ),
+        reference_quantile=prom.Gauge(
+            "mlops_reference_score_quantile",
+            "Quantiles of the served version's held-out scores saved at registration, read through the score "
+            "histogram's buckets: what the score-shift alert compares the served scores with.",
+            [*labels, "model_version", "quantile"],
+            multiprocess_mode="livemax",
         ),
         feature_age=prom.Gauge(
             "mlops_feature_age_seconds",

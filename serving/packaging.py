@@ -45,6 +45,8 @@ MODEL_NAME_KEY = "model_name"
 MODEL_VERSION_KEY = "model_version"
 ENTITY_COLUMN_KEY = "entity_id_column"  # the request field logged as the entity id ("" or absent: none)
 FEATURE_SCHEMA_KEY = "feature_schema"
+# The version's `monitoring.score_quantiles` tag as JSON ("" or absent: registered without one).
+REFERENCE_QUANTILES_KEY = "reference_score_quantiles"
 SCORER_DIGEST_KEY = "scorer_sha256"
 _RESERVED_KEYS = (FEATURE_SCHEMA_KEY, SCORER_DIGEST_KEY)
 _SCORER_FILES = (TRANSFORM_FILE, NETWORK_FILE, WEIGHTS_FILE)

@@ -28,6 +28,7 @@ from mlflow.exceptions import MlflowException
 
 from models.artifact.pyfunc import SCORER_ARTIFACT
 from models.artifact.scorer import TabularScorer
+from monitoring.reference import SCORE_QUANTILES_TAG, parse_score_quantiles
 from serving.packaging import ModelIntegrityError, scorer_digest
 from serving.settings import LOGGER_NAME
 
@@ -131,7 +132,8 @@ class Refusal:
 
 class RegistryFollower:
     """Polls ``name@alias`` at start and every ``interval`` seconds in a daemon thread; a new version that
-    passes `fetch_verified` is handed to ``swap(version, scorer)``, one that fails goes to ``refuse(Refusal)``
+    passes `fetch_verified` is handed to ``swap(version, scorer, reference_quantiles)`` (its
+    `monitoring.score_quantiles` tag, None without one), one that fails goes to ``refuse(Refusal)``
     once, and an alias that does not exist (or no longer does) calls ``missing()`` when given.
 
     ``current`` is the version being served. Registry errors (the server unreachable) are logged and
@@ -145,7 +147,7 @@ class RegistryFollower:
         alias: str,
         interval: float,
         current: str | None,
-        swap: Callable[[str, TabularScorer], None],
+        swap: Callable[[str, TabularScorer, dict[str, float] | None], None],
         refuse: Callable[[Refusal], None],
         missing: Callable[[], None] | None = None,
     ) -> None:
@@ -164,9 +166,8 @@ class RegistryFollower:
 
     def poll_once(self) -> None:
         try:
-            version = str(
-                MlflowClient(self.tracking_uri).get_model_version_by_alias(self.name, self.alias).version
-            )
+            found = MlflowClient(self.tracking_uri).get_model_version_by_alias(self.name, self.alias)
+            version = str(found.version)
         except MlflowException as exc:
             if self._missing is not None and "not found" in exc.message.lower():
                 self.current = None  # the alias was removed: nothing to serve from it
@@ -185,7 +186,7 @@ class RegistryFollower:
             self._refuse(Refusal(version, reason))
             return
         previous, self.current = self.current, version
-        self._swap(version, scorer)
+        self._swap(version, scorer, parse_score_quantiles((found.tags or {}).get(SCORE_QUANTILES_TAG)))
         logger.info(
             "now serving %s v%s (was v%s) from %s@%s", self.name, version, previous, self.name, self.alias
         )

@@ -21,6 +21,7 @@ from bentoml.exceptions import NotFound
 from pydantic import BaseModel
 
 from models.artifact.scorer import FeatureColumn, TabularScorer
+from monitoring.reference import parse_score_quantiles
 from serving.config import ServingConfig
 from serving.features import OnlineFeatures
 from serving.packaging import (
@@ -28,6 +29,7 @@ from serving.packaging import (
     MODEL_ALIAS,
     MODEL_NAME_KEY,
     MODEL_VERSION_KEY,
+    REFERENCE_QUANTILES_KEY,
     SCORER_DIGEST_KEY,
     verify_scorer_files,
 )
@@ -50,6 +52,8 @@ class ServedModel:
     explain_model: type[BaseModel]  # the request model of /explain: fewer rows (each costs a path integral)
     # Trained from a feature service: reads the features a row leaves out by entity id (None: rows carry them).
     features: OnlineFeatures | None = None
+    # Quantiles of its held-out scores saved at registration ({"0.5": score, ...}); None: none were saved.
+    reference_quantiles: dict[str, float] | None = None
 
     @classmethod
     def of(
@@ -62,6 +66,7 @@ class ServedModel:
         entity_column: str | None,
         metadata: dict[str, Any],
         config: ServingConfig,
+        reference_quantiles: dict[str, float] | None = None,
     ) -> ServedModel:
         request_model = build_request_model(
             scorer.feature_columns, config.max_batch_size, entity_column, config.max_string_length
@@ -71,7 +76,16 @@ class ServedModel:
         )
         features = None if scorer.lookup is None else OnlineFeatures.load(scorer.lookup)
         return cls(
-            scorer, name, version, source, entity_column, request_model, metadata, explain_model, features
+            scorer,
+            name,
+            version,
+            source,
+            entity_column,
+            request_model,
+            metadata,
+            explain_model,
+            features,
+            reference_quantiles,
         )
 
     @classmethod
@@ -89,6 +103,7 @@ class ServedModel:
             entity_column=str(metadata.get(ENTITY_COLUMN_KEY) or "") or None,
             metadata=metadata,
             config=config,
+            reference_quantiles=parse_score_quantiles(metadata.get(REFERENCE_QUANTILES_KEY)),
         )
 
     @classmethod
@@ -100,6 +115,7 @@ class ServedModel:
         version: str,
         entity_column: str | None,
         config: ServingConfig,
+        reference_quantiles: dict[str, float] | None = None,
     ) -> ServedModel:
         """A registered version, already fetched and verified (`serving.registry.fetch_verified`)."""
         return cls.of(
@@ -110,6 +126,7 @@ class ServedModel:
             entity_column=entity_column,
             metadata={MODEL_NAME_KEY: name, MODEL_VERSION_KEY: version},
             config=config,
+            reference_quantiles=reference_quantiles,
         )
 
     @property

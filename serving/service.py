@@ -137,6 +137,7 @@ class TabularModelService:
             entity_column=self.entity_column,
             config=self.config,
             gauge=self.metrics.served,
+            quantiles=self.metrics.reference_quantile,
             refuse=self._refuse,
             drop_when_gone=drop_when_gone,
         )

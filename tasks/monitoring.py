@@ -3,6 +3,7 @@ the feature store's freshness and its event (pure code in ``monitoring/``)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tempfile
@@ -44,7 +45,7 @@ from monitoring.freshness import (
     served_ages,
 )
 from monitoring.prediction_log import log_files, read_records
-from monitoring.reference import DriftReference
+from monitoring.reference import SCORE_QUANTILES_TAG, DriftReference, reference_score_quantiles
 from monitoring.workspace import dashboard_url, record_check
 from tasks.caching import IO_RETRIES, PER_RUN_INPUTS, REPLAYABLE
 from tasks.registry import RegisteredVersion, load_scorer, version_by_alias
@@ -72,7 +73,9 @@ def save_drift_reference(
     seed: int,
 ) -> str:
     """A training-split sample and the held-out validation scores and labels, as the version's run artifact
-    `drift_reference/`; the version's tag `monitoring.reference` points at it. Returns the artifact URI."""
+    `drift_reference/`; the version's tag `monitoring.reference` points at it, and `monitoring.score_quantiles`
+    holds the held-out scores' quantiles the service exports for the score-shift alert. Returns the artifact
+    URI."""
     split = prepared.split
     reference = DriftReference.of(
         scorer.transform.canonical_inputs(split.train),
@@ -90,6 +93,8 @@ def save_drift_reference(
         client.log_artifacts(version.run_id, str(folder), artifact_path=REFERENCE_FOLDER)
     uri = f"runs:/{version.run_id}/{REFERENCE_FOLDER}"
     client.set_model_version_tag(version.name, version.version, REFERENCE_TAG, uri)
+    quantiles = reference_score_quantiles(reference.holdout_scores)
+    client.set_model_version_tag(version.name, version.version, SCORE_QUANTILES_TAG, json.dumps(quantiles))
     return uri
 
 

@@ -10,8 +10,9 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from models.governance.names import Alias
+from monitoring.reference import SCORE_QUANTILES_TAG
 from serving.config import ServingConfig
-from serving.packaging import ENTITY_COLUMN_KEY, build_bento, save_model
+from serving.packaging import ENTITY_COLUMN_KEY, REFERENCE_QUANTILES_KEY, build_bento, save_model
 from tasks.caching import IO_RETRIES
 from tasks.registry import RegisteredVersion, load_scorer
 from tasks.tracking import TrackingTarget
@@ -31,6 +32,7 @@ def package_version(
     ``entity_column`` (the config's ``data.id_column``) is the request field the service logs as each row's
     entity id, which joins the prediction log to outcomes."""
     scorer = load_scorer(target.tracking_uri, version.uri)
+    tags = target.client().get_model_version(version.name, version.version).tags
     model_tag = save_model(
         scorer,
         name=version.name,
@@ -40,6 +42,7 @@ def package_version(
             "mlflow_run_id": version.run_id or "",
             "registry_uri": version.uri,
             ENTITY_COLUMN_KEY: entity_column or "",
+            REFERENCE_QUANTILES_KEY: tags.get(SCORE_QUANTILES_TAG, ""),
         },
         labels={"alias": alias.value},
     )

@@ -14,6 +14,7 @@ import typer
 
 from flows.cli import monitor, pipeline, registry, stack
 from flows.cli.ab import ab_app
+from flows.cli.alerting import alerts_app
 from flows.cli.approvals import approvals_app
 from flows.cli.common import quiet_logging
 from flows.cli.data import data_app, validate
@@ -64,3 +65,4 @@ app.command("status")(stack.status)
 app.command("down")(stack.down)
 app.add_typer(approvals_app, name="approvals")
 app.add_typer(ab_app, name="ab")
+app.add_typer(alerts_app, name="alerts")

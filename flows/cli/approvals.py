@@ -54,16 +54,18 @@ def approvals_list() -> None:
 
 @approvals_app.command("show")
 def approvals_show(run_id: RunIdArgument) -> None:
-    """Print the evidence an approver sees for a waiting run."""
+    """Print the evidence an approver sees for a waiting run, and the link to the run in the Prefect UI."""
     from rich.markdown import Markdown
 
     from flows.cli.approval_queries import gate_evidence
+    from flows.links import flow_run_path, prefect_ui_link
 
     try:
         evidence = gate_evidence(run_id)
     except UserInputError as exc:
         raise fail(str(exc)) from None
     out.print(Markdown(evidence))
+    say(f"in the Prefect UI: {prefect_ui_link(flow_run_path(run_id))}")
 
 
 def _decide(run_id: str, approved: bool, approver: str, comment: str) -> None:

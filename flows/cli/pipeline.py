@@ -263,7 +263,7 @@ def deploy(
         training_deployment,
     )
 
-    alerts = ensure_alerts(cfg, os.environ["PREFECT_API_URL"].removesuffix("/api"))
+    alerts = ensure_alerts(cfg)
     if alerts:
         say(f"alerts to {cfg.monitoring.alert_webhook_url}: automations {', '.join(alerts)}")
 

@@ -1,5 +1,6 @@
-"""The approver's journey in a browser: `mlops run` pauses at the promotion gate, a person opens the
-run in the Prefect UI, reads the evidence in the resume form, approves, and the model becomes champion.
+"""The approver's journey in a browser: `mlops run` pauses at the promotion gate and prints where to
+approve, a person opens that link in a browser that has not signed in to the Prefect UI, signs in, lands on
+the run, reads the evidence in the resume form, approves, and the model becomes champion.
 
 Drives Debian's Chromium (not a Playwright-downloaded browser) through Playwright's sync API.
 """
@@ -13,7 +14,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from uuid import UUID
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -24,7 +25,10 @@ from models.data.synthetic import generate_leads
 from helpers.browser import ARTIFACTS, CHROMIUM_ARGS
 from helpers.configs import small_pipeline_config
 from helpers.flow_runs import find_paused_run
-from helpers.processes import stop_process
+from helpers.processes import stop_process, wait_until
+
+if TYPE_CHECKING:
+    from prefect.client.schemas.objects import FlowRun
 
 pytestmark = pytest.mark.e2e
 
@@ -81,9 +85,9 @@ class PipelineProcess:
     def output(self) -> str:
         return self.log.read_text() if self.log.exists() else ""
 
-    def wait_until_paused(self, timeout: float) -> UUID:
-        """The id of this process's training flow run once it waits at a gate."""
-        run = find_paused_run(
+    def wait_until_paused(self, timeout: float) -> FlowRun:
+        """This process's training flow run once it waits at a gate."""
+        return find_paused_run(
             flow_name="training-pipeline",
             parameters={"config_path": str(self.config_path)},
             process=self.proc,
@@ -91,7 +95,15 @@ class PipelineProcess:
             what="a paused training run",
             describe=lambda: f"`mlops run` output:\n{self.output()}",
         )
-        return run.id
+
+    def approval_link(self) -> str:
+        """The link the gate's "approve at" line hands the person running `mlops run`."""
+
+        def printed() -> str | None:
+            found = re.search(r"gate waits for a person: approve at (\S+)", self.output())
+            return found[1] if found else None
+
+        return wait_until(printed, 30, "the gate's 'approve at' line", describe=self.output)
 
     def wait(self, timeout: float) -> int:
         try:
@@ -123,8 +135,14 @@ def test_approver_resumes_promotion_gate_in_prefect_ui(
     from mlflow.tracking import MlflowClient
     from playwright.sync_api import expect, sync_playwright
 
-    run_id = pipeline.wait_until_paused(PAUSE_TIMEOUT_S)
+    run = pipeline.wait_until_paused(PAUSE_TIMEOUT_S)
+    run_id = run.id
     base = prefect_server.removesuffix("/api")
+    link = pipeline.approval_link()
+    # The server's auth is on: the link goes through the UI's login page to the run.
+    assert link == f"{base}/v2/login?redirectTo=/runs/flow-run/{run_id}"
+    # The run's page opens on a tab of its own choosing (`?tab=Logs` in this version).
+    run_page = re.compile(rf"{re.escape(base)}/v2/runs/flow-run/{run_id}(\?.*)?$")
     ARTIFACTS.mkdir(exist_ok=True)
     screenshot = ARTIFACTS / "approval-form.png"
 
@@ -135,18 +153,22 @@ def test_approver_resumes_promotion_gate_in_prefect_ui(
         try:
             page.set_default_timeout(UI_TIMEOUT_MS)
             _route_offline(page, base)
-            # The server requires its credential: the UI asks for it first, and refuses a wrong one.
-            page.goto(f"{base}/v2/runs/flow-run/{run_id}")
+            # A fresh browser, never signed in, opens the printed link: the UI asks for the credential
+            # first, refuses a wrong one, and after the right one shows the run.
+            page.goto(link)
             login = page.get_by_placeholder("admin:pass")
             login.fill("mlops:wrong")
             page.get_by_role("button", name="Login").click()
             expect(page.get_by_text("Invalid credentials")).to_be_visible()
             login.fill(os.environ["PREFECT_API_AUTH_STRING"])
             page.get_by_role("button", name="Login").click()
-            expect(login).to_be_hidden()
-            # The UI a person lands on: `/` redirects to the V2 UI, whose run page has the actions
-            # behind the "⋮" menu.
-            page.goto(f"{base}/v2/runs/flow-run/{run_id}")
+            expect(page).to_have_url(run_page)
+            expect(page.get_by_text(run.name).first).to_be_visible()
+            page.screenshot(path=ARTIFACTS / "approval-link-after-login.png")
+            # Signed in, the same link goes straight to the run (as a second notification would).
+            page.goto(link)
+            expect(page).to_have_url(run_page)
+            # The run page of the V2 UI has the actions behind the "⋮" menu.
             page.get_by_role("button", name="Open menu").click()
             page.get_by_role("menuitem", name="Resume").click()
 

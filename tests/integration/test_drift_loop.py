@@ -206,7 +206,8 @@ def test_drift_retrains_once_per_cooldown(loop: dict, receiver: Receiver) -> Non
             describe=lambda: loop["log"].read_text()[-3000:],
         )
         gate = receiver.wait_for(f"Approval waiting: {MODEL}")
-        assert str(run.id) in gate["text"]
+        # The session's server has auth on: the run's link goes through the UI's login page.
+        assert f"/v2/login?redirectTo=/runs/flow-run/{run.id}" in gate["text"]
         resume_flow_run(run.id, run_input={"approved": True, "approver": "ops", "comment": "drift retrain"})
 
         def ended():

@@ -55,7 +55,7 @@ def crm(tmp_path_factory: pytest.TempPathFactory, prefect_server: str, receiver:
         }
         config = load_config(CONFIG, home=home.root, overrides=overrides)
         crm_features(str(FEATURE_REPO), str(root / "crm"))
-        alerts = ensure_alerts(config, "http://prefect.invalid")
+        alerts = ensure_alerts(config)
         end = pd.Timestamp(source.activities["timestamp"].max()).ceil("D").to_pydatetime()
         yield {"home": home, "config": config, "end": end, "alerts": alerts}
 
@@ -121,6 +121,11 @@ def test_freshness_from_the_registry_with_its_alert(crm: dict, receiver: Receive
     )
     assert alert["text"].startswith(f"Stale features in {MODEL}")
     assert "materialize-features/crm-feature-store" in alert["text"]
+    # The session's server has auth on: the link goes through the UI's login page.
+    assert (
+        "up to date: http://127.0.0.1:" in alert["text"]
+        and "/v2/login?redirectTo=/deployments" in alert["text"]
+    )
     receiver.wait_for(
         "lead_attributes of service crm_lead_scoring is stale: never materialised (last materialised up to never)"
     )

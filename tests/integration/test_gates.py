@@ -212,6 +212,9 @@ def test_approver_cli_lists_shows_refuses_and_approves(prefect_server, tmp_path)
 
     shown = _mlops("approvals", "show", run_id, home=tmp_path)
     assert shown.returncode == 0 and "Promotion gate: demo v1" in shown.stdout and "0.91" in shown.stdout
+    # The server's auth is on: the run's link goes through the UI's login page.
+    ui = prefect_server.removesuffix("/api")
+    assert f"in the Prefect UI: {ui}/v2/login?redirectTo=/runs/flow-run/{run_id}\n" in shown.stdout
 
     # Outside the allowlist: the run records the refusal and waits on; the command says so and fails.
     refused = _mlops("approvals", "approve", run_id, "--approver", "mallory", home=tmp_path)

@@ -77,7 +77,9 @@ class Registry:
         return MlflowClient(self.url)
 
     def register(self, scorer: TabularScorer, decision: str, name: str = MODEL) -> str:
-        """Log, register and record as the pipeline does (digest, smoke sample, gate decision)."""
+        """Log, register and record as the pipeline does (digest, smoke sample, reference score quantiles,
+        gate decision)."""
+        from monitoring.reference import SCORE_QUANTILES_TAG, reference_score_quantiles
         from tasks.registry import record_serving_integrity, register_challenger
         from tasks.tracking import TrackingTarget, log_model
 
@@ -90,6 +92,8 @@ class Registry:
         uri = log_model.fn(target, run_id, scorer, rows.head(5))
         version = register_challenger.fn(target, name, uri, run_id, {})
         record_serving_integrity.fn(target, version, scorer, rows)
+        quantiles = reference_score_quantiles(scorer.predict_proba(rows))
+        self.client().set_model_version_tag(name, version.version, SCORE_QUANTILES_TAG, json.dumps(quantiles))
         self.client().set_model_version_tag(name, version.version, "promotion.decision", decision)
         self.client().set_model_version_tag(name, version.version, "promotion.reason", f"test: {decision}")
         return version.version
@@ -294,6 +298,16 @@ def test_moves_rollback_and_refusals_while_traffic_flows(
     assert switches == [v1, v2, v1], switches  # and never the damaged v2 again
     metrics = urllib.request.urlopen(f"{service.url}/metrics", timeout=10).read().decode()
     assert f'mlops_model_refused_total{{model_name="{MODEL}",model_version="{v2}"}}' in metrics
+    # Each version swapped in exported its reference score quantiles (what the score-shift alert compares).
+    for version in (v1, v2):
+        reference = [
+            line
+            for line in metrics.splitlines()
+            if line.startswith("mlops_reference_score_quantile{")
+            and f'model_version="{version}"' in line
+            and 'variant="champion"' in line
+        ]
+        assert len(reference) == 3, metrics
 
 
 def _belongs(path: Path, source: str, client) -> bool:

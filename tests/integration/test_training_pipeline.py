@@ -91,6 +91,9 @@ def test_first_run_registers_and_promotes(first_run, stack) -> None:
         assert tags.get(key), f"lineage/decision tag {key} missing"
     assert tags["promotion.decision"] == "approved"
     assert tags["actual.sweep_resumed"] == "false"
+    # The held-out scores' quantiles the service exports for the score-shift alert.
+    quantiles = json.loads(tags["monitoring.score_quantiles"])
+    assert list(quantiles) == ["0.1", "0.5", "0.9"] and 0 <= quantiles["0.1"] <= quantiles["0.9"] <= 1
     # The recorded error is the one the recorded estimate and actual give. The tags round both to
     # 0.05 s and the error to 0.0005: the tolerance is what that rounding can move the ratio by.
     estimated, actual = float(tags["estimate.sweep_seconds"]), float(tags["actual.sweep_seconds"])
