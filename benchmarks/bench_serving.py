@@ -206,10 +206,11 @@ class ByIdModel:
     redis: dict[str, str]  # the variables pointing a client at the Redis online store; empty without one
 
 
-def prepare_by_id(work: Path, leads: int, redis: str | None) -> ByIdModel:
+def prepare_by_id(work: Path, leads: int, redis: str | None, sqlite: bool = True) -> ByIdModel:
     """Generate a CRM source ending now, build, apply and materialise its features, train on the point-in-time
-    training frame, and package the model with its feature lookup. With ``redis`` (host:port of a running
-    redis-server), the same features are also applied and materialised there, as a client of the stack does."""
+    training frame, and package the model with its feature lookup. The features are materialised into the
+    SQLite online store (unless ``sqlite`` is false) and, with ``redis`` (host:port of a running redis-server),
+    applied and materialised there too, as a client of the stack does."""
     from datetime import UTC, datetime
 
     from flows.config import load_config
@@ -242,9 +243,9 @@ def prepare_by_id(work: Path, leads: int, redis: str | None) -> ByIdModel:
     repository = load_repository.fn(store.repo)
     build_activity_table.fn(work / "crm", repository)
     apply_repository.fn(repository)
-    plan = plan_materialization.fn(store.repo, now)  # what `mlops features materialize` writes, unchecked
-    use_wal_journal.fn(store.repo)
-    write_online_store.fn(store.repo, plan)
+    if sqlite:  # what `mlops features materialize` writes, unchecked
+        use_wal_journal.fn(store.repo)
+        write_online_store.fn(store.repo, plan_materialization.fn(store.repo, now))
     frame = historical_frame.fn(store.repo, spine, store.service, "as_of").data
     cut = len(frame) * 4 // 5
     train, val = frame.iloc[:cut], frame.iloc[cut:]
@@ -517,7 +518,11 @@ def main() -> None:
         )
         redis_proc, redis = start_redis(work) if "by-id-redis" in args.servers else (None, None)
         try:
-            by_id = prepare_by_id(work, size, redis) if set(BY_ID) & set(args.servers) else None
+            by_id = (
+                prepare_by_id(work, size, redis, sqlite="by-id" in args.servers)
+                if set(BY_ID) & set(args.servers)
+                else None
+            )
             measure(args, work, (uri, bento, scorer_dir, rows), by_id, results, singles)
         finally:
             if redis_proc is not None:

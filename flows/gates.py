@@ -100,9 +100,11 @@ def _announce_wait(gate: str) -> None:
     """Tell whoever watches the run where to decide. A warning, because `mlops` shows only warnings on the
     console unless --verbose, and this line is the one thing there a person must act on."""
     flow_run_id = runtime.flow_run.id
+    link = prefect_ui_link(flow_run_path(flow_run_id))  # None without a server's UI
+    in_ui = f"at {link} (the run's menu, Resume) or " if link else ""
     get_run_logger().warning(
-        f"the {gate} gate waits for a person: approve at {prefect_ui_link(flow_run_path(flow_run_id))} "
-        f"(the run's menu, Resume) or with `mlops approvals approve {flow_run_id} --approver NAME`"
+        f"the {gate} gate waits for a person: approve {in_ui}with "
+        f"`mlops approvals approve {flow_run_id} --approver NAME`"
     )
 
 

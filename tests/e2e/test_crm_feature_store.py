@@ -20,7 +20,7 @@ import yaml
 
 from infra.home import ProjectHome
 
-from helpers.cli import home_variables, shell_env
+from helpers.cli import home_variables, mlops_in_process, shell_env
 from helpers.processes import free_port, stop_process, wait_http
 
 pytestmark = pytest.mark.e2e
@@ -298,12 +298,13 @@ def test_on_redis_and_postgres_a_store_that_goes_away_is_a_503_and_the_service_r
                 REGISTRY_VARIABLE: database.replace("postgresql://", "postgresql+psycopg2://") + "/feast",
             }
             env = {**shell_env(home), **stack}
-            materialized = subprocess.run(
-                [MLOPS, "features", "materialize", "--config", str(trained["config"])],
-                capture_output=True,
-                text=True,
-                env=env,
-                timeout=600,
+            # In process, on the session's Prefect server (no interpreter start, no temporary server).
+            materialized = mlops_in_process(
+                {"MLOPS_HOME": str(home), **stack},
+                "features",
+                "materialize",
+                "--config",
+                str(trained["config"]),
             )
             assert materialized.returncode == 0, materialized.stdout[-2000:] + materialized.stderr[-2000:]
             assert not (home / "features" / "crm" / "online.db").exists()  # written to Redis, not SQLite
