@@ -30,17 +30,17 @@ SLOW_FILES_FIRST = (
     "integration/test_stack_faults.py",
     "integration/test_drift_loop.py",
     "integration/test_benchmarks.py",
-    "e2e/test_crm_feature_store.py",  # a trained fixture, two Bento servers, Redis and PostgreSQL: ~160 s
     "integration/test_sweep.py",
     "integration/test_registry_following.py",
     "integration/test_training_pipeline.py",
-    "integration/test_stack_postgres_s3.py",
-    "integration/test_stack.py",  # five servers, two UIs in Chromium
+    "e2e/test_crm_feature_store.py",
     "integration/test_prefect_yaml.py",
+    "integration/test_stack_postgres_s3.py",
     "integration/test_deployment.py",
     "e2e/test_approval_ui.py",
     "e2e/test_cli_data.py",
     "integration/test_serving.py",
+    "integration/test_stack.py",
 )
 
 
