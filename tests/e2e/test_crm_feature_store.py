@@ -20,8 +20,9 @@ import yaml
 
 from infra.home import ProjectHome
 
+from helpers.bento import serve_bento
 from helpers.cli import home_variables, mlops_in_process, shell_env
-from helpers.processes import free_port, stop_process, wait_http
+from helpers.processes import stop_process
 
 pytestmark = pytest.mark.e2e
 
@@ -150,7 +151,7 @@ def test_materialise_serve_and_score_by_lead_id(trained, monkeypatch: pytest.Mon
         "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
     }
     env.pop("MLOPS_SERVING_TOKEN", None)
-    server, port = _serve(bento, env, home / "bento-by-id.log", home)
+    server, port = serve_bento(bento, env, home / "bento-by-id.log", home)
     try:
         # Materialise the newest day while a client scores by id without pause: no request may fail.
         failures: list[str] = []
@@ -238,21 +239,6 @@ def test_materialise_serve_and_score_by_lead_id(trained, monkeypatch: pytest.Mon
     assert set(records[-1].features) >= {"touches_30d", "days_since_last_touch", "region"}
 
 
-def _serve(bento: str, env: dict[str, str], log: Path, cwd: Path) -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    with log.open("w") as handle:
-        server = subprocess.Popen(
-            [str(BIN / "bentoml"), "serve", bento, "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            cwd=cwd,
-        )
-    wait_http(f"http://127.0.0.1:{port}/readyz", timeout=180, proc=server, log=log)
-    return server, port
-
-
 def _training_frame(
     environ: dict[str, str], spine: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
 ) -> pd.DataFrame:
@@ -327,7 +313,7 @@ def test_on_redis_and_postgres_a_store_that_goes_away_is_a_503_and_the_service_r
                 "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
             }
             serving_env.pop("MLOPS_SERVING_TOKEN", None)
-            server, port = _serve(trained["bento"], serving_env, home / "bento-redis.log", home)
+            server, port = serve_bento(trained["bento"], serving_env, home / "bento-redis.log", home)
             try:
                 answered: list[str] = []
                 for n, lead in enumerate(leads):

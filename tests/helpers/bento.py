@@ -20,6 +20,41 @@ from pathlib import Path
 TESTS = Path(__file__).resolve().parents[1]
 
 
+def serve_bento(
+    bento: str, env: Mapping[str, str], log: Path, cwd: Path, timeout: float = 180
+) -> tuple[subprocess.Popen, int]:
+    """`bentoml serve` of ``bento`` on a free loopback port, as its own process group (stop it with
+    ``helpers.processes.stop_process``), its output in ``log``; returns once ``/readyz`` answers."""
+    from helpers.processes import free_port, wait_http
+
+    port = free_port()
+    with log.open("w") as handle:
+        server = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "bentoml"),
+                "serve",
+                bento,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            env=dict(env),
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=cwd,
+        )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/readyz", timeout=timeout, proc=server, log=log)
+    except BaseException:
+        from helpers.processes import stop_process
+
+        stop_process(server)
+        raise
+    return server, port
+
+
 def package_bento(
     *args: str, cwd: Path, env: Mapping[str, str], timeout: float
 ) -> subprocess.CompletedProcess:

@@ -7,7 +7,6 @@ import contextvars
 import json
 import math
 import os
-import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -29,7 +28,7 @@ from tasks.registry import load_by_reference
 from helpers.cli import home_variables
 from helpers.configs import small_pipeline_config
 from helpers.flow_runs import find_paused_run
-from helpers.processes import free_port, stop_process, wait_http
+from helpers.processes import stop_process
 
 pytestmark = pytest.mark.integration
 
@@ -390,7 +389,8 @@ def served_scores(bento_tag: str, rows: pd.DataFrame, *, home: ProjectHome) -> n
     import json
     import urllib.request
 
-    port = free_port()
+    from helpers.bento import serve_bento
+
     env = {
         **os.environ,
         "BENTOML_HOME": str(home.bentoml),
@@ -399,18 +399,8 @@ def served_scores(bento_tag: str, rows: pd.DataFrame, *, home: ProjectHome) -> n
     }
     env.pop("MLOPS_SERVING_TOKEN", None)
     env.pop("MLOPS_BENTO_MODEL", None)
-    log = home.root / "bento-serve.log"
-    with log.open("w") as handle:
-        proc = subprocess.Popen(
-            [str(BIN / "bentoml"), "serve", bento_tag, "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            cwd=home.root,
-        )
+    proc, port = serve_bento(bento_tag, env, home.root / "bento-serve.log", home.root, timeout=120)
     try:
-        wait_http(f"http://127.0.0.1:{port}/readyz", timeout=120, proc=proc, log=log)
         records = json.loads(rows.to_json(orient="records"))
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/predict",
