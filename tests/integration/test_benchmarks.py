@@ -23,8 +23,7 @@ FIGURES = {
     "bench_drift.py": ["1. our check", "2. ", "3. parity"],
     "bench_estimate.py": ["mean of 1 sweeps:", "sweep wall seconds", "sweep wall time error"],
     "bench_generate.py": ["generate + write 2,000 rows (parquet)", "generate + write 2,000 rows (csv)"],
-    "bench_make_run.py": ["make run wall time:"],
-    "bench_quality.py": ["[synthetic-smoke] ", "AUC ratio = "],
+    "bench_quality.py": ["[synthetic-smoke] ", "make run wall time:", "AUC ratio = "],
     "bench_serving.py": [
         "single-request p50 by-id-redis full",
         "target by-id-redis p50",

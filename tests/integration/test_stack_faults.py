@@ -2,9 +2,8 @@
 Evidently UI as processes, with their credentials on), driven through the ``mlops`` CLI as a user does.
 
 One stack and one home for the module. The pipeline runs in order: the first waits at its human
-promotion gate while the Prefect server restarts, then is approved (v1 champion); the second is
-approved while MLflow is down (it fails and leaves v1 the champion); the third, once MLflow is back,
-is approved and promotes its version.
+promotion gate while the Prefect server restarts, then is approved while MLflow is down (it fails and
+promotes nothing); the second, once MLflow is back, is approved and promotes its version.
 """
 
 from __future__ import annotations
@@ -19,6 +18,7 @@ from pathlib import Path
 from uuid import UUID
 
 import pytest
+from mlflow.exceptions import MlflowException
 
 from infra import stack
 from infra.home import ProjectHome
@@ -160,53 +160,41 @@ def _kill(faulty: Stack, name: str) -> None:
 SEEN: set[UUID] = set()
 
 
-def test_gate_is_resumable_after_the_prefect_server_restarts(faulty: Stack) -> None:
-    proc, log = faulty.start_run("restart")
-    run_id = _paused_run(faulty, proc, log, SEEN)
+def test_gate_survives_a_prefect_restart_and_an_approval_while_mlflow_is_down_moves_nothing(
+    faulty: Stack,
+) -> None:
+    proc, log = faulty.start_run("restart-then-mlflow-down")
+    run_id = _paused_run(faulty, proc, log, SEEN)  # v1 is registered (challenger) and waits for a person
     before = {s.name: s.pid for s in stack.status(faulty.home)}
 
     _kill(faulty, "prefect")
     restarted = {s.name: s for s in stack.up(faulty.home, **faulty.ports)}  # restarts only Prefect
     assert restarted["prefect"].pid != before["prefect"] and restarted["prefect"].healthy
     assert restarted["mlflow"].pid == before["mlflow"]
-
-    # The run still waits at its gate on the restarted server (its state is in the database), and the
-    # approver's answer reaches it.
+    # The run still waits at its gate on the restarted server (its state is in the database).
     listed = faulty.mlops("approvals", "list")
     assert listed.returncode == 0 and str(run_id) in listed.stdout, listed.stdout + listed.stderr
-    approved = faulty.mlops(
-        "approvals", "approve", str(run_id), "--approver", "ada", "--comment", "after restart"
-    )
-    assert approved.returncode == 0, approved.stdout + approved.stderr
-    code, output = _finish(proc, log)
-    assert code == 0 and "promoted to champion" in output, output[-4000:]
-    client = faulty.client()
-    assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "1"
-    assert client.get_model_version(MODEL, "1").tags["approval.promotion.approver"] == "ada"
 
-
-def test_mlflow_down_before_the_champion_moves_fails_clearly_and_a_rerun_succeeds(faulty: Stack) -> None:
-    proc, log = faulty.start_run("mlflow-down")
-    run_id = _paused_run(faulty, proc, log, SEEN)  # v2 is registered (challenger) and waits for a person
     _kill(faulty, "mlflow")
-
     approved = faulty.mlops("approvals", "approve", str(run_id), "--approver", "ada", "--comment", "ship it")
     assert approved.returncode == 0, approved.stdout + approved.stderr  # Prefect is up: the answer is taken
     code, output = _finish(proc, log)  # bounded: MLflow's client retries are capped (Stack.env)
     assert code != 0, output[-4000:]
     flat = " ".join(output.split())
-    assert f"failed while the promotion decision on {MODEL} v2 was recorded" in flat, output[-4000:]
-    assert "champion did not move to v2" in flat and "Run the pipeline again once MLflow is back" in flat
+    assert f"failed while the promotion decision on {MODEL} v1 was recorded" in flat, output[-4000:]
+    assert "champion did not move to v1" in flat and "Run the pipeline again once MLflow is back" in flat
 
     assert {s.name: s for s in stack.up(faulty.home, **faulty.ports)}["mlflow"].healthy
-    client = faulty.client()
-    # The old champion is untouched; the version left behind has no decision and no champion alias (it keeps
-    # `challenger`, which marks the version under review).
-    assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "1"
-    left = client.get_model_version(MODEL, "2")
+    # The version left behind has no decision and is not the champion (it keeps `challenger`, which marks the
+    # version under review); no version is.
+    left = faulty.client().get_model_version(MODEL, "1")
     assert not [key for key in left.tags if key.startswith(("approval.promotion.", "promotion."))], left.tags
     assert "champion" not in left.aliases
+    with pytest.raises(MlflowException, match="champion"):
+        faulty.client().get_model_version_by_alias(MODEL, "champion")
 
+
+def test_a_rerun_once_mlflow_is_back_is_approved_and_promoted(faulty: Stack) -> None:
     proc, log = faulty.start_run("rerun")
     run_id = _paused_run(faulty, proc, log, SEEN)
     approved = faulty.mlops(
@@ -215,8 +203,9 @@ def test_mlflow_down_before_the_champion_moves_fails_clearly_and_a_rerun_succeed
     assert approved.returncode == 0, approved.stdout + approved.stderr
     code, output = _finish(proc, log)
     assert code == 0 and "promoted to champion" in output, output[-4000:]
-    assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "3"
-    assert str(client.get_model_version_by_alias(MODEL, "previous-champion").version) == "1"
+    client = faulty.client()
+    assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "2"
+    assert client.get_model_version(MODEL, "2").tags["approval.promotion.approver"] == "ada"
 
 
 def test_server_failing_its_health_check_at_up_is_named_with_its_log_and_the_others_stop(
