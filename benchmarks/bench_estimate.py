@@ -47,13 +47,20 @@ def main() -> None:
     parser.add_argument(
         "--smoke",
         action="store_true",
-        help="3,000 rows, one sweep of 2 trials x 2 epochs: checks that it runs",
+        help="3,000 rows, one sweep of 2 trials x 2 epochs, one at a time: checks that it runs",
     )
     args = parser.parse_args()
     overrides: dict[str, object] = {"model.architecture": args.architecture} if args.architecture else {}
     if args.smoke:
         args.rows, args.sweeps = 3_000, 1
-        overrides.update({"model.max_epochs": 2, "sweep.num_samples": 2, "sweep.grace_period": 1})
+        overrides.update(
+            {
+                "model.max_epochs": 2,
+                "sweep.num_samples": 2,
+                "sweep.grace_period": 1,
+                "sweep.max_concurrent_trials": 1,
+            }
+        )
 
     with tempfile.TemporaryDirectory() as tmp:
         config = load_config(CONFIG, home=Path(tmp), overrides=overrides)

@@ -489,6 +489,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=60, help="load per server and request size")
     parser.add_argument(
+        "--single-requests", type=int, default=400, help="one-at-a-time requests timed for the single p50"
+    )
+    parser.add_argument(
         "--servers",
         nargs="+",
         choices=SERVERS,
@@ -498,12 +501,12 @@ def main() -> None:
     parser.add_argument(
         "--smoke",
         action="store_true",
-        help="2,000 training rows, 2 s of load on the by-id server on Redis (our Bento, full rows and ids; the "
+        help="2,000 training rows, 1 s of load and 40 single requests on the by-id server on Redis (our Bento, full rows and ids; the "
         "SQLite store's by-id path is the same code, run end to end by the tests): checks that it runs",
     )
     args = parser.parse_args()
     if args.smoke:
-        args.seconds, args.servers = 2, ["by-id-redis"]
+        args.seconds, args.servers, args.single_requests = 1, ["by-id-redis"], 40
     if shutil.which("wrk") is None:
         sys.exit(
             "wrk is not installed: apt-get install wrk (a compiled load client, so the client is not the bottleneck)"
@@ -553,7 +556,7 @@ def measure(
                 # (the prediction log grows by every answered row, a million of them in a minute at 64 rows).
                 for kind, records in bodies_by_kind.items():
                     singles[f"{server} {kind}"] = single_p50(
-                        url, path, json.dumps({"rows": records[:1]}).encode()
+                        url, path, json.dumps({"rows": records[:1]}).encode(), args.single_requests
                     )
                 for size in (1, 64):
                     for kind, records in bodies_by_kind.items():
@@ -561,7 +564,7 @@ def measure(
                         results[f"{server} {kind}", size] = load(url, path, body, args.seconds, work)
                 continue
             one = bodies(server, rows.head(1), scorer_dir)
-            singles[server] = single_p50(url, path, one)
+            singles[server] = single_p50(url, path, one, args.single_requests)
             for size in (1, 64):
                 body = one if size == 1 else bodies(server, rows.head(64), scorer_dir)
                 results[server, size] = load(url, path, body, args.seconds, work)

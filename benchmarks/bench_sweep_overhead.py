@@ -104,11 +104,13 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=2, help="max_concurrent_trials (1 CPU each).")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument(
-        "--smoke", action="store_true", help="2,000 rows, 2 trials of 1 epoch per sweep: checks that it runs"
+        "--smoke",
+        action="store_true",
+        help="2,000 rows, 2 trials of 1 epoch per sweep, one at a time: checks that it runs",
     )
     args = parser.parse_args()
     if args.smoke:
-        args.rows, args.trials, args.epochs = 2_000, 2, 1
+        args.rows, args.trials, args.epochs, args.concurrency = 2_000, 2, 1, 1
 
     data, transform = make_data(args.rows, args.seed)
     base = ModelConfig(max_epochs=args.epochs)
