@@ -18,6 +18,21 @@ from flows.gates import require_server_for, run_gate
 from flows.validation import docs_dir_for_run
 from infra.home import ProjectHome
 from models.estimate.actual import actual_from_sweep, compare
+from models.estimate.timeline import (
+    BUDGET_APPROVAL,
+    CROSS_VALIDATION,
+    ESTIMATE,
+    EVALUATION,
+    PACKAGING,
+    PREPARATION,
+    PROMOTION_APPROVAL,
+    REGISTRATION,
+    SWEEP,
+    VALIDATION,
+    PhaseClock,
+    comparison_markdown,
+    phase_metrics,
+)
 from models.evaluation.evaluate import LeakageCheck
 from models.governance.evidence import (
     PipelineSummary,
@@ -75,6 +90,7 @@ def training_pipeline(
     (readable in the Prefect UI) and loads and validates it itself. ``retrain_version`` (NAME/VERSION)
     trains on the train, validation and test rows that version logged instead of the config's data.
     """
+    clock = PhaseClock()  # each phase's wall time, set against the budget gate's plan after the run
     home = ProjectHome.configured()
     overrides = {"data.path": data_path} if data_path else None
     config = load_config(Path(config_path), home=home.root, overrides=overrides)
@@ -86,17 +102,25 @@ def training_pipeline(
     df = logged.rows() if logged else frame.data
     validation = require_valid(df, config.data, docs_dir_for_run(home.data_docs))
     data_lineage = frame.lineage if frame else None
-    run = RunIdentity.of(config, fingerprint(df), code_version(REPO), runtime.flow_run.id, data_lineage)
+    run = clock.done(
+        VALIDATION,
+        RunIdentity.of(config, fingerprint(df), code_version(REPO), runtime.flow_run.id, data_lineage),
+    )
     prepared = (
         reuse_split(logged, config.data) if logged else split_data(df, config.data, config.split, seeds.split)
     )
     transform = fit_transform(prepared, config.features)
-    baselines = train_baselines(prepared, transform, seeds.baselines)
+    baselines = clock.done(PREPARATION, train_baselines(prepared, transform, seeds.baselines))
     est = estimate(
         prepared, transform, config.model, config.sweep, config.estimate, seeds.estimate, config.split
     )
-    rows = prepared.split.sizes()
-    budget = run_gate(budget_gate(run, est, validation.markdown, rows, approval.budget), approval)
+    rows = clock.done(ESTIMATE, prepared.split.sizes())
+    budget = clock.done(
+        BUDGET_APPROVAL,
+        run_gate(
+            budget_gate(run, est, validation.markdown, rows, approval.budget, clock.plan(est)), approval
+        ),
+    )
     target = TrackingTarget.for_store(home.active_tracking_uri(), run.experiment, home.mlflow_artifacts)
     if not budget.approved:
         return PipelineSummary.stopped_at_budget(run.model_name, target.tracking_uri, est, budget)
@@ -116,7 +140,7 @@ def training_pipeline(
             storage_path=home.ray_results,
             name=run.sweep_name,
         )
-        log_trials(target, tracked.run_id, result.trials)
+        clock.done(SWEEP, log_trials(target, tracked.run_id, result.trials))
         final = finalize(
             result,
             prepared,
@@ -128,7 +152,7 @@ def training_pipeline(
             seeds,
             model_lookup(config),  # trained from a feature service: it also scores by entity id through it
         )
-        actual = actual_from_sweep(result, est.device)
+        actual = clock.done(CROSS_VALIDATION, actual_from_sweep(result, est.device))
         errors = compare(est, actual)
         champion = load_champion(target, run.model_name)
         evaluation = evaluate(
@@ -150,8 +174,7 @@ def training_pipeline(
         documents = run_documents(
             config.model_dump(mode="json"), validation.report, validation.markdown, evaluation, est, final
         )
-        log_artifacts(target, tracked.run_id, documents)
-        model_uri = log_model(target, tracked.run_id, final.scorer, prepared.split.test.head(5))
+        clock.done(EVALUATION, log_artifacts(target, tracked.run_id, documents))
         lineage = lineage_tags(
             run,
             tracked.run_id,
@@ -166,42 +189,66 @@ def training_pipeline(
             prepared.split.strategy,
             retrained_from=logged.reference if logged else None,
         )
-        version = register_challenger(target, run.model_name, model_uri, tracked.run_id, lineage)
+        version = register_challenger(
+            target,
+            run.model_name,
+            log_model(target, tracked.run_id, final.scorer, prepared.split.test.head(5)),
+            tracked.run_id,
+            lineage,
+        )
         record_serving_integrity(target, version, final.scorer, prepared.split.val)
         card = model_card(
-            card_context(run, version.version, config, rows, validation.report, prepared.split.strategy),
+            card_context(
+                run,
+                version.version,
+                config,
+                rows,
+                validation.report,
+                prepared.split.strategy,
+                comparison_markdown(clock.compare(reached_only=True)),
+            ),
             result,
             final,
             evaluation,
         )
         publish_model_card(target, version, card)
-        save_drift_reference(
-            target, version, prepared, final.scorer, config.features, config.monitoring, seeds.reference
+        clock.done(
+            REGISTRATION,
+            save_drift_reference(
+                target, version, prepared, final.scorer, config.features, config.monitoring, seeds.reference
+            ),
         )
         policy = decide_promotion(evaluation, config.promotion)
-        gate = run_gate(
-            promotion_gate(
-                run,
-                version.version,
-                est,
-                errors,
-                actual,
-                policy,
-                evaluation,
-                validation.markdown,
-                tracked.link,
-                approval.promotion,
-                final.markdown(),
-                card,
+        gate = clock.done(
+            PROMOTION_APPROVAL,
+            run_gate(
+                promotion_gate(
+                    run,
+                    version.version,
+                    est,
+                    errors,
+                    actual,
+                    policy,
+                    evaluation,
+                    validation.markdown,
+                    tracked.link,
+                    approval.promotion,
+                    final.markdown(),
+                    card,
+                ),
+                approval,
             ),
-            approval,
         )
         decide(target, version, decision_tags(policy, gate, evaluation), approved=gate.approved)
-        bento_tag = (
-            package_version(target, version, config.serving, entity_column=config.data.id_column)
-            if gate.approved
-            else None
+        bento_tag = clock.done(
+            PACKAGING,
+            (
+                package_version(target, version, config.serving, entity_column=config.data.id_column)
+                if gate.approved
+                else None
+            ),
         )
+        log_metrics(target, tracked.run_id, phase_metrics(clock.compare()))
 
     summary = PipelineSummary.of_run(
         run.model_name,
@@ -216,6 +263,7 @@ def training_pipeline(
         result,
         errors,
         bento_tag,
+        clock.compare(),
     )
     publish_summary(summary_markdown(summary, evaluation))
     return summary

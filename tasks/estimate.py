@@ -39,4 +39,5 @@ def estimate(
         seed=seed,
         cv_fits=split.cv_folds * split.cv_top_trials if cv else 0,
         cv_fit_rows=rows * (split.cv_folds - 1) // split.cv_folds if cv else 0,
+        test_rows=len(prepared.split.test),
     )

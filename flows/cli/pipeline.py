@@ -78,9 +78,10 @@ def run(
 def _print_summary(summary, home: ProjectHome, serve_port: int) -> None:
     est = summary.estimate
     minutes = est.sweep_seconds / 60
+    low, high = (seconds / 60 for seconds in est.sweep_seconds_range)
     say(
-        f"estimate: {est.trials} trials on {est.device}, {minutes:.1f} min, {est.cost:.4f} {est.currency}; "
-        f"budget gate: {summary.budget.reason}"
+        f"estimate: {est.trials} trials on {est.device}, {minutes:.1f} min (90%: {low:.1f}-{high:.1f}), "
+        f"{est.cost:.4f} {est.currency}; budget gate: {summary.budget.reason}"
     )
     if summary.version is None:
         raise fail(f"stopped at the budget gate: {summary.budget.reason}", EXIT_INVALID_DATA)
@@ -99,6 +100,16 @@ def _print_summary(summary, home: ProjectHome, serve_port: int) -> None:
     error = summary.estimate_errors.describe("sweep_seconds_error")
     off_by = f"; sweep time estimate off by {error}" if error != "n/a" else ""
     say(f"sweep: {summary.trials} trials{resumed}, best {summary.best_params}{off_by}")
+    from models.estimate.timeline import clock
+
+    compared = [
+        r
+        for r in summary.phases
+        if r.estimated is not None and r.actual is not None and not r.measured_before
+    ]
+    if compared:
+        phases = ", ".join(f"{r.name} {clock(r.estimated)} -> {clock(r.actual)}" for r in compared)
+        say(f"phases (estimated -> actual, m:ss): {phases}")
     if summary.bento_tag:
         from infra.stack.supervisor import feature_store_settings
 

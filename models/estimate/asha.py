@@ -8,13 +8,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# The interval shown beside the expected sweep: the 5th and 95th percentiles of the simulated sweeps.
+INTERVAL_PERCENTILES = (5.0, 95.0)
+
 
 @dataclass(frozen=True)
 class AshaOutcome:
-    """Expected trial lengths and sweep wall time from simulating ASHA."""
+    """Expected trial lengths and sweep wall time from simulating ASHA, with their 90% ranges.
+
+    The ranges are the 5th-95th percentiles over the simulated sweeps: how far one sweep can fall from the
+    mean when ASHA lets more or fewer trials through, which a single figure cannot carry.
+    """
 
     epochs_per_trial: float
     sweep_seconds: float
+    sweep_seconds_range: tuple[float, float] = (0.0, 0.0)
+    sweep_epochs_range: tuple[float, float] = (0.0, 0.0)  # epochs summed over the sweep's trials
 
 
 def asha_rungs(grace_period: int, reduction_factor: int, max_t: int) -> list[int]:
@@ -68,9 +77,9 @@ def simulate_asha(
     rungs = asha_rungs(grace_period, reduction_factor, max_t)
     rng = np.random.default_rng(seed)
     choices = np.asarray(epoch_seconds, dtype=float)
-    total_epochs = 0
-    total_wall = 0.0
-    for _ in range(simulations):
+    epochs_by_run = np.empty(simulations)
+    walls = np.empty(simulations)
+    for run in range(simulations):
         peak = rng.integers(1, max_t + 1, size=trials)
         epochs, wall = _simulate_once(
             quality=rng.random(trials),
@@ -83,10 +92,16 @@ def simulate_asha(
             trial_overhead_seconds=trial_overhead_seconds,
             worker_start_seconds=worker_start_seconds,
         )
-        total_epochs += epochs
-        total_wall += wall
+        epochs_by_run[run], walls[run] = epochs, wall
+    low, high = INTERVAL_PERCENTILES
     return AshaOutcome(
-        epochs_per_trial=total_epochs / (simulations * trials), sweep_seconds=total_wall / simulations
+        epochs_per_trial=float(epochs_by_run.mean()) / trials,
+        sweep_seconds=float(walls.mean()),
+        sweep_seconds_range=(float(np.percentile(walls, low)), float(np.percentile(walls, high))),
+        sweep_epochs_range=(
+            float(np.percentile(epochs_by_run, low)),
+            float(np.percentile(epochs_by_run, high)),
+        ),
     )
 
 

@@ -7,6 +7,45 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
+class DeviceSpec(BaseModel):
+    """One device of the price table, with what the what-if rows need: its price, memory and sustained speed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    price_per_hour: float = Field(
+        ge=0.0, description="Price of one such device for one hour (on-demand list price)."
+    )
+    memory_gb: float = Field(
+        gt=0.0, description="Device memory in GB: a trial fits when its peak memory is below."
+    )
+    train_tflops: float = Field(
+        gt=0.0,
+        description="Sustained training throughput on the project's small tabular networks, in TFLOP/s (forward "
+        "+ backward as `estimate` counts them), not the datasheet peak.",
+    )
+    step_seconds: float = Field(
+        default=0.002,
+        ge=0.0,
+        description="Least time of one optimiser step whatever its FLOPs (kernel launches, the framework's own "
+        "work): on small networks a GPU step is bound by this, not by FLOPs.",
+    )
+    measured: str | None = Field(
+        default=None,
+        description="Where and when `train_tflops` and `step_seconds` were measured (benchmarks/"
+        "bench_train_throughput.py on that device); null: derived from the datasheet, shown as a projection.",
+    )
+
+
+def _default_devices() -> dict[str, DeviceSpec]:
+    # Projections until measured: sustained TFLOP/s well below the datasheets' dense fp32/tf32 peaks (67 and
+    # 30 TFLOP/s), since networks of a few hundred units per layer keep the device partly idle; a 2 ms floor per
+    # step is Lightning's per-step work on a GPU.
+    return {
+        "nvidia h100": DeviceSpec(price_per_hour=3.00, memory_gb=80, train_tflops=20.0, step_seconds=0.002),
+        "nvidia l4": DeviceSpec(price_per_hour=0.80, memory_gb=24, train_tflops=6.0, step_seconds=0.002),
+    }
+
+
 class EstimateConfig(BaseModel):
     """Prices and measurement settings of the pre-flight estimate (the pipeline's `estimate:` section)."""
 
@@ -42,6 +81,42 @@ class EstimateConfig(BaseModel):
         ge=0.0,
         description="Start of a fresh Ray worker process (Python, torch and Lightning imports) paid once per "
         "concurrency slot by its first trial; later trials reuse the actor (reuse_actors=True).",
+    )
+    devices: dict[str, DeviceSpec] = Field(
+        default_factory=_default_devices,
+        description="Devices the estimate projects the same sweep onto (what-if rows: time, cost, whether a trial "
+        "fits its memory), keyed by lower-case torch.cuda.get_device_name(); each is marked a projection until its "
+        "`measured` says where its speed was measured. Empty: no what-if rows.",
+    )
+    sweep_start_seconds: float = Field(
+        default=4.0,
+        ge=0.0,
+        description="Before the sweep's trials: the local Ray runtime's start and the MLflow parent run; in the "
+        "timeline's sweep phase, not in the sweep's cost (measured about 4 s on 2 cores).",
+    )
+    evaluation_seconds: float = Field(
+        default=4.0,
+        ge=0.0,
+        description="Fixed part of the phase after the sweep (final model, champion comparison, bootstrap "
+        "intervals, importance, plots, leakage check): calibrated with benchmarks/bench_estimate.py.",
+    )
+    evaluation_seconds_per_1k_rows: float = Field(
+        default=0.15,
+        ge=0.0,
+        description="Part of that phase that grows with the table, per 1,000 rows (train + validation + test): "
+        "calibrated with benchmarks/bench_estimate.py.",
+    )
+    registration_seconds: float = Field(
+        default=3.0,
+        ge=0.0,
+        description="Logging the model, registering the version, its card and drift reference (calibrated with "
+        "benchmarks/bench_estimate.py).",
+    )
+    packaging_seconds: float = Field(
+        default=5.0,
+        ge=0.0,
+        description="Recording the decision, moving the champion and building the Bento (calibrated with "
+        "benchmarks/bench_estimate.py).",
     )
     storage_price_per_gb_month: float | None = Field(
         default=None, ge=0.0, description="Object-storage price per GB-month; null = no storage cost shown."

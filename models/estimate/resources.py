@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from models.estimate.asha import asha_expected_epochs, asha_rungs, simulate_asha
-from models.estimate.config import EstimateConfig
+from models.estimate.config import DeviceSpec, EstimateConfig
 from models.estimate.counts import (
     FP32_BYTES,
     artifact_bytes,
@@ -29,7 +29,7 @@ from models.estimate.counts import (
 )
 from models.estimate.pricing import device_price, storage_cost_per_month
 from models.estimate.profiling import WARMUP_STEPS, profile_training
-from models.estimate.result import ResourceEstimate
+from models.estimate.result import ResourceEstimate, WhatIf
 from models.features.transform import EncodedFeatures, FeatureTransform
 from models.nn.config import ModelConfig
 from models.training.config import ChoiceParam, IntParam, SweepConfig, UniformParam
@@ -84,6 +84,7 @@ def estimate_resources(
     seed: int,
     cv_fits: int = 0,
     cv_fit_rows: int = 0,
+    test_rows: int = 0,
 ) -> ResourceEstimate:
     """Estimate a sweep's compute, memory, time, cost and storage before it runs.
 
@@ -91,6 +92,9 @@ def estimate_resources(
     will use, for `prices.profile_steps` steps: about a second each on CPU. Memory, parameters and FLOPs
     are for the largest of them (a conservative bound on what one trial needs); time uses the measured
     epoch time of each, since the sampler draws them with equal probability.
+
+    The phases after the sweep (evaluation on ``test_rows`` and the rest, registration, packaging) come from the
+    calibrated constants of `prices`; each device of `prices.devices` gets a what-if row (`_what_if`).
 
     `cv_fits` fits of `cv_fit_rows` rows each follow the sweep when the table is cross-validated
     (`SplitConfig`): they run one after another in the pipeline's process, each for the early-stopping
@@ -143,18 +147,7 @@ def estimate_resources(
     contention = 1.0 if on_cuda else max(1.0, concurrency * sweep.cpus_per_trial / cores)
     epoch_seconds = [seconds * contention for seconds in epoch_seconds]
     max_t = model.max_epochs
-    outcome = simulate_asha(
-        epoch_seconds,
-        trials=trials,
-        concurrency=concurrency,
-        grace_period=sweep.grace_period,
-        reduction_factor=sweep.reduction_factor,
-        max_t=max_t,
-        trial_overhead_seconds=prices.trial_overhead_seconds,
-        worker_start_seconds=prices.worker_start_seconds,
-        seed=seed,
-        patience=model.early_stopping_patience,
-    )
+    outcome = _simulate(epoch_seconds, trials, concurrency, sweep, model, prices, seed)
     mean_epoch_seconds = float(np.mean(epoch_seconds))
     seconds_per_trial = prices.trial_overhead_seconds + outcome.epochs_per_trial * mean_epoch_seconds
 
@@ -167,6 +160,8 @@ def estimate_resources(
     per_device = sweep.gpus_per_trial if on_cuda else sweep.cpus_per_trial
     device_hours = outcome.sweep_seconds / 3600 * per_device * concurrency
     price_key, price = device_price(prices, device)
+    hourly = per_device * concurrency * price  # the cost of one hour of this sweep
+    low, high = outcome.sweep_seconds_range
 
     params = max(parameter_count(net) for net in nets)
     train_flops = train_flops_per_sample(largest_net)
@@ -212,6 +207,44 @@ def estimate_resources(
             f"Cross-validation after the sweep: {cv_fits} fits of {cv_fit_rows:,} rows, one at a time, "
             f"{fit_epochs:.1f} epochs each (early stopping as above), at the measured epoch time scaled by rows."
         )
+    what_if = [
+        _what_if(
+            name,
+            spec,
+            candidates=candidates,
+            nets=nets,
+            train_rows=train_rows,
+            val_rows=val_rows,
+            trials=trials,
+            sweep=sweep,
+            model=model,
+            prices=prices,
+            seed=seed,
+            peak_bytes_per_trial=memory_breakdown(
+                largest_net,
+                largest,
+                train_rows=train_rows,
+                val_rows=val_rows,
+                activation_bytes=activation_bytes,
+            ).total,
+        )
+        for name, spec in prices.devices.items()
+    ]
+    assumptions.append(
+        f"Timeline: the sweep phase adds {prices.sweep_start_seconds:g} s of Ray start-up and the MLflow parent run; "
+        "phases after the sweep: evaluation "
+        f"{prices.evaluation_seconds:g} s + {prices.evaluation_seconds_per_1k_rows:g} s per 1,000 rows of the "
+        f"table, registration {prices.registration_seconds:g} s, packaging {prices.packaging_seconds:g} s "
+        "(constants calibrated with benchmarks/bench_estimate.py, which reports each phase's error)."
+    )
+    if what_if:
+        assumptions.append(
+            "What-if rows: each device's epoch = optimiser steps x max(batch FLOPs / its sustained TFLOP/s, its "
+            "least step time) + the validation pass, the same ASHA simulation on one such device (trials side by "
+            "side as gpus_per_trial allows), its memory against the costliest trial's peak x trials side by side; "
+            "a device without a measured speed is a projection."
+        )
+    table_rows = train_rows + val_rows + test_rows
     return ResourceEstimate(
         device=device,
         precision=precision,
@@ -245,4 +278,95 @@ def estimate_resources(
         assumptions=assumptions,
         cv_fits=cv_fits,
         cv_seconds=cv_seconds,
+        sweep_seconds_range=(low, high),
+        sweep_epochs_range=outcome.sweep_epochs_range,
+        cost_range=(low / 3600 * hourly, high / 3600 * hourly),
+        evaluation_seconds=prices.evaluation_seconds
+        + prices.evaluation_seconds_per_1k_rows * table_rows / 1000,
+        registration_seconds=prices.registration_seconds,
+        packaging_seconds=prices.packaging_seconds,
+        what_if=what_if,
+    )
+
+
+def _simulate(
+    epoch_seconds: list[float],
+    trials: int,
+    concurrency: int,
+    sweep: SweepConfig,
+    model: ModelConfig,
+    prices: EstimateConfig,
+    seed: int,
+):
+    """The ASHA simulation of this sweep with the given epoch times (one per architecture) and slots."""
+    return simulate_asha(
+        epoch_seconds,
+        trials=trials,
+        concurrency=concurrency,
+        grace_period=sweep.grace_period,
+        reduction_factor=sweep.reduction_factor,
+        max_t=model.max_epochs,
+        trial_overhead_seconds=prices.trial_overhead_seconds,
+        worker_start_seconds=prices.worker_start_seconds,
+        seed=seed,
+        patience=model.early_stopping_patience,
+    )
+
+
+def device_epoch_seconds(
+    spec: DeviceSpec, *, train_flops: int, forward_flops: int, batch_size: int, train_rows: int, val_rows: int
+) -> float:
+    """One epoch of one architecture on a device of the price table: each training step the larger of its FLOPs
+    at the device's sustained rate and the device's least step time; the validation pass at a third of that least
+    time per batch (no backward pass, no optimiser)."""
+    rate = spec.train_tflops * 1e12
+    train_steps = math.ceil(train_rows / batch_size)
+    val_steps = math.ceil(val_rows / batch_size)
+    step = max(batch_size * train_flops / rate, spec.step_seconds)
+    val_step = max(batch_size * forward_flops / rate, spec.step_seconds / 3)
+    return train_steps * step + val_steps * val_step
+
+
+def _what_if(
+    name: str,
+    spec: DeviceSpec,
+    *,
+    candidates: list[ModelConfig],
+    nets: list,
+    train_rows: int,
+    val_rows: int,
+    trials: int,
+    sweep: SweepConfig,
+    model: ModelConfig,
+    prices: EstimateConfig,
+    seed: int,
+    peak_bytes_per_trial: float,
+) -> WhatIf:
+    """The sweep on one ``spec`` device: trials side by side as ``gpus_per_trial`` allows (one when unset)."""
+    share = sweep.gpus_per_trial if 0 < sweep.gpus_per_trial <= 1 else 1.0
+    concurrency = max(1, min(trials, int(1 / share)))
+    epochs = [
+        device_epoch_seconds(
+            spec,
+            train_flops=train_flops_per_sample(net),
+            forward_flops=forward_flops_per_sample(net),
+            batch_size=int(candidate.batch_size),
+            train_rows=train_rows,
+            val_rows=val_rows,
+        )
+        + prices.epoch_overhead_seconds
+        for candidate, net in zip(candidates, nets, strict=True)
+    ]
+    outcome = _simulate(epochs, trials, concurrency, sweep, model, prices, seed)
+    return WhatIf(
+        device=name,
+        measured=spec.measured,
+        concurrency=concurrency,
+        seconds_per_epoch=float(np.mean(epochs)),
+        sweep_seconds=outcome.sweep_seconds,
+        sweep_seconds_range=outcome.sweep_seconds_range,
+        price_per_hour=spec.price_per_hour,
+        cost=outcome.sweep_seconds / 3600 * spec.price_per_hour,
+        memory_bytes=peak_bytes_per_trial * concurrency,
+        memory_capacity_bytes=spec.memory_gb * 1e9,
     )

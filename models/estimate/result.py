@@ -9,6 +9,26 @@ from models.estimate.counts import MemoryBreakdown
 
 
 @dataclass(frozen=True)
+class WhatIf:
+    """The same sweep projected onto one device of the price table (one such device, reserved whole)."""
+
+    device: str  # its key in the price table, e.g. "nvidia h100"
+    measured: str | None  # where its speed was measured; None: a projection from its datasheet
+    concurrency: int  # trials side by side on the one device
+    seconds_per_epoch: float  # mean over the architectures the sampler can pick
+    sweep_seconds: float
+    sweep_seconds_range: tuple[float, float]  # 90%: 5th-95th percentile of the simulated sweeps
+    price_per_hour: float
+    cost: float
+    memory_bytes: float  # peak of the costliest trial x trials side by side
+    memory_capacity_bytes: float
+
+    @property
+    def fits(self) -> bool:
+        return self.memory_bytes <= self.memory_capacity_bytes
+
+
+@dataclass(frozen=True)
 class ResourceEstimate:
     """What a sweep is expected to use; figures per trial unless named `sweep_*` or `total_*`."""
 
@@ -42,6 +62,14 @@ class ResourceEstimate:
     assumptions: list[str] = field(default_factory=list)
     cv_fits: int = 0  # cross-validation fits after the sweep (small tables), 0 when off
     cv_seconds: float = 0.0  # their expected wall time, not part of sweep_seconds or cost
+    sweep_seconds_range: tuple[float, float] = (0.0, 0.0)  # 90%: 5th-95th percentile of the simulated sweeps
+    sweep_epochs_range: tuple[float, float] = (0.0, 0.0)  # the same for the epochs summed over all trials
+    cost_range: tuple[float, float] = (0.0, 0.0)  # the cost at the two ends of the sweep's range
+    sweep_start_seconds: float = 0.0  # Ray's start and the parent run before the trials (timeline only)
+    evaluation_seconds: float = 0.0  # the phases after the sweep (calibrated constants, see EstimateConfig)
+    registration_seconds: float = 0.0
+    packaging_seconds: float = 0.0
+    what_if: list[WhatIf] = field(default_factory=list)
 
     @property
     def sweep_epochs(self) -> float:
@@ -70,6 +98,8 @@ class ResourceEstimate:
             "epochs_per_trial": f"{self.epochs_per_trial:.2f}",
             "seconds_per_trial": f"{self.seconds_per_trial:.1f}",
             "sweep_seconds": f"{self.sweep_seconds:.1f}",
+            "sweep_seconds_p05": f"{self.sweep_seconds_range[0]:.1f}",
+            "sweep_seconds_p95": f"{self.sweep_seconds_range[1]:.1f}",
             "device_hours": f"{self.device_hours:.4f}",
             "cost": f"{self.cost:.4f}",
             "currency": self.currency,
@@ -104,17 +134,31 @@ class ResourceEstimate:
                 f"{self.seconds_per_epoch:.2f}",
                 f"s (x{self.cpu_contention:.2f} CPU contention)",
             ),
-            ("Epochs per trial (ASHA, this sweep)", f"{self.epochs_per_trial:.1f}", "epochs"),
+            (
+                "Epochs per trial (ASHA, this sweep)",
+                f"{self.epochs_per_trial:.1f} (90%: {self.sweep_epochs_range[0] / max(self.trials, 1):.1f}-"
+                f"{self.sweep_epochs_range[1] / max(self.trials, 1):.1f})",
+                "epochs",
+            ),
             ("Epochs per trial (ASHA, large sweep)", f"{self.epochs_per_trial_asha:.1f}", "epochs"),
             ("Time per trial", f"{self.seconds_per_trial:.1f}", "s"),
-            ("Sweep wall time", f"{self.sweep_seconds:.0f} ({self.sweep_seconds / 60:.1f} min)", "s"),
+            (
+                "Sweep wall time",
+                f"{self.sweep_seconds:.0f} ({self.sweep_seconds / 60:.1f} min; 90%: {self.sweep_seconds_range[0]:.0f}-"
+                f"{self.sweep_seconds_range[1]:.0f})",
+                "s",
+            ),
             *(
                 [("Cross-validation after the sweep", f"{self.cv_seconds:.0f} ({self.cv_fits} fits)", "s")]
                 if self.cv_fits
                 else []
             ),
             ("Device-hours", f"{self.device_hours:.4f}", f"{self.price_key}-hours"),
-            ("Compute cost", f"{self.cost:.4f}", f"{self.currency} at {self.price_per_hour:g}/h"),
+            (
+                "Compute cost",
+                f"{self.cost:.4f} (90%: {self.cost_range[0]:.4f}-{self.cost_range[1]:.4f})",
+                f"{self.currency} at {self.price_per_hour:g}/h",
+            ),
             ("Checkpoint storage while the sweep runs", _mb(self.checkpoint_peak_bytes), "MB"),
             ("Checkpoint storage kept after it", _mb(self.checkpoint_bytes), "MB"),
             ("Model artifact", _mb(self.artifact_bytes), "MB"),
@@ -124,6 +168,31 @@ class ResourceEstimate:
         lines = ["| What | Estimate | Unit |", "|---|---|---|"]
         lines += [f"| {what} | {value} | {unit} |" for what, value, unit in rows]
         lines += ["", "Assumptions:", *(f"- {assumption}" for assumption in self.assumptions)]
+        return "\n".join(lines)
+
+    def what_if_markdown(self) -> str:
+        """The same sweep on each device of the price table: time, cost and memory fit, this machine first."""
+        lines = [
+            "| Device | Basis | Trials at a time | Time per epoch | Sweep wall time (90%) | Cost | Memory |",
+            "|---|---|---|---|---|---|---|",
+            f"| {self.device} (this run) | measured here | {self.concurrency} | {self.seconds_per_epoch:.2f} s | "
+            f"{self.sweep_seconds / 60:.1f} min ({self.sweep_seconds_range[0] / 60:.1f}-"
+            f"{self.sweep_seconds_range[1] / 60:.1f}) | {self.cost:.4f} {self.currency} | "
+            f"{_mb(self.memory.total)} MB per trial |",
+        ]
+        for row in self.what_if:
+            basis = f"measured ({row.measured})" if row.measured else "projection (not measured)"
+            memory = (
+                f"fits ({row.memory_bytes / row.memory_capacity_bytes:.1%} of {row.memory_capacity_bytes / 1e9:g} GB)"
+                if row.fits
+                else f"does NOT fit ({_mb(row.memory_bytes)} MB > {row.memory_capacity_bytes / 1e9:g} GB)"
+            )
+            lines.append(
+                f"| {row.device} | {basis} | {row.concurrency} | {row.seconds_per_epoch:.2f} s | "
+                f"{row.sweep_seconds / 60:.1f} min ({row.sweep_seconds_range[0] / 60:.1f}-"
+                f"{row.sweep_seconds_range[1] / 60:.1f}) | {row.cost:.4f} {self.currency} at {row.price_per_hour:g}/h | "
+                f"{memory} |"
+            )
         return "\n".join(lines)
 
 

@@ -13,7 +13,9 @@ from typing import Any
 
 from models.data.validation import ValidationReport
 from models.estimate.actual import ActualUsage, EstimateComparison
+from models.estimate.chart import markdown_image, timeline_png
 from models.estimate.result import ResourceEstimate
+from models.estimate.timeline import PhaseComparison, Timeline, comparison_markdown
 from models.evaluation.bootstrap import MetricInterval
 from models.evaluation.evaluate import BaselineScore, ChampionModel, EvaluationReport
 from models.governance.approval import BUDGET, PROMOTION, GateDecision, GateRequest, GateSummary
@@ -111,6 +113,7 @@ class PipelineSummary:
     resumed_sweep: bool = False
     best_params: dict = field(default_factory=dict)
     estimate_errors: EstimateComparison | None = None
+    phases: list[PhaseComparison] = field(default_factory=list)  # estimate against actual, per phase
 
     @classmethod
     def stopped_at_budget(
@@ -133,6 +136,7 @@ class PipelineSummary:
         sweep: SweepResult,
         errors: EstimateComparison,
         bento_tag: str | None,
+        phases: list[PhaseComparison] | None = None,
     ) -> PipelineSummary:
         """A run that registered ``version``: the champion is it when the gate approved, else the old one."""
         champion_version = version if gate.approved else (champion.version if champion else None)
@@ -154,20 +158,45 @@ class PipelineSummary:
             resumed_sweep=sweep.resumed,
             best_params=sweep.best_params,
             estimate_errors=errors,
+            phases=phases or [],
         )
 
 
 def budget_gate(
-    run: RunIdentity, est: ResourceEstimate, validation_md: str, rows: dict[str, int], policy: GatePolicy
+    run: RunIdentity,
+    est: ResourceEstimate,
+    validation_md: str,
+    rows: dict[str, int],
+    policy: GatePolicy,
+    timeline: Timeline | None = None,
 ) -> GateRequest:
-    """The gate before the sweep: approve spending the estimated time and money."""
+    """The gate before the sweep: approve spending the estimated time and money; ``timeline`` the run's phases
+    (measured so far, estimated from here), shown as a table and a chart, with the what-if rows per device."""
     minutes = est.sweep_seconds / 60
+    low, high = est.sweep_seconds_range
+    plan = (
+        [
+            "### Timeline",
+            "Offsets from the run's start, and after each approval from its decision (nobody can say when a person "
+            "answers). The sweep's range is the 5th-95th percentile of the simulated sweeps: how many epochs ASHA "
+            "lets the trials run varies from sweep to sweep.",
+            "",
+            timeline.to_markdown(),
+            "",
+            markdown_image(timeline_png(timeline), "Run timeline"),
+            "",
+        ]
+        if timeline is not None
+        else []
+    )
+    what_if = ["### The same sweep on other devices", est.what_if_markdown(), ""] if est.what_if else []
     evidence = "\n".join(
         [
             f"## Budget gate: {run.pipeline}",
             "",
             f"Approve to run a sweep of **{est.trials} trials** on **{est.device}**: estimated "
-            f"**{minutes:.1f} min** wall time and **{est.cost:.4f} {est.currency}**"
+            f"**{minutes:.1f} min** wall time (90%: {low / 60:.1f}-{high / 60:.1f} min) and "
+            f"**{est.cost:.4f} {est.currency}** (90%: {est.cost_range[0]:.4f}-{est.cost_range[1]:.4f})"
             + (
                 f", then {est.cv_fits} cross-validation fits (about {est.cv_seconds / 60:.1f} min)."
                 if est.cv_fits
@@ -175,9 +204,11 @@ def budget_gate(
             ),
             f"Training rows {rows['train']:,}, validation {rows['val']:,}, test {rows['test']:,}.",
             "",
+            *plan,
             "### Resource and cost estimate",
             est.to_markdown(),
             "",
+            *what_if,
             validation_md,
         ]
     )
@@ -345,7 +376,13 @@ def run_metrics(
         | {
             "sweep/best_val_auc": sweep.best_val_auc,
             "estimate/sweep_seconds": est.sweep_seconds,
+            "estimate/sweep_seconds_p05": est.sweep_seconds_range[0],
+            "estimate/sweep_seconds_p95": est.sweep_seconds_range[1],
+            "estimate/sweep_epochs": est.sweep_epochs,
+            "estimate/sweep_epochs_p05": est.sweep_epochs_range[0],
+            "estimate/sweep_epochs_p95": est.sweep_epochs_range[1],
             "actual/sweep_seconds": actual.sweep_seconds,
+            "actual/sweep_epochs": float(actual.epochs_total),
             "estimate/cost": est.cost,
         }
         | comparison.finite()
@@ -381,7 +418,15 @@ def plot_files(evaluation: EvaluationReport) -> dict[str, Path]:
 def summary_markdown(summary: PipelineSummary, evaluation: EvaluationReport) -> str:
     """The run's closing artifact: version, verdict and reason, then the evaluation."""
     verdict = "promoted to champion" if summary.promoted else "not promoted"
-    return f"## {summary.model_name} v{summary.version}: {verdict}\n\n{summary.reason}\n\n{evaluation.markdown()}"
+    timeline = (
+        f"\n\n### Timeline: estimate against actual\n{comparison_markdown(summary.phases)}"
+        if summary.phases
+        else ""
+    )
+    return (
+        f"## {summary.model_name} v{summary.version}: {verdict}\n\n{summary.reason}{timeline}\n\n"
+        f"{evaluation.markdown()}"
+    )
 
 
 def card_context(
@@ -391,6 +436,7 @@ def card_context(
     rows: dict[str, int],
     validation: ValidationReport,
     split_strategy: str,
+    timeline: str = "",
 ) -> CardContext:
     """The run facts a model card states, from the pipeline config (any object with ``data`` and ``features``)."""
     return CardContext(
@@ -406,4 +452,5 @@ def card_context(
         categorical=list(config.features.categorical),
         validation=validation.summary(),
         split_strategy=split_strategy,
+        timeline=timeline,
     )

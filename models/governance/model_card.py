@@ -34,6 +34,9 @@ class CardContext:
     categorical: list[str]
     validation: str  # the data validation's one-line summary
     split_strategy: str
+    # The run's phases so far, estimate against actual (markdown); the approval and packaging that follow the
+    # card are in the run's summary.
+    timeline: str = ""
 
 
 def _trials_table(sweep: SweepResult) -> list[str]:
@@ -177,6 +180,18 @@ def model_card(
         if evaluation.business is not None
         else "No `business:` section in the config.",
         "",
+        *(
+            [
+                "## Compute: estimate against actual",
+                "The budget gate's plan for each phase up to this card; the promotion approval and packaging that "
+                "follow it are in the run's summary.",
+                "",
+                context.timeline,
+                "",
+            ]
+            if context.timeline
+            else []
+        ),
         "## Known limitations",
         *[f"- {item}" for item in _limitations(context, final, evaluation)],
     ]

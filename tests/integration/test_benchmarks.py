@@ -21,7 +21,12 @@ BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 FIGURES = {
     "bench_bootstrap.py": ["vectorised bootstrap_metrics:", "speed-up:"],
     "bench_drift.py": ["1. our check", "2. ", "3. parity"],
-    "bench_estimate.py": ["mean of 1 sweeps:", "sweep wall seconds", "sweep wall time error"],
+    "bench_estimate.py": [
+        "1 runs of `mlops run`",
+        "sweep inside its 90% range:",
+        "time range no wider than the epochs' range implies:",
+        "phase sweep ",
+    ],
     "bench_generate.py": ["generate + write 2,000 rows (parquet)", "generate + write 2,000 rows (csv)"],
     "bench_quality.py": ["[synthetic-smoke] ", "make run wall time:", "AUC ratio = "],
     "bench_serving.py": [
