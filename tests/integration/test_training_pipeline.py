@@ -100,6 +100,26 @@ def test_first_run_registers_and_promotes(first_run, stack) -> None:
     assert float(tags["actual.sweep_seconds_error"]) == pytest.approx(
         (estimated - actual) / actual, abs=rounding
     )
+    # Every phase of the budget gate's plan is set against the run: measured, and scored where it was estimated.
+    phases = {row.name: row for row in first_run.phases}
+    assert list(phases) == [
+        "validation",
+        "split, features, baselines",
+        "estimate",
+        "budget approval",
+        "sweep",
+        "cross-validation, final model",
+        "evaluation",
+        "registration",
+        "promotion approval",
+        "packaging",
+    ]
+    assert all(row.actual is not None and row.actual >= 0 for row in phases.values())
+    metrics = client.get_run(first_run.run_id).data.metrics
+    for key in ("sweep", "evaluation", "registration", "packaging"):
+        assert metrics[f"phase/{key}/error"] == pytest.approx(phases[key].error)
+    low, high = metrics["estimate/sweep_seconds_p05"], metrics["estimate/sweep_seconds_p95"]
+    assert low <= metrics["estimate/sweep_seconds"] <= high
 
 
 def test_no_mlflow_run_left_running(first_run, stack) -> None:
