@@ -18,6 +18,17 @@ from models.data.io import read_table
 from models.errors import UserInputError
 from models.evaluation.evaluate import ChampionModel
 from models.governance.datasets import SPLIT_STRATEGY_TAG
+from models.governance.history import (
+    AB_START,
+    AB_STOP,
+    PROMOTION,
+    ROLLBACK,
+    AliasMove,
+    history,
+    now,
+    served,
+    with_service_section,
+)
 from models.governance.names import Alias, tag_value
 from models.governance.rollback import Rollback, RollbackRefused, check_rollback
 from serving.registry import download_scorer_dir, record_integrity
@@ -187,14 +198,56 @@ def record_decision(target: TrackingTarget, version: RegisteredVersion, tags: di
         client.set_model_version_tag(version.name, version.version, key, tag_value(value))
 
 
+def record_move(target: TrackingTarget, name: str, move: AliasMove) -> None:
+    """Append ``move`` to the model's production history: a registered-model tag of its own, never rewritten.
+    A champion move also brings the "In production" section of both versions' model cards up to date."""
+    key, value = move.tag()
+    client = target.client()
+    client.set_registered_model_tag(name, key, value)
+    if move.alias != Alias.CHAMPION.value:
+        return
+    moves = read_history(target, name)
+    for version in {v for v in (move.from_version, move.to_version) if v is not None}:
+        card = client.get_model_version(name, version).description or ""
+        client.update_model_version(
+            name, version, description=with_service_section(card, served(moves, version))
+        )
+
+
+def read_history(target: TrackingTarget, name: str) -> list[AliasMove]:
+    """Every move of ``champion`` and ``candidate`` of ``name``, oldest first (earlier ones rebuilt from tags)."""
+    client = target.client()
+    try:
+        model = client.get_registered_model(name)
+    except MlflowException:
+        raise UserInputError(f"no registered model named {name} at {target.tracking_uri}") from None
+    versions = {str(v.version): v.tags for v in client.search_model_versions(f"name = '{name}'")}
+    return history(model.tags, versions)
+
+
 @task(name="promote-champion", **IO_RETRIES)
-def promote(target: TrackingTarget, version: RegisteredVersion) -> RegisteredVersion | None:
-    """Move ``champion`` to ``version``; the old champion keeps ``previous-champion`` for rollback."""
+def promote(
+    target: TrackingTarget, version: RegisteredVersion, *, by: str = "", reason: str = ""
+) -> RegisteredVersion | None:
+    """Move ``champion`` to ``version``; the old champion keeps ``previous-champion`` for rollback. The move
+    is appended to the production history (not when ``version`` already is the champion: a replayed run)."""
     client = target.client()
     previous = version_by_alias(target, version.name, Alias.CHAMPION)
     if previous is not None and previous.version != version.version:
         client.set_registered_model_alias(version.name, Alias.PREVIOUS_CHAMPION, previous.version)
     client.set_registered_model_alias(version.name, Alias.CHAMPION, version.version)
+    if previous is None or previous.version != version.version:
+        move = AliasMove(
+            now(),
+            Alias.CHAMPION.value,
+            PROMOTION,
+            previous.version if previous else None,
+            version.version,
+            by,
+            reason,
+            version.run_id or "",
+        )
+        record_move(target, version.name, move)
     return previous
 
 
@@ -209,7 +262,10 @@ def decide(
     try:
         record_decision(target, version, tags)
         if approved:
-            promote(target, version)
+            by = (
+                tags.get("approval.promotion.approver") or f"policy ({tags.get('promotion.decided_by', '?')})"
+            )
+            promote(target, version, by=by, reason=tags.get("promotion.reason", ""))
     except MlflowException as exc:
         raise RegistryUnavailableError(
             f"MLflow at {target.tracking_uri} failed while the promotion decision on {version.name} "
@@ -272,6 +328,7 @@ def roll_back(target: TrackingTarget, name: str, to: str | None, reason: str, by
     record = Rollback(model=name, from_version=champion.version, to_version=to, by=by, reason=reason, at=at)
     client.set_registered_model_alias(name, Alias.CHAMPION, to)
     client.set_registered_model_alias(name, Alias.PREVIOUS_CHAMPION, champion.version)
+    record_move(target, name, AliasMove(at, Alias.CHAMPION.value, ROLLBACK, champion.version, to, by, reason))
     for version, version_tags in ((to, record.restored_tags()), (champion.version, record.demoted_tags())):
         for key, value in version_tags.items():
             client.set_model_version_tag(name, version, key, tag_value(value))
@@ -300,7 +357,10 @@ def start_ab(target: TrackingTarget, name: str, version: str, *, by: str, reason
     }
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, tag_value(value))
+    previous = version_by_alias(target, name, Alias.CANDIDATE)
     client.set_registered_model_alias(name, Alias.CANDIDATE, version)
+    was = previous.version if previous else None
+    record_move(target, name, AliasMove(at, Alias.CANDIDATE.value, AB_START, was, version, by, reason))
 
 
 def stop_ab(target: TrackingTarget, name: str, *, by: str, reason: str, at: str) -> str | None:
@@ -317,4 +377,7 @@ def stop_ab(target: TrackingTarget, name: str, *, by: str, reason: str, at: str)
     }.items():
         client.set_model_version_tag(name, candidate.version, key, tag_value(value))
     client.delete_registered_model_alias(name, Alias.CANDIDATE)
+    record_move(
+        target, name, AliasMove(at, Alias.CANDIDATE.value, AB_STOP, candidate.version, None, by, reason)
+    )
     return candidate.version

@@ -1,4 +1,5 @@
-"""``mlops rollback``: move a model's champion back to a version that once passed its promotion gate."""
+"""``mlops rollback``: move a model's champion back to a version that once passed its promotion gate;
+``mlops history``: every move of its ``champion`` and ``candidate`` aliases."""
 
 from __future__ import annotations
 
@@ -36,3 +37,34 @@ def rollback(
         f"v{record.from_version} is now previous-champion)"
     )
     say(f"recorded: by {record.by} at {record.at}: {record.reason}")
+
+
+def history(
+    model: Annotated[str, typer.Option("--model", "-m", help="Registered model name.")],
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per move, oldest first.")] = False,
+) -> None:
+    """Every move of the model's `champion` and `candidate` aliases, oldest first: when, which kind (promotion,
+    rollback, ab-start, ab-stop), from and to which version, by whom or which policy, why, and the run. Moves
+    made before the history was recorded are rebuilt from the versions' tags and marked so."""
+    import json
+    from dataclasses import asdict
+
+    from infra.home import ProjectHome
+    from models.errors import UserInputError
+    from tasks.registry import read_history
+    from tasks.tracking import TrackingTarget
+
+    home = ProjectHome.configured()
+    target = TrackingTarget.for_store(home.active_tracking_uri(), model, home.mlflow_artifacts)
+    try:
+        moves = read_history(target, model)
+    except UserInputError as exc:
+        raise fail(str(exc), EXIT_USER_ERROR) from None
+    if as_json:
+        for move in moves:
+            typer.echo(json.dumps(asdict(move), sort_keys=True))
+        return
+    if not moves:
+        say(f"{model}: no alias has moved yet")
+    for move in moves:
+        say(move.describe())
