@@ -112,13 +112,15 @@ def report(runs: list[RunFigures], rows: int) -> None:
         f"{len(runs)} runs of `mlops run` on {rows:,} generated rows, root seeds {runs[0].seed}-{runs[-1].seed}"
     )
     print(
-        f"{'seed':>5}{'estimate s':>12}{'90% range s':>16}{'actual s':>10}{'inside':>8}{'time width':>12}{'epoch width':>13}"
+        f"{'seed':>5}{'estimate s':>12}{'90% range s':>16}{'actual s':>10}{'inside':>8}{'time width':>12}"
+        f"{'epoch width':>13}{'epochs est':>12}{'epochs act':>12}"
     )
     for r in runs:
         print(
             f"{r.seed:>5}{r.get('estimate/sweep_seconds'):>12.1f}"
             f"{r.get('estimate/sweep_seconds_p05'):>8.1f}-{r.get('estimate/sweep_seconds_p95'):<7.1f}"
-            f"{r.get('actual/sweep_seconds'):>10.1f}{'yes' if r.inside else 'NO':>8}{r.time_width:>12.0%}{r.epoch_width:>13.0%}"
+            f"{r.get('actual/sweep_seconds'):>10.1f}{'yes' if r.inside else 'NO':>8}{r.time_width:>12.0%}"
+            f"{r.epoch_width:>13.0%}{r.get('estimate/sweep_epochs'):>12.1f}{r.get('actual/sweep_epochs'):>12.0f}"
         )
     inside = sum(r.inside for r in runs)
     verdict = "meets" if inside >= TARGET_INSIDE * len(runs) else "misses"

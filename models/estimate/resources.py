@@ -281,6 +281,7 @@ def estimate_resources(
         sweep_seconds_range=(low, high),
         sweep_epochs_range=outcome.sweep_epochs_range,
         cost_range=(low / 3600 * hourly, high / 3600 * hourly),
+        sweep_start_seconds=prices.sweep_start_seconds,
         evaluation_seconds=prices.evaluation_seconds
         + prices.evaluation_seconds_per_1k_rows * table_rows / 1000,
         registration_seconds=prices.registration_seconds,

@@ -226,6 +226,7 @@ def test_what_if_rows_price_the_same_sweep_on_each_device(small_estimate) -> Non
         prices.registration_seconds,
         prices.packaging_seconds,
     )
+    assert est.sweep_start_seconds == prices.sweep_start_seconds > 0
     low, high = est.cost_range
     assert low <= est.cost <= high
     assert est.to_tags()["estimate.sweep_seconds_p95"] == f"{est.sweep_seconds_range[1]:.1f}"
@@ -235,10 +236,10 @@ def test_the_budget_gate_shows_the_timeline_table_chart_and_what_if_rows(small_e
     est, _ = small_estimate
     plan = plan_run(est, {"validation": 1.0, "split, features, baselines": 2.0, "estimate": 0.5})
     assert [p.name for p in plan.phases][3:5] == [BUDGET_APPROVAL, SWEEP]
-    assert (
-        plan.get(SWEEP).low == est.sweep_seconds_range[0]
-        and plan.get(EVALUATION).seconds == est.evaluation_seconds
-    )
+    start = est.sweep_start_seconds  # Ray's start and the parent run, before the trials
+    assert plan.get(SWEEP).seconds == pytest.approx(start + est.sweep_seconds)
+    assert plan.get(SWEEP).low == pytest.approx(start + est.sweep_seconds_range[0])
+    assert plan.get(EVALUATION).seconds == est.evaluation_seconds
     assert plan.get(PROMOTION_APPROVAL).is_wait and plan.get(PACKAGING).seconds == est.packaging_seconds
     run = RunIdentity("crm", "crm-leads", "c", "d", "v", "f")
     evidence = budget_gate(
