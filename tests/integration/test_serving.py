@@ -348,7 +348,9 @@ def test_generated_requests_never_get_a_5xx(served: Served, tmp_path: Path) -> N
     statuses += _schemathesis(served, str(tmp_path / "typed.json"), tmp_path, "typed", "--url", served.url)
     server_errors = [status for status in statuses if status >= 500]
     print(f"schemathesis: {len(statuses)} requests, statuses {sorted(collections.Counter(statuses).items())}")
-    assert len(statuses) >= 500 and server_errors == [], (len(statuses), server_errors[:10])
+    # About 500 requests in all; the count moves by a few from run to run (two schemathesis workers share the
+    # seeded generation: 499 in one clean-clone run), so the floor that says the generation ran leaves 10%.
+    assert len(statuses) >= 450 and server_errors == [], (len(statuses), server_errors[:10])
     assert 200 in statuses and 400 in statuses  # both valid and invalid requests were among them
 
 
