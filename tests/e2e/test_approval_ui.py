@@ -152,6 +152,8 @@ def test_approver_resumes_promotion_gate_in_prefect_ui(
         page = browser.new_page(viewport={"width": 1400, "height": 3000})
         try:
             page.set_default_timeout(UI_TIMEOUT_MS)
+            # expect() keeps its own 5 s default, which a loaded machine's first render can exceed.
+            expect.set_options(timeout=UI_TIMEOUT_MS)
             _route_offline(page, base)
             # A fresh browser, never signed in, opens the printed link: the UI asks for the credential
             # first, refuses a wrong one, and after the right one shows the run.

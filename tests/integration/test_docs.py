@@ -194,6 +194,8 @@ def test_home_and_configuration_reference_render_in_chromium(chromium: str, serv
         browser = p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.set_default_timeout(UI_TIMEOUT_MS)
+        # expect() keeps its own 5 s default, which a loaded machine's first render can exceed.
+        expect.set_options(timeout=UI_TIMEOUT_MS)
         # The site must work offline: a request for anything not on the loopback server is recorded and
         # refused.
         page.route(lambda url: not url.startswith(served_site), refuse)

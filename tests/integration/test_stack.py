@@ -287,6 +287,8 @@ def test_evidently_ui_shows_the_monitors_dashboard_in_chromium(running: RunningS
         page = browser.new_page(viewport={"width": 1400, "height": 2400})
         try:
             page.set_default_timeout(30_000)
+            # expect() keeps its own 5 s default, which a loaded machine's first render can exceed.
+            expect.set_options(timeout=30_000)
             page.route(lambda url: not url.startswith(ui), lambda route: route.abort())  # offline
             page.goto(dashboard_url(ui, recorded[-1].project_id))
 
@@ -397,6 +399,8 @@ def test_feast_ui_shows_the_repository_applied_into_the_home_in_chromium(
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         try:
             page.set_default_timeout(30_000)
+            # expect() keeps its own 5 s default, which a loaded machine's first render can exceed.
+            expect.set_options(timeout=30_000)
             page.route(lambda url: not url.startswith(ui), lambda route: route.abort())  # offline
             page.goto(f"{ui}/p/mlops_crm/feature-view")
             expect(page.get_by_role("heading", name="Feature Views")).to_be_visible()
