@@ -25,7 +25,6 @@ EVALUATION = "evaluation"
 REGISTRATION = "registration"
 PROMOTION_APPROVAL = "promotion approval"
 PACKAGING = "packaging"
-WAITS = (BUDGET_APPROVAL, PROMOTION_APPROVAL)
 RUN_START = "the run's start"
 T = TypeVar("T")
 
@@ -72,7 +71,7 @@ class Timeline:
         spans: list[Span] = []
         after, start, low, high = RUN_START, 0.0, 0.0, 0.0
         for phase in self.phases:
-            if phase.seconds is None:
+            if phase.seconds is None:  # a wait (is_wait), spelled out for the type checker
                 spans.append(Span(phase, after, start, None))
                 after, start, low, high = f"the {phase.name}", 0.0, 0.0, 0.0
                 continue
@@ -109,20 +108,6 @@ class Timeline:
             basis = "measured" if phase.measured else "estimated"
             lines.append(f"| {phase.name} | {when} | {to} | {duration} | {basis} |")
         return "\n".join(lines)
-
-    def to_dict(self) -> list[dict[str, object]]:
-        return [
-            {
-                "phase": span.phase.name,
-                "after": span.after,
-                "start_seconds": span.start,
-                "end_seconds": span.end,
-                "end_low_seconds": span.end_low,
-                "end_high_seconds": span.end_high,
-                "measured": span.phase.measured,
-            }
-            for span in self.spans()
-        ]
 
 
 def clock(seconds: float) -> str:

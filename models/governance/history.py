@@ -21,7 +21,6 @@ from datetime import UTC, datetime
 
 PREFIX = "history."
 PROMOTION, ROLLBACK, AB_START, AB_STOP = "promotion", "rollback", "ab-start", "ab-stop"
-KINDS = (PROMOTION, ROLLBACK, AB_START, AB_STOP)
 
 
 @dataclass(frozen=True)
@@ -30,7 +29,7 @@ class AliasMove:
 
     at: str  # ISO 8601, UTC
     alias: str  # "champion" or "candidate"
-    kind: str  # one of KINDS
+    kind: str  # PROMOTION, ROLLBACK, AB_START or AB_STOP
     from_version: str | None
     to_version: str | None
     by: str  # the person, or "policy (<mode>)"
