@@ -26,7 +26,17 @@ targets on 2 cores: single-row p50 <= 2 ms; ours >= 0.75x the ceiling; ours >= 3
 By id: single-request p50 <= 2 ms (on Redis <= 2.5 ms) and 1-row throughput >= 0.7x the same server's full
 rows.
 
+Capacity (`--capacity`, instead of the comparison): our Bento built with `serving.workers` 1 and then 2 (and the
+default `serving.max_in_flight`). Per worker count, wrk connections step up (`--step-seconds` each) to the knee,
+the most connections whose p99 is within the SLO (`serving.slo.latency_p99_seconds`) with nothing shed; then 4x
+the knee's connections twice: clients that retry at once (wrk's way, the worst case) and clients that wait the
+`Retry-After` of a 503 (a Lua `delay()`): the share of 200s and 503s, wrk's p99 over every answer, and the
+answered requests' p99 server-side (BentoML's request-duration histogram of the 200s, interpolated as Prometheus'
+`histogram_quantile` does). Last, `--soak-seconds` (120) at 32 connections on the 2-worker server: the resident
+memory of its processes (the `bentoml serve` process and its workers) sampled every 5 s.
+
 Run after install: .venv/bin/python benchmarks/bench_serving.py [--seconds 60] [--servers ours peer ...] [--smoke]
+                   .venv/bin/python benchmarks/bench_serving.py --capacity [--step-seconds 10] [--soak-seconds 120]
 """
 
 from __future__ import annotations
@@ -75,6 +85,20 @@ done = function(summary, latency, requests)
     e.connect + e.read + e.write + e.timeout, latency:percentile(50), latency:percentile(99), summary.duration))
 end
 """
+# Clients that honour Retry-After: after a 503, the next request of the thread waits for it (wrk calls delay()
+# before a connection's next request; with one thread, a 503 delays the next request sent, whichever the
+# connection: the count of waits matches the count of 503s).
+WRK_BACKOFF = """
+local waits = 0
+response = function(status, headers, body)
+  if status == 503 then waits = waits + 1000 * (tonumber(headers["Retry-After"]) or 1) end
+end
+delay = function()
+  if waits > 0 then local d = math.min(waits, 1000); waits = waits - d; return d end
+  return 0
+end
+"""
+CONNECTION_STEPS = (2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256)
 PACKAGE = """
 import json, sys
 from serving.config import ServingConfig
@@ -93,8 +117,9 @@ from serving.config import ServingConfig
 from serving.packaging import build_bento, save_model
 folder, name = sys.argv[1:3]
 scorer = TabularScorer.load(Path(folder))
+config = ServingConfig.model_validate_json(sys.argv[3]) if len(sys.argv) > 3 else ServingConfig()
 tag = save_model(scorer, name=name, metadata={"model_name": name, "model_version": "1", "entity_id_column": "lead_id"})
-print(json.dumps({"bento": str(build_bento(tag, service_name=name, config=ServingConfig()))}))
+print(json.dumps({"bento": str(build_bento(tag, service_name=name, config=config))}))
 """
 
 
@@ -444,18 +469,26 @@ def single_p50(url: str, path: str, body: bytes, n: int = 400) -> float:
     return statistics.median(times) * 1000
 
 
-def load(url: str, path: str, body: bytes, seconds: int, work: Path) -> Load:
+def load(
+    url: str,
+    path: str,
+    body: bytes,
+    seconds: int,
+    work: Path,
+    connections: int = CONNECTIONS,
+    backoff: bool = False,
+) -> Load:
     body_file = work / "body.json"
     body_file.write_bytes(body)
     script = work / "bench.lua"
-    script.write_text(WRK_SCRIPT % {"token": TOKEN, "body": body_file})
+    script.write_text(WRK_SCRIPT % {"token": TOKEN, "body": body_file} + (WRK_BACKOFF if backoff else ""))
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     result = subprocess.run(
         [
             "wrk",
             "-t1",
-            f"-c{CONNECTIONS}",
+            f"-c{connections}",
             f"-d{seconds}s",
             "--timeout",
             "10s",
@@ -485,6 +518,161 @@ def load(url: str, path: str, body: bytes, seconds: int, work: Path) -> Load:
     )
 
 
+def metric_samples(url: str, name: str, **match: str) -> dict[str, float]:
+    """``{label set: value}`` of the samples of ``name`` on ``url``/metrics whose labels include ``match``."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    samples = {}
+    for line in text.splitlines():
+        if not line.startswith(name + "{"):
+            continue
+        labels, value = line[len(name) + 1 :].rsplit("} ", 1)
+        pairs = dict(part.split("=", 1) for part in labels.split(","))
+        pairs = {k: v.strip('"') for k, v in pairs.items()}
+        if all(pairs.get(k) == v for k, v in match.items()):
+            samples[labels] = samples.get(labels, 0.0) + float(value)
+    return samples
+
+
+def answered(url: str) -> tuple[dict[str, float], dict[float, float]]:
+    """/predict requests by status code so far, and the 200s' request-duration buckets (upper bound: count)."""
+    by_code: dict[str, float] = {}
+    for labels, value in metric_samples(url, "bentoml_service_request_total", endpoint="/predict").items():
+        code = labels.split('http_response_code="', 1)[1].split('"', 1)[0]
+        by_code[code] = by_code.get(code, 0.0) + value
+    buckets: dict[float, float] = {}
+    for labels, value in metric_samples(
+        url, "bentoml_service_request_duration_seconds_bucket", endpoint="/predict", http_response_code="200"
+    ).items():
+        bound = float(labels.split('le="', 1)[1].split('"', 1)[0])
+        buckets[bound] = buckets.get(bound, 0.0) + value
+    return by_code, buckets
+
+
+def histogram_quantile(q: float, buckets: dict[float, float]) -> float:
+    """Prometheus' ``histogram_quantile`` on cumulative ``{upper bound: count}`` buckets: linear within the
+    bucket that holds the rank (the +Inf bucket answers its lower bound)."""
+    bounds = sorted(buckets)
+    total = buckets[bounds[-1]]
+    if total <= 0:
+        return float("nan")
+    rank, lower, below = q * total, 0.0, 0.0
+    for bound in bounds:
+        count = buckets[bound]
+        if count >= rank:
+            if bound == float("inf"):
+                return lower
+            return lower + (bound - lower) * (rank - below) / max(count - below, 1e-12)
+        lower, below = bound, count
+    return lower
+
+
+def tree_rss_mb(root: int) -> float:
+    """Resident memory of process ``root`` and all its descendants (from /proc), in MB."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    tree, grew = {root}, True
+    while grew:
+        found = {pid for pid, parent in parents.items() if parent in tree} - tree
+        tree |= found
+        grew = bool(found)
+    total = 0
+    for pid in tree:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total / 1024
+
+
+def capacity(args: argparse.Namespace, work: Path, scorer_dir: Path, rows: pd.DataFrame) -> None:
+    """The knee at 1 and 2 workers, 4x its connections with and without clients that wait, and the soak."""
+    from serving.config import ServingConfig
+
+    defaults = ServingConfig()
+    slo_ms = defaults.slo.latency_p99_seconds * 1000
+    body = bodies("ours", rows.head(1), scorer_dir)
+    print(
+        f"capacity: SLO p99 <= {slo_ms:.0f} ms, serving.max_in_flight {defaults.max_in_flight} per worker, "
+        f"{args.step_seconds} s per step, {os.cpu_count()} cores"
+    )
+    for workers in (1, 2):
+        bento = package(work, PACKAGE_DIR, str(scorer_dir), "bench", json.dumps({"workers": workers}))
+        proc, url, path = start("ours", work, "", bento, scorer_dir)
+        try:
+            load(url, path, body, 2, work, 8)  # warm-up
+            print(f"\n{workers} worker(s)\n{'conns':>6}{'rps':>9}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}")
+            knee, misses = None, 0
+            for connections in CONNECTION_STEPS:
+                r = load(url, path, body, args.step_seconds, work, connections)
+                print(f"{connections:>6}{r.rps:>9,.0f}{r.p50_ms:>9.1f}{r.p99_ms:>9.1f}{r.non_2xx:>9}")
+                if r.p99_ms <= slo_ms and r.non_2xx == 0 and r.socket_errors == 0:
+                    knee, misses = connections, 0
+                else:
+                    misses += 1
+                    if misses == 2:
+                        break
+            if knee is None:
+                print(f"knee: none (p99 over {slo_ms:.0f} ms from {CONNECTION_STEPS[0]} connections)")
+                continue
+            print(
+                f"knee at {workers} worker(s): {knee} connections (p99 within {slo_ms:.0f} ms, nothing shed)"
+            )
+            for backoff in (False, True):
+                codes_before, buckets_before = answered(url)
+                r = load(url, path, body, args.step_seconds, work, 4 * knee, backoff=backoff)
+                codes_after, buckets_after = answered(url)
+                codes = {k: codes_after[k] - codes_before.get(k, 0.0) for k in codes_after}
+                buckets = {k: buckets_after[k] - buckets_before.get(k, 0.0) for k in buckets_after}
+                total = sum(codes.values()) or 1.0
+                shares = ", ".join(f"{k}: {v / total:.0%}" for k, v in sorted(codes.items()) if v)
+                clients = "clients waiting Retry-After" if backoff else "clients retrying at once"
+                print(
+                    f"4x knee ({4 * knee} connections, {clients}): {total:,.0f} answers ({shares}); "
+                    f"200s {codes.get('200', 0.0) / args.step_seconds:,.0f}/s; wrk p99 over all {r.p99_ms:.1f} ms; "
+                    f"answered p99 (server) {histogram_quantile(0.99, buckets) * 1000:.1f} ms"
+                )
+            if workers == 2:
+                soak(args, work, proc, url, path, body)
+        finally:
+            stop(proc)
+
+
+def soak(
+    args: argparse.Namespace, work: Path, proc: subprocess.Popen, url: str, path: str, body: bytes
+) -> None:
+    """``args.soak_seconds`` of load at 32 connections, the server's resident memory every 5 s."""
+    import threading
+
+    samples: list[tuple[float, float]] = []
+    done = threading.Event()
+
+    def sample() -> None:
+        started = time.monotonic()
+        while not done.wait(5.0 if samples else 0.0):
+            samples.append((time.monotonic() - started, tree_rss_mb(proc.pid)))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    r = load(url, path, body, args.soak_seconds, work, CONNECTIONS)
+    done.set()
+    sampler.join()
+    start_mb, end_mb = samples[0][1], samples[-1][1]
+    peak = max(mb for _, mb in samples)
+    print(
+        f"soak {args.soak_seconds} s at {CONNECTIONS} connections, 2 workers: {r.rps:,.0f} rps, p99 {r.p99_ms:.1f} ms, "
+        f"non-2xx {r.non_2xx}; resident memory {start_mb:.0f} MB at start, {end_mb:.0f} MB at the end "
+        f"({end_mb - start_mb:+.0f} MB, {(end_mb - start_mb) / start_mb:+.1%}), peak {peak:.0f} MB"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=60, help="load per server and request size")
@@ -504,7 +692,20 @@ def main() -> None:
         help="2,000 training rows, 1 s of load and 40 single requests on the by-id server on Redis (our Bento, full rows and ids; the "
         "SQLite store's by-id path is the same code, run end to end by the tests): checks that it runs",
     )
+    parser.add_argument(
+        "--capacity", action="store_true", help="the knee, 4x the knee and the soak (module doc) instead"
+    )
+    parser.add_argument("--step-seconds", type=int, default=10, help="load per capacity step")
+    parser.add_argument("--soak-seconds", type=int, default=120, help="length of the soak")
     args = parser.parse_args()
+    if args.capacity:
+        if shutil.which("wrk") is None:
+            sys.exit("wrk is not installed: apt-get install wrk")
+        with tempfile.TemporaryDirectory(prefix="bench-capacity-") as tmp:
+            work = Path(tmp)
+            _, _, scorer_dir, rows = prepare(work, 2_000 if args.smoke else 20_000)
+            capacity(args, work, scorer_dir, rows)
+        return
     if args.smoke:
         args.seconds, args.servers, args.single_requests = 1, ["by-id-redis"], 40
     if shutil.which("wrk") is None:

@@ -64,6 +64,7 @@ def batch_scoring(
                 frame,
                 config.data,
                 home.prediction_logs,
+                config.serving.prediction_log,
             )
         )
     lines = "\n".join(f"| `{path}` | {rows:,} |" for path, rows in scored) or "| (no new file) | 0 |"

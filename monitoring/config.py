@@ -86,3 +86,31 @@ class MonitoringConfig(BaseModel):
     def threshold_for(self, stattest: str) -> float:
         """Threshold of one stat test: the override if configured, else Evidently's default."""
         return self.stattest_thresholds.get(stattest, EVIDENTLY_DEFAULT_THRESHOLDS[stattest])
+
+
+class PredictionLogConfig(BaseModel):
+    """How large the prediction log may grow: rotation by size, and the folder's retention limit."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_file_mb: float = Field(
+        default=64.0,
+        gt=0.0,
+        description="A writer's file past this size is closed and the next segment opened. A scored row is "
+        "about 0.4 KB, so 64 MB holds about 160,000 rows.",
+    )
+    max_total_mb: float = Field(
+        default=2048.0,
+        gt=0.0,
+        description="At each rotation the oldest files are deleted while the folder holds more than this (about "
+        "5 million rows at the default): size it to hold the drift monitor's and A/B report's windows. The "
+        "folder can exceed it by one open segment per writer.",
+    )
+
+    @property
+    def max_file_bytes(self) -> int:
+        return int(self.max_file_mb * 1_000_000)
+
+    @property
+    def max_total_bytes(self) -> int:
+        return int(self.max_total_mb * 1_000_000)

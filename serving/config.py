@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from monitoring.alerting import SLOConfig
+from monitoring.config import PredictionLogConfig
 
 
 class ABConfig(BaseModel):
@@ -76,6 +77,29 @@ class ServingConfig(BaseModel):
         description="PyTorch intra-op threads per worker. A forward of up to max_batch_size rows takes well under "
         "a millisecond on one thread; a second thread only contends with the worker's event loop and the other "
         "workers (scale with more workers instead).",
+    )
+
+    workers: int = Field(
+        default=1,
+        ge=1,
+        description="Worker processes of the service (BentoML's `workers`): each scores on one core, so up to "
+        "the cores the service may use. Measured on 2 cores: docs/operations/capacity.md.",
+    )
+    max_in_flight: int = Field(
+        default=16,
+        ge=1,
+        description="Requests one worker holds at once in its APIs. Past it a request is answered at once with "
+        "503 and `Retry-After` (counted by the error-ratio rule and `mlops_requests_shed_total`) instead of "
+        "queueing without bound. 16: on 2 cores one worker's p99 stays within the 100 ms SLO up to about 24 "
+        "connections; with 16, 96 connections get their answers within it and the rest a fast 503 "
+        "(docs/operations/capacity.md).",
+    )
+    retry_after_seconds: int = Field(
+        default=1, ge=1, description="`Retry-After` of a request shed past `max_in_flight`."
+    )
+    prediction_log: PredictionLogConfig = Field(
+        default_factory=PredictionLogConfig,
+        description="Size rotation and retention of the prediction log the service writes.",
     )
 
     stale_features: Literal["score", "refuse"] = Field(

@@ -6,7 +6,9 @@ version a worker serves, 0 once it no longer does) with the quantiles of its hel
 registration (``mlops_reference_score_quantile``, see `monitoring.reference.reference_score_quantiles`).
 Scoring by entity id adds, per feature view, the age of the features the last request read
 (``mlops_feature_age_seconds``, the oldest row's) and the rows read fresh, stale (older than the view's ttl) or
-missing (``mlops_feature_lookups_total``). infra/prometheus/rules.yml records and alerts on them.
+missing (``mlops_feature_lookups_total``). Load shedding (`serving.middleware.OverloadMiddleware`) counts the
+requests it answers 503 (``mlops_requests_shed_total``) and each worker's most requests held at once
+(``mlops_requests_in_flight_peak``). infra/prometheus/rules.yml records and alerts on them.
 """
 
 from __future__ import annotations
@@ -73,6 +75,16 @@ def service_metrics() -> SimpleNamespace:
             "mlops_feature_age_seconds",
             "Age of the online features the last request scored by id read (its oldest row), per view.",
             ["model_name", "view"],
+            multiprocess_mode="max",
+        ),
+        shed=prom.Counter(
+            "mlops_requests_shed",
+            "Requests answered 503 at once because the worker held serving.max_in_flight requests.",
+            ["endpoint"],
+        ),
+        in_flight_peak=prom.Gauge(
+            "mlops_requests_in_flight_peak",
+            "Most requests one worker has held at once since it started (its limit: serving.max_in_flight).",
             multiprocess_mode="max",
         ),
         feature_lookups=prom.Counter(

@@ -1,8 +1,9 @@
-"""ASGI middleware in front of the service's APIs: bearer-token auth, and refusal of bodies that are not JSON
-or too large, before anything is parsed."""
+"""ASGI middleware in front of the service's APIs: load shedding past the in-flight limit, bearer-token auth,
+and refusal of bodies that are not JSON or too large, before anything is parsed."""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import os
@@ -10,9 +11,60 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
+from serving.metrics import service_metrics
 from serving.settings import LOGGER_NAME, OPEN_PATHS, serving_config
 
 logger = logging.getLogger(LOGGER_NAME)
+
+
+class OverloadMiddleware:
+    """ASGI middleware: at most ``ServingConfig.max_in_flight`` requests inside this worker's APIs at once;
+    past that, an immediate 503 with ``Retry-After`` instead of a place in an unbounded queue.
+
+    A request is counted from when its task first runs here, and yields to the event loop once before going
+    on, so requests that arrived together are all counted before any of them is served (a handler that never
+    awaits would otherwise finish before the next request is counted). Requests still being read, or queued
+    in BentoML's own middleware, are not counted: the limit is below the connection count at which latency
+    breaks the SLO (docs/operations/capacity.md has the measurements). A shed request is counted in
+    ``mlops_requests_shed_total`` and, as a 5xx, in BentoML's ``bentoml_service_request_total`` that the
+    error-ratio rule reads; ``mlops_requests_in_flight_peak`` is the most this worker held. Probes and
+    /metrics (`OPEN_PATHS`) are never shed.
+    """
+
+    def __init__(self, app: Any, max_in_flight: int | None = None, retry_after: int | None = None) -> None:
+        self.app = app
+        self.limit = max_in_flight if max_in_flight is not None else serving_config().max_in_flight
+        self.retry_after = str(
+            retry_after if retry_after is not None else serving_config().retry_after_seconds
+        )
+        self.in_flight = 0
+        self.peak = 0
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.limit:
+            service_metrics().shed.labels(scope["path"]).inc()
+            response = JSONResponse(
+                {
+                    "error": f"overloaded: this worker holds {self.in_flight} requests, its limit "
+                    f"(serving.max_in_flight); retry after {self.retry_after} s"
+                },
+                status_code=503,
+                headers={"Retry-After": self.retry_after},
+            )
+            await response(scope, receive, send)
+            return
+        self.in_flight += 1
+        if self.in_flight > self.peak:
+            self.peak = self.in_flight
+            service_metrics().in_flight_peak.set(self.peak)
+        try:
+            await asyncio.sleep(0)
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
 
 
 class BearerTokenMiddleware:

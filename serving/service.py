@@ -27,6 +27,7 @@ the service's own metrics (`serving.metrics`).
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import os
@@ -47,7 +48,7 @@ from serving.encoding import entity_ids, request_ids, rows_to_arrays
 from serving.features import Completed, FeatureStoreUnavailable, LookupRefused, stale_rows
 from serving.following import FollowedAlias, follow_registry
 from serving.metrics import observe_lookups, service_metrics
-from serving.middleware import BearerTokenMiddleware, RequestGuardMiddleware
+from serving.middleware import BearerTokenMiddleware, OverloadMiddleware, RequestGuardMiddleware
 from serving.registry import Refusal
 from serving.routing import assign_variants
 from serving.schemas import (
@@ -77,7 +78,10 @@ logger = logging.getLogger(LOGGER_NAME)
 # about 40% more requests/s here). BentoML's access log off: the prediction log already records every scored
 # row with its request id. Metrics stay on: /metrics serves ours too.
 @bentoml.service(
-    traffic={"timeout": 30}, tracing={"excluded_urls": ["/"]}, logging={"access": {"enabled": False}}
+    workers=serving_config().workers,
+    traffic={"timeout": 30},
+    tracing={"excluded_urls": ["/"]},
+    logging={"access": {"enabled": False}},
 )
 class TabularModelService:
     """Scores CRM rows with the champion (and the candidate, in A/B or shadow mode), following the registry's
@@ -95,7 +99,16 @@ class TabularModelService:
             logger.warning(
                 "%s is not set: predictions are NOT logged (monitoring will see nothing)", HOME_ENV
             )
-        self.prediction_log = None if log_dir is None else PredictionLog(log_dir)
+        retention = self.config.prediction_log
+        self.prediction_log = (
+            None
+            if log_dir is None
+            else PredictionLog(
+                log_dir,
+                max_file_bytes=retention.max_file_bytes,
+                max_total_bytes=retention.max_total_bytes,
+            )
+        )
         self.metrics = service_metrics()
         self.refusals: list[Refusal] = []
         registry = tracking_uri()
@@ -128,6 +141,10 @@ class TabularModelService:
                 self.bento_tag,
             )
         follow_registry(self.champion, self.candidate, self.config, registry)
+        # Everything allocated so far (torch, pandas, BentoML, the model) lives as long as the worker: moved
+        # out of the collector's reach, so that a full collection scans only what requests allocate.
+        gc.collect()
+        gc.freeze()
 
     def _followed(self, alias: Alias, variant: Variant, *, drop_when_gone: bool = False) -> FollowedAlias:
         return FollowedAlias(
@@ -326,5 +343,6 @@ def _json_error(body: dict[str, Any], status: int, headers: dict[str, str] | Non
     return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
 
 
+TabularModelService.add_asgi_middleware(OverloadMiddleware)  # the outermost of ours: shedding costs least
 TabularModelService.add_asgi_middleware(RequestGuardMiddleware)
 TabularModelService.add_asgi_middleware(BearerTokenMiddleware)

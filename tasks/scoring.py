@@ -16,6 +16,7 @@ from models.data.config import DataConfig
 from models.data.io import read_table, write_table
 from models.errors import UserInputError
 from models.governance.names import Variant
+from monitoring.config import PredictionLogConfig
 from monitoring.prediction_log import PredictionLog, PredictionRecord
 
 SCORED_SUFFIX = ".scored"  # <name>.scored.<ext>: the output beside each input, never scored again
@@ -51,10 +52,12 @@ def score_table(
     out_path: Path,
     log_dir: Path,
     id_column: str | None = None,
+    retention: PredictionLogConfig | None = None,
 ) -> Path:
     """Score ``frame`` with version ``version`` of model ``name``, write it with a score column to
     ``out_path`` and append every row to the prediction log (variant ``batch``), so the drift monitor sees
-    batch use too. Returns the written path."""
+    batch use too, rotated and kept within ``retention`` (the serving config's, defaults when None). Returns the
+    written path."""
     scored = scorer.score_frame(frame)
     out = write_table(scored, out_path)
     canonical = scorer.transform.canonical_inputs(frame)
@@ -75,7 +78,10 @@ def score_table(
         )
         for row, score, entity in zip(canonical.to_dict(orient="records"), scored["score"], ids, strict=True)
     ]
-    with PredictionLog(log_dir) as log:
+    limits = retention or PredictionLogConfig()
+    with PredictionLog(
+        log_dir, max_file_bytes=limits.max_file_bytes, max_total_bytes=limits.max_total_bytes
+    ) as log:
         for start in range(0, len(records), 10_000):
             log.append(records[start : start + 10_000])
     return out
@@ -96,8 +102,9 @@ def score_file(
     frame: pd.DataFrame,
     data: DataConfig,
     log_dir: Path,
+    retention: PredictionLogConfig | None = None,
 ) -> tuple[Path, int]:
     """Score ``frame`` (read from ``path``) with the champion into ``<name>.scored.<ext>`` beside ``path``
     (`score_table`); returns the output and its row count."""
-    out = score_table(scorer, name, version, frame, scored_path(path), log_dir, data.id_column)
+    out = score_table(scorer, name, version, frame, scored_path(path), log_dir, data.id_column, retention)
     return out, len(frame)

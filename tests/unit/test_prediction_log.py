@@ -95,3 +95,60 @@ def test_records_from_before_the_contract_grew_read_back_with_defaults(tmp_path:
     assert (back.entity_id, back.model_name, back.flags) == (None, "", [])
     full = PredictionRecord(**old, entity_id="lead-9", model_name="crm-leads", flags=["out_of_range:x"])
     assert PredictionRecord(**json.loads(full.to_json())) == full
+
+
+def test_files_rotate_by_size_and_read_back_in_order(tmp_path: Path) -> None:
+    one_line = len(record("r000").to_json()) + 1
+    with PredictionLog(tmp_path, writer_id="host-7", max_file_bytes=3 * one_line) as log:
+        for i in range(10):
+            log.append([record(f"r{i:03d}")])
+    names = [p.name for p in log_files(tmp_path)]
+    day = names[0][len("predictions-") :][:10]
+    assert names == [f"predictions-{day}-host-7.jsonl"] + [
+        f"predictions-{day}-host-7.{n:05d}.jsonl" for n in (1, 2, 3)
+    ]
+    assert [p.stat().st_size for p in log_files(tmp_path)] == [3 * one_line] * 3 + [one_line]
+    assert [r.request_id for r in read_records(log_files(tmp_path))] == [f"r{i:03d}" for i in range(10)]
+    # A writer with the same id (a restarted process) continues in the last segment, not the first.
+    with PredictionLog(tmp_path, writer_id="host-7", max_file_bytes=3 * one_line) as log:
+        log.append([record("r010")])
+    assert len(log_files(tmp_path)) == 4
+    assert [r.request_id for r in read_records(log_files(tmp_path))][-2:] == ["r009", "r010"]
+
+
+def test_retention_deletes_the_oldest_files_but_never_a_writers_newest(tmp_path: Path) -> None:
+    one_line = len(record("r000").to_json()) + 1
+    other = PredictionLog(tmp_path, writer_id="other-1")
+    other.append([record("o1")])  # the other writer's only (newest) file: kept, however old
+    limits = {"max_file_bytes": 2 * one_line, "max_total_bytes": 5 * one_line}
+    with PredictionLog(tmp_path, writer_id="host-7", **limits) as log:
+        for i in range(12):
+            log.append([record(f"r{i:03d}")])
+    total = sum(p.stat().st_size for p in log_files(tmp_path))
+    assert total <= 5 * one_line + 2 * one_line  # the limit, plus the open segment
+    ids = [r.request_id for r in read_records(log_files(tmp_path))]
+    assert "o1" in ids
+    kept = [i for i in ids if i != "o1"]
+    assert kept == [f"r{i:03d}" for i in range(12 - len(kept), 12)]  # the newest rows, whole files
+    assert len(kept) >= 4
+    other.close()
+
+
+def test_a_file_deleted_after_listing_is_skipped(tmp_path: Path) -> None:
+    with PredictionLog(tmp_path, writer_id="w1") as log:
+        log.append([record("a")])
+    files = log_files(tmp_path)
+    gone = tmp_path / "predictions-2025-01-01-w0.jsonl"
+    assert [r.request_id for r in read_records([gone, *files])] == ["a"]
+
+
+def test_a_segment_ending_in_a_torn_line_is_not_appended_to(tmp_path: Path) -> None:
+    with PredictionLog(tmp_path, writer_id="w1") as log:
+        log.append([record("a")])
+    (path,) = log_files(tmp_path)
+    with path.open("a") as handle:
+        handle.write(record("torn").to_json()[:20])
+    with PredictionLog(tmp_path, writer_id="w1") as log:  # same id: a pid reused after a kill
+        log.append([record("b")])
+    assert len(log_files(tmp_path)) == 2
+    assert [r.request_id for r in read_records(log_files(tmp_path))] == ["a", "b"]
