@@ -18,8 +18,9 @@ store):
     by-id-redis the same Bento with the online store on a real `redis-server` (Debian's; loopback, a
               password), as on the server stack (`mlops up`): the same features materialised there
 
-Load: Debian's `wrk` (a compiled client: `apt-get install wrk`), 32 connections on one thread for
-`--seconds` (60) per server and request size (1 row, 64 rows); its CPU share of the machine is printed, so
+Our Bentos here are built with `serving.max_in_flight` 1024, so that none sheds load: this comparison
+measures throughput and latency; shedding is `--capacity`'s. Load: Debian's `wrk` (a compiled client:
+`apt-get install wrk`), 32 connections on one thread for `--seconds` (60) per server and request size (1 row, 64 rows); its CPU share of the machine is printed, so
 a client-bound figure shows. Per server and size: requests/s, p50/p99 latency and non-2xx answers, plus
 the single-request p50 over 400 sequential requests on one keep-alive connection. Then the ratios and the
 targets on 2 cores: single-row p50 <= 2 ms; ours >= 0.75x the ceiling; ours >= 3x the peer; 0 errors.
@@ -107,7 +108,7 @@ from tasks.registry import load_scorer
 uri, name = sys.argv[1:3]
 scorer = load_scorer(uri, f"models:/{name}/1")
 tag = save_model(scorer, name=name, metadata={"model_name": name, "model_version": "1", "entity_id_column": "lead_id"})
-print(json.dumps({"bento": str(build_bento(tag, service_name=name, config=ServingConfig()))}))
+print(json.dumps({"bento": str(build_bento(tag, service_name=name, config=ServingConfig(max_in_flight=1024)))}))
 """
 PACKAGE_DIR = """
 import json, sys
@@ -117,7 +118,7 @@ from serving.config import ServingConfig
 from serving.packaging import build_bento, save_model
 folder, name = sys.argv[1:3]
 scorer = TabularScorer.load(Path(folder))
-config = ServingConfig.model_validate_json(sys.argv[3]) if len(sys.argv) > 3 else ServingConfig()
+config = ServingConfig.model_validate_json(sys.argv[3]) if len(sys.argv) > 3 else ServingConfig(max_in_flight=1024)
 tag = save_model(scorer, name=name, metadata={"model_name": name, "model_version": "1", "entity_id_column": "lead_id"})
 print(json.dumps({"bento": str(build_bento(tag, service_name=name, config=config))}))
 """
