@@ -9,6 +9,8 @@ from typing import Final
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from monitoring.alert_routing import AlertRoutingConfig
+
 # Evidently 0.7.23's default threshold of each stat test its DataDriftPreset can pick, keyed by the
 # registry name Evidently itself accepts (`DataDriftPreset(method="wasserstein")`). Read from
 # `StatTest(default_threshold=...)` in evidently/legacy/calculations/stattests/*.py (the StatTest dataclass
@@ -57,6 +59,11 @@ class MonitoringConfig(BaseModel):
         default=None,
         description='Slack-compatible webhook (POST {"text": ...}) that Prefect automations notify on drift and '
         "when a gate starts waiting; set up by `mlops deploy`. Null: no alerts.",
+    )
+    alert_routing: AlertRoutingConfig = Field(
+        default_factory=AlertRoutingConfig,
+        description="Prometheus's scrape and rule intervals and Alertmanager's grouping of the service alerts "
+        "(`mlops alerts routing`); they go to alert_webhook_url.",
     )
     dashboard_max_runs: int = Field(
         default=2000,

@@ -1,5 +1,7 @@
 """``mlops alerts rules``: the Prometheus recording and alert rules of one or more pipeline configs' served
-models, rendered from their ``serving.slo`` (`monitoring.alerting`)."""
+models, rendered from their ``serving.slo`` (`monitoring.alerting`); ``mlops alerts routing``: those rules
+with the Prometheus and Alertmanager configurations that scrape the services and route the alerts to the
+webhook (`monitoring.alert_routing`)."""
 
 from __future__ import annotations
 
@@ -78,3 +80,59 @@ def rules(
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     say(f"wrote {out}: {len(targets)} model(s); check with: promtool check rules {out}")
+
+
+@alerts_app.command("routing")
+def routing(
+    ctx: typer.Context,
+    config: Annotated[
+        list[Path],
+        typer.Option("--config", "-c", help="Pipeline config YAML of a served model; repeat for several."),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the files into.")],
+    alertmanager: Annotated[
+        str, typer.Option("--alertmanager", help="host:port of the Alertmanager Prometheus sends to.")
+    ] = "127.0.0.1:9093",
+    webhook: Annotated[
+        str | None,
+        typer.Option(
+            "--webhook", help="Slack-compatible webhook URL; default: the first config's alert_webhook_url."
+        ),
+    ] = None,
+) -> None:
+    """Write rules.yml, prometheus.yml (scraping the target files in targets/, one JSON per service) and
+    alertmanager.yml (one Slack-compatible message per alert group to the webhook), from the first config's
+    monitoring.alert_routing; check them with promtool and amtool."""
+    import json
+
+    import yaml
+
+    from models.errors import UserInputError
+    from monitoring.alert_routing import alertmanager_config, prometheus_config
+    from monitoring.alerting import rules_yaml
+
+    home = home_of(ctx)
+    try:
+        configs = [load(path, None, home) for path in config]
+    except UserInputError as exc:
+        raise fail(str(exc)) from None
+    url = webhook or configs[0].monitoring.alert_webhook_url
+    if not url:
+        raise fail("no webhook: pass --webhook URL or set monitoring.alert_webhook_url in the config")
+    settings = configs[0].monitoring.alert_routing
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "targets").mkdir(exist_ok=True)
+    rules_file = out / "rules.yml"
+    rules_file.write_text(rules_yaml([served_model_rules(c) for c in configs], render_command(config)))
+    prometheus = prometheus_config(
+        rule_files=[rules_file.resolve()],
+        targets_dir=(out / "targets").resolve(),
+        alertmanager=alertmanager,
+        routing=settings,
+    )
+    (out / "prometheus.yml").write_text(yaml.safe_dump(prometheus, sort_keys=False))
+    (out / "alertmanager.yml").write_text(yaml.safe_dump(alertmanager_config(url, settings), sort_keys=False))
+    example = [{"targets": ["127.0.0.1:3000"], "labels": {"job": served_model_rules(configs[0]).job}}]
+    say(f"wrote {out}/rules.yml, prometheus.yml, alertmanager.yml")
+    say(f"scrape targets: one JSON file per service in {out}/targets/, e.g. {json.dumps(example)}")
+    say(f"check: promtool check config {out}/prometheus.yml; amtool check-config {out}/alertmanager.yml")

@@ -81,6 +81,7 @@ def package(
     service_name: str | None = None,
     entity_id_column: str = "lead_id",
     serving_config: Mapping[str, object] | None = None,
+    reference_quantiles: str | None = None,
 ) -> dict[str, str]:
     """Save the scorer as BentoML model ``name`` (metadata: registry name and version, ``run_id`` if given,
     the entity id column) and build Bento ``service_name`` (default ``name``) serving it with
@@ -103,6 +104,10 @@ def package(
     if run_id is not None:
         metadata["run_id"] = run_id
     metadata["entity_id_column"] = entity_id_column
+    if reference_quantiles is not None:  # as registration saves them: JSON of {quantile: score}
+        from serving.packaging import REFERENCE_QUANTILES_KEY
+
+        metadata[REFERENCE_QUANTILES_KEY] = reference_quantiles
     tag = save_model(scorer, name=name, metadata=metadata)
     config = ServingConfig(**(serving_config or {}))
     bento = build_bento(tag, service_name=service_name or name, config=config)
@@ -120,6 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--service-name", help="the Bento's name (default: --name)")
     parser.add_argument("--entity-id-column", default="lead_id")
     parser.add_argument("--serving-config", type=json.loads, default={}, help="ServingConfig fields, as JSON")
+    parser.add_argument("--reference-quantiles", help="held-out score quantiles, JSON {quantile: score}")
     options = parser.parse_args(argv)
     tags = package(
         name=options.name,
@@ -130,6 +136,7 @@ def main(argv: list[str] | None = None) -> None:
         service_name=options.service_name,
         entity_id_column=options.entity_id_column,
         serving_config=options.serving_config,
+        reference_quantiles=options.reference_quantiles,
     )
     print(json.dumps(tags))
 

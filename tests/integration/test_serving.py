@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -35,6 +36,7 @@ from models.features.transform import FeatureTransform
 from models.nn.config import ModelConfig
 from models.training.fit import train_model
 from monitoring.prediction_log import log_files, read_records
+from monitoring.reference import reference_score_quantiles
 from serving.packaging import ModelIntegrityError, scorer_digest, verify_scorer_files
 from serving.schemas import PredictResponse, build_request_model
 
@@ -47,6 +49,7 @@ BIN = Path(sys.executable).parent
 TOKEN = "secret"
 MODEL_VERSION = "7"
 WORKERS, LIMIT = 2, 4  # serving.workers and serving.max_in_flight of the served Bento
+MODEL, SERVICE = "crm-leads", "crm-leads-service"
 SCHEMA = LeadSchema()
 FEATURES = [*SCHEMA.numeric, *SCHEMA.categorical]
 
@@ -88,6 +91,7 @@ def scorer() -> TabularScorer:
 def served(scorer: TabularScorer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     root = tmp_path_factory.mktemp("serving")
     scorer.save(root / "scorer")
+    rows = generate_leads(40, seed=99)  # held-out leads to score
     env = {
         **os.environ,
         "BENTOML_HOME": str(root / "bentoml"),
@@ -100,7 +104,10 @@ def served(scorer: TabularScorer, tmp_path_factory: pytest.TempPathFactory) -> I
     env.pop("MLOPS_BENTO_MODEL", None)
     packaged = package_bento(
         *("--scorer", str(root / "scorer"), "--name", "crm-leads", "--version", MODEL_VERSION),
-        *("--run-id", "r1", "--service-name", "crm-leads-service"),
+        *("--run-id", "r1", "--service-name", SERVICE),
+        # The score quantiles registration saves, here of the rows the tests send: the score-shift alert
+        # compares the served scores with them.
+        *("--reference-quantiles", json.dumps(reference_score_quantiles(scorer.predict_proba(rows)))),
         # Two workers, each holding at most four requests: the overload and crash tests at the end.
         *("--serving-config", json.dumps({"max_batch_size": 50, "workers": WORKERS, "max_in_flight": LIMIT})),
         cwd=root,  # not the repository: the build must find its context by itself
@@ -128,7 +135,6 @@ def served(scorer: TabularScorer, tmp_path_factory: pytest.TempPathFactory) -> I
             wait_http(f"{url}/readyz", timeout=90, proc=proc, log=log)
         except TimeoutError as exc:
             raise AssertionError(f"{exc}; server log tail:\n{log.read_text()[-3000:]}") from None
-        rows = generate_leads(40, seed=99)
         yield Served(url, scorer, rows, tags["bento"], tags["model"], root / "home", proc.pid)
     finally:
         stop_process(proc)
@@ -212,13 +218,14 @@ def test_scores_match_the_scorer(served: Served) -> None:
 def test_every_scored_row_is_logged(served: Served) -> None:
     rows = as_request_rows(served.rows.iloc[:5])
     ids = [f"log-{i}" for i in range(5)]
-    before = list(read_records(log_files(served.home / "predictions")))
+    before = {r.request_id for r in read_records(log_files(served.home / "predictions"))}
     status, body = call(
         served.url, "/predict", {"rows": [{**r, "id": i} for r, i in zip(rows, ids, strict=True)]}
     )
     assert status == 200, body
     after = list(read_records(log_files(served.home / "predictions")))
-    assert [r.request_id for r in after[len(before) :]] == ids  # one line per row, flushed with the response
+    # One line per row, flushed with the response, in the request's order (in one worker's file: there are two).
+    assert [r.request_id for r in after if r.request_id not in before] == ids
     records = {r.request_id: r for r in after}
     for request_id, row, prediction in zip(ids, rows, body["predictions"], strict=True):
         record = records[request_id]
@@ -646,3 +653,183 @@ def test_a_worker_killed_under_load_loses_no_answered_prediction(served: Served)
     assert len(answered) > 100
     assert not [i for i in answered if logged[i] != 1], "answered requests without exactly one log line"
     assert not [i for i, n in logged.items() if n > 1], "duplicated log lines"
+
+
+def _query(prometheus: str, expr: str) -> list[dict]:
+    """The result vector of an instant query on the real Prometheus."""
+    url = f"{prometheus}/api/v1/query?{urllib.parse.urlencode({'query': expr})}"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        body = json.loads(response.read())
+    assert body["status"] == "success", body
+    return body["data"]["result"]
+
+
+def _alert_messages(receiver: Any, name: str) -> list[dict]:
+    """The Slack-compatible messages Alertmanager posted for alert ``name`` (their first attachment)."""
+    return [
+        body["attachments"][0]
+        for body in list(receiver.bodies)
+        if body.get("attachments") and f"] {name}:" in body["attachments"][0]["title"]
+    ]
+
+
+def test_alerts_reach_the_webhook_through_real_prometheus_and_alertmanager(
+    served: Served, receiver: Any, tmp_path: Path
+) -> None:
+    """Last in this module: it stops the service. Real `prometheus` and `prometheus-alertmanager` on the rules,
+    scrape configuration and routing the platform renders (windows of seconds instead of minutes), scraping
+    this Bento; faults produced for real: a burst past the in-flight limit (503s), out-of-range inputs,
+    traffic stopped, the service stopped. A healthy service fires nothing; each fault's alert reaches the
+    webhook as one Slack-compatible message naming the model, the value and a link. Every query of the
+    Grafana dashboard is evaluated against the same Prometheus and returns data.
+
+    The overload test above has already made the workers answer 503s, as a service that has shed before: the
+    first 503 of a worker creates BentoML's counter series at its first value, which `rate()` cannot count
+    (docs/operations/alerting.md says so), so a burst that is a worker's very first goes unseen."""
+    import threading
+
+    import yaml
+
+    from monitoring.alert_routing import (
+        AlertRoutingConfig,
+        alertmanager_config,
+        prometheus_config,
+        write_targets,
+    )
+    from monitoring.alerting import ServedModelRules, SLOConfig, rules_yaml
+
+    from helpers.processes import free_port, stop_process, wait_http, wait_until
+    from helpers.system import system_tool
+
+    prometheus_bin = system_tool("prometheus", "prometheus")
+    alertmanager_bin = system_tool("prometheus-alertmanager", "prometheus-alertmanager")
+    slo = SLOConfig(window_seconds=6, for_seconds=2, silence_seconds=5, score_shift_min_predictions=50)
+    routing = AlertRoutingConfig(
+        scrape_interval_seconds=1,
+        evaluation_interval_seconds=1,
+        group_wait_seconds=1,
+        group_interval_seconds=1,
+        repeat_interval_seconds=3600,
+        grafana_url="http://grafana.example",
+    )
+    rules = tmp_path / "rules.yml"
+    rules.write_text(rules_yaml([ServedModelRules(MODEL, SERVICE, slo)], "test"))
+    am_port, prom_port = free_port(), free_port()
+    (tmp_path / "alertmanager.yml").write_text(yaml.safe_dump(alertmanager_config(receiver.url, routing)))
+    (tmp_path / "prometheus.yml").write_text(
+        yaml.safe_dump(
+            prometheus_config(
+                rule_files=[rules],
+                targets_dir=tmp_path / "targets",
+                alertmanager=f"127.0.0.1:{am_port}",
+                routing=routing,
+            )
+        )
+    )
+    commands = {
+        "alertmanager": [
+            alertmanager_bin,
+            f"--config.file={tmp_path / 'alertmanager.yml'}",
+            f"--storage.path={tmp_path / 'am-data'}",
+            f"--web.listen-address=127.0.0.1:{am_port}",
+            "--cluster.listen-address=",
+        ],
+        "prometheus": [
+            prometheus_bin,
+            f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{prom_port}",
+        ],
+    }
+    prometheus = f"http://127.0.0.1:{prom_port}"
+    leads = as_request_rows(served.rows)
+    rows = leads[:2]
+    stop_traffic = threading.Event()
+
+    def traffic() -> None:  # a healthy caller: two of the 40 leads every 20 ms, all 40 in turn
+        sent = 0
+        while not stop_traffic.wait(0.02):
+            call(served.url, "/predict", {"rows": [leads[sent % 40], leads[(sent + 1) % 40]]})
+            sent += 2
+
+    caller = threading.Thread(target=traffic, daemon=True)
+    caller.start()
+    servers = []
+    try:
+        for name, command in commands.items():
+            log = tmp_path / f"{name}.log"
+            with log.open("w") as handle:
+                servers.append(
+                    subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+                )
+            port = am_port if name == "alertmanager" else prom_port
+            wait_http(f"http://127.0.0.1:{port}/-/ready", timeout=30, proc=servers[-1], log=log)
+        # Found from the target file alone (written after Prometheus started: no reload).
+        write_targets(tmp_path / "targets", "bento", SERVICE, [urllib.parse.urlsplit(served.url).netloc])
+        wait_until(
+            lambda: _query(prometheus, f'mlops:predictions:rate{{model_name="{MODEL}"}} > 0'),
+            timeout=30,
+            what="the recorded prediction rate",
+        )
+        assert _query(prometheus, f'up{{job="{SERVICE}"}} == 1')
+
+        # Healthy: every panel of the dashboard reads data, and nothing fires or even waits to fire.
+        time.sleep(slo.for_seconds + 2)
+        dashboard = json.loads(
+            (Path(__file__).parents[2] / "infra/grafana/dashboards/mlops-serving.json").read_text()
+        )
+        empty = []
+        for panel in dashboard["panels"]:
+            for target in panel.get("targets", []):
+                expr = target["expr"].replace("$model", MODEL)
+                if not _query(prometheus, expr):
+                    empty.append((panel["title"], expr))
+        # Feature lookups are a by-id model's (this one scores full rows); alerts, none while healthy.
+        assert {title for title, _ in empty} == {"Feature lookups", "Alerts firing"}, empty
+        assert _query(prometheus, "ALERTS") == [] and receiver.bodies == []
+
+        # A burst past the in-flight limit (503s) and inputs far outside the training range.
+        import asyncio
+
+        answers = asyncio.run(_burst(served.url, json.dumps({"rows": rows[:1]}).encode(), 120))
+        assert any(status == 503 for status, _, _ in answers)
+        for _ in range(20):
+            assert (
+                call(served.url, "/predict", {"rows": [{**row, "deal_size": 1e12} for row in rows] * 5})[0]
+                == 200
+            )
+        for name in ("MlopsErrorRatioHigh", "MlopsOutOfRangeInputs"):
+            [message, *_] = wait_until(
+                lambda name=name: _alert_messages(receiver, name), timeout=60, what=f"a {name} message"
+            )
+            assert message["title"].startswith(f"[FIRING] {name}: {MODEL}")
+            assert (
+                f"model {MODEL}" in message["text"] and "%" in message["text"]
+            )  # the value, as a percentage
+            assert (
+                message["title_link"]
+                == f"http://grafana.example/d/mlops-serving/mlops-serving?var-model={MODEL}"
+            )
+        assert not _alert_messages(receiver, "MlopsNoPredictions")
+
+        # Traffic stopped: no predictions within the silence.
+        stop_traffic.set()
+        caller.join(timeout=10)
+        wait_until(
+            lambda: _alert_messages(receiver, "MlopsNoPredictions"), timeout=60, what="MlopsNoPredictions"
+        )
+        assert not _alert_messages(receiver, "MlopsServiceDown")
+
+        # The service stopped: its target is down.
+        os.killpg(served.pid, 15)
+        [down, *_] = wait_until(
+            lambda: _alert_messages(receiver, "MlopsServiceDown"), timeout=60, what="MlopsServiceDown"
+        )
+        assert SERVICE in down["text"]
+        assert not _alert_messages(receiver, "MlopsLatencyHigh") and not _alert_messages(
+            receiver, "MlopsScoreShift"
+        )
+    finally:
+        stop_traffic.set()
+        for proc in servers:
+            stop_process(proc)
