@@ -1,7 +1,9 @@
 """Deployments as a platform owner runs them: `mlops deploy` serving the training pipeline against
 a real Prefect server, with the config's cron schedule.
 
-One runner serves one deployment for the module, with a cron schedule that fires every minute. The
+One runner serves one deployment for the module, with a cron schedule that fires every 10 seconds (a
+six-field cron: croniter, which Prefect uses, reads a sixth field as the seconds), so the test does not wait
+for a minute to turn. The
 schedule fires on its own and the runner starts the run; that run is cancelled as soon as it has
 started, and the deployment paused: a whole deployment run, suspended at the promotion gate, approved
 and replayed without retraining, is test_drift_loop's (there the drift event starts it).
@@ -39,6 +41,7 @@ from models.data.synthetic import generate_leads
 from helpers.configs import small_pipeline_config
 from helpers.processes import stop_process, wait_until
 
+CRON = "* * * * * */10"  # every 10 seconds
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
@@ -119,10 +122,10 @@ def _deployment_id(name: str, timeout: float, runner: Runner) -> UUID:
 
 @pytest.fixture(scope="module")
 def served(env) -> Iterator[Served]:
-    """One `mlops deploy` for the module: deployment `training-pipeline/deploy-cron`, every minute."""
+    """One `mlops deploy` for the module: deployment `training-pipeline/deploy-cron`, every 10 seconds."""
     runner = Runner(
         env,
-        _config(env["root"], env["data"], "deploy-cron", {"cron": "* * * * *"}),
+        _config(env["root"], env["data"], "deploy-cron", {"cron": CRON}),
         env["root"] / "runner.log",
     )
     try:
@@ -200,7 +203,7 @@ def test_deployment_carries_the_configs_schedule(served: Served) -> None:
     with get_client(sync_client=True) as client:
         deployment = client.read_deployment(served.deployment_id)
     [schedule] = deployment.schedules
-    assert (schedule.schedule.cron, schedule.schedule.timezone) == ("* * * * *", "UTC")
+    assert (schedule.schedule.cron, schedule.schedule.timezone) == (CRON, "UTC")
     assert deployment.parameters["config_path"].endswith("deploy-cron.yaml")
 
 
