@@ -147,73 +147,6 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         stop_process(proc)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def shared_ray_head(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[None]:
-    """One Ray head per test process (each xdist worker), joined by every pipeline run of the session through
-    ``RAY_ADDRESS`` (the product's way to use an existing cluster, as compose's runs do), instead of each run
-    starting and stopping a local Ray (about 4 s of CPU each, some twenty times a session). Started only when
-    the session holds tests beyond the unit tests. Tests that need a runtime of their own say so: test_sweep
-    (`ray_runtime` starts a local one; its subprocesses drop the variable), and the benchmarks run as a
-    user's shell, which has none."""
-    tests = Path(__file__).parent / "unit"
-    if all(tests in item.path.parents for item in request.session.items):
-        yield
-        return
-    import logging
-
-    from infra.stack import ray_nodes
-
-    port = free_port()
-    log = tmp_path_factory.mktemp("ray-head") / "head.log"
-    session_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
-    command = [
-        str(BIN / "ray"),
-        *ray_nodes.head_command(port)[1:],
-        "--block",
-        # Two pipelines of one test may sweep at once (a deployment's run beside a local one): room for both.
-        "--num-cpus",
-        "4",
-        "--object-store-memory",
-        str(500 * 1024 * 1024),
-        # Its own session folder: the two test processes start their heads at the same moment, and two heads
-        # in Ray's shared default (/tmp/ray: session_latest, the current-cluster file) trip over each other.
-        # Short, for the unix sockets under it.
-        f"--temp-dir={session_dir}",
-    ]
-    with log.open("w") as handle:
-        # No token auth on this loopback head: the drivers joining it (this process included, where Ray read its
-        # auth settings when it was imported) send none.
-        env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
-        head = subprocess.Popen(
-            command, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True, env=env
-        )
-    address = f"127.0.0.1:{port}"
-    try:
-        import ray
-
-        def joined() -> bool:
-            if head.poll() is not None:
-                raise RuntimeError(f"ray head exited:\n{log.read_text()[-3000:]}")
-            try:
-                ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
-            except ConnectionError:
-                return False
-            ray.shutdown()
-            return True
-
-        from helpers.processes import wait_until
-
-        wait_until(joined, timeout=90, what=f"the Ray head at {address}", interval=1.0)
-        os.environ["RAY_ADDRESS"] = address
-        yield
-    finally:
-        os.environ.pop("RAY_ADDRESS", None)
-        stop_process(head)
-        shutil.rmtree(session_dir, ignore_errors=True)
-
-
 @pytest.fixture(scope="module")
 def ray_runtime() -> Iterator[None]:
     """One local Ray runtime per test module: `run_sweep` (and the pipeline's sweep) reuses a running
@@ -223,10 +156,6 @@ def ray_runtime() -> Iterator[None]:
     import ray
 
     assert not ray.is_initialized(), "another test left Ray running"
-    # Starting a local runtime sets RAY_AUTH_MODE=token (and PYTHONBREAKPOINT) in this process's environment
-    # and leaves them after shutdown: every process the session starts later would inherit token auth and
-    # fail against the session's shared head (`shared_ray_head`, auth off). Put the environment back.
-    saved = dict(os.environ)
     ray.init(
         address="local",
         num_cpus=2,
@@ -238,8 +167,6 @@ def ray_runtime() -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 @pytest.fixture

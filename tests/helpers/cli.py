@@ -43,14 +43,14 @@ def mlops_in_process(env: dict[str, str], *args: str) -> subprocess.CompletedPro
 
 
 # Variables that point a command at a store or server other than its home's. A user's shell opened for a
-# home has none of them; a test passes on purpose the Prefect server it shares (PREFECT_API_URL) and the
-# session's Ray head (RAY_ADDRESS, tests/conftest.py `shared_ray_head`: a cluster holds no state of a home).
+# home has none of them; a test passes the Prefect server it shares on purpose (PREFECT_API_URL).
 STORE_POINTERS = (
     "MLFLOW_TRACKING_URI",
     "MLFLOW_TRACKING_USERNAME",
     "MLFLOW_TRACKING_PASSWORD",
     "BENTOML_HOME",
     "MLOPS_EVIDENTLY_UI_URL",
+    "RAY_ADDRESS",
 )
 
 
