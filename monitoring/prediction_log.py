@@ -199,24 +199,24 @@ def parse_name(path: Path) -> LogFileName | None:
 def enforce_retention(directory: Path, max_total_bytes: int) -> list[Path]:
     """Delete whole log files, oldest modified first, while ``directory`` holds more than
     ``max_total_bytes``; each writer's newest segment is kept (it may be open). Returns what was deleted."""
-    files = []
+    files = []  # (path, its name, its stat), names this module wrote only
     for path in log_files(directory):
+        name = parse_name(path)
+        if name is None:
+            continue
         try:
-            files.append((path, path.stat()))
+            files.append((path, name, path.stat()))
         except FileNotFoundError:  # deleted meanwhile by another writer's retention
             continue
-    total = sum(stat.st_size for _, stat in files)
+    total = sum(stat.st_size for _, _, stat in files)
     newest: dict[str, tuple[str, int]] = {}
-    for path, _ in files:
-        name = parse_name(path)
-        if name is not None:
-            newest[name.writer] = max(newest.get(name.writer, ("", -1)), (name.day, name.segment))
+    for _, name, _ in files:
+        newest[name.writer] = max(newest.get(name.writer, ("", -1)), (name.day, name.segment))
     deleted = []
-    for path, stat in sorted(files, key=lambda item: item[1].st_mtime_ns):
+    for path, name, stat in sorted(files, key=lambda item: item[2].st_mtime_ns):
         if total <= max_total_bytes:
             break
-        name = parse_name(path)
-        if name is None or newest[name.writer] == (name.day, name.segment):
+        if newest[name.writer] == (name.day, name.segment):
             continue
         path.unlink(missing_ok=True)
         total -= stat.st_size
