@@ -118,6 +118,16 @@ class ProjectHome:
         return self.root / "predictions"
 
     @property
+    def prometheus(self) -> Path:
+        """The local stack's Prometheus: its config, rules, scrape target files (``targets/``) and data."""
+        return self.root / "prometheus"
+
+    @property
+    def alertmanager(self) -> Path:
+        """The local stack's Alertmanager: its config and its state (silences, notification log)."""
+        return self.root / "alertmanager"
+
+    @property
     def runtime(self) -> Path:
         """Pid files and logs of servers started by ``mlops up``."""
         return self.root / "run"

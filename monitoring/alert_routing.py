@@ -123,16 +123,30 @@ def _runbook(routing: AlertRoutingConfig) -> str:
     return prefix + "{{ .Annotations.runbook }}"
 
 
-def alertmanager_config(webhook_url: str, routing: AlertRoutingConfig) -> dict[str, Any]:
+def alertmanager_config(webhook_url: str | None, routing: AlertRoutingConfig) -> dict[str, Any]:
     """alertmanager.yml: alerts grouped by alert and model, one Slack-compatible message per group to
     ``webhook_url`` (title: state, alert, model and how many; text: per alert its severity, summary with the
-    value, description, the version when the alert has one, and its runbook), resolved groups too."""
+    value, description, the version when the alert has one, and its runbook), resolved groups too. Without a
+    webhook the alerts are grouped the same and only shown (Alertmanager's UI and API): nothing is sent."""
     text = (
         "{{ range .Alerts }}[{{ .Labels.severity }}] {{ .Annotations.summary }}\n"
         "{{ .Annotations.description }}\n"
         "model {{ .Labels.model }}{{ with .Labels.model_version }}, version {{ . }}{{ end }}"
         "{{ with .Labels.variant }}, variant {{ . }}{{ end }}; runbook: " + _runbook(routing) + "\n{{ end }}"
     )
+    receiver: dict[str, Any] = {"name": RECEIVER}
+    if webhook_url:
+        receiver["slack_configs"] = [
+            {
+                "api_url": webhook_url,
+                "send_resolved": True,
+                "title": "[{{ .Status | toUpper }}] {{ .CommonLabels.alertname }}: "
+                "{{ .CommonLabels.model }} ({{ len .Alerts }} alert{{ if gt (len .Alerts) 1 }}s{{ end }})",
+                "title_link": _link(routing),
+                "text": text,
+                "fallback": "[{{ .Status | toUpper }}] {{ .CommonLabels.alertname }}: {{ .CommonLabels.model }}",
+            }
+        ]
     return {
         "route": {
             "receiver": RECEIVER,
@@ -141,20 +155,5 @@ def alertmanager_config(webhook_url: str, routing: AlertRoutingConfig) -> dict[s
             "group_interval": duration(routing.group_interval_seconds),
             "repeat_interval": duration(routing.repeat_interval_seconds),
         },
-        "receivers": [
-            {
-                "name": RECEIVER,
-                "slack_configs": [
-                    {
-                        "api_url": webhook_url,
-                        "send_resolved": True,
-                        "title": "[{{ .Status | toUpper }}] {{ .CommonLabels.alertname }}: "
-                        "{{ .CommonLabels.model }} ({{ len .Alerts }} alert{{ if gt (len .Alerts) 1 }}s{{ end }})",
-                        "title_link": _link(routing),
-                        "text": text,
-                        "fallback": "[{{ .Status | toUpper }}] {{ .CommonLabels.alertname }}: {{ .CommonLabels.model }}",
-                    }
-                ],
-            }
-        ],
+        "receivers": [receiver],
     }

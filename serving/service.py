@@ -67,6 +67,7 @@ from serving.settings import (
     LOGGER_NAME,
     WAIT_ENV,
     prediction_log_dir,
+    service_name,
     serving_config,
     tracking_uri,
 )
@@ -78,6 +79,7 @@ logger = logging.getLogger(LOGGER_NAME)
 # about 40% more requests/s here). BentoML's access log off: the prediction log already records every scored
 # row with its request id. Metrics stay on: /metrics serves ours too.
 @bentoml.service(
+    name=service_name(),
     workers=serving_config().workers,
     traffic={"timeout": 30},
     tracing={"excluded_urls": ["/"]},

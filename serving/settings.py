@@ -42,6 +42,16 @@ def serving_config() -> ServingConfig:
     return config
 
 
+def service_name() -> str | None:
+    """The service's name when served from source to follow a registered model's champion
+    (``$MLOPS_SERVING_CHAMPION_OF``, the server stack's service): the name its Bento would have
+    (``serving.bento_name``, else the model's), which BentoML's request metrics then carry as ``service_name``
+    and the alert rules select. None otherwise: a built Bento's metrics carry the Bento's name whatever the
+    service is called, and BentoML names a source service after its class."""
+    model = os.environ.get(WAIT_ENV)
+    return (serving_config().bento_name or model) if model else None
+
+
 def tracking_uri() -> str | None:
     """The MLflow registry to follow (``$MLFLOW_TRACKING_URI``); None when unset or empty."""
     return os.environ.get(TRACKING_URI_ENV) or None

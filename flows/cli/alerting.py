@@ -96,7 +96,26 @@ def routing(
     webhook: Annotated[
         str | None,
         typer.Option(
-            "--webhook", help="Slack-compatible webhook URL; default: the first config's alert_webhook_url."
+            "--webhook",
+            envvar="MLOPS_ALERT_WEBHOOK_URL",
+            help="Slack-compatible webhook URL; default: the first config's alert_webhook_url. With neither, "
+            "Alertmanager only shows the alerts.",
+        ),
+    ] = None,
+    target: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--target",
+            help="host:port of a service of the first config's model to scrape (targets/bento.json, labelled "
+            "with the job its rules select); repeat for replicas.",
+        ),
+    ] = None,
+    bento_arguments: Annotated[
+        Path | None,
+        typer.Option(
+            "--bento-arguments",
+            help="Also write the argument file of a Bento served from source for the first config's model "
+            "(`bentoml serve ... --arg-file FILE`: its serving section, the token in MLOPS_SERVING_TOKEN).",
         ),
     ] = None,
 ) -> None:
@@ -107,8 +126,9 @@ def routing(
 
     import yaml
 
+    from infra.stack.services import bento_arguments as render_arguments
     from models.errors import UserInputError
-    from monitoring.alert_routing import alertmanager_config, prometheus_config
+    from monitoring.alert_routing import alertmanager_config, prometheus_config, write_targets
     from monitoring.alerting import rules_yaml
 
     home = home_of(ctx)
@@ -116,10 +136,9 @@ def routing(
         configs = [load(path, None, home) for path in config]
     except UserInputError as exc:
         raise fail(str(exc)) from None
-    url = webhook or configs[0].monitoring.alert_webhook_url
-    if not url:
-        raise fail("no webhook: pass --webhook URL or set monitoring.alert_webhook_url in the config")
+    url = webhook or configs[0].monitoring.alert_webhook_url  # an empty variable is none
     settings = configs[0].monitoring.alert_routing
+    served = served_model_rules(configs[0])
     out.mkdir(parents=True, exist_ok=True)
     (out / "targets").mkdir(exist_ok=True)
     rules_file = out / "rules.yml"
@@ -132,7 +151,20 @@ def routing(
     )
     (out / "prometheus.yml").write_text(yaml.safe_dump(prometheus, sort_keys=False))
     (out / "alertmanager.yml").write_text(yaml.safe_dump(alertmanager_config(url, settings), sort_keys=False))
-    example = [{"targets": ["127.0.0.1:3000"], "labels": {"job": served_model_rules(configs[0]).job}}]
     say(f"wrote {out}/rules.yml, prometheus.yml, alertmanager.yml")
-    say(f"scrape targets: one JSON file per service in {out}/targets/, e.g. {json.dumps(example)}")
+    if not url:
+        say(
+            "no webhook (--webhook, MLOPS_ALERT_WEBHOOK_URL or monitoring.alert_webhook_url): alerts are only shown"
+        )
+    if target:
+        say(f"wrote {write_targets(out / 'targets', 'bento', served.job, target)}: {', '.join(target)}")
+    else:
+        example = [{"targets": ["127.0.0.1:3000"], "labels": {"job": served.job}}]
+        say(f"scrape targets: one JSON file per service in {out}/targets/, e.g. {json.dumps(example)}")
+    if bento_arguments is not None:
+        bento_arguments.parent.mkdir(parents=True, exist_ok=True)
+        bento_arguments.write_text(render_arguments(configs[0].serving.model_dump(mode="json")))
+        say(
+            f"wrote {bento_arguments}: serve with bentoml serve serving.service:TabularModelService --arg-file ..."
+        )
     say(f"check: promtool check config {out}/prometheus.yml; amtool check-config {out}/alertmanager.yml")

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Annotated, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from flows.cli.common import fail, home_of, say
+from flows.cli.common import fail, home_of, load, say
 from infra.stack import SERVICES
 from models.errors import UserInputError
+
+if TYPE_CHECKING:
+    from infra.home import ProjectHome
+    from infra.stack import WatchedModel
+
+# The model `mlops up` serves and watches unless --config names another: the config `make run` trains.
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "crm_leads.yaml"
 
 
 def _with_port_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -36,10 +44,46 @@ def _with_port_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
+def watched_model(config_path: Path, home: ProjectHome) -> WatchedModel:
+    """The model of the pipeline config at ``config_path`` as the stack serves and watches it: its registered
+    name, its Bento's serving section and entity column, its rules (``mlops alerts rules``) and routing."""
+    from flows.cli.alerting import served_model_rules
+    from infra.stack import WatchedModel
+    from monitoring.alerting import rules_yaml
+
+    config = load(config_path, None, home)
+    rules = served_model_rules(config)
+    return WatchedModel(
+        name=config.registry.model_name,
+        job=rules.job,
+        entity_column=config.data.id_column,
+        serving=config.serving.model_dump(mode="json"),
+        rules=rules_yaml([rules], f"mlops up --config {config_path}"),
+        routing=config.monitoring.alert_routing.model_dump(mode="json"),
+        webhook_url=config.monitoring.alert_webhook_url,
+    )
+
+
 @_with_port_options
 def up(
     ctx: typer.Context,
     *,
+    config: Annotated[
+        Path,
+        typer.Option(
+            "--config",
+            "-c",
+            help="Pipeline config whose model the stack serves (a Bento following its champion) and watches "
+            "(Prometheus with its SLO rules, Alertmanager posting to its monitoring.alert_webhook_url).",
+        ),
+    ] = DEFAULT_CONFIG,
+    serve: Annotated[
+        bool,
+        typer.Option(
+            help="Also start the Bento, Prometheus and Alertmanager for --config's model; --no-serve starts "
+            "only the servers the pipelines use."
+        ),
+    ] = True,
     database_url: Annotated[
         str | None,
         typer.Option(
@@ -63,7 +107,8 @@ def up(
 
     home = home_of(ctx)
     try:
-        services = stack_up(home, database_url=database_url, artifacts=artifacts, **ports)
+        model = watched_model(config, home) if serve else None
+        services = stack_up(home, database_url=database_url, artifacts=artifacts, model=model, **ports)
     except UserInputError as exc:
         raise fail(str(exc)) from None
     for service in services:
@@ -72,8 +117,19 @@ def up(
         f"server secrets: {secrets_dir(home)}, one file each, mode 0600: 'prefect' is the Prefect API's "
         "user:password (the UI's login asks for it), 'mlflow' MLflow's admin:password (the browser asks for it), "
         "'evidently' the Evidently UI's write secret, 'redis' the online store's password (and with "
-        "--database-url 'feast-database', the URL of Feast's registry); mlops commands send them"
+        "--database-url 'feast-database', the URL of Feast's registry), 'serving' the Bento's bearer token; "
+        "mlops commands send them"
     )
+    if model is not None:
+        say(
+            f"the bento serves {model.name}'s champion once the registry has one (until then /readyz is 503); "
+            f"Prometheus scrapes it as job {model.job} with the rules in {home.prometheus / 'rules.yml'}; "
+            + (
+                "Alertmanager posts to monitoring.alert_webhook_url"
+                if model.webhook_url
+                else "Alertmanager only shows the alerts (no monitoring.alert_webhook_url in the config)"
+            )
+        )
     say("the Feast UI has no login: it is bound to 127.0.0.1 only")
     say("runs started from this shell now use the stack; stop it with `mlops down`")
 

@@ -13,7 +13,7 @@ of the project home.
 """
 
 from infra.stack.errors import StackError
-from infra.stack.services import HOST, SERVICES, Service, ServiceSpec, build_specs
+from infra.stack.services import HOST, SERVICES, Service, ServiceSpec, WatchedModel, build_specs
 from infra.stack.supervisor import (
     DEFAULT_TIMEOUT,
     ServiceStatus,
@@ -37,6 +37,7 @@ __all__ = [
     "ServiceSpec",
     "ServiceStatus",
     "StackError",
+    "WatchedModel",
     "add_process",
     "client_settings",
     "credentials",

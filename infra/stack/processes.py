@@ -241,8 +241,13 @@ def _targets(record: ProcessRecord) -> list[psutil.Process]:
         # number still has members, so our group is empty: nothing of ours is left.
         return []
     if record.pgid is not None:
-        # Leader alive, or gone with workers left behind in its group: signal the group.
-        return _group_members(record.pgid)
+        # Leader alive, or gone with workers left behind in its group: signal the group. A server's workers
+        # in sessions of their own (BentoML's process manager starts each with setsid) are not in it: while
+        # the leader lives they are found as its descendants and signalled one by one.
+        members = _group_members(record.pgid)
+        leader = found.process
+        descendants = leader.children(recursive=True) if leader is not None and _alive(leader) else []
+        return members + [proc for proc in descendants if proc not in members]
     proc = found.process
     return [proc, *proc.children(recursive=True)] if proc is not None else []
 
@@ -258,14 +263,22 @@ def _group_members(pgid: int) -> list[psutil.Process]:
 
 def _signal(record: ProcessRecord, procs: list[psutil.Process], sig: signal.Signals) -> None:
     if record.pgid is not None:
-        # The whole group at once, including any worker started after we listed the members.
+        # The whole group at once, including any worker started after we listed the members; then what
+        # runs outside it (workers in their own sessions).
         with contextlib.suppress(ProcessLookupError):
             os.killpg(record.pgid, sig)
-        return
+        procs = [proc for proc in procs if _pgid(proc) != record.pgid]
     for proc in procs:
         # psutil checks the start time first, so a reused pid is never signalled.
         with contextlib.suppress(psutil.NoSuchProcess):
             proc.send_signal(sig)
+
+
+def _pgid(proc: psutil.Process) -> int | None:
+    try:
+        return os.getpgid(proc.pid)
+    except ProcessLookupError:
+        return None
 
 
 def _wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:

@@ -7,18 +7,24 @@ command running it for one home: the command of its docker-compose service, boun
 every entry; ``--<name>-port`` picks its port. Most servers speak HTTP; Redis (the feature
 store's online store) speaks its own protocol, and its health check is a PING (``health.py``).
 
-Adding a server (a Bento, a Ray head) is one launch function and one more
-``Service`` in ``SERVICES``, plus a docker-compose service of the same name.
+Three servers start only when ``up`` is given the model to watch (``WatchedModel``, from a pipeline config:
+``mlops up --config``): the Bento that serves that model's champion (following the registry), and the
+Prometheus and Alertmanager that scrape it, evaluate its rules and route its alerts.
+
+Adding a server (a Ray head) is one launch function and one more ``Service`` in ``SERVICES``, plus a
+docker-compose service of the same name.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from infra.home import TELEMETRY_OFF, ProjectHome
@@ -28,8 +34,9 @@ from infra.stack.errors import StackError
 # (secrets.py). The Feast UI has no authentication at all: loopback is its only guard.
 HOST = "127.0.0.1"
 
+REPO = Path(__file__).resolve().parents[2]
 # The feature repository the stack's Feast UI shows: the CRM repository shipped with the project.
-CRM_REPOSITORY = Path(__file__).resolve().parents[2] / "feature_repo" / "crm"
+CRM_REPOSITORY = REPO / "feature_repo" / "crm"
 
 # What the stack's clients set to use its feature stores: the names models.features.store reads (REDIS_VARIABLE,
 # REDIS_PASSWORD_VARIABLE, REGISTRY_VARIABLE; a unit test holds them equal). Written out here because importing
@@ -37,6 +44,14 @@ CRM_REPOSITORY = Path(__file__).resolve().parents[2] / "feature_repo" / "crm"
 FEAST_REDIS = "MLOPS_FEAST_REDIS"
 FEAST_REDIS_PASSWORD = "MLOPS_FEAST_REDIS_PASSWORD"
 FEAST_REGISTRY = "MLOPS_FEAST_REGISTRY"
+# What the stack's Bento is started with: the names serving.settings reads (WAIT_ENV, ENTITY_ENV), and the
+# bearer token's variable, the default of serving.token_env, which the stack's Bento is built to read (a unit
+# test holds them equal; importing serving would import BentoML).
+SERVING_CHAMPION_OF = "MLOPS_SERVING_CHAMPION_OF"
+SERVING_ENTITY_COLUMN = "MLOPS_SERVING_ENTITY_COLUMN"
+SERVING_TOKEN = "MLOPS_SERVING_TOKEN"
+# The service the stack's Bento serves from the project's source (as the compose file's `bento` does).
+SERVING_SERVICE = "serving.service:TabularModelService"
 
 
 def url_of(port: int, scheme: str = "http") -> str:
@@ -86,6 +101,21 @@ class Secret:
 
 
 @dataclass(frozen=True)
+class WatchedModel:
+    """The registered model the stack serves and watches (``mlops up --config``, built from a pipeline config by
+    the CLI): what its Bento, Prometheus and Alertmanager start with. Plain data: the config's sections as JSON
+    and the rules already rendered (``monitoring.alerting``)."""
+
+    name: str  # the registered model whose `champion` alias the Bento serves and follows
+    job: str  # the `job` label of the Bento's scrape target, which the rules select (ServedModelRules.job)
+    entity_column: str | None  # the request field the Bento logs as the entity id (data.id_column)
+    serving: Mapping[str, Any]  # the config's `serving` section: the Bento's argument
+    rules: str  # the Prometheus recording and alert rules of its SLOs
+    routing: Mapping[str, Any]  # the config's `monitoring.alert_routing`: intervals and grouping
+    webhook_url: str | None  # monitoring.alert_webhook_url, where Alertmanager posts; None: nowhere
+
+
+@dataclass(frozen=True)
 class LaunchContext:
     """What a launch function may build its server's command from, for one call of ``up``."""
 
@@ -98,6 +128,16 @@ class LaunchContext:
     # Where servers that store artifacts put them (``--artifacts``): an s3:// URI or a folder;
     # None keeps them in the home.
     artifacts: str | None = None
+    # Every server's own Postgres database URL (by name), for a server that is a client of another's database.
+    databases: Mapping[str, str] = field(default_factory=dict)
+    # The model the stack serves and watches; set for the servers that need one (Service.watches).
+    model: WatchedModel | None = None
+
+    @property
+    def watched(self) -> WatchedModel:
+        if self.model is None:
+            raise StackError(f"the {self.name} server needs the model to watch (mlops up --config)")
+        return self.model
 
     @property
     def port(self) -> int:
@@ -196,6 +236,8 @@ class Service:
     # With --database-url, the variable its clients take its own database's URL in: for a server whose clients
     # open its database themselves (Feast's SQL registry), not only through the server.
     database_env: str | None = None
+    # Started only with a model to watch (the Bento, Prometheus, Alertmanager); the others always.
+    watches: bool = False
 
     @property
     def client_variables(self) -> tuple[str, ...]:
@@ -219,11 +261,23 @@ class Service:
         ports: Mapping[str, int],
         database: str | None,
         artifacts: str | None = None,
+        *,
+        databases: Mapping[str, str] | None = None,
+        model: WatchedModel | None = None,
     ) -> ServiceSpec:
         """This server for ``home`` on ``ports[name]``, on its Postgres ``database`` if given, its
-        artifacts (if it keeps any) under ``artifacts`` if given."""
+        artifacts (if it keeps any) under ``artifacts`` if given; ``databases`` are every server's, ``model``
+        the one the stack watches."""
         launch = self.launch(
-            LaunchContext(home=home, name=self.name, ports=ports, database=database, artifacts=artifacts)
+            LaunchContext(
+                home=home,
+                name=self.name,
+                ports=ports,
+                database=database,
+                artifacts=artifacts,
+                databases=databases or {},
+                model=model,
+            )
         )
         return ServiceSpec(
             name=self.name,
@@ -392,6 +446,116 @@ def _feast_ui(ctx: LaunchContext) -> Launch:
     return Launch(command=command, env=env)
 
 
+def _bento(ctx: LaunchContext) -> Launch:
+    # The champion's online scoring, as the compose file's `bento`: the service from the project's source,
+    # alive (/livez) before any champion exists and ready once the registry has one, following its every move.
+    # Its argument is the config's serving section, read with the stack's token variable (its secret); its
+    # prediction log goes to the home, where the drift monitor reads it.
+    model = ctx.watched
+    arguments = ctx.home.runtime / "bento-arguments.yaml"
+    env = {
+        SERVING_CHAMPION_OF: model.name,
+        "MLOPS_HOME": str(ctx.home.root),
+        "BENTOML_HOME": str(ctx.home.bentoml),
+        "MLFLOW_TRACKING_URI": url_of(ctx.ports["mlflow"]),
+        FEAST_REDIS: ctx.address_of("redis"),
+    }
+    if model.entity_column:
+        env[SERVING_ENTITY_COLUMN] = model.entity_column
+    if "feast-ui" in ctx.databases:  # Feast's registry on Postgres (--database-url)
+        env[FEAST_REGISTRY] = ctx.databases["feast-ui"]
+    command = [
+        _program("bentoml"),
+        "serve",
+        SERVING_SERVICE,
+        "--working-dir",
+        str(REPO),
+        "--host",
+        HOST,
+        "--port",
+        str(ctx.port),
+        "--arg-file",
+        str(arguments),
+    ]
+    return Launch(
+        command=command,
+        env=env,
+        folders=(ctx.home.runtime, ctx.home.prediction_logs),
+        files={arguments: bento_arguments(model.serving)},
+    )
+
+
+def bento_arguments(serving: Mapping[str, Any]) -> str:
+    """The argument file (``bentoml serve --arg-file``) of a Bento served from source with the pipeline config's
+    ``serving`` section (JSON), its bearer token read from ``MLOPS_SERVING_TOKEN`` (the stack's secret). JSON,
+    which is YAML."""
+    return json.dumps({"serving_config": {**serving, "token_env": SERVING_TOKEN}}, indent=2) + "\n"
+
+
+def _prometheus(ctx: LaunchContext) -> Launch:
+    # Scrapes the Bento and the two monitoring servers (the others export no Prometheus metrics) through
+    # file-based target lists: a file written into targets/ later (another Bento) is scraped without a reload.
+    from monitoring.alert_routing import AlertRoutingConfig, prometheus_config, scrape_targets
+
+    model = ctx.watched
+    folder = ctx.home.prometheus
+    targets = folder / "targets"
+    rules = folder / "rules.yml"
+    config = prometheus_config(
+        rule_files=[rules],
+        targets_dir=targets,
+        alertmanager=ctx.address_of("alertmanager"),
+        routing=AlertRoutingConfig.model_validate(model.routing),
+    )
+    scraped = {"bento": model.job, "prometheus": "prometheus", "alertmanager": "alertmanager"}
+    files = {
+        folder / "prometheus.yml": _yaml(config),
+        rules: model.rules,
+        **{
+            targets / f"{name}.json": json.dumps(scrape_targets(job, [ctx.address_of(name)]), indent=2)
+            for name, job in scraped.items()
+        },
+    }
+    command = [
+        shutil.which("prometheus") or "prometheus",
+        f"--config.file={folder / 'prometheus.yml'}",
+        f"--storage.tsdb.path={folder / 'data'}",
+        f"--web.listen-address={ctx.address_of(ctx.name)}",
+    ]
+    return Launch(
+        command=command, folders=(folder, targets), files=files, install="apt-get install prometheus"
+    )
+
+
+def _alertmanager(ctx: LaunchContext) -> Launch:
+    # Groups the alerts and posts one Slack-compatible message per group to the config's webhook (its URL is a
+    # credential: the file is the user's only). No cluster: one instance, no gossip port.
+    from monitoring.alert_routing import AlertRoutingConfig, alertmanager_config
+
+    model = ctx.watched
+    folder = ctx.home.alertmanager
+    config = alertmanager_config(model.webhook_url, AlertRoutingConfig.model_validate(model.routing))
+    command = [
+        shutil.which("prometheus-alertmanager") or "prometheus-alertmanager",
+        f"--config.file={folder / 'alertmanager.yml'}",
+        f"--storage.path={folder / 'data'}",
+        f"--web.listen-address={ctx.address_of(ctx.name)}",
+        "--cluster.listen-address=",
+    ]
+    return Launch(
+        command=command,
+        folders=(folder,),
+        files={folder / "alertmanager.yml": _yaml(config)},
+        install="apt-get install prometheus-alertmanager",
+    )
+
+
+def _yaml(data: Mapping[str, Any]) -> str:
+    import yaml
+
+    return yaml.safe_dump(dict(data), sort_keys=False)
+
+
 SERVICES: Mapping[str, Service] = MappingProxyType(
     {
         service.name: service
@@ -483,6 +647,45 @@ SERVICES: Mapping[str, Service] = MappingProxyType(
                 # It reads the online store as a client does (its REST API can), signed in to Redis.
                 secrets=(Secret("redis", server_env={FEAST_REDIS_PASSWORD: "secret"}),),
             ),
+            Service(
+                name="bento",
+                default_port=3000,
+                # Alive: ready (/readyz) only once the registry has a champion, which the stack does not need.
+                health_path="/livez",
+                port_help="Port of the Bento serving the champion of --config's model (with --serve).",
+                launch=_bento,
+                secrets=(
+                    # It follows the registry signed in to MLflow, reads the online store signed in to Redis,
+                    # and answers every path but health and metrics only with `Authorization: Bearer <token>`.
+                    Secret(
+                        "mlflow",
+                        user="admin",
+                        server_env={
+                            "MLFLOW_TRACKING_USERNAME": "user",
+                            "MLFLOW_TRACKING_PASSWORD": "password",
+                        },
+                    ),
+                    Secret("redis", server_env={FEAST_REDIS_PASSWORD: "secret"}),
+                    Secret("serving", server_env={SERVING_TOKEN: "secret"}),
+                ),
+                watches=True,
+            ),
+            Service(
+                name="alertmanager",
+                default_port=9093,
+                health_path="/-/ready",
+                port_help="Port of Alertmanager, which routes the served model's alerts (with --serve).",
+                launch=_alertmanager,
+                watches=True,
+            ),
+            Service(
+                name="prometheus",
+                default_port=9090,
+                health_path="/-/ready",
+                port_help="Port of Prometheus, which scrapes the Bento and evaluates its rules (with --serve).",
+                launch=_prometheus,
+                watches=True,
+            ),
         )
     }
 )
@@ -516,21 +719,32 @@ def choose_ports(requested: Mapping[str, int]) -> dict[str, int]:
 
 
 def build_specs(
-    home: ProjectHome, ports: Mapping[str, int], database_url: str | None, artifacts: str | None = None
+    home: ProjectHome,
+    ports: Mapping[str, int],
+    database_url: str | None,
+    artifacts: str | None = None,
+    model: WatchedModel | None = None,
 ) -> dict[str, ServiceSpec]:
-    """Every server of the registry for ``home``, in start order, on ``ports`` (by name).
+    """Every server of the registry for ``home``, in start order, on ``ports`` (by name); those that watch a
+    model (the Bento, Prometheus, Alertmanager) only with ``model``.
 
     ``database_url`` (``postgresql://user:pass@host:port``, no database name) puts each server
     that has a Postgres database on it, each in its own; None keeps their stores in the home.
     ``artifacts`` (``s3://bucket/prefix`` or an absolute folder) is where MLflow stores artifacts.
-    Nothing is written or started (only redis-server is looked up on PATH).
+    Nothing is written or started (only the system's servers are looked up on PATH).
     """
     databases = postgres_urls(database_url) if database_url is not None else {}
     destination = artifact_destination(artifacts) if artifacts is not None else None
     return {
-        name: service.spec(home, ports, databases.get(name), destination)
+        name: service.spec(home, ports, databases.get(name), destination, databases=databases, model=model)
         for name, service in SERVICES.items()
+        if model is not None or not service.watches
     }
+
+
+def always_started() -> tuple[str, ...]:
+    """The servers ``up`` starts with or without a model to watch."""
+    return tuple(name for name, service in SERVICES.items() if not service.watches)
 
 
 def artifact_destination(artifacts: str) -> str:

@@ -33,7 +33,16 @@ from infra.stack.secrets import (
     secret_path,
     write_secret,
 )
-from infra.stack.services import HOST, SERVICES, ServiceSpec, build_specs, choose_ports, client_value
+from infra.stack.services import (
+    HOST,
+    SERVICES,
+    ServiceSpec,
+    WatchedModel,
+    always_started,
+    build_specs,
+    choose_ports,
+    client_value,
+)
 from infra.stack.state import ProcessRecord, locked, read_state, state_path, write_state
 
 # Each server is healthy in about 10 s on an idle machine; a cold start on a loaded one can take several times that.
@@ -60,7 +69,7 @@ class ServiceStatus:
         state = "healthy" if self.healthy else "unhealthy" if self.running else "stopped"
         pid = f"pid {self.pid}" if self.running else f"pid {self.pid} exited" if self.pid else "no pid"
         url = self.url or "-"
-        return f"{self.name:<10} {state:<9} {url:<24} {pid:<16} log {self.log}"
+        return f"{self.name:<12} {state:<9} {url:<24} {pid:<16} log {self.log}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -74,9 +83,11 @@ def up(
     database_url: str | None = None,
     artifacts: str | None = None,
     timeout: float = DEFAULT_TIMEOUT,
+    model: WatchedModel | None = None,
     **ports: int,
 ) -> list[ServiceStatus]:
-    """Start every server of the registry for ``home`` and wait until all are healthy.
+    """Start every server of the registry for ``home`` and wait until all are healthy; with ``model``, also
+    the Bento serving its champion and the Prometheus and Alertmanager watching it.
 
     ``<name>_port=`` picks a server's port (``prefect_port=4300``); any other comes from the
     registry. Idempotent: a server already running from this home's state file is reported,
@@ -88,7 +99,7 @@ def up(
     in its own database; ``artifacts`` (``s3://bucket/prefix`` or a folder) is where MLflow keeps
     artifacts, served through it.
     """
-    specs = build_specs(home, choose_ports(ports), database_url, artifacts)
+    specs = build_specs(home, choose_ports(ports), database_url, artifacts, model)
     _check_installed(list(specs.values()))
     with locked(home):
         records = read_state(home)
@@ -146,22 +157,28 @@ def down(home: ProjectHome) -> list[ServiceStatus]:
 def endpoints(home: ProjectHome) -> dict[str, str]:
     """What clients set to use this home's stack (``PREFECT_API_URL``, ``MLFLOW_TRACKING_URI``,
     ``MLOPS_FEAST_REDIS``, and the credentials, ``PREFECT_API_AUTH_STRING``..., with ``--database-url`` the
-    registry's ``MLOPS_FEAST_REGISTRY``) when ``up`` started every server of the registry and ``down`` has not
-    stopped them, else ``{}``. No network: cheap enough for every CLI call.
+    registry's ``MLOPS_FEAST_REGISTRY``) when ``up`` started every server it always starts and ``down`` has
+    not stopped them, else ``{}``. No network: cheap enough for every CLI call.
 
     A server that crashed since is still named: its clients then fail loudly (within MLflow's and Prefect's
     bounded retries) instead of writing to the home's SQLite stores behind the stack's back, and the
     servers still up stay usable (an approver can answer a gate while MLflow is down).
     """
     records = {r.name: r for r in read_state(home)}
-    if not all(name in records for name in SERVICES):
+    if not all(name in records for name in always_started()):
         return {}
     urls = {
         variable: client_value(template, records[name].url)
         for name, service in SERVICES.items()
+        if name in records
         for variable, template in service.client_env.items()
     }
-    signed_in = {variable: value for name in SERVICES for variable, value in credentials(home, name).items()}
+    signed_in = {
+        variable: value
+        for name, service in SERVICES.items()
+        if name in records and service.client_variables
+        for variable, value in credentials(home, name).items()
+    }
     return {**urls, **signed_in}
 
 

@@ -8,11 +8,14 @@ last. Failure paths use their own homes and never leave a process behind.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,7 +23,9 @@ from pathlib import Path
 
 import psutil
 import pytest
+import yaml
 
+from flows.cli.stack import watched_model
 from infra import stack
 from infra.home import ProjectHome
 
@@ -29,6 +34,8 @@ from helpers.configs import REPO
 from helpers.drift_checks import monitored_checks
 from helpers.processes import free_port, free_stack_ports, wait_until
 from helpers.redis import redis_server_program
+from helpers.system import system_tool
+from helpers.webhook import Receiver
 
 pytestmark = pytest.mark.integration
 
@@ -480,6 +487,124 @@ def test_artifacts_option_reaches_the_mlflow_command(tmp_path: Path) -> None:
     assert folder.folders == (tmp_path / "art", home.mlflow_auth)
 
 
+def test_up_with_a_config_serves_its_model_and_routes_its_alerts_to_the_webhook(
+    running: RunningStack, receiver: Receiver, tmp_path: Path
+) -> None:
+    """`mlops up --config` on the running stack starts only what it lacked: the Bento following the config's
+    model, Prometheus scraping it with the config's rules (windows of seconds here) and Alertmanager posting to
+    the config's webhook. The compose one-shot's command renders the same files. The Bento killed for real:
+    `MlopsServiceDown` reaches the webhook as a Slack-compatible message."""
+    system_tool("prometheus", "prometheus")
+    system_tool("prometheus-alertmanager", "prometheus-alertmanager")
+    raw = yaml.safe_load((REPO / "configs" / "crm_leads.yaml").read_text())
+    raw["serving"] = {"slo": {"window_seconds": 6, "for_seconds": 2}}
+    raw["monitoring"] = {
+        "alert_webhook_url": receiver.url,
+        "alert_routing": {
+            "scrape_interval_seconds": 1,
+            "evaluation_interval_seconds": 1,
+            "group_wait_seconds": 1,
+            "group_interval_seconds": 1,
+        },
+    }
+    config = tmp_path / "watched.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    ports = [
+        w
+        for service in stack.SERVICES.values()
+        for w in (service.port_option, str(running.ports[service.port_parameter]))
+    ]
+    env = {**os.environ, "MLOPS_HOME": str(running.home.root)}
+    mlops = str(Path(sys.executable).parent / "mlops")
+    done = subprocess.run(
+        [mlops, "up", "--config", str(config), *ports], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    statuses = {s.name: s for s in stack.status(running.home)}
+    assert sorted(statuses) == sorted(stack.SERVICES) and all(s.healthy for s in statuses.values())
+    assert {name: statuses[name].pid for name in SERVERS} == {
+        name: running.started[name].pid for name in SERVERS
+    }
+    # Alive, not ready: this home's registry has no champion of crm-leads yet.
+    bento = statuses["bento"].url
+    assert _get(bento + "/livez")[0] == 200
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        _get(bento + "/readyz")
+    assert refused.value.code == 503
+    prometheus = statuses["prometheus"].url
+    wait_until(
+        lambda: _query(prometheus, 'up{job="crm-leads"} == 1'), 30, "the Bento scraped as job crm-leads"
+    )
+    managers = json.loads(_get(prometheus + "/api/v1/alertmanagers")[1])["data"]["activeAlertmanagers"]
+    assert [m["url"] for m in managers] == [f"{statuses['alertmanager'].url}/api/v2/alerts"]
+
+    # Compose's watch-files one-shot: the same files from the same config.
+    out = tmp_path / "rendered"
+    address = urllib.parse.urlsplit
+    rendered = subprocess.run(
+        [
+            mlops,
+            "alerts",
+            "routing",
+            "--config",
+            str(config),
+            "--out",
+            str(out),
+            "--alertmanager",
+            address(statuses["alertmanager"].url).netloc,
+            "--target",
+            address(bento).netloc,
+            "--bento-arguments",
+            str(out / "bento-arguments.yaml"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert rendered.returncode == 0, rendered.stdout + rendered.stderr
+    home = running.home
+    for mine, ours in [
+        (out / "rules.yml", home.prometheus / "rules.yml"),
+        (out / "alertmanager.yml", home.alertmanager / "alertmanager.yml"),
+        (out / "targets" / "bento.json", home.prometheus / "targets" / "bento.json"),
+        (out / "bento-arguments.yaml", home.runtime / "bento-arguments.yaml"),
+    ]:
+        assert yaml.safe_load(mine.read_text()) == yaml.safe_load(ours.read_text()), mine.name
+
+    # The Bento stopped (its process manager stops its workers, which run in sessions of their own).
+    bento_processes = [
+        psutil.Process(statuses["bento"].pid),
+        *psutil.Process(statuses["bento"].pid).children(True),
+    ]
+    os.killpg(statuses["bento"].pid, signal.SIGTERM)
+    wait_until(lambda: all(_gone(p.pid) for p in bento_processes), 30, "the Bento's processes gone")
+    message = wait_until(
+        lambda: next(
+            (
+                body["attachments"][0]
+                for body in list(receiver.bodies)
+                if body.get("attachments") and "MlopsServiceDown" in body["attachments"][0]["title"]
+            ),
+            None,
+        ),
+        60,
+        "MlopsServiceDown at the webhook",
+        describe=lambda: f"got {receiver.bodies}",
+    )
+    assert message["title"].startswith("[FIRING] MlopsServiceDown: crm-leads")
+    assert "does not answer Prometheus's scrape" in message["text"] and "model crm-leads" in message["text"]
+    # `up` with the model again restarts only the Bento.
+    again = {s.name: s for s in stack.up(home, model=watched_model(config, home), **running.ports)}
+    assert again["bento"].healthy and again["bento"].pid != statuses["bento"].pid
+    assert all(again[name].pid == statuses[name].pid for name in stack.SERVICES if name != "bento")
+
+
+def _query(prometheus: str, expr: str) -> list[dict]:
+    url = f"{prometheus}/api/v1/query?{urllib.parse.urlencode({'query': expr})}"
+    return json.loads(_get(url)[1])["data"]["result"]
+
+
 def test_crashed_server_shows_as_stopped_and_up_restarts_only_it(running: RunningStack) -> None:
     crashed = running.started["mlflow"]
     os.killpg(crashed.pid, signal.SIGKILL)
@@ -539,7 +664,8 @@ def test_down_stops_exactly_what_it_started(running: RunningStack) -> None:
 
         stopped = stack.down(running.home)
 
-        assert sorted(s.name for s in stopped) == sorted([*SERVERS, "runner", "detached"])
+        # Every server: the Bento, Prometheus and Alertmanager too (`up --config` above; the Bento was killed).
+        assert sorted(s.name for s in stopped) == sorted([*stack.SERVICES, "runner", "detached"])
         assert not any(s.running for s in stopped)
         assert all(_gone(pid) for pid in pids)
         # Our own children are reaped by `down`, so they do not linger as zombies.

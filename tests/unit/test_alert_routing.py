@@ -53,9 +53,17 @@ def test_routing_files_pass_promtool_and_amtool(tmp_path: Path, monkeypatch) -> 
     assert prometheus["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["127.0.0.1:9093"]
     assert prometheus["global"] == {"scrape_interval": "15s", "evaluation_interval": "15s"}
 
-    # Without a webhook anywhere it refuses, naming both ways to give one.
-    refused = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "none")])
-    assert refused.exit_code != 0 and "--webhook" in refused.output and "alert_webhook_url" in refused.output
+    # Without a webhook anywhere the alerts are only shown, and it says how to give one.
+    monkeypatch.delenv("MLOPS_ALERT_WEBHOOK_URL", raising=False)
+    quiet = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "none")])
+    assert quiet.exit_code == 0, quiet.output
+    assert (
+        "--webhook" in quiet.output and "alert_webhook_url" in quiet.output and "only shown" in quiet.output
+    )
+    shown = tmp_path / "none" / "alertmanager.yml"
+    assert yaml.safe_load(shown.read_text())["receivers"] == [{"name": "mlops-webhook"}]
+    checked = subprocess.run([amtool, "check-config", str(shown)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 def test_one_message_per_group_names_model_value_and_link() -> None:

@@ -43,15 +43,23 @@ import shlex
 import subprocess
 import sys
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import PackageNotFoundError, requires, version
 from pathlib import Path
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
 
+from flows.cli.stack import DEFAULT_CONFIG, watched_model
 from infra.home import ProjectHome
 from infra.stack import HOST, SERVICES, ServiceSpec, build_specs, ray_nodes
-from infra.stack.services import FEAST_REDIS, FEAST_REDIS_PASSWORD, FEAST_REGISTRY, client_value
+from infra.stack.services import (
+    FEAST_REDIS,
+    FEAST_REDIS_PASSWORD,
+    FEAST_REGISTRY,
+    always_started,
+    client_value,
+)
 
 from helpers.redis import redis_server_program
 from helpers.system import system_tool
@@ -79,9 +87,13 @@ NOT_LOCAL = {
     "ray-worker": "joins ray-head; the two-node sweep test runs the same command as processes",
     "deployments": "`mlops deploy` registers the deployments (prefect.yaml for `prefect deploy` with a pool)",
     "worker": "`mlops deploy --detach` runs the deployments' runs locally, and registers it with the stack",
-    "bento": "`bentoml serve <bento>` after a run (the command it prints); the same service from source with "
-    "MLOPS_SERVING_CHAMPION_OF waits for the first champion (tests/integration/test_registry_following.py)",
+    "watch-files": "a one-shot rendering the files `mlops up --config` writes into the home "
+    "(`mlops alerts routing ... --target --bento-arguments`, tests/integration/test_stack.py runs it)",
+    "grafana": "not packaged in Debian: the dashboard's queries are evaluated against a real Prometheus "
+    "(tests/integration/test_serving.py)",
 }
+# Debian's name of a program whose image calls it otherwise.
+DEBIAN_PROGRAMS = {"prometheus-alertmanager": "alertmanager"}
 # The services that run pipelines, and so talk to every server: the worker and its registration job.
 RUNNERS = ("deployments", "worker")
 # The services that read or write the feature store (runs materialise and train, the Bento scores by id).
@@ -116,7 +128,7 @@ def specs(services: dict) -> dict[str, ServiceSpec]:
     postgres = services["postgres"]["environment"]
     database_url = f"postgresql://{postgres['POSTGRES_USER']}:{postgres['POSTGRES_PASSWORD']}@postgres:5432"
     ports = {name: service.default_port for name, service in SERVICES.items()}
-    return build_specs(LOCAL_HOME, ports, database_url)
+    return build_specs(LOCAL_HOME, ports, database_url, model=watched_model(DEFAULT_CONFIG, LOCAL_HOME))
 
 
 def _words(value: object) -> list[str]:
@@ -145,7 +157,8 @@ def _shell_exec(script: str) -> tuple[list[str], str]:
 
 def _program(argv: list[str]) -> str:
     """The program's basename; every Python is ``python`` (the venv's locally, the image's in compose)."""
-    return re.sub(r"^python[\d.]*$", "python", Path(argv[0]).name)
+    name = re.sub(r"^python[\d.]*$", "python", Path(argv[0]).name)
+    return DEBIAN_PROGRAMS.get(name, name)
 
 
 def _invocation(argv: list[str]) -> Invocation:
@@ -202,8 +215,10 @@ def test_every_server_runs_the_local_stack_command(name: str, services: dict, sp
     allowed = COMPOSE_ONLY_FLAGS.get(name, {})
     assert set(local.flags) - set(compose.flags) == set(), f"{name}: compose lacks flags of `mlops up`"
     assert set(compose.flags) - set(local.flags) - set(allowed) == set(), f"{name}: compose-only flags"
-    [address] = [flag for flag, value in local.flags.items() if value == HOST]
-    assert compose.flags[address] == "0.0.0.0", f"{name}: {address} {compose.flags[address]}"
+    # The address: the host alone, or host:port (Prometheus, Alertmanager).
+    [address] = [flag for flag, value in local.flags.items() if value and value.split(":")[0] == HOST]
+    expected = local.flags[address].replace(HOST, "0.0.0.0")
+    assert compose.flags[address] == expected, f"{name}: {address} {compose.flags[address]}"
     for flag, value in local.flags.items():
         if flag != address and not _from_home(value):
             assert compose.flags[flag] == _image_path(value), (
@@ -261,9 +276,27 @@ def test_every_server_image_runs_the_installed_version(name: str, services: dict
     if image is None:
         dockerfile = (REPO / service["build"]["context"] / service["build"]["dockerfile"]).read_text()
         image = re.search(r"^FROM\s+(\S+)", dockerfile, re.MULTILINE).group(1)
+    tag = image.rsplit(":", 1)[1].removeprefix("v").split("-")[0]
+    program = Path(specs[name].command[0]).name
+    if service.get("build", {}).get("dockerfile") == "infra/Dockerfile" and _pip_program(program):
+        # A pip package's program in the platform image, which installs the project (`pip install -e .`):
+        # Python's version is its base image's, and the project's requirement admits the installed version.
+        assert tag == f"{sys.version_info.major}.{sys.version_info.minor}", f"{name}: {image}"
+        [required] = [r for r in map(Requirement, requires("mlops-crm") or []) if r.name == program]
+        assert required.specifier.contains(version(program)), (
+            f"{name}: {program} {version(program)} {required}"
+        )
+        return
     installed = _installed_version(specs[name].command)
-    tag = image.rsplit(":", 1)[1]
-    assert tag.removeprefix("v").split("-")[0] == installed, f"{name}: {image} vs {installed}"
+    assert tag == installed, f"{name}: {image} vs {installed}"
+
+
+def _pip_program(program: str) -> bool:
+    try:
+        version(program)
+    except PackageNotFoundError:
+        return False
+    return True
 
 
 def _installed_version(command: list[str]) -> str:
@@ -278,8 +311,13 @@ def _installed_version(command: list[str]) -> str:
         pass
     if program == "redis-server":
         redis_server_program()  # skips without it, fails under CI=true
-    printed = subprocess.run([command[0], "--version"], capture_output=True, text=True, timeout=30).stdout
-    return re.search(r"v=(\d[\w.]*)", printed).group(1)
+    else:
+        system_tool(
+            program, program
+        )  # prometheus, prometheus-alertmanager: skips without, fails under CI=true
+    done = subprocess.run([command[0], "--version"], capture_output=True, text=True, timeout=30)
+    # `Redis server v=7.0.15 ...`; `prometheus, version 2.42.0+ds (...)` (Alertmanager's on stderr).
+    return re.search(r"(?:v=|version )(\d[\d.]*)", done.stdout + done.stderr).group(1)
 
 
 @pytest.mark.parametrize("name", [name for name, service in SERVICES.items() if service.postgres is not None])
@@ -356,7 +394,8 @@ def test_worker_executes_the_deployments_of_prefect_yaml_on_its_pool(services: d
     ]
     assert services["deployments"]["command"] == ["--no-prompt", "deploy", "--all"]
     assert worker["depends_on"]["deployments"] == {"condition": "service_completed_successfully"}
-    for name in (*SERVICES, "ray-head"):
+    # Every server the pipelines use (not the Bento and its watchers, which no run needs).
+    for name in (*always_started(), "ray-head"):
         assert worker["depends_on"][name] == {"condition": "service_healthy"}
 
 

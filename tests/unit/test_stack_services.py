@@ -3,6 +3,7 @@ is checked, how the Feast UI reads its repository. The servers themselves run in
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import threading
@@ -11,12 +12,21 @@ from pathlib import Path
 import pytest
 
 from infra.home import ProjectHome
-from infra.stack import SERVICES, build_specs, client_settings, credentials, endpoints, prepare
+from infra.stack import SERVICES, WatchedModel, build_specs, client_settings, credentials, endpoints, prepare
 from infra.stack.feast_ui import UI_REGISTRY_TTL_SECONDS, ui_config
 from infra.stack.health import answers, redis_command, redis_pong
 from infra.stack.processes import spawn
 from infra.stack.secrets import database_secret, secret_path
-from infra.stack.services import FEAST_REDIS, FEAST_REDIS_PASSWORD, FEAST_REGISTRY, client_value
+from infra.stack.services import (
+    FEAST_REDIS,
+    FEAST_REDIS_PASSWORD,
+    FEAST_REGISTRY,
+    SERVING_CHAMPION_OF,
+    SERVING_ENTITY_COLUMN,
+    SERVING_TOKEN,
+    always_started,
+    client_value,
+)
 from infra.stack.state import ProcessRecord, write_state
 
 PORTS = {name: service.default_port for name, service in SERVICES.items()}
@@ -183,3 +193,68 @@ def test_a_config_on_stdin_reaches_the_process_and_nothing_else(tmp_path: Path) 
     os.waitpid(started.record.pid, 0)
     assert (tmp_path / "cat.log").read_text().endswith("secret t0k3n\ndone\n")
     assert "t0k3n" not in " ".join(started.record.command)
+
+
+def test_the_bentos_variables_are_the_ones_the_service_reads() -> None:
+    from serving import settings
+    from serving.config import ServingConfig
+
+    assert (SERVING_CHAMPION_OF, SERVING_ENTITY_COLUMN) == (settings.WAIT_ENV, settings.ENTITY_ENV)
+    assert ServingConfig().token_env == SERVING_TOKEN
+
+
+def test_the_watching_servers_start_only_with_a_model(tmp_path: Path) -> None:
+    home = ProjectHome(tmp_path / "home")
+    assert set(build_specs(home, PORTS, None)) == set(always_started())
+    specs = build_specs(home, PORTS, None, model=_model())
+    assert set(specs) - set(always_started()) == {"bento", "prometheus", "alertmanager"}
+
+
+def _model(webhook: str | None = "http://127.0.0.1:9/hook") -> WatchedModel:
+    from flows.cli.stack import DEFAULT_CONFIG, watched_model
+
+    model = watched_model(DEFAULT_CONFIG, ProjectHome(Path("/unused")))
+    return WatchedModel(**{**model.__dict__, "webhook_url": webhook})
+
+
+def test_the_bento_follows_the_models_champion_signed_in_to_the_stack(tmp_path: Path) -> None:
+    home = ProjectHome(tmp_path / "home")
+    model = _model()
+    bento = build_specs(home, PORTS, DATABASE_URL, model=model)["bento"]
+    assert bento.command[1:3] == ["serve", "serving.service:TabularModelService"]
+    assert bento.command[bento.command.index("--host") + 1] == "127.0.0.1"
+    assert bento.health_path == "/livez"
+    assert bento.env[SERVING_CHAMPION_OF] == model.name == "crm-leads"
+    assert bento.env["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5000"
+    assert bento.env[FEAST_REGISTRY] == "postgresql+psycopg2://mlops:pw@db.example:5432/feast"
+    # Its argument: the config's serving section, the token read from the variable its secret is put in.
+    [arguments] = bento.files.values()
+    assert json.loads(arguments) == {"serving_config": {**model.serving, "token_env": SERVING_TOKEN}}
+    env = prepare(home, bento, {})
+    assert env[SERVING_TOKEN] == secret_path(home, "serving").read_text().strip()
+    user, password = secret_path(home, "mlflow").read_text().strip().split(":")
+    assert (env["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_TRACKING_PASSWORD"]) == (user, password)
+    assert env[SERVING_TOKEN] not in " ".join(bento.command) + "".join(bento.files.values())
+
+
+def test_prometheus_scrapes_the_bento_as_its_rules_job_and_alerts_through_alertmanager(
+    tmp_path: Path,
+) -> None:
+    import yaml
+
+    home = ProjectHome(tmp_path / "home")
+    model = _model()
+    specs = build_specs(home, {**PORTS, "bento": 3100}, None, model=model)
+    prometheus, alertmanager = specs["prometheus"], specs["alertmanager"]
+    files = {path.name: text for path, text in prometheus.files.items()}
+    assert json.loads(files["bento.json"]) == [{"targets": ["127.0.0.1:3100"], "labels": {"job": model.job}}]
+    assert files["rules.yml"] == model.rules and f'job="{model.job}"' in model.rules
+    config = yaml.safe_load(files["prometheus.yml"])
+    assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["127.0.0.1:9093"]
+    assert config["rule_files"] == [str(home.prometheus / "rules.yml")]
+    assert "--web.listen-address=127.0.0.1:9090" in prometheus.command
+    [routing] = alertmanager.files.values()
+    assert yaml.safe_load(routing)["receivers"][0]["slack_configs"][0]["api_url"] == model.webhook_url
+    # Without a webhook, the alerts are grouped and shown, and sent nowhere.
+    quiet = build_specs(home, PORTS, None, model=_model(webhook=None))["alertmanager"]
+    assert yaml.safe_load(next(iter(quiet.files.values())))["receivers"] == [{"name": "mlops-webhook"}]
