@@ -12,6 +12,11 @@ error (`phase/<name>/seconds`, `phase/<name>/error` = (estimate - actual) / actu
     `estimate:` constants of the phases after the sweep).
 
 Run after install: .venv/bin/python benchmarks/bench_estimate.py [--rows 20000] [--runs 10] [--config C] [--smoke]
+                   .venv/bin/python benchmarks/bench_estimate.py --from-homes HOME [HOME ...]
+
+`--from-homes` reports on the runs already made in those homes (every training-pipeline run in each home's MLflow
+store, e.g. homes kept by `bench_quality.py --keep`) instead of running again; their wall time is then the sum
+of the pipeline's phases.
 """
 
 from __future__ import annotations
@@ -107,10 +112,29 @@ def run_once(config: Path, seed: int, home: Path) -> RunFigures:
     return RunFigures(seed, wall, dict(metrics))
 
 
-def report(runs: list[RunFigures], rows: int) -> None:
-    print(
-        f"{len(runs)} runs of `mlops run` on {rows:,} generated rows, root seeds {runs[0].seed}-{runs[-1].seed}"
+def runs_in(home: Path) -> list[RunFigures]:
+    """The training-pipeline runs recorded in ``home``'s MLflow store (the parent runs, which log the estimate),
+    oldest first; wall time: the sum of their phases' seconds."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    found = client.search_runs(
+        experiments,
+        filter_string="metrics.`estimate/sweep_seconds` >= 0",
+        order_by=["attributes.start_time ASC"],
     )
+    runs = []
+    for run in found:
+        metrics = dict(run.data.metrics)
+        phases = sum(v for k, v in metrics.items() if k.startswith("phase/") and k.endswith("/seconds"))
+        runs.append(RunFigures(int(run.data.params.get("seed", -1)), phases, metrics))
+    return runs
+
+
+def report(runs: list[RunFigures], rows: int | None) -> None:
+    source = f"{rows:,} generated rows" if rows is not None else "the runs kept in the homes given"
+    print(f"{len(runs)} runs of `mlops run` on {source}, root seeds {runs[0].seed}-{runs[-1].seed}")
     print(
         f"{'seed':>5}{'estimate s':>12}{'90% range s':>16}{'actual s':>10}{'inside':>8}{'time width':>12}"
         f"{'epoch width':>13}{'epochs est':>12}{'epochs act':>12}"
@@ -143,7 +167,8 @@ def report(runs: list[RunFigures], rows: int) -> None:
         print(
             f"phase {key:<26}{statistics.fmean(errors):>+11.0%}{min(errors):>+8.0%}{max(errors):>+8.0%}{statistics.fmean(actual):>15.1f}"
         )
-    print(f"mean `mlops run` wall time {statistics.fmean(r.wall_seconds for r in runs):.0f} s")
+    what = "`mlops run` wall time" if rows is not None else "pipeline time (the sum of its phases)"
+    print(f"mean {what} {statistics.fmean(r.wall_seconds for r in runs):.0f} s")
 
 
 def main() -> None:
@@ -157,7 +182,20 @@ def main() -> None:
     parser.add_argument(
         "--smoke", action="store_true", help="2,000 rows, one run of the shrunken smoke config"
     )
+    parser.add_argument(
+        "--from-homes",
+        nargs="+",
+        type=Path,
+        metavar="HOME",
+        help="Report on the training-pipeline runs already made in these project homes; run nothing.",
+    )
     args = parser.parse_args()
+    if args.from_homes:
+        runs = [run for home in args.from_homes for run in runs_in(home)]
+        if not runs:
+            raise SystemExit(f"no training-pipeline run in {', '.join(map(str, args.from_homes))}")
+        report(runs, None)
+        return
     if args.smoke:
         args.rows, args.runs = 2_000, 1
     with tempfile.TemporaryDirectory(prefix="bench-estimate-") as tmp:

@@ -1,13 +1,19 @@
 """Benchmarks that cannot rot: each answers --help, and each runs to the end in its smoke mode (tiny sizes)
 and prints its figure lines. The figures of a smoke run are not measurements: only their presence is checked.
+bench_estimate reports on bench_quality's smoke run (`--from-homes`) instead of making a second run of the same
+shrunken config (about 40 s of the suite): its report is checked here, its own loop of `mlops run` calls
+(`--smoke`, `--runs`) is not.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import runpy
+import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -71,18 +77,43 @@ def test_help_describes_the_options(
     assert "--smoke" in printed and "usage:" in printed
 
 
-@pytest.mark.parametrize("name", sorted(FIGURES))
-def test_smoke_mode_runs_and_prints_its_figures(name: str) -> None:
-    if name == "bench_serving.py":
-        system_tool("wrk", "wrk")
-        system_tool("redis-server", "redis-server")  # its smoke serves by id from Redis
-    result = subprocess.run(
-        [sys.executable, str(BENCHMARKS / name), "--smoke"],
+def _bench(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(BENCHMARKS / name), *args],
         env=_env(),
         capture_output=True,
         text=True,
         timeout=900,
     )
+
+
+@pytest.fixture(scope="module")
+def quality_smoke() -> Iterator[tuple[subprocess.CompletedProcess[str], Path | None]]:
+    """bench_quality's smoke run (`make run` on 2,000 rows in a fresh home), its home kept for bench_estimate,
+    which reports on that run (`--from-homes`) rather than making another of the same config; removed after."""
+    result = _bench("bench_quality.py", "--smoke", "--keep")
+    kept = re.search(r"home kept: (\S+)", result.stdout)
+    home = Path(kept.group(1)) if kept else None
+    try:
+        yield result, home
+    finally:
+        if home is not None:
+            shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.mark.parametrize("name", sorted(FIGURES))
+def test_smoke_mode_runs_and_prints_its_figures(name: str, request: pytest.FixtureRequest) -> None:
+    if name == "bench_serving.py":
+        system_tool("wrk", "wrk")
+        system_tool("redis-server", "redis-server")  # its smoke serves by id from Redis
+    if name == "bench_quality.py":
+        result, _ = request.getfixturevalue("quality_smoke")
+    elif name == "bench_estimate.py":
+        quality, home = request.getfixturevalue("quality_smoke")
+        assert home is not None, f"bench_quality kept no home:\n{quality.stdout[-3000:]}"
+        result = _bench(name, "--from-homes", str(home))
+    else:
+        result = _bench(name, "--smoke")
     assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     lines = result.stdout.splitlines()
     missing = [start for start in FIGURES[name] if not any(line.startswith(start) for line in lines)]
