@@ -44,6 +44,14 @@ SLOW_FILES_FIRST = (
 )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep that order under xdist: since 3.8 its file scheduling queues the files with the most tests first
+    (``--loadscope-reorder``, on by default), which put the longest files (few tests each) last, running alone
+    on one worker at the end of the suite."""
+    if getattr(config.option, "loadscopereorder", False):
+        config.option.loadscopereorder = False
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     tests = Path(__file__).parent
     stale = [name for name in SLOW_FILES_FIRST if not (tests / name).is_file()]
