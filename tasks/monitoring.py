@@ -36,7 +36,6 @@ from models.governance.names import Alias, Variant
 from monitoring.check import MonitorResult, check_batch, require_usable_batch
 from monitoring.config import MonitoringConfig
 from monitoring.drift import DriftReport
-from monitoring.evidently_report import write_drift_report, write_quality_report
 from monitoring.freshness import (
     FreshnessReport,
     ServedAges,
@@ -207,6 +206,9 @@ def write_reports(
     model: Monitored, batch: Batch, drift: DriftReport, labels: np.ndarray | None, folder: Path, seed: int
 ) -> list[Path]:
     """Evidently's HTML reports (data drift; with labels, classification quality) under `folder`."""
+    # Imported here: Evidently's import (about 3 s) is paid by the monitor, not by every training run.
+    from monitoring.evidently_report import write_drift_report, write_quality_report
+
     paths = [
         write_drift_report(
             model.reference, batch.features, drift, folder / "drift.html", max_rows=REPORT_ROWS, seed=seed
