@@ -523,7 +523,10 @@ def _prometheus(ctx: LaunchContext) -> Launch:
         f"--web.listen-address={ctx.address_of(ctx.name)}",
     ]
     return Launch(
-        command=command, folders=(folder, targets), files=files, install="apt-get install prometheus"
+        command=command,
+        folders=(folder, targets),
+        files=files,
+        install="apt-get install prometheus, or start the stack without it: mlops up --no-serve",
     )
 
 
@@ -546,7 +549,7 @@ def _alertmanager(ctx: LaunchContext) -> Launch:
         command=command,
         folders=(folder,),
         files={folder / "alertmanager.yml": _yaml(config)},
-        install="apt-get install prometheus-alertmanager",
+        install="apt-get install prometheus-alertmanager, or start the stack without it: mlops up --no-serve",
     )
 
 
