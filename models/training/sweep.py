@@ -44,6 +44,7 @@ from models.nn.config import ModelConfig
 from models.nn.module import TabularClassifier
 from models.training.config import ChoiceParam, IntParam, LogUniformParam, SweepConfig, UniformParam
 from models.training.fit import train_model
+from models.training.worker import HOOK as WORKER_SETUP_HOOK
 
 _log = logging.getLogger(__name__)
 
@@ -272,7 +273,12 @@ def _connect(sweep: SweepConfig, ray_address: str | None) -> bool:
     if ray.is_initialized():
         return False
     address = ray_address or os.environ.get("RAY_ADDRESS") or sweep.ray_address
-    quiet: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
+    quiet: dict[str, Any] = {
+        "log_to_driver": False,
+        "logging_level": logging.WARNING,
+        # Each worker imports the training stack at its start, the collector off (models.training.worker).
+        "runtime_env": {"worker_process_setup_hook": WORKER_SETUP_HOOK},
+    }
     if address:
         ray.init(address=address, **quiet)
     else:
