@@ -44,7 +44,6 @@ from models.nn.config import ModelConfig
 from models.nn.module import TabularClassifier
 from models.training.config import ChoiceParam, IntParam, LogUniformParam, SweepConfig, UniformParam
 from models.training.fit import train_model
-from models.training.worker import HOOK as WORKER_SETUP_HOOK
 
 _log = logging.getLogger(__name__)
 
@@ -260,6 +259,9 @@ def _quiet_tune() -> Iterator[None]:
             if value is None:
                 os.environ.pop(key, None)
 
+
+# Run by Ray in each worker at its start (named, not imported: that module imports this one).
+WORKER_SETUP_HOOK = "models.training.worker.prepare"
 
 _AUTH_LOGGER = logging.getLogger("ray._private.authentication.authentication_token_setup")
 

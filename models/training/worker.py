@@ -3,7 +3,8 @@
 A trial's worker imports torch, Lightning and this project's training modules when it unpickles its first
 trial. With the cyclic garbage collector on, that import walks the growing heap again and again: measured on 2
 cores, ``import models.training.sweep`` costs 6.3 s of CPU with the collector on and 3.9 s with it off. Ray
-runs ``prepare`` in each worker at its start (``worker_process_setup_hook``): the imports happen with the
+runs ``prepare`` in each worker at its start (``worker_process_setup_hook``, named by
+``models.training.sweep.WORKER_SETUP_HOOK``): the imports happen with the
 collector off and their objects are frozen after (they live as long as the worker), as the CLI does for its own
 imports (``flows.cli.startup``).
 """
@@ -11,8 +12,6 @@ imports (``flows.cli.startup``).
 from __future__ import annotations
 
 import gc
-
-HOOK = "models.training.worker.prepare"  # what ray.init's runtime_env names
 
 
 def prepare() -> None:
