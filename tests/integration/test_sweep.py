@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -173,6 +174,22 @@ def sweep_data() -> tuple[SweepData, FeatureTransform, np.ndarray]:
     return make_data()
 
 
+@dataclass(frozen=True)
+class FinishedSweep:
+    storage: Path
+    name: str
+    sweep: SweepConfig
+    result: SweepResult
+
+
+@pytest.fixture(scope="module")
+def finished_sweep(ray_runtime, sweep_data, tmp_path_factory: pytest.TempPathFactory) -> FinishedSweep:
+    """One fresh 4-trial sweep of the test data, finished; read by the tests that check a finished sweep (its
+    result, its checkpoints on disk) and resumed by the ones that resume it (about 12 s each on 2 cores)."""
+    storage, sweep = tmp_path_factory.mktemp("finished-sweep"), sweep_config()
+    return FinishedSweep(storage, "full", sweep, sweep_into(storage, "full", sweep, sweep_data))
+
+
 def sweep_into(storage: Path, name: str, sweep: SweepConfig, data_and_transform, **options) -> SweepResult:
     """`run_sweep` of the test data with the test's base config and seed."""
     data, transform, *_ = data_and_transform
@@ -206,10 +223,9 @@ def test_search_space_maps_each_param_type() -> None:
     assert space["hidden_sizes"].categories == [[8], [16, 8]]
 
 
-def test_sweep_completes_and_returns_best_scorer(ray_runtime, sweep_data, tmp_path: Path) -> None:
+def test_sweep_completes_and_returns_best_scorer(finished_sweep: FinishedSweep, sweep_data) -> None:
     data, _, val_frame = sweep_data
-    sweep = sweep_config()
-    result = sweep_into(tmp_path, "full", sweep, sweep_data)
+    sweep, result, tmp_path = finished_sweep.sweep, finished_sweep.result, finished_sweep.storage
 
     assert isinstance(result, SweepResult) and not result.resumed
     assert ray.is_initialized(), "run_sweep must not shut down a runtime it did not start"
@@ -240,6 +256,49 @@ def test_sweep_completes_and_returns_best_scorer(ray_runtime, sweep_data, tmp_pa
     assert again.resumed and again.best_trial_id == result.best_trial_id
     assert again.best_val_auc == pytest.approx(result.best_val_auc)
     assert np.allclose(again.scorer.predict_proba(val_frame), proba)
+
+
+def test_checkpoint_storage_estimate_matches_bytes_on_disk(finished_sweep: FinishedSweep, sweep_data) -> None:
+    """The estimate's checkpoint storage kept after pruning, against the bytes one real sweep leaves."""
+    from models.estimate.config import EstimateConfig
+    from models.estimate.counts import build_net, checkpoint_bytes, parameter_count
+    from models.estimate.resources import estimate_resources
+    from models.training.sweep import CHECKPOINTS_KEPT
+
+    data, transform, _ = sweep_data
+    sweep, result = finished_sweep.sweep, finished_sweep.result
+    estimate = estimate_resources(
+        data.train,
+        len(data.y_val),
+        transform=transform,
+        model=BASE,
+        sweep=sweep,
+        prices=EstimateConfig(profile_steps=5),
+        seed=SWEEP_SEED,
+    )
+    on_disk = 0
+    for trial in result.trials:
+        [trial_dir] = (finished_sweep.storage / finished_sweep.name).glob(f"*{trial.trial_id}*")
+        kept = list(trial_dir.glob("checkpoint_*"))
+        assert 1 <= len(kept) <= CHECKPOINTS_KEPT  # the count the estimate assumes is a ceiling
+        architecture = BASE.with_overrides({"hidden_sizes": trial.params["hidden_sizes"]})
+        net = build_net(transform.n_numeric, transform.cardinalities, architecture, data.train.numeric)
+        tensors = checkpoint_bytes(parameter_count(net))
+        for checkpoint in kept:
+            size = sum(path.stat().st_size for path in checkpoint.rglob("*") if path.is_file())
+            # Beyond the weights and AdamW moments the estimate counts, a checkpoint holds Lightning's
+            # own state (loops, callbacks, hyper-parameters), torch.save's zip headers and Tune's
+            # progress.json: a fixed ~14 KB whatever the architecture (measured); 32 KB leaves room
+            # for a Lightning release that stores more, and is noise beside a real model's tensors.
+            assert 0 < size - tensors < 32_000, (checkpoint, size, tensors)
+            on_disk += size
+    # The estimate is a ceiling on the tensors: every trial at the largest architecture (here [64, 32])
+    # with CHECKPOINTS_KEPT = 2 checkpoints. A trial whose latest checkpoint is its best, or that ASHA
+    # stopped at the first rung, keeps one; a trial of [32, 16] holds 0.38x the tensors; and the disk adds
+    # the fixed overhead above. Whatever ASHA and the sampler do, that puts the bytes on disk between
+    # 0.35x (one small checkpoint per trial) and 1.32x (two large ones) the estimate; this sweep leaves
+    # about 0.5x. The band 1/4 .. 1.5 keeps a margin on both sides for a smaller or larger overhead.
+    assert estimate.checkpoint_bytes / 4 <= on_disk <= 1.5 * estimate.checkpoint_bytes
 
 
 def test_failed_trial_resumes_from_its_checkpoint(ray_runtime, sweep_data, tmp_path: Path) -> None:
@@ -322,21 +381,22 @@ def test_interrupted_sweep_resumes(ray_runtime, sweep_data, tmp_path: Path) -> N
 
 
 @pytest.mark.timeout(240)
-def test_resume_with_stale_searcher_state_finishes(ray_runtime, sweep_data, tmp_path: Path) -> None:
+def test_resume_with_stale_searcher_state_finishes(finished_sweep: FinishedSweep, sweep_data) -> None:
     """Tune writes the trials' states and the generator's state apart; a sweep killed in between can
     leave a generator that still counts as live two trials the experiment state has TERMINATED. The
     resumed sweep must not wait for them (it did, forever: seen once in CI). Reproduced by writing
-    that state into a finished sweep; the file is Tune's own (`BasicVariantGenerator.save_to_dir`)."""
-    sweep = sweep_config()
-    first = sweep_into(tmp_path, "stale", sweep, sweep_data)
-    [state_file] = (tmp_path / "stale").glob("basic-variant-state-*.json")
+    that state into a finished sweep (the module's, after the tests that read it as it finished); the file is
+    Tune's own (`BasicVariantGenerator.save_to_dir`)."""
+    sweep, first, tmp_path = finished_sweep.sweep, finished_sweep.result, finished_sweep.storage
+    # The newest generator state, the one a resume reads (Tune's `_load_newest_checkpoint`: the greatest name).
+    state_file = max((tmp_path / finished_sweep.name).glob("basic-variant-state-*.json"))
     state = cloudpickle.loads(state_file.read_bytes())
     assert state["_finished"] and not state["_live_trials"]
     state["_finished"] = False
     state["_live_trials"] = {trial.trial_id for trial in first.trials[: sweep.max_concurrent_trials]}
     state_file.write_bytes(cloudpickle.dumps(state))
 
-    again = sweep_into(tmp_path, "stale", sweep, sweep_data)
+    again = sweep_into(tmp_path, finished_sweep.name, sweep, sweep_data)
     assert again.resumed and len(again.trials) == sweep.num_samples
     assert again.best_trial_id == first.best_trial_id
 
@@ -399,48 +459,3 @@ def test_sweep_spreads_trials_over_a_two_node_cluster(tmp_path: Path) -> None:
     assert summary["statuses"] == ["TERMINATED", "TERMINATED"]
     assert len(set(summary["node_ids"])) == 2, summary["node_ids"]
     assert summary["best_val_auc"] > 0.6
-
-
-def test_checkpoint_storage_estimate_matches_bytes_on_disk(ray_runtime, sweep_data, tmp_path: Path) -> None:
-    """The estimate's checkpoint storage kept after pruning, against the bytes one real sweep leaves."""
-    from models.estimate.config import EstimateConfig
-    from models.estimate.counts import build_net, checkpoint_bytes, parameter_count
-    from models.estimate.resources import estimate_resources
-    from models.training.sweep import CHECKPOINTS_KEPT
-
-    data, transform, _ = sweep_data
-    sweep = sweep_config()
-    estimate = estimate_resources(
-        data.train,
-        len(data.y_val),
-        transform=transform,
-        model=BASE,
-        sweep=sweep,
-        prices=EstimateConfig(profile_steps=5),
-        seed=SWEEP_SEED,
-    )
-    result = sweep_into(tmp_path, "storage", sweep, sweep_data)
-
-    on_disk = 0
-    for trial in result.trials:
-        [trial_dir] = (tmp_path / "storage").glob(f"*{trial.trial_id}*")
-        kept = list(trial_dir.glob("checkpoint_*"))
-        assert 1 <= len(kept) <= CHECKPOINTS_KEPT  # the count the estimate assumes is a ceiling
-        architecture = BASE.with_overrides({"hidden_sizes": trial.params["hidden_sizes"]})
-        net = build_net(transform.n_numeric, transform.cardinalities, architecture, data.train.numeric)
-        tensors = checkpoint_bytes(parameter_count(net))
-        for checkpoint in kept:
-            size = sum(path.stat().st_size for path in checkpoint.rglob("*") if path.is_file())
-            # Beyond the weights and AdamW moments the estimate counts, a checkpoint holds Lightning's
-            # own state (loops, callbacks, hyper-parameters), torch.save's zip headers and Tune's
-            # progress.json: a fixed ~14 KB whatever the architecture (measured); 32 KB leaves room
-            # for a Lightning release that stores more, and is noise beside a real model's tensors.
-            assert 0 < size - tensors < 32_000, (checkpoint, size, tensors)
-            on_disk += size
-    # The estimate is a ceiling on the tensors: every trial at the largest architecture (here [64, 32])
-    # with CHECKPOINTS_KEPT = 2 checkpoints. A trial whose latest checkpoint is its best, or that ASHA
-    # stopped at the first rung, keeps one; a trial of [32, 16] holds 0.38x the tensors; and the disk adds
-    # the fixed overhead above. Whatever ASHA and the sampler do, that puts the bytes on disk between
-    # 0.35x (one small checkpoint per trial) and 1.32x (two large ones) the estimate; this sweep leaves
-    # about 0.5x. The band 1/4 .. 1.5 keeps a margin on both sides for a smaller or larger overhead.
-    assert estimate.checkpoint_bytes / 4 <= on_disk <= 1.5 * estimate.checkpoint_bytes
