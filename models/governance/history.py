@@ -135,11 +135,23 @@ def reconstruct(versions: Mapping[str, Mapping[str, str]]) -> list[AliasMove]:
 
 def history(model_tags: Mapping[str, str], versions: Mapping[str, Mapping[str, str]]) -> list[AliasMove]:
     """The model's moves, oldest first: the recorded ones, preceded by those rebuilt from tags that happened
-    before the first record (none when every move was recorded)."""
+    before the first record and are not themselves recorded (none when every move was recorded).
+
+    A recorded promotion's version also carries its decision's tags, timed when the gate decided, a moment
+    before the move was recorded: rebuilt, it would come before the first record as a second copy of it.
+    """
     recorded = read_moves(model_tags)
     first = recorded[0].at if recorded else None
-    earlier = [m for m in reconstruct(versions) if first is None or m.at < first]
+    known = {_identity(m) for m in recorded}
+    earlier = [
+        m for m in reconstruct(versions) if (first is None or m.at < first) and _identity(m) not in known
+    ]
     return earlier + recorded
+
+
+def _identity(move: AliasMove) -> tuple[str, str, str | None]:
+    """What a rebuilt move and its record share: the kind, the alias and the version it concerns."""
+    return move.kind, move.alias, move.from_version if move.kind == AB_STOP else move.to_version
 
 
 def served(moves: list[AliasMove], version: str) -> list[tuple[str, str | None]]:

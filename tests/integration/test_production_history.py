@@ -23,10 +23,14 @@ MODEL = "crm-history"
 
 
 def _versions(client: MlflowClient, name: str, count: int) -> list[RegisteredVersion]:
+    """``count`` versions of ``name``, each from a run of its own; artifacts under the store's folder (the
+    default experiment's would be ./mlruns in the working directory)."""
     client.create_registered_model(name)
+    store = Path(client.tracking_uri.removeprefix("sqlite:///")).parent
+    experiment = client.create_experiment(f"{name}-runs", artifact_location=str(store / "artifacts"))
     out = []
     for _ in range(count):
-        with mlflow.start_run() as run:
+        with mlflow.start_run(experiment_id=experiment) as run:
             mlflow.log_text("weights", "model/weights.txt")
         version = client.create_model_version(name, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
         out.append(RegisteredVersion(name, str(version.version), run.info.run_id))

@@ -46,6 +46,12 @@ def test_recorded_moves_follow_the_ones_rebuilt_from_older_tags() -> None:
     moves = history(dict([recorded.tag()]), versions)
     assert [(m.to_version, m.reconstructed) for m in moves] == [("1", True), ("3", False)]
     assert moves[0].by == "policy (?)"
+    # The gate decides a moment before the promotion is recorded: its tags are older than the record, and
+    # still the record is the only copy of that move (it was listed twice, found by a test whose literal
+    # decision times the clock overtook).
+    versions["3"]["approval.promotion.decided_at"] = "2026-12-04T23:59:59+00:00"
+    moves = history(dict([recorded.tag()]), versions)
+    assert [(m.to_version, m.reconstructed) for m in moves] == [("1", True), ("3", False)]
 
 
 def test_served_periods_and_the_cards_section() -> None:
