@@ -12,7 +12,9 @@ default is used), then reads the MLflow parent run's metrics (`test/roc_auc*`, `
     telco-sample    mlops data profile tests/data/telco_churn_sample.csv --target Churn --out-dir <home>/telco
                     mlops run --config <home>/telco/pipeline.yaml
 
-Run after install: .venv/bin/python benchmarks/bench_quality.py [--cases telco-sample ...] [--keep] [--smoke]
+Run after install: .venv/bin/python benchmarks/bench_quality.py [--cases telco-sample ...] [--table CSV TARGET]
+[--keep] [--smoke]. Every baseline is shown with its test ROC AUC, interval and fit time, the deep model with its
+interval and the time of its sweep and final fit.
 References: the deep model's test ROC AUC should be at least the best baseline's (by test AUC), i.e.
 deep AUC / best baseline AUC >= 1; the wall time of data preparation + `mlops run` is shown as a ratio
 to the 300 s `make run` target for 2 CPU cores, and `make run`'s own wall time on its line. The venv must
@@ -61,7 +63,10 @@ class Result:
     rows: dict[str, int] = field(default_factory=dict)  # train, val, test
     auc: tuple[float, float, float] | None = None  # value, low, high
     level: str = ""  # "95%"
-    baselines: dict[str, float] = field(default_factory=dict)
+    baselines: dict[str, float] = field(default_factory=dict)  # name -> test ROC AUC
+    baseline_intervals: dict[str, tuple[float, float]] = field(default_factory=dict)  # name -> (low, high)
+    fit_seconds: dict[str, float] = field(default_factory=dict)  # baseline name -> wall time of its fit
+    deep_fit_seconds: float | None = None  # the sweep and the cross-validation/final-model phases
     best: str = ""
     diff: tuple[float, float, float] | None = None  # deep - best baseline: value, low, high
     cv_auc: float | None = None
@@ -122,12 +127,21 @@ def generate(rows: int | None) -> Callable[[Path], tuple[Path, float]]:
     return prepare
 
 
-def profile_telco(home: Path) -> tuple[Path, float]:
-    out_dir = home / "telco"
-    _, seconds = mlops(
-        "data", "profile", str(TELCO), "--target", "Churn", "--out-dir", str(out_dir), home=home
-    )
-    return out_dir / "pipeline.yaml", seconds
+def profile_table(table: Path, target: str, name: str) -> Callable[[Path], tuple[Path, float]]:
+    """`mlops data profile TABLE --target TARGET` into the home: the default profile config, as a new user runs
+    a table the project has never seen."""
+
+    def prepare(home: Path) -> tuple[Path, float]:
+        out_dir = home / name
+        _, seconds = mlops(
+            "data", "profile", str(table), "--target", target, "--out-dir", str(out_dir), home=home
+        )
+        return out_dir / "pipeline.yaml", seconds
+
+    return prepare
+
+
+profile_telco = profile_table(TELCO, "Churn", "telco")
 
 
 def smoke(home: Path) -> tuple[Path, float]:
@@ -186,6 +200,18 @@ def read_run(result: Result, stdout: str) -> None:
     }
     if not result.baselines:
         raise CommandFailed(f"MLflow run {run_id} has no baseline/<name>/roc_auc metrics")
+    for baseline in result.baselines:
+        bounds = (
+            metrics.get(f"baseline/{baseline}/roc_auc_low"),
+            metrics.get(f"baseline/{baseline}/roc_auc_high"),
+        )
+        if None not in bounds:
+            result.baseline_intervals[baseline] = bounds
+        if f"baseline/{baseline}/fit_seconds" in metrics:
+            result.fit_seconds[baseline] = metrics[f"baseline/{baseline}/fit_seconds"]
+    phases = [metrics.get(f"phase/{key}/seconds") for key in ("sweep", "cross_validation_final_model")]
+    if phases[0] is not None:
+        result.deep_fit_seconds = sum(p for p in phases if p is not None)
     result.best = max(result.baselines, key=result.baselines.__getitem__)
     result.diff = tuple(metrics[f"vs_baseline/{result.best}/auc_diff{s}"] for s in ("", "_low", "_high"))
     result.cv_auc = metrics.get("cv/roc_auc")
@@ -257,9 +283,20 @@ def describe(r: Result) -> None:
     print(
         f"[{r.case}] {sum(r.rows.values()):,} rows (train {r.rows['train']:,}, val {r.rows['val']:,}, test {r.rows['test']:,})"
     )
-    print(f"  deep model test ROC AUC {auc[0]:.4f} ({level} CI {auc[1]:.4f}-{auc[2]:.4f})")
+    fit = (
+        ""
+        if r.deep_fit_seconds is None
+        else f", fit {r.deep_fit_seconds:.1f} s (sweep + cross-validation/final model)"
+    )
+    print(f"  deep model test ROC AUC {auc[0]:.4f} ({level} CI {auc[1]:.4f}-{auc[2]:.4f}){fit}")
     for name, value in sorted(r.baselines.items(), key=lambda kv: -kv[1]):
-        print(f"  baseline {name:<24} {value:.4f}{'  (best)' if name == r.best else ''}")
+        low, high = r.baseline_intervals.get(name, (float("nan"), float("nan")))
+        seconds = r.fit_seconds.get(name)
+        print(
+            f"  baseline {name:<24} {value:.4f} ({level} CI {low:.4f}-{high:.4f})"
+            + ("" if seconds is None else f", fit {seconds:.1f} s")
+            + ("  (best)" if name == r.best else "")
+        )
     print(f"  deep - {r.best}: {diff[0]:+.4f} ({level} CI {diff[1]:+.4f} to {diff[2]:+.4f})")
     if r.cv_auc is not None:
         print(f"  cross-validated ROC AUC (train+val): {r.cv_auc:.4f}")
@@ -317,7 +354,20 @@ def table(results: list[Result]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--cases", nargs="+", choices=list(CASES), default=list(CASES), help="Cases to run (default: all)."
+        "--cases",
+        nargs="+",
+        choices=list(CASES),
+        default=None,
+        help="Cases to run (default: all, or none when --table is given).",
+    )
+    parser.add_argument(
+        "--table",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("CSV", "TARGET"),
+        help="Also a table of your own: profiled with `mlops data profile CSV --target TARGET` (its default "
+        "config), then run. Repeatable.",
     )
     parser.add_argument("--keep", action="store_true", help="Keep each case's MLOPS_HOME for inspection.")
     parser.add_argument(
@@ -327,8 +377,14 @@ def main() -> None:
     )
     args = parser.parse_args()
 
+    tables = []
+    for csv, target in args.table:
+        name = f"table-{Path(csv).stem}"
+        CASES[name] = profile_table(Path(csv).resolve(), target, name)
+        tables.append(name)
+    cases = args.cases if args.cases is not None else ([] if tables else [*CASES])
     results = []
-    for case in [SMOKE_CASE] if args.smoke else args.cases:
+    for case in [SMOKE_CASE] if args.smoke else [*cases, *tables]:
         print(f"[{case}] running ...", flush=True)
         results.append(run_case(case, args.keep))
         describe(results[-1])

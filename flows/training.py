@@ -110,7 +110,9 @@ def training_pipeline(
         reuse_split(logged, config.data) if logged else split_data(df, config.data, config.split, seeds.split)
     )
     transform = fit_transform(prepared, config.features)
-    baselines = clock.done(PREPARATION, train_baselines(prepared, transform, seeds.baselines))
+    baselines = clock.done(
+        PREPARATION, train_baselines(prepared, transform, seeds.baselines, config.evaluation)
+    )
     est = estimate(
         prepared, transform, config.model, config.sweep, config.estimate, seeds.estimate, config.split
     )
@@ -151,6 +153,7 @@ def training_pipeline(
             config.evaluation,
             seeds,
             model_lookup(config),  # trained from a feature service: it also scores by entity id through it
+            baselines,  # fitted on the training split: the blend's members when not cross-validated
         )
         actual = clock.done(CROSS_VALIDATION, actual_from_sweep(result, est.device))
         errors = compare(est, actual)
@@ -264,6 +267,7 @@ def training_pipeline(
         errors,
         bento_tag,
         clock.compare(),
+        final,
     )
     publish_summary(summary_markdown(summary, evaluation))
     return summary

@@ -20,6 +20,7 @@ from typing import Any
 import bentoml
 import yaml
 
+from models.artifact.blend import Blend
 from models.artifact.scorer import (
     CALIBRATION_FILE,
     DECISION_FILE,
@@ -59,11 +60,17 @@ class ModelIntegrityError(RuntimeError):
     """The scorer files of a stored model do not match the digest recorded when it was saved."""
 
 
+def scorer_files(directory: Path) -> list[str]:
+    """The files of the scorer saved in ``directory``, relative to it, in a fixed order: the network's, the
+    optional ones present, and a blend's (its weights and each member's model file)."""
+    present = [name for name in _OPTIONAL_SCORER_FILES if (Path(directory) / name).is_file()]
+    return [*_SCORER_FILES, *present, *Blend.files(Path(directory))]
+
+
 def scorer_digest(directory: Path) -> str:
     """SHA-256 over the scorer's files (name and bytes, fixed order): detects a corrupted or swapped model."""
     digest = hashlib.sha256()
-    present = [name for name in _OPTIONAL_SCORER_FILES if (Path(directory) / name).is_file()]
-    for name in (*_SCORER_FILES, *present):
+    for name in scorer_files(directory):
         digest.update(name.encode() + b"\0")
         digest.update((Path(directory) / name).read_bytes())
     return digest.hexdigest()
@@ -106,9 +113,9 @@ def save_model(
             SCORER_DIGEST_KEY: scorer_digest(staged),
         }
         with bentoml.models.create(name, labels=labels, metadata=full_metadata) as model:
-            for file_name in (*_SCORER_FILES, *_OPTIONAL_SCORER_FILES):
-                if (staged / file_name).is_file():
-                    shutil.copy2(staged / file_name, Path(model.path) / file_name)
+            for file_name in scorer_files(staged):
+                (Path(model.path) / file_name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(staged / file_name, Path(model.path) / file_name)
     return model.tag
 
 

@@ -156,7 +156,7 @@ class ExplainResponse(BaseModel):
     explanations: list[RowExplanation]
     model_name: str
     model_version: str
-    method: str = "integrated gradients of the calibrated score, 64 midpoint steps, from the baseline row"
+    method: str = Field(description="How the attributions were computed (models.artifact.explain.method).")
 
 
 class FeatureSchema(BaseModel):

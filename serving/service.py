@@ -42,6 +42,7 @@ from pydantic import Field
 from starlette.responses import Response
 
 from models.artifact.explain import explain as explain_rows
+from models.artifact.explain import method as explain_method
 from models.governance.names import Alias, Variant
 from monitoring.prediction_log import PredictionLog
 from serving.encoding import entity_ids, request_ids, rows_to_arrays
@@ -267,9 +268,10 @@ class TabularModelService:
         self,
         rows: Annotated[list[dict[str, Any]], Field(description="Rows to explain: feature name -> value.")],
     ) -> ExplainResponse | Response:
-        """Per-row attributions of the champion's score to each raw feature (integrated gradients from the
-        baseline row: numerics at their training medians, categoricals missing). They add up to
-        ``score - baseline_score`` up to ``gap``. At most ``serving.max_explain_rows`` rows per request."""
+        """Per-row attributions of the champion's score to each raw feature, from the baseline row (numerics at
+        their training medians, categoricals missing): integrated gradients for a network, permutation Shapley
+        values for a blend (``method`` says which). They add up to ``score - baseline_score`` up to ``gap``.
+        At most ``serving.max_explain_rows`` rows per request."""
         served = self.champion.model
         if served is None:
             return self._waiting()
@@ -295,6 +297,7 @@ class TabularModelService:
             ],
             model_name=served.name,
             model_version=served.version,
+            method=explain_method(served.scorer),
         )
 
     @bentoml.api(route="/metadata", output_spec=ModelMetadata)

@@ -65,8 +65,11 @@ def fit_transform(prepared: PreparedData, features: FeatureConfig) -> FeatureTra
 
 
 @task(name="fit-baselines", cache_policy=ONCE_PER_RUN, **REPLAYABLE)
-def train_baselines(prepared: PreparedData, transform: FeatureTransform, seed: int) -> list[Baseline]:
-    return fit_baselines(transform, prepared.split.train, prepared.y_train, seed)
+def train_baselines(
+    prepared: PreparedData, transform: FeatureTransform, seed: int, evaluation: EvaluationConfig
+) -> list[Baseline]:
+    """The baselines ``evaluation.baselines`` names, fitted on the training split."""
+    return fit_baselines(transform, prepared.split.train, prepared.y_train, seed, evaluation.baselines)
 
 
 @task(name="hyperparameter-sweep", cache_policy=ONCE_PER_RUN, **REPLAYABLE)
@@ -115,9 +118,11 @@ def finalize(
     evaluation: EvaluationConfig,
     seeds: Seeds,
     lookup: FeatureLookup | None = None,
+    baselines: list[Baseline] | None = None,
 ) -> FinalModel:
-    """Cross-validate the sweep's best trials on a small table, then calibrate and set the decision threshold;
-    with ``lookup`` (trained from a feature service) the model also scores by entity id through it."""
+    """Cross-validate the sweep's best trials on a small table, blend with the tree baselines when that earns
+    its margin (``model.ensemble``), then calibrate and set the decision threshold; with ``lookup`` (trained
+    from a feature service) the model also scores by entity id through it."""
     parts = prepared.split
     final = finalize_model(
         result,
@@ -132,5 +137,6 @@ def finalize(
         evaluation=evaluation,
         cv_seed=seeds.cv,
         business_seed=seeds.business,
+        baselines=baselines,
     )
     return final if lookup is None else final.reading(lookup)

@@ -93,6 +93,8 @@ def _print_summary(summary, home: ProjectHome, serve_port: int) -> None:
         f"test ROC AUC {auc.value:.4f} ({confidence_percent(auc.confidence)} CI {auc.low:.4f}-{auc.high:.4f}); "
         f"best baseline {baseline.name} {baseline.roc_auc.value:.4f}"
     )
+    if summary.ensemble:
+        say(f"candidate: {summary.ensemble}")
     verdict = "[green]promoted to champion[/]" if summary.promoted else "[yellow]not promoted[/]"
     out.print(f"{verdict}: {summary.reason}", highlight=False, soft_wrap=True)
     say(f"champion: {'v' + summary.champion_version if summary.champion_version else 'none'}")

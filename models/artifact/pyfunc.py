@@ -29,6 +29,8 @@ class ScorerPyfunc(mlflow.pyfunc.PythonModel):
 
 def pip_requirements() -> list[str]:
     """Pinned to the running versions: requirement inference costs seconds per call (FACTS)."""
+    from importlib.metadata import version
+
     import rtdl_num_embeddings
     import scipy
     import sklearn
@@ -44,4 +46,7 @@ def pip_requirements() -> list[str]:
         f"scipy=={scipy.__version__}",
         f"tabm=={tabm.__version__}",
         f"rtdl_num_embeddings=={rtdl_num_embeddings.__version__}",
+        # a blend's members (models.artifact.blend); read from the metadata: importing them costs seconds
+        f"catboost=={version('catboost')}",
+        f"lightgbm=={version('lightgbm')}",
     ]

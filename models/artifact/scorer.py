@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from models.artifact.blend import Blend
 from models.artifact.calibrator import TemperatureScaling
 from models.artifact.decision import DecisionRule
 from models.features.store import FeatureLookup
@@ -39,7 +40,9 @@ class TabularScorer:
     so saved and loaded copies agree bit for bit.
 
     The scorer owns `net`: it is moved to CPU fp32 and put in eval mode here. `calibration` maps the
-    network's logits to probabilities (identity until fitted); `decision` is the saved contact rule.
+    network's logits to probabilities (identity until fitted); `decision` is the saved contact rule. With a
+    `blend`, the logits are the blend's (the network's and gradient-boosted trees' log-odds, weighted:
+    `models.artifact.blend`) and the calibration maps those.
     """
 
     def __init__(
@@ -50,6 +53,7 @@ class TabularScorer:
         calibration: TemperatureScaling | None = None,
         decision: DecisionRule | None = None,
         lookup: FeatureLookup | None = None,
+        blend: Blend | None = None,
     ) -> None:
         assert net_config == net.architecture(), "net_config must describe net"
         self.transform = transform
@@ -58,24 +62,33 @@ class TabularScorer:
         self.calibration = calibration or TemperatureScaling()
         self.decision = decision
         self.lookup = lookup
+        self.blend = blend
+
+    def _with(self, **changes: Any) -> TabularScorer:
+        parts = {
+            "calibration": self.calibration,
+            "decision": self.decision,
+            "lookup": self.lookup,
+            "blend": self.blend,
+        }
+        return TabularScorer(self.transform, self.net, self.net_config, **(parts | changes))
+
+    def with_blend(self, blend: Blend | None, calibration: TemperatureScaling) -> TabularScorer:
+        """The network blended with tree models (None: the network alone), with the calibration of that
+        blend's logits (the network is shared, not copied)."""
+        return self._with(blend=blend, calibration=calibration)
 
     def with_calibration(self, calibration: TemperatureScaling) -> TabularScorer:
         """The same network and transform with another calibration (the network is shared, not copied)."""
-        return TabularScorer(
-            self.transform, self.net, self.net_config, calibration, self.decision, self.lookup
-        )
+        return self._with(calibration=calibration)
 
     def with_decision(self, decision: DecisionRule) -> TabularScorer:
         """The same model with a contact rule to save and serve."""
-        return TabularScorer(
-            self.transform, self.net, self.net_config, self.calibration, decision, self.lookup
-        )
+        return self._with(decision=decision)
 
     def with_lookup(self, lookup: FeatureLookup) -> TabularScorer:
         """The same model, reading its features from ``lookup``'s feature service when scored by entity id."""
-        return TabularScorer(
-            self.transform, self.net, self.net_config, self.calibration, self.decision, lookup
-        )
+        return self._with(lookup=lookup)
 
     @property
     def feature_columns(self) -> list[FeatureColumn]:
@@ -86,11 +99,17 @@ class TabularScorer:
         ]
 
     def logits(self, df: pd.DataFrame) -> np.ndarray:
-        """The network's raw logits per row, float64 [n], before calibration."""
+        """The model's raw logits per row (the network's, or its blend's), float64 [n], before calibration."""
         return self.logits_encoded(self.transform.transform(df))
 
     def logits_encoded(self, encoded: EncodedFeatures) -> np.ndarray:
-        """Raw logits of rows already encoded by this scorer's transform, float64 [n]."""
+        """Raw logits of rows already encoded by this scorer's transform, float64 [n]: the blend's when there
+        is one."""
+        logits = self.network_logits_encoded(encoded)
+        return logits if self.blend is None else self.blend.combine(logits, encoded)
+
+    def network_logits_encoded(self, encoded: EncodedFeatures) -> np.ndarray:
+        """The network's own raw logits of encoded rows, float64 [n] (blend or not)."""
         x_num = torch.from_numpy(encoded.numeric)  # [n, n_num] float32
         x_cat = torch.from_numpy(encoded.categorical)  # [n, n_cat] int64
         logits = np.empty(len(encoded), dtype=np.float64)  # [n]
@@ -124,7 +143,8 @@ class TabularScorer:
 
     def save(self, directory: Path) -> None:
         """Write `transform.json`, `network.json` (constructor arguments), `weights.pt` (state_dict),
-        `calibration.json` and, when there is a rule, `decision.json`; with a lookup, `feature_lookup.json`."""
+        `calibration.json` and, when there is a rule, `decision.json`; with a lookup, `feature_lookup.json`;
+        with a blend, `blend.json` and its members' model files."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         (directory / TRANSFORM_FILE).write_text(json.dumps(self.transform.to_dict(), indent=2))
@@ -135,6 +155,8 @@ class TabularScorer:
             (directory / DECISION_FILE).write_text(json.dumps(self.decision.to_dict(), indent=2))
         if self.lookup is not None:
             (directory / LOOKUP_FILE).write_text(json.dumps(self.lookup.to_dict(), indent=2))
+        if self.blend is not None:
+            self.blend.save(directory)
 
     @classmethod
     def load(cls, directory: Path) -> TabularScorer:
@@ -151,4 +173,4 @@ class TabularScorer:
             decision = DecisionRule.from_dict(json.loads((directory / DECISION_FILE).read_text()))
         if (directory / LOOKUP_FILE).is_file():
             lookup = FeatureLookup.from_dict(json.loads((directory / LOOKUP_FILE).read_text()))
-        return cls(transform, net, net_config, calibration, decision, lookup)
+        return cls(transform, net, net_config, calibration, decision, lookup, Blend.load(directory))

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+BaselineName = Literal["logistic_regression", "gradient_boosted_trees", "catboost", "lightgbm"]
 
 
 class EvaluationConfig(BaseModel):
@@ -22,6 +26,20 @@ class EvaluationConfig(BaseModel):
     max_eval_rows: int | None = Field(
         default=None, ge=1000, description="Subsample the test split for slow diagnostics."
     )
+    baselines: list[BaselineName] = Field(
+        default_factory=lambda: ["logistic_regression", "gradient_boosted_trees", "catboost", "lightgbm"],
+        min_length=1,
+        description="Baselines fitted beside the network on the same rows and folds (the promotion's bar is "
+        "the strongest): logistic_regression, gradient_boosted_trees (scikit-learn's), catboost and lightgbm "
+        "(early-stopped on an inner split); the last two are also the blend's members (model.ensemble).",
+    )
+
+    @field_validator("baselines")
+    @classmethod
+    def _distinct(cls, names: list[str]) -> list[str]:
+        if len(set(names)) != len(names):
+            raise ValueError(f"baselines lists a name twice: {names}")
+        return names
 
 
 class BusinessConfig(BaseModel):

@@ -139,6 +139,7 @@ class EvaluationReport:
     non_inferiority: dict[str, PairedComparison] = field(default_factory=dict)
     non_inferiority_rows: str = ""  # which rows, in words
     leakage: LeakageReport | None = None  # one-feature AUCs and importance shares, held to the leakage limits
+    baseline_fit_seconds: dict[str, float] = field(default_factory=dict)  # name -> wall time of its fit
 
     @property
     def best_baseline(self) -> BaselineScore:
@@ -154,7 +155,14 @@ class EvaluationReport:
         for key, m in self.metrics.items():
             out |= {f"test/{key}": m.value, f"test/{key}_low": m.low, f"test/{key}_high": m.high}
         for name, metrics in self.baselines.items():
-            out[f"baseline/{name}/roc_auc"] = metrics["roc_auc"].value
+            auc = metrics["roc_auc"]
+            out |= {
+                f"baseline/{name}/roc_auc": auc.value,
+                f"baseline/{name}/roc_auc_low": auc.low,
+                f"baseline/{name}/roc_auc_high": auc.high,
+            }
+            if name in self.baseline_fit_seconds:
+                out[f"baseline/{name}/fit_seconds"] = self.baseline_fit_seconds[name]
         for name, cmp in self.vs_baselines.items():
             out |= {
                 f"vs_baseline/{name}/auc_diff": cmp.diff,
@@ -202,22 +210,25 @@ class EvaluationReport:
             "",
             "### Comparison (paired bootstrap of the ROC AUC difference)",
             "",
-            f"| against | their AUC | difference | {cmp_level} CI | p-value |",
-            "|---|---|---|---|---|",
+            f"| against | their AUC | {level} CI | fit time | difference | {cmp_level} CI | p-value |",
+            "|---|---|---|---|---|---|---|",
         ]
         for name, cmp in self.vs_baselines.items():
-            auc = self.baselines[name]["roc_auc"].value
+            auc = self.baselines[name]["roc_auc"]
+            fit = self.baseline_fit_seconds.get(name)
             lines.append(
-                f"| baseline {name} | {auc:.4f} | {cmp.diff:+.4f} | {cmp.low:+.4f} – {cmp.high:+.4f} | {cmp.p_value:.3f} |"
+                f"| baseline {name} | {auc.value:.4f} | {auc.low:.4f} – {auc.high:.4f} | "
+                f"{'' if fit is None else f'{fit:.1f} s'} | {cmp.diff:+.4f} | {cmp.low:+.4f} – {cmp.high:+.4f} | "
+                f"{cmp.p_value:.3f} |"
             )
         if self.vs_champion is not None and self.champion_auc is not None:
-            c = self.vs_champion
+            c, auc = self.vs_champion, self.champion_auc
             lines.append(
-                f"| champion v{self.champion_version} | {self.champion_auc.value:.4f} | {c.diff:+.4f} | "
-                f"{c.low:+.4f} – {c.high:+.4f} | {c.p_value:.3f} |"
+                f"| champion v{self.champion_version} | {auc.value:.4f} | {auc.low:.4f} – {auc.high:.4f} | | "
+                f"{c.diff:+.4f} | {c.low:+.4f} – {c.high:+.4f} | {c.p_value:.3f} |"
             )
         elif self.champion_version is None:
-            lines.append("| champion | none yet | | | |")
+            lines.append("| champion | none yet | | | | | |")
         if self.non_inferiority and self.non_inferiority != self.vs_baselines:
             lines += [
                 "",
@@ -394,4 +405,5 @@ def evaluate_model(
         non_inferiority=non_inferiority,
         non_inferiority_rows=evidence_rows,
         leakage=leakage_found,
+        baseline_fit_seconds={b.name: b.fit_seconds for b in baselines},
     )

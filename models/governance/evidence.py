@@ -114,6 +114,7 @@ class PipelineSummary:
     best_params: dict = field(default_factory=dict)
     estimate_errors: EstimateComparison | None = None
     phases: list[PhaseComparison] = field(default_factory=list)  # estimate against actual, per phase
+    ensemble: str = ""  # the candidate: the network alone or the blend, and why (empty: ensemble off)
 
     @classmethod
     def stopped_at_budget(
@@ -137,6 +138,7 @@ class PipelineSummary:
         errors: EstimateComparison,
         bento_tag: str | None,
         phases: list[PhaseComparison] | None = None,
+        final: FinalModel | None = None,
     ) -> PipelineSummary:
         """A run that registered ``version``: the champion is it when the gate approved, else the old one."""
         champion_version = version if gate.approved else (champion.version if champion else None)
@@ -159,6 +161,7 @@ class PipelineSummary:
             best_params=sweep.best_params,
             estimate_errors=errors,
             phases=phases or [],
+            ensemble=final.blend.summary() if final is not None and final.blend is not None else "",
         )
 
 
@@ -372,6 +375,7 @@ def run_metrics(
     return (
         evaluation.flat_metrics()
         | (final.cv.flat_metrics() if final.cv is not None else {})
+        | (final.blend.flat_metrics() if final.blend is not None else {})
         | calibrated
         | {
             "sweep/best_val_auc": sweep.best_val_auc,
@@ -399,6 +403,8 @@ def run_documents(
 ) -> dict[str, str]:
     """Files attached to the parent run (name -> content)."""
     cv = {"cross_validation.json": json.dumps(final.cv.to_dict(), indent=2, default=str)} if final.cv else {}
+    if final.blend is not None:
+        cv["ensemble.json"] = json.dumps(final.blend.to_dict(), indent=2, default=str)
     return cv | {
         "model_selection.md": final.markdown(),
         "config.json": json.dumps(config, indent=2),

@@ -144,6 +144,7 @@ def model_card(
         "",
         *_trials_table(sweep),
         "",
+        *_ensemble(final),
         "## Metrics (test split, {level} bootstrap intervals)".replace("{level}", level),
         "",
         f"| metric | value | {level} CI |",
@@ -154,6 +155,7 @@ def model_card(
             for name, b in evaluation.baselines.items()
         ],
         "",
+        *_fit_times(evaluation.baseline_fit_seconds),
         "## Slices (test ROC AUC by category, weakest first)",
         "",
         "| slice | rows | positive rate | ROC AUC |",
@@ -196,3 +198,43 @@ def model_card(
         *[f"- {item}" for item in _limitations(context, final, evaluation)],
     ]
     return "\n".join(lines)
+
+
+def _fit_times(seconds: dict[str, float]) -> list[str]:
+    """One line: each baseline's fit time (on the training split, early stopping included)."""
+    if not seconds:
+        return []
+    return ["Baseline fit times: " + ", ".join(f"{name} {s:.1f} s" for name, s in seconds.items()) + ".", ""]
+
+
+def _ensemble(final: FinalModel) -> list[str]:
+    """The blend's members and weights when the model is one, else why it is the network alone."""
+    choice, blend = final.blend, final.scorer.blend
+    if choice is None:
+        return []
+    d = choice.difference
+    measured = (
+        f"held-out ROC AUC on {choice.rows:,} {choice.holdout}: network alone {choice.network_auc:.4f}, blend "
+        f"{choice.blend_auc:.4f} (cross-fitted), difference {d.diff:+.4f} "
+        f"({confidence_percent(d.confidence)} CI {d.low:+.4f} to {d.high:+.4f})"
+    )
+    if blend is None:
+        return [
+            "## Ensemble",
+            f"The network alone (model.ensemble: {choice.mode}): {choice.reason}; {measured}.",
+            "",
+        ]
+    members = [f"| network | {blend.network_weight:.3f} | 1 |"] + [
+        f"| {m.name} | {m.weight:.3f} | {len(m.models)} |" for m in blend.members
+    ]
+    return [
+        "## Ensemble",
+        f"A blend (model.ensemble: {choice.mode}): {choice.reason}; {measured}. The score is the calibrated "
+        "sigmoid of the weighted sum of each member's log-odds (a member of several models: their mean), plus "
+        f"the intercept {blend.intercept:+.3f}.",
+        "",
+        "| member | weight | models |",
+        "|---|---|---|",
+        *members,
+        "",
+    ]

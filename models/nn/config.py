@@ -90,6 +90,19 @@ class ModelConfig(BaseModel):
     early_stopping_patience: int = Field(
         default=3, ge=1, description="Epochs without val/roc_auc improvement before training stops."
     )
+    ensemble: Literal["auto", "off", "always"] = Field(
+        default="auto",
+        description="Blend the network with the CatBoost and LightGBM baselines (non-negative logistic "
+        "stacking on held-out predictions, calibrated after): auto = when the blend's cross-fitted held-out "
+        "AUC beats the network's by more than ensemble_margin; always; off = the network alone.",
+    )
+    ensemble_margin: float = Field(
+        default=0.001,
+        ge=0.0,
+        lt=0.5,
+        description="Held-out ROC AUC the blend must gain over the network alone before auto picks it: "
+        "a blend costs serving time and is harder to explain, so it must earn its place.",
+    )
     precision: Literal["auto", "32", "bf16-mixed"] = Field(
         default="auto",
         description="auto = bf16-mixed on a CUDA GPU that supports bf16 (faster, same AUC), else 32.",

@@ -16,7 +16,7 @@ never touched here.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -24,12 +24,13 @@ import torch
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
+from models.artifact.blend import TreeModel
 from models.artifact.scorer import TabularScorer
 from models.data.split import stratified_folds
 from models.features.transform import EncodedFeatures, FeatureTransform
 from models.nn.config import ModelConfig
 from models.nn.network import FoldEnsemble, TabularNet
-from models.training.baselines import fit_baselines_encoded
+from models.training.baselines import BASELINES, fit_baselines_encoded
 from models.training.fit import train_model
 
 
@@ -87,6 +88,10 @@ class CrossValidation:
     positive_weight: float  # the loss weight the fold models were trained with
     fold_of_row: np.ndarray  # [rows] the fold that held each row out
     baseline_oof: dict[str, np.ndarray]  # name -> [rows] out-of-fold probabilities of the fold baselines
+    # The gradient-boosted trees' fold models (name -> one per fold) and their out-of-fold margins (log-odds):
+    # the members a blend is fitted on and made of.
+    tree_folds: dict[str, list[TreeModel]] = field(default_factory=dict)
+    tree_oof_margin: dict[str, np.ndarray] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly summary (no arrays, no model)."""
@@ -156,6 +161,7 @@ def cross_validate(
     folds: int,
     seed: int,
     confidence: float,
+    baselines: list[str] | tuple[str, ...] = BASELINES,
 ) -> CrossValidation:
     """K-fold CV of `candidates` and the baselines on the same stratified folds of `features` (train+val).
 
@@ -169,11 +175,19 @@ def cross_validate(
 
     baseline_aucs: dict[str, list[float]] = {}
     baseline_oof: dict[str, np.ndarray] = {}
+    tree_folds: dict[str, list[TreeModel]] = {}
+    tree_oof_margin: dict[str, np.ndarray] = {}
     for fit_rows, held_out in splits:
-        for baseline in fit_baselines_encoded(transform, _rows(features, fit_rows), y[fit_rows], seed):
-            scores = baseline.predict_encoded(_rows(features, held_out))
+        held = _rows(features, held_out)
+        fitted = fit_baselines_encoded(transform, _rows(features, fit_rows), y[fit_rows], seed, baselines)
+        for baseline in fitted:
+            scores = baseline.predict_encoded(held)
             baseline_oof.setdefault(baseline.name, np.empty(len(y)))[held_out] = scores
             baseline_aucs.setdefault(baseline.name, []).append(float(roc_auc_score(y[held_out], scores)))
+            tree = baseline.tree_model()
+            if tree is not None:
+                tree_folds.setdefault(baseline.name, []).append(tree)
+                tree_oof_margin.setdefault(baseline.name, np.empty(len(y)))[held_out] = tree.margin(held)
     best_baseline = max(baseline_aucs, key=lambda name: np.mean(baseline_aucs[name]))
 
     scored: list[tuple[CandidateScore, list[TabularNet], np.ndarray]] = []
@@ -224,4 +238,6 @@ def cross_validate(
         positive_weight=float(config.positive_weight),
         fold_of_row=assignment,
         baseline_oof=baseline_oof,
+        tree_folds=tree_folds,
+        tree_oof_margin=tree_oof_margin,
     )

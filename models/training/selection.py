@@ -6,8 +6,13 @@ Three steps, all on rows the final network was not fitted on and never on the te
    baselines on the same folds, and the chosen trial's fold models become the model (`models.training.cv`). The
    held-out rows are then the out-of-fold rows of train+validation. Otherwise the sweep's best checkpoint
    is the model and the held-out rows are the validation split.
-2. Temperature scaling fitted on the held-out logits (`models.artifact.calibrator`).
-3. The decision threshold: profit-maximising on the held-out calibrated scores when the config has a
+2. The ensemble (`models.training.blend`, ``model.ensemble``): the network blended with the CatBoost and
+   LightGBM baselines when their held-out predictions, blended, beat the network's alone by the margin. The
+   blend's members are the baselines' fold models (cross-validated) or those fitted on the training split.
+   The held-out logits below are then the blend's, cross-fitted (each row blended by weights fitted without
+   its fold).
+3. Temperature scaling fitted on the held-out logits (`models.artifact.calibrator`).
+4. The decision threshold: profit-maximising on the held-out calibrated scores when the config has a
    `business:` section, else `evaluation.threshold`; saved with the model (`models.artifact.decision`).
 """
 
@@ -19,6 +24,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
+from models.artifact.blend import Blend, BlendMember
 from models.artifact.calibrator import fit_temperature
 from models.artifact.decision import DecisionRule
 from models.artifact.scorer import TabularScorer
@@ -30,6 +36,8 @@ from models.evaluation.evaluate import HeldOut
 from models.features.store import FeatureLookup
 from models.features.transform import FeatureTransform
 from models.nn.config import ModelConfig
+from models.training.baselines import Baseline
+from models.training.blend import NETWORK, BlendChoice, choose_blend, cross_fitted, stack_folds, tree_kind
 from models.training.cv import Candidate, CrossValidation, cross_validate
 from models.training.sweep import SweepResult
 
@@ -45,6 +53,8 @@ class FinalModel:
     calibration_before: Calibration  # reliability on the held-out rows, network's own probabilities
     calibration_after: Calibration  # the same rows, calibrated
     threshold: ThresholdChoice | None  # the profit-maximising threshold with its interval (business only)
+    blend: BlendChoice | None = None  # what the held-out rows said about blending (None: ensemble off)
+    held_logits: np.ndarray | None = None  # [rows] the held-out logits calibration was fitted on
 
     def reading(self, lookup: FeatureLookup) -> FinalModel:
         """The same model, scoring requests that carry only the entity id through ``lookup``."""
@@ -54,9 +64,10 @@ class FinalModel:
         """The cross-validation's out-of-fold scores for the baseline comparison (None without CV)."""
         if self.cv is None:
             return None
+        logits = self.held_logits if self.held_logits is not None else self.cv.oof_logits
         return HeldOut(
             y=self.cv.y,
-            scores=_sigmoid(self.scorer.calibration.apply(self.cv.oof_logits)),
+            scores=_sigmoid(self.scorer.calibration.apply(logits)),
             baseline_scores=self.cv.baseline_oof,
             fold_of_row=self.cv.fold_of_row,
             folds=self.cv.folds,
@@ -79,6 +90,8 @@ class FinalModel:
                 f"{decision.threshold:.4f} ({decision.source})"
                 + (f", at most {decision.capacity} per scoring batch." if decision.capacity else "."),
             ]
+        if self.blend is not None:
+            lines = [self.blend.markdown(), "", *lines]
         if self.cv is not None:
             lines = [self.cv.markdown(), "", *lines]
         return "\n".join(lines)
@@ -109,8 +122,11 @@ def finalize_model(
     evaluation: EvaluationConfig,
     cv_seed: int,
     business_seed: int,
+    baselines: list[Baseline] | None = None,
 ) -> FinalModel:
-    """Cross-validate when the table is small, then calibrate and choose the decision threshold."""
+    """Cross-validate when the table is small, decide on the blend, then calibrate and choose the decision
+    threshold. ``baselines`` (fitted on the training split) are the blend's members on a table that is not
+    cross-validated; without them (or with ``model.ensemble: off``) the model is the network alone."""
     rows = len(train) + len(val)
     cv = None
     if split.cross_validates(rows):
@@ -125,6 +141,7 @@ def finalize_model(
             folds=split.cv_folds,
             seed=cv_seed,
             confidence=evaluation.confidence,
+            baselines=evaluation.baselines,
         )
         scorer, logits, y_held, weight = cv.scorer, cv.oof_logits, cv.y, cv.positive_weight
         holdout = f"out-of-fold rows of train+validation ({split.cv_folds} folds)"
@@ -135,7 +152,38 @@ def finalize_model(
         weight = float(trained.positive_weight)
         holdout = "validation rows"
 
-    temperature = fit_temperature(logits, y_held, offset=math.log(weight))
+    offset, choice_blend, blend = math.log(weight), None, None
+    members = _members(cv, baselines, transform, val) if model.ensemble != "off" else {}
+    if members:
+        choice_blend = choose_blend(
+            logits,
+            {name: margin for name, (margin, _) in members.items()},
+            y_held,
+            fold_of_row=cv.fold_of_row if cv is not None else None,
+            holdout=holdout,
+            mode=model.ensemble,
+            margin=model.ensemble_margin,
+            n_resamples=evaluation.n_bootstrap,
+            seed=cv_seed,
+            confidence=evaluation.confidence,
+        )
+        if choice_blend.blended:
+            weights = choice_blend.weights.as_dict()
+            blend = Blend(
+                weights[NETWORK],
+                choice_blend.weights.intercept,
+                [
+                    BlendMember.of(name, tree_kind(name), weights[name], models)
+                    for name, (_, models) in members.items()
+                    if weights[name] > 0.0  # a member the fit left out is not saved or scored
+                ],
+            )
+            # Calibrated and thresholded on honest logits: each row blended by weights fitted without its fold.
+            inputs = np.column_stack([logits, *(margin for margin, _ in members.values())])
+            folds = cv.fold_of_row if cv is not None else stack_folds(y_held, cv_seed)
+            logits, offset = cross_fitted(inputs, y_held, folds, choice_blend.weights.names), 0.0
+
+    temperature = fit_temperature(logits, y_held, offset=offset)
     before = calibration(y_held, _sigmoid(logits))
     held_scores = _sigmoid(temperature.apply(logits))
     after = calibration(y_held, held_scores)
@@ -152,5 +200,20 @@ def finalize_model(
         rule = DecisionRule(choice.threshold.value, f"profit-maximising on the {holdout}", business.capacity)
     else:
         rule = DecisionRule(evaluation.threshold, "evaluation.threshold (no business section)")
-    final = scorer.with_calibration(temperature).with_decision(rule)
-    return FinalModel(final, cv, holdout, len(y_held), before, after, choice)
+    final = scorer.with_blend(blend, temperature).with_decision(rule)
+    return FinalModel(final, cv, holdout, len(y_held), before, after, choice, choice_blend, logits)
+
+
+def _members(
+    cv: CrossValidation | None,
+    baselines: list[Baseline] | None,
+    transform: FeatureTransform,
+    val: pd.DataFrame,
+) -> dict[str, tuple[np.ndarray, list]]:
+    """Per tree baseline: its held-out margins and the models a blend would hold (fold models, or the one
+    fitted on the training split)."""
+    if cv is not None:
+        return {name: (cv.tree_oof_margin[name], models) for name, models in cv.tree_folds.items()}
+    trees = [(b.name, b.tree_model()) for b in baselines or []]
+    encoded = transform.transform(val) if trees else None
+    return {name: (tree.margin(encoded), [tree]) for name, tree in trees if tree is not None}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -126,9 +127,18 @@ def test_profile_then_run_trains_on_the_unseen_dataset(
     [cv] = (tmp_path / "home").rglob("cross_validation.json")
     folds = json.loads(cv.read_text())
     assert folds["folds"] == 3 and folds["rows"] == 1_120  # train + validation of 1,400 rows
-    assert set(folds["baselines"]) == {"logistic_regression", "gradient_boosted_trees"}
+    assert set(folds["baselines"]) == {
+        "logistic_regression",
+        "gradient_boosted_trees",
+        "catboost",
+        "lightgbm",
+    }
     [card] = (tmp_path / "home").rglob("model_card.md")
     assert "# Model card: telco v1" in card.read_text() and "## Known limitations" in card.read_text()
+    # Every baseline with its fit time, CatBoost's and LightGBM's early stopping included.
+    assert re.search(
+        r"Baseline fit times: logistic_regression [\d.]+ s, .*catboost [\d.]+ s, lightgbm", card.read_text()
+    )
 
 
 def test_profile_flags_what_would_not_hold_in_production_and_the_pair_validates(

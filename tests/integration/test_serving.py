@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from models.artifact.blend import Blend, BlendMember
 from models.artifact.calibrator import fit_temperature
 from models.artifact.decision import DecisionRule
 from models.artifact.scorer import WEIGHTS_FILE, TabularScorer
@@ -34,6 +35,8 @@ from models.data.synthetic import LeadSchema, generate_leads
 from models.features.config import FeatureConfig
 from models.features.transform import FeatureTransform
 from models.nn.config import ModelConfig
+from models.training.baselines import CATBOOST, LIGHTGBM, fit_baselines
+from models.training.blend import NETWORK, fit_weights
 from models.training.fit import train_model
 from monitoring.prediction_log import log_files, read_records
 from monitoring.reference import reference_score_quantiles
@@ -67,6 +70,9 @@ class Served:
 
 @pytest.fixture(scope="module")
 def scorer() -> TabularScorer:
+    """A blend, as the pipeline makes one: the network and CatBoost/LightGBM fitted on the same rows, weighted
+    by non-negative stacking on the validation rows, calibrated after. Every test of this module (parity,
+    hardening, overload, crash, /explain) serves it: a blend champion is served like a network."""
     leads = generate_leads(2_500, seed=5)
     train, val = leads.iloc[:2_000], leads.iloc[2_000:]
     spec = FeatureConfig(numeric=list(SCHEMA.numeric), categorical=list(SCHEMA.categorical))
@@ -80,11 +86,23 @@ def scorer() -> TabularScorer:
         config=ModelConfig(hidden_sizes=[16], ensemble_size=4, batch_size=256, max_epochs=2),
         seed=3,
     )
-    # A fitted calibration and a contact rule with a capacity, as the pipeline saves them.
-    calibration = fit_temperature(result.scorer.logits(val), val[SCHEMA.target].to_numpy())
-    return result.scorer.with_calibration(calibration).with_decision(
-        DecisionRule(0.3, "test rule", capacity=3)
+    y_train, y_val = train[SCHEMA.target].to_numpy(), val[SCHEMA.target].to_numpy()
+    trees = [
+        b.tree_model() for b in fit_baselines(transform, train, y_train, seed=3, names=(CATBOOST, LIGHTGBM))
+    ]
+    encoded = transform.transform(val)
+    inputs = np.column_stack([result.scorer.logits(val), *(tree.margin(encoded) for tree in trees)])
+    fitted = fit_weights(inputs, y_val, (NETWORK, CATBOOST, LIGHTGBM))
+    weights = fitted.as_dict()
+    blend = Blend(
+        max(weights[NETWORK], 0.2),  # the network keeps a part whatever the fit says: served as a blend
+        fitted.intercept,
+        [BlendMember.of(t.kind, t.kind, max(weights[t.kind], 0.2), [t]) for t in trees],
     )
+    blended = result.scorer.with_blend(blend, result.scorer.calibration)
+    # A fitted calibration and a contact rule with a capacity, as the pipeline saves them.
+    calibration = fit_temperature(blended.logits(val), y_val)
+    return blended.with_blend(blend, calibration).with_decision(DecisionRule(0.3, "test rule", capacity=3))
 
 
 @pytest.fixture(scope="module")
@@ -374,8 +392,11 @@ def test_explanations_are_in_raw_features_and_add_up(served: Served) -> None:
         assert explanation["score"] == pytest.approx(score, abs=1e-6)
         assert set(explanation["attributions"]) == set(FEATURES)
         total = sum(explanation["attributions"].values())
-        # Integrated gradients add up to the score difference from the baseline, up to the quadrature error.
-        assert abs(explanation["score"] - explanation["baseline_score"] - total) <= 0.01
+        # A blend's permutation Shapley values add up to the score difference from the baseline exactly, up
+        # to rounding (the network runs in float32, the response is JSON).
+        assert abs(explanation["score"] - explanation["baseline_score"] - total) <= 1e-6
+        assert abs(explanation["gap"]) <= 1e-6
+    assert body["method"].startswith("permutation Shapley values")
     status, body = call(served.url, "/explain", {"rows": rows * 4})  # 20 > max_explain_rows (16)
     assert status == 400 and error_locations(body) == [["rows"]], body
 
@@ -827,9 +848,10 @@ def test_alerts_reach_the_webhook_through_real_prometheus_and_alertmanager(
             lambda: _alert_messages(receiver, "MlopsServiceDown"), timeout=60, what="MlopsServiceDown"
         )
         assert SERVICE in down["text"]
-        assert not _alert_messages(receiver, "MlopsLatencyHigh") and not _alert_messages(
-            receiver, "MlopsScoreShift"
-        )
+        # No latency alert at any point. The score-shift rule stayed quiet while the traffic was healthy
+        # (nothing fired, above); the out-of-range burst may shift the scores for real (the blend's trees put
+        # a deal size of 1e12 in their top bin), so that alert is not held against it here.
+        assert not _alert_messages(receiver, "MlopsLatencyHigh")
     finally:
         stop_traffic.set()
         for proc in servers:

@@ -430,6 +430,7 @@ class _FixedModel:
     name: str
     score: ScoreFn
     decision: None = None  # no saved decision rule: the report uses evaluation.threshold
+    fit_seconds: float = 0.0  # as a baseline: the time of its fit
 
     def predict_proba(self, features: pd.DataFrame, calibrated: bool = True) -> np.ndarray:
         return self.score(features)

@@ -220,5 +220,6 @@ def _final() -> SimpleNamespace:
         net_config={"hidden_sizes": [8], "embedding_dim": 4},
         decision=None,
         calibration=SimpleNamespace(temperature=1.2),
+        blend=None,
     )
-    return SimpleNamespace(scorer=scorer, cv=None, holdout="validation rows", holdout_rows=1_500)
+    return SimpleNamespace(scorer=scorer, cv=None, blend=None, holdout="validation rows", holdout_rows=1_500)
