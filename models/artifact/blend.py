@@ -12,7 +12,7 @@ pickled: ``blend.json`` names the files and holds the weights.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -85,25 +85,34 @@ class BlendMember:
     kind: TreeKind
     weight: float
     models: list[TreeModel]
-
-    @classmethod
-    def of(cls, name: str, kind: TreeKind, weight: float, models: list[TreeModel]) -> BlendMember:
-        """The member, its CatBoost fold models merged into one whose margin is their mean (CatBoost's
-        ``sum_models``, keeping every model's categorical statistics: raw scores add up exactly). A CatBoost call costs about 0.4 ms whatever the model
-        (measured, one row), so one merged model instead of five takes 1.6 ms off every request."""
-        if kind == "catboost" and len(models) > 1:
-            from catboost import sum_models
-
-            merged = sum_models(
-                [m.model for m in models],
-                weights=[1.0 / len(models)] * len(models),
-                ctr_merge_policy="KeepAllTables",
-            )
-            models = [TreeModel(kind, merged)]
-        return cls(name, kind, weight, models)
+    _scoring: list[TreeModel] | None = field(default=None, init=False, repr=False, compare=False)
 
     def margin(self, encoded: EncodedFeatures) -> np.ndarray:
-        return np.mean([model.margin(encoded) for model in self.models], axis=0)
+        return np.mean([model.margin(encoded) for model in self.scoring()], axis=0)
+
+    def __getstate__(self) -> dict:
+        """Pickled (Prefect's persisted results, its cache keys) without the merged model, which CatBoost
+        cannot serialise; it is merged again on first use."""
+        return self.__dict__ | {"_scoring": None}
+
+    def scoring(self) -> list[TreeModel]:
+        """The models that score: CatBoost fold models merged in memory into one whose margin is their mean
+        (CatBoost's ``sum_models`` keeping every model's categorical statistics: raw scores add up exactly).
+        A CatBoost call costs about 0.4 ms whatever the model (measured, one row), so one merged model
+        instead of five takes 1.6 ms off every request. The fold models themselves are what is saved:
+        CatBoost cannot save such a merged model (its statistics tables clash)."""
+        if self._scoring is None:
+            self._scoring = self.models
+            if self.kind == "catboost" and len(self.models) > 1:
+                from catboost import sum_models
+
+                merged = sum_models(
+                    [m.model for m in self.models],
+                    weights=[1.0 / len(self.models)] * len(self.models),
+                    ctr_merge_policy="KeepAllTables",
+                )
+                self._scoring = [TreeModel(self.kind, merged)]
+        return self._scoring
 
 
 @dataclass

@@ -173,7 +173,7 @@ def finalize_model(
                 weights[NETWORK],
                 choice_blend.weights.intercept,
                 [
-                    BlendMember.of(name, tree_kind(name), weights[name], models)
+                    BlendMember(name, tree_kind(name), weights[name], models)
                     for name, (_, models) in members.items()
                     if weights[name] > 0.0  # a member the fit left out is not saved or scored
                 ],

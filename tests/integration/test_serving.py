@@ -97,7 +97,7 @@ def scorer() -> TabularScorer:
     blend = Blend(
         max(weights[NETWORK], 0.2),  # the network keeps a part whatever the fit says: served as a blend
         fitted.intercept,
-        [BlendMember.of(t.kind, t.kind, max(weights[t.kind], 0.2), [t]) for t in trees],
+        [BlendMember(t.kind, t.kind, max(weights[t.kind], 0.2), [t]) for t in trees],
     )
     blended = result.scorer.with_blend(blend, result.scorer.calibration)
     # A fitted calibration and a contact rule with a capacity, as the pipeline saves them.

@@ -3,6 +3,9 @@ scored and explained like a network."""
 
 from __future__ import annotations
 
+import pickle
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,7 +13,7 @@ from sklearn.metrics import roc_auc_score
 from test_model import SPEC, make_frame
 from test_model_quality import _sweep_result
 
-from models.artifact.blend import BlendMember
+from models.artifact.blend import Blend, BlendMember
 from models.artifact.explain import PERMUTATIONS, explain, method
 from models.artifact.scorer import TabularScorer
 from models.data.config import SplitConfig
@@ -153,13 +156,22 @@ def test_a_blends_attributions_add_up_to_its_score_minus_the_baselines(blend_mod
     assert explain(scorer, rows)[0].attributions == explanations[0].attributions
 
 
-def test_catboost_fold_models_merge_into_one_scoring_their_mean_margin() -> None:
+def test_catboost_fold_models_merge_into_one_scoring_their_mean_margin(tmp_path: Path) -> None:
     frame = make_frame(800, seed=9)
     transform = FeatureTransform.fit(frame, SPEC)
     y = frame["churned"].to_numpy()
     folds = [fit_baselines(transform, frame, y, seed=s, names=(CATBOOST,))[0].tree_model() for s in (1, 2)]
-    member = BlendMember.of(CATBOOST, "catboost", 0.5, folds)
-    assert len(member.models) == 1  # one call per request instead of one per fold
+    member = BlendMember(CATBOOST, "catboost", 0.5, folds)
+    assert len(member.scoring()) == 1  # one call per request instead of one per fold
     encoded = transform.transform(frame.head(50))
     mean = (folds[0].margin(encoded) + folds[1].margin(encoded)) / 2
     assert np.allclose(member.margin(encoded), mean, rtol=0, atol=1e-9)
+    # Saved as its fold models (a merged CatBoost model cannot be saved), loaded and merged again.
+    blend = Blend(0.0, 0.0, [member])
+    blend.save(tmp_path)
+    loaded = Blend.load(tmp_path)
+    assert loaded is not None and len(loaded.members[0].models) == 2
+    assert np.allclose(loaded.combine(np.zeros(50), encoded), 0.5 * mean, rtol=0, atol=1e-9)
+    # Pickled as Prefect persists task results and hashes task inputs: without the merged model.
+    again = pickle.loads(pickle.dumps(member))
+    assert np.allclose(again.margin(encoded), mean, rtol=0, atol=1e-9)
