@@ -288,6 +288,18 @@ def test_evidently_ui_shows_the_monitors_dashboard_in_chromium(running: RunningS
         for i, result in enumerate(checks)
     ]
     last = checks[-1]
+    # The UI learns of files written into its workspace through a file-system watcher, on its own time (once
+    # the dashboard answered "404, project not found"): wait until its API lists the project and every run.
+    reader = RemoteWorkspace(ui, secret=read_secret(running.home, "evidently"))
+    project = str(recorded[-1].project_id)
+
+    def loaded() -> bool:
+        if project not in {str(p.id) for p in reader.list_projects()}:
+            return False
+        with urllib.request.urlopen(f"{ui}/api/projects/{project}/snapshots", timeout=10) as response:
+            return len(json.loads(response.read())) == len(checks)
+
+    wait_until(loaded, timeout=60, what=f"the Evidently UI loading project {project} and its runs")
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
