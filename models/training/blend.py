@@ -165,8 +165,9 @@ def choose_blend(
     n_resamples: int,
     seed: int,
     confidence: float,
-) -> BlendChoice:
-    """Cross-fit the blend on the held-out predictions, compare it with the network's, decide by ``mode``.
+) -> tuple[BlendChoice, np.ndarray]:
+    """Cross-fit the blend on the held-out predictions, compare it with the network's, decide by ``mode``;
+    the choice and the cross-fitted blended logits [rows] (what a blend is calibrated on).
 
     ``fold_of_row`` is the cross-validation's fold of each held-out row; None (validation rows) draws
     ``STACK_FOLDS`` stratified folds with ``seed``.
@@ -204,9 +205,10 @@ def choose_blend(
         )
     if blended and weights.as_dict()[NETWORK] == 0.0:
         reason += " (the fitted weights leave the network out: the trees carry the blend)"
-    return BlendChoice(
+    choice = BlendChoice(
         mode, blended, holdout, len(y), network_auc, blend_auc, difference, margin, weights, reason
     )
+    return choice, blended_oof
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:

@@ -37,7 +37,7 @@ from models.features.store import FeatureLookup
 from models.features.transform import FeatureTransform
 from models.nn.config import ModelConfig
 from models.training.baselines import Baseline
-from models.training.blend import NETWORK, BlendChoice, choose_blend, cross_fitted, stack_folds, tree_kind
+from models.training.blend import NETWORK, BlendChoice, choose_blend, tree_kind
 from models.training.cv import Candidate, CrossValidation, cross_validate
 from models.training.sweep import SweepResult
 
@@ -155,7 +155,7 @@ def finalize_model(
     offset, choice_blend, blend = math.log(weight), None, None
     members = _members(cv, baselines, transform, val) if model.ensemble != "off" else {}
     if members:
-        choice_blend = choose_blend(
+        choice_blend, blended_logits = choose_blend(
             logits,
             {name: margin for name, (margin, _) in members.items()},
             y_held,
@@ -179,9 +179,7 @@ def finalize_model(
                 ],
             )
             # Calibrated and thresholded on honest logits: each row blended by weights fitted without its fold.
-            inputs = np.column_stack([logits, *(margin for margin, _ in members.values())])
-            folds = cv.fold_of_row if cv is not None else stack_folds(y_held, cv_seed)
-            logits, offset = cross_fitted(inputs, y_held, folds, choice_blend.weights.names), 0.0
+            logits, offset = blended_logits, 0.0
 
     temperature = fit_temperature(logits, y_held, offset=offset)
     before = calibration(y_held, _sigmoid(logits))

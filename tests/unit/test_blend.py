@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 from test_model import SPEC, make_frame
-from test_model_quality import _sweep_result
+from test_model_quality import _sweep_result, fit_on
 
 from models.artifact.blend import Blend, BlendMember
 from models.artifact.explain import PERMUTATIONS, explain, method
@@ -22,7 +22,6 @@ from models.features.transform import FeatureTransform
 from models.nn.config import ModelConfig
 from models.training.baselines import CATBOOST, LIGHTGBM, fit_baselines
 from models.training.blend import NETWORK, choose_blend, fit_weights
-from models.training.fit import train_model
 from models.training.selection import finalize_model
 
 
@@ -35,7 +34,7 @@ def _signals(rows: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _choose(network: np.ndarray, members: dict[str, np.ndarray], y: np.ndarray, mode: str = "auto"):
-    return choose_blend(
+    choice, _ = choose_blend(
         network,
         members,
         y,
@@ -47,6 +46,7 @@ def _choose(network: np.ndarray, members: dict[str, np.ndarray], y: np.ndarray, 
         seed=0,
         confidence=0.95,
     )
+    return choice
 
 
 def test_the_blend_wins_when_its_members_err_apart() -> None:
@@ -93,15 +93,7 @@ def blend_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[TabularScorer
     transform = FeatureTransform.fit(train, SPEC)
     y_train, y_val = train["churned"].to_numpy(), val["churned"].to_numpy()
     model = ModelConfig(architecture="mlp", hidden_sizes=[16], max_epochs=2, ensemble="always")
-    fitted = train_model(
-        transform.transform(train),
-        y_train,
-        transform.transform(val),
-        y_val,
-        transform=transform,
-        config=model,
-        seed=1,
-    )
+    fitted = fit_on(transform, train, val, model)
     final = finalize_model(
         _sweep_result(fitted.scorer, [{"dropout": 0.0}]),
         train,

@@ -223,6 +223,19 @@ def parts() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     )
 
 
+def fit_on(transform: FeatureTransform, train: pd.DataFrame, val: pd.DataFrame, model: ModelConfig):
+    """A network of ``model`` fitted on ``train`` (label ``churned``), early-stopped on ``val``, seed 1."""
+    return train_model(
+        transform.transform(train),
+        train["churned"].to_numpy(),
+        transform.transform(val),
+        val["churned"].to_numpy(),
+        transform=transform,
+        config=model,
+        seed=1,
+    )
+
+
 def _sweep_result(scorer: TabularScorer, params: list[dict]) -> SweepResult:
     trials = [
         TrialSummary(f"t{i}", p, "TERMINATED", 0.8 - i / 100, 3, [], None, None, 1.0, seed=i)
@@ -238,15 +251,7 @@ def test_final_model_never_touches_the_test_split(parts, folds: int) -> None:
     transform.seen = set()
     model = ModelConfig(architecture="mlp", hidden_sizes=[16], max_epochs=2, early_stopping_patience=1)
     y_train, y_val = train["churned"].to_numpy(), val["churned"].to_numpy()
-    fitted = train_model(
-        transform.transform(train),
-        y_train,
-        transform.transform(val),
-        y_val,
-        transform=transform,
-        config=model,
-        seed=1,
-    )
+    fitted = fit_on(transform, train, val, model)
     result = _sweep_result(fitted.scorer, [{"dropout": 0.0}, {"dropout": 0.2}, {"dropout": 0.1}])
     final = finalize_model(
         result,
