@@ -5,15 +5,20 @@
 2. An undrifted batch: `mlops monitor` exits 0 and emits no event.
 3. A drifted batch: `mlops monitor` exits 1, emits `mlops.drift.detected` (the receiver is notified), and
    the training deployment's trigger starts a run by itself on the labelled source the event names; the run
-   suspends at the promotion gate (the receiver is notified again), an approver resumes it, it completes:
-   the new version is champion with the person's decision on it, and the sweep was not run twice (the
-   resumed run replays persisted task results).
+   suspends at the promotion gate (the receiver is notified again, with the run's link).
 4. A second drift inside the cooldown starts no second run.
+5. The approver's journey, as a person does it: the notification's link opened in a browser (Debian's
+   Chromium through Playwright's sync API) that has not signed in to the Prefect UI; a wrong credential is
+   refused, the right one lands on the run; the resume form shows the gate's evidence; the person approves
+   with a name and a comment. The run completes: the new version is champion with the person's decision on
+   it, and the sweep was not run twice (the resumed run replays persisted task results).
 """
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import subprocess
 import sys
 import time
@@ -29,12 +34,12 @@ from prefect.client.schemas.filters import (
     FlowRunFilter,
     FlowRunFilterId,
 )
-from prefect.flow_runs import resume_flow_run
 
 from infra.home import ProjectHome
 from models.data.io import write_table
 from models.data.synthetic import generate_leads
 
+from helpers.browser import ARTIFACTS, CHROMIUM_ARGS
 from helpers.cli import mlops_in_process
 from helpers.configs import small_pipeline_config
 from helpers.processes import stop_process, wait_until
@@ -47,6 +52,9 @@ MLOPS = str(Path(sys.executable).parent / "mlops")
 MODEL = "crm-drift-loop"
 NAME = "drift-loop"
 TRIGGER_WAIT_S = 90  # the runner polls every second; the trigger acts within seconds of the event
+APPROVER = "Ada Approver"
+COMMENT = "Drift retrain: evidence reviewed in the UI, ship it."
+UI_TIMEOUT_MS = 30_000
 
 
 @pytest.fixture(scope="module")
@@ -150,14 +158,15 @@ def _training_runs(deployment_id) -> list:
         return client.read_flow_runs(deployment_filter=DeploymentFilter(id={"any_": [deployment_id]}))
 
 
-def test_drift_retrains_once_per_cooldown(loop: dict, receiver: Receiver) -> None:
+def test_drift_retrains_once_per_cooldown(
+    loop: dict, receiver: Receiver, chromium: str, tmp_path: Path
+) -> None:
     calm = write_table(generate_leads(2000, seed=32), loop["root"] / "calm.parquet")
     drifted = write_table(generate_leads(2000, seed=33, drift=1.0), loop["root"] / "drifted.parquet")
 
     quiet = _monitor(loop, calm)
     assert quiet.returncode == 0, quiet.stdout[-3000:] + quiet.stderr[-3000:]
     assert "no drift" in quiet.stdout and "emitted" not in quiet.stdout
-    time.sleep(5)
     assert _training_runs(loop["deployment"]) == [], "an undrifted batch must not retrain"
 
     alarm = _monitor(loop, drifted)
@@ -207,8 +216,10 @@ def test_drift_retrains_once_per_cooldown(loop: dict, receiver: Receiver) -> Non
         )
         gate = receiver.wait_for(f"Approval waiting: {MODEL}")
         # The session's server has auth on: the run's link goes through the UI's login page.
-        assert f"/v2/login?redirectTo=/runs/flow-run/{run.id}" in gate["text"]
-        resume_flow_run(run.id, run_input={"approved": True, "approver": "ops", "comment": "drift retrain"})
+        base = os.environ["PREFECT_API_URL"].removesuffix("/api")
+        link = f"{base}/v2/login?redirectTo=/runs/flow-run/{run.id}"
+        assert link in gate["text"], gate["text"]
+        _approve_in_the_prefect_ui(chromium, link, base, run, tmp_path)
 
         def ended():
             state = client.read_flow_run(run.id).state
@@ -227,6 +238,66 @@ def test_drift_retrains_once_per_cooldown(loop: dict, receiver: Receiver) -> Non
     _assert_approved_without_retraining(loop, run.id)
 
 
+def _approve_in_the_prefect_ui(chromium: str, link: str, base: str, run, tmp_path: Path) -> None:
+    """A browser that has never signed in opens the notification's link, signs in (a wrong credential first),
+    lands on the run, opens the resume form from the run's menu, reads the evidence, approves, resumes."""
+    from playwright.sync_api import expect, sync_playwright
+
+    # The run's page opens on a tab of its own choosing (`?tab=Logs` in this version).
+    run_page = re.compile(rf"{re.escape(base)}/v2/runs/flow-run/{run.id}(\?.*)?$")
+    ARTIFACTS.mkdir(exist_ok=True)
+    screenshot = ARTIFACTS / "approval-form.png"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+        # Tall enough that the whole resume form (evidence and fields) fits in one screenshot.
+        page = browser.new_page(viewport={"width": 1400, "height": 3000})
+        try:
+            page.set_default_timeout(UI_TIMEOUT_MS)
+            # expect() keeps its own 5 s default, which a loaded machine's first render can exceed.
+            expect.set_options(timeout=UI_TIMEOUT_MS)
+            # Kept on the loopback server: the V2 UI's analytics calls are aborted.
+            page.route(lambda url: not url.startswith(base), lambda route: route.abort())
+            page.goto(link)
+            login = page.get_by_placeholder("admin:pass")
+            login.fill("mlops:wrong")
+            page.get_by_role("button", name="Login").click()
+            expect(page.get_by_text("Invalid credentials")).to_be_visible()
+            login.fill(os.environ["PREFECT_API_AUTH_STRING"])
+            page.get_by_role("button", name="Login").click()
+            expect(page).to_have_url(run_page)
+            expect(page.get_by_text(run.name).first).to_be_visible()
+            page.screenshot(path=ARTIFACTS / "approval-link-after-login.png")
+            # Signed in, the same link goes straight to the run (as a second notification would).
+            page.goto(link)
+            expect(page).to_have_url(run_page)
+            # The run page of the V2 UI has the actions behind the "⋮" menu.
+            page.get_by_role("button", name="Open menu").click()
+            page.get_by_role("menuitem", name="Resume").click()
+
+            form = page.get_by_role("dialog", name="Resume Flow Run")
+            # The form carries the gate's evidence: the markdown description, rendered.
+            heading = form.get_by_role("heading", name=re.compile(rf"^Promotion gate: {MODEL} v2"))
+            expect(heading).to_be_visible()
+            expect(form).to_contain_text("ROC AUC")
+            approved = form.get_by_role("switch", name="Approved")
+            expect(approved).not_to_be_checked()
+            approved.click()
+            expect(approved).to_be_checked()
+            form.get_by_role("textbox", name="Approver").fill(APPROVER)
+            form.get_by_role("textbox", name="Comment").fill(COMMENT)
+            form.screenshot(path=screenshot)
+            shutil.copy(screenshot, tmp_path / screenshot.name)
+
+            form.get_by_role("button", name="Resume", exact=True).click()
+            expect(page.get_by_text("Flow run resumed")).to_be_visible()
+            expect(form).to_be_hidden()
+        except Exception:
+            page.screenshot(path=ARTIFACTS / "approval-ui-failure.png", full_page=True)
+            raise
+        finally:
+            browser.close()
+
+
 def _assert_approved_without_retraining(loop: dict, run_id) -> None:
     """The resumed deployment run moved `champion` with the person's decision on the version, and replayed
     the sweep from its persisted result instead of running it again (one sweep, one MLflow parent run)."""
@@ -234,11 +305,8 @@ def _assert_approved_without_retraining(loop: dict, run_id) -> None:
     champion = client.get_model_version_by_alias(MODEL, "champion")
     assert str(champion.version) == "2", "the retrained version is the champion"
     tags = champion.tags
-    assert (tags["approval.promotion.outcome"], tags["approval.promotion.approver"]) == ("approved", "ops")
-    assert (tags["approval.promotion.decided_by"], tags["approval.promotion.comment"]) == (
-        "human",
-        "drift retrain",
-    )
+    assert (tags["approval.promotion.outcome"], tags["approval.promotion.approver"]) == ("approved", APPROVER)
+    assert (tags["approval.promotion.decided_by"], tags["approval.promotion.comment"]) == ("human", COMMENT)
     assert tags["prefect.flow_run_id"] == str(run_id)
     with get_client(sync_client=True) as prefect:
         task_runs = prefect.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
