@@ -76,7 +76,10 @@ def trained(tmp_path_factory: pytest.TempPathFactory, prefect_server) -> dict:
     """A generated CRM source ending now and a champion trained from it with the shipped config, shrunk."""
     root = tmp_path_factory.mktemp("crm-e2e")
     home, source = root / "home", root / "crm"
-    generated = mlops("data", "generate", "--crm", "--rows", "1500", "--out", str(source), home=home)
+    # In process (no interpreter start); `mlops run` builds a Bento, so it runs as its own process.
+    generated = mlops_in_process(
+        {"MLOPS_HOME": str(home)}, "data", "generate", "--crm", "--rows", "1500", "--out", str(source)
+    )
     assert generated.returncode == 0, generated.stderr
     config = _small_config(root / "crm.yaml", source)
     run = mlops("run", "--config", str(config), home=home)
@@ -132,14 +135,15 @@ def test_materialise_serve_and_score_by_lead_id(trained, monkeypatch: pytest.Mon
     home, config, bento = trained["home"], trained["config"], trained["bento"]
     assert bento, trained["run"].stdout[-2000:]
     now = datetime.now(UTC).replace(microsecond=0)
-    first = mlops(
+    # The materialisations run in this process (on the session's Prefect server, as the subprocess would).
+    first = mlops_in_process(
+        {"MLOPS_HOME": str(home)},
         "features",
         "materialize",
         "--config",
         str(config),
         "--end",
         (now - timedelta(days=1)).isoformat(),
-        home=home,
     )
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
 
@@ -177,8 +181,14 @@ def test_materialise_serve_and_score_by_lead_id(trained, monkeypatch: pytest.Mon
 
         loop = threading.Thread(target=score_in_a_loop, daemon=True)
         loop.start()
-        second = mlops(
-            "features", "materialize", "--config", str(config), "--end", now.isoformat(), home=home
+        second = mlops_in_process(
+            {"MLOPS_HOME": str(home)},
+            "features",
+            "materialize",
+            "--config",
+            str(config),
+            "--end",
+            now.isoformat(),
         )
         stop.set()
         loop.join(timeout=60)
