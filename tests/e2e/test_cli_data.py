@@ -1,4 +1,6 @@
-"""The data commands as a user types them: the installed `mlops` script in a subprocess."""
+"""The data commands as a user types them: `generate` and `run` as the installed `mlops` script in a subprocess
+(the entry point itself; a run builds a Bento, which needs a process of its own), `profile` and `validate`
+through the same CLI in this process (its parsing, output and exit codes, without an interpreter start-up)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers.cli import shell_env
+from helpers.cli import mlops_in_process, shell_env
 from helpers.tables import PLANTED, planted_table
 
 pytestmark = pytest.mark.e2e
@@ -23,8 +25,14 @@ TELCO = Path(__file__).resolve().parents[1] / "data" / "telco_churn_sample.csv"
 
 
 def mlops(*args: str, home: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """The installed script, in a user's shell for ``home``."""
     env = shell_env(home)
     return subprocess.run([MLOPS, *args], capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def mlops_here(*args: str, home: Path) -> subprocess.CompletedProcess:
+    """The same command through the CLI in this process."""
+    return mlops_in_process({"MLOPS_HOME": str(home)}, *args)
 
 
 @dataclass(frozen=True)
@@ -46,7 +54,7 @@ def profiled_telco(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], 
             data = root / "telco.csv"
             data.write_text(TELCO.read_text().replace(",", delimiter))
             out_dir = root / "telco-pipeline"
-            result = mlops(
+            result = mlops_here(
                 "data", "profile", str(data), "--target", "Churn", "--out-dir", str(out_dir), home=root
             )
             assert result.returncode == 0, result.stderr
@@ -82,7 +90,7 @@ def test_profile_then_validate_an_unseen_real_dataset(
     assert "positive_class: 'Yes'" in config and "id_column: customerID" in config
     assert (profiled.out_dir / "expectations.json").is_file()
 
-    validated = mlops("validate", "--config", str(profiled.out_dir / "pipeline.yaml"), home=tmp_path)
+    validated = mlops_here("validate", "--config", str(profiled.out_dir / "pipeline.yaml"), home=tmp_path)
     assert validated.returncode == 0, validated.stdout + validated.stderr
     assert "passed" in validated.stdout
     assert "Traceback" not in validated.stderr
@@ -97,7 +105,7 @@ def test_validate_failure_prints_table_without_traceback(
     bad = tmp_path / "bad.csv"
     bad.write_text("\n".join(lines) + "\n")
     config = profiled.out_dir / "pipeline.yaml"
-    result = mlops("validate", "--config", str(config), "--data", str(bad), home=tmp_path)
+    result = mlops_here("validate", "--config", str(config), "--data", str(bad), home=tmp_path)
     assert result.returncode == 1
     assert "Contract" in result.stdout and "Ten year" in result.stdout
     assert "Traceback" not in result.stdout + result.stderr
@@ -150,7 +158,7 @@ def test_profile_flags_what_would_not_hold_in_production_and_the_pair_validates(
     data = tmp_path / "leads.csv"
     planted_table().to_csv(data, index=False)
     out_dir = tmp_path / "leads-pipeline"
-    result = mlops(
+    result = mlops_here(
         "data", "profile", str(data), "--target", PLANTED.target, "--out-dir", str(out_dir), home=tmp_path
     )
     assert result.returncode == 0, result.stderr
@@ -163,5 +171,5 @@ def test_profile_flags_what_would_not_hold_in_production_and_the_pair_validates(
     assert raw["data"]["id_column"] == PLANTED.id_column and raw["data"]["na_values"] == [PLANTED.placeholder]
     assert raw["features"]["exclude"] == [PLANTED.record_number, *PLANTED.constants, PLANTED.near_constant]
 
-    validated = mlops("validate", "--config", str(out_dir / "pipeline.yaml"), home=tmp_path)
+    validated = mlops_here("validate", "--config", str(out_dir / "pipeline.yaml"), home=tmp_path)
     assert validated.returncode == 0, validated.stdout + validated.stderr
