@@ -6,6 +6,9 @@ store):
 
     ours      `bentoml serve` of the Bento `serving.packaging.build_bento` builds (validation, the fast
               encoding path, the decision rule, the prediction log, metrics, bearer token), `{"rows": [...]}`
+    blend     the same Bento of a blend champion: the same network blended with CatBoost and LightGBM fitted
+              on the same training rows, weights fitted on the validation rows (`model.ensemble: always`, as
+              the pipeline builds it on a table too large to cross-validate); what a blend costs per request
     peer      `mlflow models serve` of the same registered version, its fastest format
               (`{"inputs": {column: [values]}}`)
     ceiling   a lean BentoML service doing only the network forward on pre-encoded rows (async API,
@@ -23,7 +26,8 @@ measures throughput and latency; shedding is `--capacity`'s. Load: Debian's `wrk
 `apt-get install wrk`), 32 connections on one thread for `--seconds` (60) per server and request size (1 row, 64 rows); its CPU share of the machine is printed, so
 a client-bound figure shows. Per server and size: requests/s, p50/p99 latency and non-2xx answers, plus
 the single-request p50 over 400 sequential requests on one keep-alive connection. Then the ratios and the
-targets on 2 cores: single-row p50 <= 2 ms; ours >= 0.75x the ceiling; ours >= 3x the peer; 0 errors.
+targets on 2 cores: single-row p50 <= 2 ms (ours, and the blend); ours >= 0.75x the ceiling; ours >= 3x the
+peer; 0 errors.
 By id: single-request p50 <= 2 ms (on Redis <= 2.5 ms) and 1-row throughput >= 0.7x the same server's full
 rows.
 
@@ -65,7 +69,7 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 TOKEN = "bench-token"
 CONNECTIONS = 32
-SERVERS = ("ours", "peer", "ceiling", "limit", "by-id", "by-id-redis")
+SERVERS = ("ours", "blend", "peer", "ceiling", "limit", "by-id", "by-id-redis")
 BY_ID = ("by-id", "by-id-redis")
 TARGETS = {
     "single_p50_ms": 2.0,
@@ -164,8 +168,17 @@ def stop(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
-def prepare(work: Path, rows: int = 20_000) -> tuple[str, str, Path, pd.DataFrame]:
-    """Train, register and package the scorer; its tracking URI, Bento tag, saved folder and sample rows."""
+@dataclass
+class Prepared:
+    uri: str  # the temporary MLflow store's tracking URI
+    bento: str  # our Bento of the network
+    scorer_dir: Path  # the network's saved scorer
+    rows: pd.DataFrame  # validation rows, the requests' source
+    blend_bento: str = ""  # our Bento of the blend champion (only when measured)
+
+
+def prepare(work: Path, rows: int = 20_000, blend: bool = False) -> Prepared:
+    """Train, register and package the scorer (and with ``blend`` the blend champion built on it)."""
     import yaml
 
     from models.data.synthetic import LeadSchema, generate_leads
@@ -204,7 +217,49 @@ def prepare(work: Path, rows: int = 20_000) -> tuple[str, str, Path, pd.DataFram
     experiment = client.create_experiment("bench", artifact_location=str(work / "mlartifacts"))
     run_id = client.create_run(experiment).info.run_id
     register_challenger.fn(target, "bench", log_model.fn(target, run_id, scorer, val.head(5)), run_id, {})
-    return uri, package(work, PACKAGE, uri, "bench"), work / "scorer", val
+    prepared = Prepared(uri, package(work, PACKAGE, uri, "bench"), work / "scorer", val)
+    if blend:
+        folder = blended(work, scorer, transform, train, val, model, schema.target)
+        prepared.blend_bento = package(work, PACKAGE_DIR, str(folder), "bench-blend")
+    return prepared
+
+
+def blended(
+    work: Path, scorer, transform, train: pd.DataFrame, val: pd.DataFrame, model, target: str
+) -> Path:
+    """The network blended with CatBoost and LightGBM as the pipeline blends on a large table: the trees
+    fitted on the training rows (early stopping on an inner split of them), the weights and the calibration
+    on the validation rows; `model.ensemble: always`, so the blend is built whatever its gain. Saved."""
+    from models.data.config import SplitConfig
+    from models.evaluation.config import EvaluationConfig
+    from models.training.baselines import fit_baselines
+    from models.training.selection import finalize_model
+    from models.training.sweep import SweepResult
+
+    y_train, y_val = train[target].to_numpy(), val[target].to_numpy()
+    trees = fit_baselines(transform, train, y_train, 0, names=("catboost", "lightgbm"))
+    network = SweepResult("bench", "0", {}, 0.0, scorer, [], 0.0, False, str(work))
+    final = finalize_model(
+        network,
+        train,
+        y_train,
+        val,
+        y_val,
+        transform=transform,
+        model=model.model_copy(update={"ensemble": "always"}),
+        split=SplitConfig(cv_folds=0),
+        business=None,
+        evaluation=EvaluationConfig(n_bootstrap=100),
+        cv_seed=0,
+        business_seed=0,
+        baselines=trees,
+    )
+    assert final.scorer.blend is not None, "ensemble: always builds a blend"
+    print(
+        f"blend: {final.scorer.blend.describe()} (fit: {', '.join(f'{t.name} {t.fit_seconds:.1f} s' for t in trees)})"
+    )
+    final.scorer.save(work / "blend-scorer")
+    return work / "blend-scorer"
 
 
 def package(work: Path, script: str, *args: str) -> str:
@@ -351,7 +406,7 @@ def bodies(server: str, rows: pd.DataFrame, scorer_dir: Path) -> bytes:
     from models.artifact.scorer import TabularScorer
 
     features = [c.name for c in TabularScorer.load(scorer_dir).feature_columns]
-    if server == "ours":
+    if server in ("ours", "blend"):
         records = rows[features].astype(object).where(rows[features].notna(), None).to_dict(orient="records")
         return json.dumps({"rows": records}).encode()
     if server == "peer":
@@ -364,7 +419,7 @@ def bodies(server: str, rows: pd.DataFrame, scorer_dir: Path) -> bytes:
 
 
 def start(
-    server: str, work: Path, uri: str, bento: str, scorer_dir: Path, by_id: ByIdModel | None = None
+    server: str, work: Path, prepared: Prepared, by_id: ByIdModel | None = None
 ) -> tuple[subprocess.Popen, str, str]:
     """The server, its base URL and the path to POST to."""
     port = free_port()
@@ -373,7 +428,7 @@ def start(
         "BENTOML_HOME": str(work / "bentoml"),
         "MLOPS_HOME": str(work / "home"),
         "MLOPS_SERVING_TOKEN": TOKEN,
-        "BENCH_SCORER_DIR": str(scorer_dir),
+        "BENCH_SCORER_DIR": str(prepared.scorer_dir),
         "PATH": f"{BIN}:{os.environ['PATH']}",
         "DO_NOT_TRACK": "1",
         "BENTOML_DO_NOT_TRACK": "true",
@@ -382,7 +437,8 @@ def start(
     env.pop("MLFLOW_TRACKING_URI", None)  # ours: serve the Bento's model, no registry polling
     host = ["--host", "127.0.0.1", "--port", str(port)]
     commands = {
-        "ours": ([str(BIN / "bentoml"), "serve", bento, *host], "/predict", "/readyz"),
+        "ours": ([str(BIN / "bentoml"), "serve", prepared.bento, *host], "/predict", "/readyz"),
+        "blend": ([str(BIN / "bentoml"), "serve", prepared.blend_bento, *host], "/predict", "/readyz"),
         **{
             name: (
                 [str(BIN / "bentoml"), "serve", by_id.bento if by_id else "", *host],
@@ -429,7 +485,7 @@ def start(
     }
     command, path, ready = commands[server]
     if server == "peer":
-        env["MLFLOW_TRACKING_URI"] = uri
+        env["MLFLOW_TRACKING_URI"] = prepared.uri
     if server in BY_ID and by_id is not None:
         env["MLOPS_HOME"] = str(by_id.home)  # where the feature store's registry and online store live
     if server == "by-id-redis" and by_id is not None:
@@ -606,7 +662,7 @@ def capacity(args: argparse.Namespace, work: Path, scorer_dir: Path, rows: pd.Da
     )
     for workers in (1, 2):
         bento = package(work, PACKAGE_DIR, str(scorer_dir), "bench", json.dumps({"workers": workers}))
-        proc, url, path = start("ours", work, "", bento, scorer_dir)
+        proc, url, path = start("ours", work, Prepared("", bento, scorer_dir, rows))
         try:
             load(url, path, body, 2, work, 8)  # warm-up
             print(f"\n{workers} worker(s)\n{'conns':>6}{'rps':>9}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}")
@@ -704,8 +760,8 @@ def main() -> None:
             sys.exit("wrk is not installed: apt-get install wrk")
         with tempfile.TemporaryDirectory(prefix="bench-capacity-") as tmp:
             work = Path(tmp)
-            _, _, scorer_dir, rows = prepare(work, 2_000 if args.smoke else 20_000)
-            capacity(args, work, scorer_dir, rows)
+            prepared = prepare(work, 2_000 if args.smoke else 20_000)
+            capacity(args, work, prepared.scorer_dir, prepared.rows)
         return
     if args.smoke:
         args.seconds, args.servers, args.single_requests = 1, ["by-id-redis"], 40
@@ -718,8 +774,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
         work = Path(tmp)
         size = 2_000 if args.smoke else 20_000
-        uri, bento, scorer_dir, rows = (
-            prepare(work, size) if set(args.servers) - set(BY_ID) else ("", "", work, pd.DataFrame())
+        prepared = (
+            prepare(work, size, blend="blend" in args.servers)
+            if set(args.servers) - set(BY_ID)
+            else Prepared("", "", work, pd.DataFrame())
         )
         redis_proc, redis = start_redis(work) if "by-id-redis" in args.servers else (None, None)
         try:
@@ -728,7 +786,7 @@ def main() -> None:
                 if set(BY_ID) & set(args.servers)
                 else None
             )
-            measure(args, work, (uri, bento, scorer_dir, rows), by_id, results, singles)
+            measure(args, work, prepared, by_id, results, singles)
         finally:
             if redis_proc is not None:
                 stop(redis_proc)
@@ -738,15 +796,15 @@ def main() -> None:
 def measure(
     args: argparse.Namespace,
     work: Path,
-    prepared: tuple[str, str, Path, pd.DataFrame],
+    prepared: Prepared,
     by_id: ByIdModel | None,
     results: dict[tuple[str, int], Load],
     singles: dict[str, float],
 ) -> None:
     """Each server of ``args.servers`` in turn: its single-request p50 and its load figures per size."""
-    uri, bento, scorer_dir, rows = prepared
+    scorer_dir, rows = prepared.scorer_dir, prepared.rows
     for server in args.servers:
-        proc, url, path = start(server, work, uri, bento, scorer_dir, by_id)
+        proc, url, path = start(server, work, prepared, by_id)
         try:
             if server in BY_ID:
                 assert by_id is not None
@@ -787,11 +845,18 @@ def report(args: argparse.Namespace, results: dict[tuple[str, int], Load], singl
         )
     for server, p50 in singles.items():
         print(f"single-request p50 {server:<17} {p50:6.2f} ms")
-    if "ours" in singles:
-        print(
-            f"target single-row p50 <= {TARGETS['single_p50_ms']} ms: ours {singles['ours']:.2f} ms "
-            f"(ratio {singles['ours'] / TARGETS['single_p50_ms']:.2f})"
-        )
+    for server in ("ours", "blend"):
+        if server in singles:
+            print(
+                f"target single-row p50 <= {TARGETS['single_p50_ms']} ms: {server} {singles[server]:.2f} ms "
+                f"(ratio {singles[server] / TARGETS['single_p50_ms']:.2f})"
+            )
+    if "ours" in singles and "blend" in singles:
+        print(f"blend's cost per single request: {singles['blend'] - singles['ours']:+.2f} ms p50 over ours")
+    for size in (1, 64):
+        if ("ours", size) in results and ("blend", size) in results:
+            ratio = results["blend", size].rps / results["ours", size].rps
+            print(f"{size:>2} rows: blend / ours    {ratio:5.2f}x")
     for size in (1, 64):
         ours = results.get(("ours", size))
         if ours is None:

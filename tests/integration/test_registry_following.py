@@ -35,6 +35,7 @@ from models.nn.config import ModelConfig
 from models.training.fit import train_model
 
 from helpers.bento import package_bento
+from helpers.blends import blended
 from helpers.cli import mlops_in_process
 from helpers.processes import free_port, stop_process, wait_http, wait_until
 
@@ -48,13 +49,14 @@ MODEL, TOKEN = "crm-follow", "follow-secret"
 SWITCH_TIMEOUT_S = 60  # the poll interval is 0.5 s; a download, digest and smoke check take a few seconds
 
 
-def _scorer(seed: int) -> TabularScorer:
+def _scorer(seed: int, blend: bool = False) -> TabularScorer:
+    """A tiny network; with ``blend``, that network blended with CatBoost and LightGBM (a blend champion)."""
     leads = generate_leads(1_500, seed=seed)
     train, val = leads.iloc[:1_200], leads.iloc[1_200:]
     transform = FeatureTransform.fit(
         train, FeatureConfig(numeric=list(SCHEMA.numeric), categorical=list(SCHEMA.categorical))
     )
-    return train_model(
+    scorer = train_model(
         transform.transform(train),
         train[SCHEMA.target].to_numpy(),
         transform.transform(val),
@@ -63,6 +65,7 @@ def _scorer(seed: int) -> TabularScorer:
         config=ModelConfig(architecture="mlp", hidden_sizes=[8], batch_size=256, max_epochs=1),
         seed=seed,
     ).scorer
+    return blended(scorer, train, val, SCHEMA.target, seed=seed) if blend else scorer
 
 
 @dataclass
@@ -140,8 +143,9 @@ class Service:
 @pytest.fixture(scope="module")
 def service(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     registry.versions["good-1"] = registry.register(_scorer(1), "approved")
-    registry.versions["good-2"] = registry.register(_scorer(2), "approved")
-    registry.versions["rejected"] = registry.register(_scorer(3), "rejected")
+    # The moves go from a network to a blend and back; the A/B and shadow candidate is a blend.
+    registry.versions["good-2"] = registry.register(_scorer(2, blend=True), "approved")
+    registry.versions["rejected"] = registry.register(_scorer(3, blend=True), "rejected")
     registry.point_champion(registry.versions["good-1"])
     root = tmp_path_factory.mktemp("follow-serve")
     env = {

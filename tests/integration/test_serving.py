@@ -27,16 +27,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.artifact.blend import Blend, BlendMember
-from models.artifact.calibrator import fit_temperature
 from models.artifact.decision import DecisionRule
 from models.artifact.scorer import WEIGHTS_FILE, TabularScorer
 from models.data.synthetic import LeadSchema, generate_leads
 from models.features.config import FeatureConfig
 from models.features.transform import FeatureTransform
 from models.nn.config import ModelConfig
-from models.training.baselines import CATBOOST, LIGHTGBM, fit_baselines
-from models.training.blend import NETWORK, fit_weights
 from models.training.fit import train_model
 from monitoring.prediction_log import log_files, read_records
 from monitoring.reference import reference_score_quantiles
@@ -44,6 +40,7 @@ from serving.packaging import ModelIntegrityError, scorer_digest, verify_scorer_
 from serving.schemas import PredictResponse, build_request_model
 
 from helpers.bento import package_bento
+from helpers.blends import blended
 from helpers.processes import free_port, stop_process, wait_http
 
 pytestmark = pytest.mark.integration
@@ -86,23 +83,10 @@ def scorer() -> TabularScorer:
         config=ModelConfig(hidden_sizes=[16], ensemble_size=4, batch_size=256, max_epochs=2),
         seed=3,
     )
-    y_train, y_val = train[SCHEMA.target].to_numpy(), val[SCHEMA.target].to_numpy()
-    trees = [
-        b.tree_model() for b in fit_baselines(transform, train, y_train, seed=3, names=(CATBOOST, LIGHTGBM))
-    ]
-    encoded = transform.transform(val)
-    inputs = np.column_stack([result.scorer.logits(val), *(tree.margin(encoded) for tree in trees)])
-    fitted = fit_weights(inputs, y_val, (NETWORK, CATBOOST, LIGHTGBM))
-    weights = fitted.as_dict()
-    blend = Blend(
-        max(weights[NETWORK], 0.2),  # the network keeps a part whatever the fit says: served as a blend
-        fitted.intercept,
-        [BlendMember(t.kind, t.kind, max(weights[t.kind], 0.2), [t]) for t in trees],
-    )
-    blended = result.scorer.with_blend(blend, result.scorer.calibration)
     # A fitted calibration and a contact rule with a capacity, as the pipeline saves them.
-    calibration = fit_temperature(blended.logits(val), y_val)
-    return blended.with_blend(blend, calibration).with_decision(DecisionRule(0.3, "test rule", capacity=3))
+    return blended(result.scorer, train, val, SCHEMA.target, seed=3).with_decision(
+        DecisionRule(0.3, "test rule", capacity=3)
+    )
 
 
 @pytest.fixture(scope="module")
