@@ -135,16 +135,20 @@ def test_materialise_serve_and_score_by_lead_id(trained, monkeypatch: pytest.Mon
     home, config, bento = trained["home"], trained["config"], trained["bento"]
     assert bento, trained["run"].stdout[-2000:]
     now = datetime.now(UTC).replace(microsecond=0)
-    # The materialisations run in this process (on the session's Prefect server, as the subprocess would).
-    first = mlops_in_process(
-        {"MLOPS_HOME": str(home)},
-        "features",
-        "materialize",
-        "--config",
-        str(config),
-        "--end",
-        (now - timedelta(days=1)).isoformat(),
-    )
+
+    def materialize(end: datetime):
+        """`mlops features materialize` up to ``end``, in this process (on the session's Prefect server)."""
+        return mlops_in_process(
+            {"MLOPS_HOME": str(home)},
+            "features",
+            "materialize",
+            "--config",
+            str(config),
+            "--end",
+            end.isoformat(),
+        )
+
+    first = materialize(now - timedelta(days=1))
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
 
     spine = pd.read_parquet(trained["source"] / "spine.parquet")
@@ -181,15 +185,7 @@ def test_materialise_serve_and_score_by_lead_id(trained, monkeypatch: pytest.Mon
 
         loop = threading.Thread(target=score_in_a_loop, daemon=True)
         loop.start()
-        second = mlops_in_process(
-            {"MLOPS_HOME": str(home)},
-            "features",
-            "materialize",
-            "--config",
-            str(config),
-            "--end",
-            now.isoformat(),
-        )
+        second = materialize(now)
         stop.set()
         loop.join(timeout=60)
         assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-2000:]
