@@ -101,6 +101,7 @@ def spawn(spec: ServiceSpec, env: Mapping[str, str]) -> Started:
         create_time=create_time,
         started_at=now(),
         log=str(spec.log),
+        boot_start=boot_start(pid),
     )
     return Started(record, offset)
 
@@ -141,6 +142,7 @@ def adopt(name: str, pid: int, *, url: str, health_url: str | None, log: Path) -
         create_time=create_time,
         started_at=now(),
         log=str(log),
+        boot_start=boot_start(pid),
     )
 
 
@@ -174,14 +176,35 @@ def exit_code(pid: int) -> int | None:
 # ---------------------------------------------------------------------------------------------
 
 
+def boot_start(pid: int) -> str | None:
+    """``<boot id>:<start in clock ticks since boot>`` of ``pid`` (Linux's /proc), None where there is no
+    such file or the process is gone. Unlike ``create_time`` (the boot time, which /proc/stat gives in whole
+    seconds, plus those ticks), it does not move with the wall clock: a clock slewed by a tenth of a second
+    can move the boot time, so every process's ``create_time``, by a whole second."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # Fields after the command name (which may hold spaces and parentheses): state is field 3,
+    # starttime field 22 (proc(5)).
+    return f"{boot}:{stat.rsplit(')', 1)[1].split()[19]}"
+
+
 def identify(record: ProcessRecord) -> Identified:
-    """Whether ``record.pid`` is still our process, is gone, or now belongs to another one."""
+    """Whether ``record.pid`` is still our process, is gone, or now belongs to another one: the same
+    command line, and the same start (since boot where the record has it, else by the wall clock)."""
     try:
         proc = psutil.Process(record.pid)
         if proc.status() == psutil.STATUS_ZOMBIE:
             _reap(record.pid)
             return Identified("gone", None)
-        same = abs(proc.create_time() - record.create_time) < 1.0 and proc.cmdline() == record.command
+        started = boot_start(record.pid) if record.boot_start is not None else None
+        if started is not None:
+            same_start = started == record.boot_start
+        else:
+            same_start = abs(proc.create_time() - record.create_time) < 1.0
+        same = same_start and proc.cmdline() == record.command
     except psutil.ZombieProcess:
         _reap(record.pid)
         return Identified("gone", None)

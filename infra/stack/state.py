@@ -41,6 +41,9 @@ class ProcessRecord:
     create_time: float
     started_at: str
     log: str
+    # On Linux, the boot's id and the process's start in clock ticks since boot: its start time
+    # unmoved by the wall clock (`create_time` moves with it). None elsewhere, and in older files.
+    boot_start: str | None = None
 
 
 def state_path(home: ProjectHome) -> Path:
