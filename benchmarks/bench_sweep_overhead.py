@@ -106,11 +106,11 @@ def main() -> None:
     parser.add_argument(
         "--smoke",
         action="store_true",
-        help="2,000 rows, 2 trials of 1 epoch per sweep, one at a time: checks that it runs",
+        help="2,000 rows, 1 trial of 1 epoch per sweep: checks that it runs",
     )
     args = parser.parse_args()
     if args.smoke:
-        args.rows, args.trials, args.epochs, args.concurrency = 2_000, 2, 1, 1
+        args.rows, args.trials, args.epochs, args.concurrency = 2_000, 1, 1, 1
 
     data, transform = make_data(args.rows, args.seed)
     base = ModelConfig(max_epochs=args.epochs)

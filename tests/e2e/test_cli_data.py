@@ -119,9 +119,9 @@ def test_profile_then_run_trains_on_the_unseen_dataset(
     # Shrink the sweep and the evaluation for the test machine; everything else is as profiled. The copy
     # sits next to the profiled config so that its relative paths resolve the same way.
     raw = yaml.safe_load((profiled.out_dir / "pipeline.yaml").read_text())
-    raw["model"] = {"max_epochs": 3}
+    raw["model"] = {"max_epochs": 2}
     raw["sweep"] |= {"num_samples": 1}
-    raw["split"] = {"cv_folds": 3}  # 1,400 rows: cross-validated; 3 folds keep the test short
+    raw["split"] = {"cv_folds": 2}  # 1,400 rows: cross-validated; the fewest folds keep the test short
     raw["evaluation"] = {"n_bootstrap": 200, "importance_repeats": 1}
     config = profiled.out_dir / "pipeline.small.yaml"
     config.write_text(yaml.safe_dump(raw, sort_keys=False))
@@ -134,7 +134,7 @@ def test_profile_then_run_trains_on_the_unseen_dataset(
     # A small table is cross-validated: the run carries the folds' figures and a model card.
     [cv] = (tmp_path / "home").rglob("cross_validation.json")
     folds = json.loads(cv.read_text())
-    assert folds["folds"] == 3 and folds["rows"] == 1_120  # train + validation of 1,400 rows
+    assert folds["folds"] == 2 and folds["rows"] == 1_120  # train + validation of 1,400 rows
     assert set(folds["baselines"]) == {
         "logistic_regression",
         "gradient_boosted_trees",

@@ -28,44 +28,20 @@ from infra.home import ProjectHome
 from infra.stack import SERVICES, credentials, prepare
 from models.artifact.scorer import WEIGHTS_FILE, TabularScorer
 from models.data.synthetic import LeadSchema, generate_leads
-from models.features.config import FeatureConfig
-from models.features.transform import FeatureTransform
 from models.governance.names import Alias
-from models.nn.config import ModelConfig
-from models.training.fit import train_model
 
 from helpers.bento import package_bento
-from helpers.blends import blended
 from helpers.cli import mlops_in_process
 from helpers.processes import free_port, stop_process, wait_http, wait_until
+from helpers.registry import register_version, tiny_scorer
 
 pytestmark = pytest.mark.integration
 
 SCHEMA = LeadSchema()
 FEATURES = [*SCHEMA.numeric, *SCHEMA.categorical]
 BIN = Path(sys.executable).parent
-REPO = Path(__file__).resolve().parents[2]
 MODEL, TOKEN = "crm-follow", "follow-secret"
 SWITCH_TIMEOUT_S = 60  # the poll interval is 0.5 s; a download, digest and smoke check take a few seconds
-
-
-def _scorer(seed: int, blend: bool = False) -> TabularScorer:
-    """A tiny network; with ``blend``, that network blended with CatBoost and LightGBM (a blend champion)."""
-    leads = generate_leads(1_500, seed=seed)
-    train, val = leads.iloc[:1_200], leads.iloc[1_200:]
-    transform = FeatureTransform.fit(
-        train, FeatureConfig(numeric=list(SCHEMA.numeric), categorical=list(SCHEMA.categorical))
-    )
-    scorer = train_model(
-        transform.transform(train),
-        train[SCHEMA.target].to_numpy(),
-        transform.transform(val),
-        val[SCHEMA.target].to_numpy(),
-        transform=transform,
-        config=ModelConfig(architecture="mlp", hidden_sizes=[8], batch_size=256, max_epochs=1),
-        seed=seed,
-    ).scorer
-    return blended(scorer, train, val, SCHEMA.target, seed=seed) if blend else scorer
 
 
 @dataclass
@@ -79,27 +55,8 @@ class Registry:
 
         return MlflowClient(self.url)
 
-    def register(self, scorer: TabularScorer, decision: str, name: str = MODEL) -> str:
-        """Log, register and record as the pipeline does (digest, smoke sample, reference score quantiles,
-        gate decision)."""
-        from monitoring.reference import SCORE_QUANTILES_TAG, reference_score_quantiles
-        from tasks.registry import record_serving_integrity, register_challenger
-        from tasks.tracking import TrackingTarget, log_model
-
-        target = TrackingTarget.for_store(self.url, name, self.home.mlflow_artifacts)
-        experiment = self.client().get_experiment_by_name(name) or self.client().get_experiment(
-            self.client().create_experiment(name)
-        )
-        run_id = self.client().create_run(experiment.experiment_id).info.run_id
-        rows = generate_leads(20, seed=3)
-        uri = log_model.fn(target, run_id, scorer, rows.head(5))
-        version = register_challenger.fn(target, name, uri, run_id, {})
-        record_serving_integrity.fn(target, version, scorer, rows)
-        quantiles = reference_score_quantiles(scorer.predict_proba(rows))
-        self.client().set_model_version_tag(name, version.version, SCORE_QUANTILES_TAG, json.dumps(quantiles))
-        self.client().set_model_version_tag(name, version.version, "promotion.decision", decision)
-        self.client().set_model_version_tag(name, version.version, "promotion.reason", f"test: {decision}")
-        return version.version
+    def register(self, scorer: TabularScorer, decision: str) -> str:
+        return register_version(self.url, self.home, scorer, MODEL, decision)
 
     def point_champion(self, version: str) -> None:
         self.client().set_registered_model_alias(MODEL, Alias.CHAMPION, version)
@@ -142,10 +99,10 @@ class Service:
 
 @pytest.fixture(scope="module")
 def service(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    registry.versions["good-1"] = registry.register(_scorer(1), "approved")
+    registry.versions["good-1"] = registry.register(tiny_scorer(1), "approved")
     # The moves go from a network to a blend and back; the A/B and shadow candidate is a blend.
-    registry.versions["good-2"] = registry.register(_scorer(2, blend=True), "approved")
-    registry.versions["rejected"] = registry.register(_scorer(3, blend=True), "rejected")
+    registry.versions["good-2"] = registry.register(tiny_scorer(2, blend=True), "approved")
+    registry.versions["rejected"] = registry.register(tiny_scorer(3, blend=True), "rejected")
     registry.point_champion(registry.versions["good-1"])
     root = tmp_path_factory.mktemp("follow-serve")
     env = {
@@ -468,62 +425,3 @@ def test_ab_split_and_shadow_follow_the_candidate_alias(
     _wait_candidate(ab_url, None)
     assert {v for v, _ in _variants(ab_url, ids[:500]).values()} == {"champion"}
     assert _served_variants(ab_url) == ("champion", [("champion", "champion", champion)])
-
-
-def test_service_started_before_any_champion_is_not_ready_then_serves_the_first_one(
-    registry: Registry, tmp_path: Path
-) -> None:
-    """The server stack's Bento (compose service `bento`): from source, no model in its store, waiting for
-    the champion of a model that has none. Alive but not ready, scoring 503s naming the model, until the
-    alias appears; then that version is fetched, verified and served, and the service is ready."""
-    name = "crm-first-champion"
-    args = tmp_path / "args.yaml"
-    args.write_text(json.dumps({"serving_config": {"poll_interval_seconds": 0.5}}))  # JSON is YAML
-    env = {
-        **os.environ,
-        "BENTOML_HOME": str(tmp_path / "bentoml"),
-        "MLOPS_HOME": str(tmp_path / "home"),
-        "MLFLOW_TRACKING_URI": registry.url,
-        "MLOPS_SERVING_TOKEN": TOKEN,
-        "MLOPS_SERVING_CHAMPION_OF": name,
-        "MLOPS_SERVING_ENTITY_COLUMN": "lead_id",
-        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-    }
-    port, log = free_port(), tmp_path / "serve.log"
-    with log.open("w") as handle:
-        proc = subprocess.Popen(
-            [
-                str(BIN / "bentoml"),
-                "serve",
-                "serving.service:TabularModelService",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--arg-file",
-                str(args),
-            ],
-            cwd=REPO,
-            env=env,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(f"{url}/livez", timeout=120, proc=proc, log=log)
-        assert _call(url, "/readyz")[0] == 503
-        code, body = _call(url, "/predict", {"rows": _rows(["early"])})
-        assert code == 503 and f"no champion of {name} yet" in str(body), (code, body)
-        assert _call(url, "/metadata", {})[0] == 503
-
-        version = registry.register(_scorer(4), "approved", name=name)
-        registry.client().set_registered_model_alias(name, Alias.CHAMPION, version)
-        wait_http(f"{url}/readyz", timeout=SWITCH_TIMEOUT_S, proc=proc, log=log)
-        code, body = _call(url, "/predict", {"rows": _rows(["a", "b"])})
-        assert code == 200 and body["model_name"] == name and body["model_version"] == version, body
-        code, metadata = _call(url, "/metadata", {})
-        assert code == 200 and metadata["source"] == f"registry models:/{name}/{version}"
-        assert metadata["bento_model_tag"] is None and metadata["following"].startswith(f"{name}@champion")
-    finally:
-        stop_process(proc)

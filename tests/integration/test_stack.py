@@ -28,18 +28,22 @@ import yaml
 from flows.cli.stack import watched_model
 from infra import stack
 from infra.home import ProjectHome
+from models.data.synthetic import LeadSchema, generate_leads
+from models.governance.names import Alias
 
 from helpers.browser import ARTIFACTS, CHROMIUM_ARGS
 from helpers.configs import REPO
 from helpers.drift_checks import monitored_checks
 from helpers.processes import free_port, free_stack_ports, wait_until
 from helpers.redis import redis_server_program
+from helpers.registry import register_version, tiny_scorer
 from helpers.system import system_tool
 from helpers.webhook import Receiver
 
 pytestmark = pytest.mark.integration
 
 SERVERS = ["prefect", "mlflow", "evidently", "redis", "feast-ui"]
+SCHEMA = LeadSchema()
 
 
 @dataclass(frozen=True)
@@ -504,12 +508,13 @@ def test_up_with_a_config_serves_its_model_and_routes_its_alerts_to_the_webhook(
 ) -> None:
     """`mlops up --config` on the running stack starts only what it lacked: the Bento following the config's
     model, Prometheus scraping it with the config's rules (windows of seconds here) and Alertmanager posting to
-    the config's webhook. The compose one-shot's command renders the same files. The Bento killed for real:
-    `MlopsServiceDown` reaches the webhook as a Slack-compatible message."""
+    the config's webhook. The Bento, started before the model has a champion, is alive but not ready until the
+    first one is registered, then serves it. The compose one-shot's command renders the same files. The Bento
+    killed for real: `MlopsServiceDown` reaches the webhook as a Slack-compatible message."""
     system_tool("prometheus", "prometheus")
     system_tool("prometheus-alertmanager", "prometheus-alertmanager")
     raw = yaml.safe_load((REPO / "configs" / "crm_leads.yaml").read_text())
-    raw["serving"] = {"slo": {"window_seconds": 6, "for_seconds": 2}}
+    raw["serving"] = {"slo": {"window_seconds": 6, "for_seconds": 2}, "poll_interval_seconds": 0.5}
     raw["monitoring"] = {
         "alert_webhook_url": receiver.url,
         "alert_routing": {
@@ -549,6 +554,7 @@ def test_up_with_a_config_serves_its_model_and_routes_its_alerts_to_the_webhook(
     )
     managers = json.loads(_get(prometheus + "/api/v1/alertmanagers")[1])["data"]["activeAlertmanagers"]
     assert [m["url"] for m in managers] == [f"{statuses['alertmanager'].url}/api/v2/alerts"]
+    _first_champion_is_served(running, bento, model=watched_model(config, running.home).name)
 
     # Compose's watch-files one-shot: the same files from the same config.
     out = tmp_path / "rendered"
@@ -610,6 +616,46 @@ def test_up_with_a_config_serves_its_model_and_routes_its_alerts_to_the_webhook(
     again = {s.name: s for s in stack.up(home, model=watched_model(config, home), **running.ports)}
     assert again["bento"].healthy and again["bento"].pid != statuses["bento"].pid
     assert all(again[name].pid == statuses[name].pid for name in stack.SERVICES if name != "bento")
+
+
+def _first_champion_is_served(running: RunningStack, bento: str, model: str) -> None:
+    """The registry gets its first champion of ``model`` (registered as the pipeline does, through the stack's
+    MLflow, signed in): the waiting Bento fetches, verifies and serves it without a restart, and answers a
+    scoring request with its bearer token."""
+    from mlflow import MlflowClient
+
+    from infra.stack.secrets import read_secret
+
+    with pytest.MonkeyPatch.context() as signed_in:
+        for key, value in stack.credentials(running.home, "mlflow").items():
+            signed_in.setenv(key, value)
+        mlflow_url = f"http://127.0.0.1:{running.mlflow_port}"
+        version = register_version(mlflow_url, running.home, tiny_scorer(4), model, "approved")
+        MlflowClient(mlflow_url).set_registered_model_alias(model, Alias.CHAMPION, version)
+    wait_until(lambda: _answers(bento + "/readyz"), 60, f"the Bento serving {model} v{version}")
+    leads = generate_leads(2, seed=5)
+    rows = json.loads(
+        leads[[*SCHEMA.numeric, *SCHEMA.categorical, SCHEMA.id_column]].to_json(orient="records")
+    )
+    request = urllib.request.Request(
+        bento + "/predict",
+        data=json.dumps({"rows": rows}).encode(),
+        headers={
+            "Content-Type": "application/json",
+            "Authorization": f"Bearer {read_secret(running.home, 'serving')}",
+        },
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        body = json.loads(response.read())
+    assert (body["model_name"], body["model_version"]) == (model, version), body
+    assert len(body["predictions"]) == 2
+
+
+def _answers(url: str) -> bool:
+    try:
+        return _get(url)[0] == 200
+    except urllib.error.HTTPError:
+        return False
 
 
 def _query(prometheus: str, expr: str) -> list[dict]:

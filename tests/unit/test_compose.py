@@ -498,7 +498,7 @@ def test_platform_image_copies_every_package() -> None:
 
 
 def test_bento_waits_for_the_first_champion_and_nothing_waits_on_it(services: dict) -> None:
-    """The Bento runs what the waiting-for-a-champion test runs (test_registry_following), signed in to MLflow by
+    """The Bento runs what `mlops up --config` runs (the stack test serves its first champion), signed in to MLflow by
     service name, checked for liveness (not readiness: that needs a champion), with no service depending on it."""
     from serving.settings import ENTITY_ENV, WAIT_ENV
 
