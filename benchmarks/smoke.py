@@ -32,3 +32,16 @@ def smoke_config(path: Path, data: Path, *, model_name: str = "crm-leads-smoke")
     raw["registry"] = {"model_name": model_name}
     path.write_text(yaml.safe_dump(raw))
     return path
+
+
+def shrink_profiled(config: Path, path: Path) -> Path:
+    """A config that ``mlops data profile`` wrote, with ``SMOKE_SECTIONS`` laid over it but cross-validated on 2
+    folds (what the pipeline does with a table this small, at its cheapest); written to ``path``, which must sit
+    beside ``config`` so that its relative paths resolve the same way."""
+    raw = yaml.safe_load(config.read_text())
+    sweep_space = raw["sweep"]["search_space"]
+    raw.update(SMOKE_SECTIONS)
+    raw["sweep"] = {**SMOKE_SECTIONS["sweep"], "search_space": sweep_space}
+    raw["split"] = {"cv_folds": 2}
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path

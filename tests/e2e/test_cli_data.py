@@ -1,11 +1,10 @@
-"""The data commands as a user types them: `generate` and `run` as the installed `mlops` script in a subprocess
-(the entry point itself; a run builds a Bento, which needs a process of its own), `profile` and `validate`
-through the same CLI in this process (its parsing, output and exit codes, without an interpreter start-up)."""
+"""The data commands as a user types them: `generate` as the installed `mlops` script in a subprocess (the entry
+point itself), `profile` and `validate` through the same CLI in this process (its parsing, output and exit codes,
+without an interpreter start-up). A profiled table's run (`mlops data profile` of the Telco sample, then `make
+run`) is bench_quality's smoke run, checked in test_benchmarks.py."""
 
 from __future__ import annotations
 
-import json
-import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -109,44 +108,6 @@ def test_validate_failure_prints_table_without_traceback(
     assert result.returncode == 1
     assert "Contract" in result.stdout and "Ten year" in result.stdout
     assert "Traceback" not in result.stdout + result.stderr
-
-
-def test_profile_then_run_trains_on_the_unseen_dataset(
-    tmp_path: Path, prefect_server, profiled_telco
-) -> None:
-    """`mlops data profile` + `mlops run` on a schema the project never generated."""
-    profiled = profiled_telco(",")
-    # Shrink the sweep and the evaluation for the test machine; everything else is as profiled. The copy
-    # sits next to the profiled config so that its relative paths resolve the same way.
-    raw = yaml.safe_load((profiled.out_dir / "pipeline.yaml").read_text())
-    raw["model"] = {"max_epochs": 2}
-    raw["sweep"] |= {"num_samples": 1}
-    raw["split"] = {"cv_folds": 2}  # 1,400 rows: cross-validated; the fewest folds keep the test short
-    raw["evaluation"] = {"n_bootstrap": 200, "importance_repeats": 1}
-    config = profiled.out_dir / "pipeline.small.yaml"
-    config.write_text(yaml.safe_dump(raw, sort_keys=False))
-    run = mlops("run", "--config", str(config), home=tmp_path / "home", timeout=600)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    assert "model: telco v1" in run.stdout
-    assert "test ROC AUC" in run.stdout and "best baseline" in run.stdout
-    assert "MLflow UI: mlflow ui --backend-store-uri sqlite:///" in run.stdout
-    assert "Traceback" not in run.stderr
-    # A small table is cross-validated: the run carries the folds' figures and a model card.
-    [cv] = (tmp_path / "home").rglob("cross_validation.json")
-    folds = json.loads(cv.read_text())
-    assert folds["folds"] == 2 and folds["rows"] == 1_120  # train + validation of 1,400 rows
-    assert set(folds["baselines"]) == {
-        "logistic_regression",
-        "gradient_boosted_trees",
-        "catboost",
-        "lightgbm",
-    }
-    [card] = (tmp_path / "home").rglob("model_card.md")
-    assert "# Model card: telco v1" in card.read_text() and "## Known limitations" in card.read_text()
-    # Every baseline with its fit time, CatBoost's and LightGBM's early stopping included.
-    assert re.search(
-        r"Baseline fit times: logistic_regression [\d.]+ s, .*catboost [\d.]+ s, lightgbm", card.read_text()
-    )
 
 
 def test_profile_flags_what_would_not_hold_in_production_and_the_pair_validates(

@@ -3,10 +3,15 @@ and prints its figure lines. The figures of a smoke run are not measurements: on
 bench_estimate reports on bench_quality's smoke run (`--from-homes`) instead of making a second run of the same
 shrunken config (about 40 s of the suite): its report is checked here, its own loop of `mlops run` calls
 (`--smoke`, `--runs`) is not.
+
+bench_quality's smoke run is also the suite's run of a new user's journey on a table the project never
+generated (`mlops data profile` of the bundled Telco sample, then `make run` of its config, in a fresh home on
+the embedded default): what that run leaves in the home is checked here too.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import runpy
@@ -34,7 +39,7 @@ FIGURES = {
         "phase sweep ",
     ],
     "bench_generate.py": ["generate + write 2,000 rows (parquet)", "generate + write 2,000 rows (csv)"],
-    "bench_quality.py": ["[synthetic-smoke] ", "make run wall time:", "AUC ratio = "],
+    "bench_quality.py": ["[telco-smoke] 1,400 rows", "make run wall time:", "AUC ratio = "],
     "bench_serving.py": [
         "single-request p50 by-id-redis full",
         "target by-id-redis p50",
@@ -99,6 +104,30 @@ def quality_smoke() -> Iterator[tuple[subprocess.CompletedProcess[str], Path | N
     finally:
         if home is not None:
             shutil.rmtree(home, ignore_errors=True)
+
+
+def test_quality_smoke_profiles_an_unseen_table_and_make_run_trains_it(
+    quality_smoke: tuple[subprocess.CompletedProcess[str], Path | None],
+) -> None:
+    """The Telco sample (its own schema, Yes/No labels, blanks in a numeric column), profiled and run with
+    `make run`: a small table is cross-validated, so the run carries the folds' figures (every baseline,
+    CatBoost and LightGBM included) and a model card with every baseline's fit time."""
+    result, home = quality_smoke
+    assert result.returncode == 0 and home is not None, f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    assert "[telco-smoke] FAILED" not in result.stdout and "Traceback" not in result.stderr
+    [cv] = home.rglob("cross_validation.json")
+    folds = json.loads(cv.read_text())
+    assert folds["folds"] == 2 and folds["rows"] == 1_120  # train + validation of 1,400 rows
+    assert set(folds["baselines"]) == {
+        "logistic_regression",
+        "gradient_boosted_trees",
+        "catboost",
+        "lightgbm",
+    }
+    [card] = home.rglob("model_card.md")
+    text = card.read_text()
+    assert "# Model card: telco-churn-sample v1" in text and "## Known limitations" in text
+    assert re.search(r"Baseline fit times: logistic_regression [\d.]+ s, .*catboost [\d.]+ s, lightgbm", text)
 
 
 @pytest.mark.parametrize("name", sorted(FIGURES))
