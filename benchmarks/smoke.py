@@ -24,10 +24,7 @@ SMOKE_SECTIONS = {
 
 def smoke_config(path: Path, data: Path, *, model_name: str = "crm-leads-smoke") -> Path:
     """``configs/crm_leads.yaml`` with ``SMOKE_SECTIONS`` laid over it, reading ``data``; written to ``path``."""
-    raw = yaml.safe_load((REPO / "configs" / "crm_leads.yaml").read_text())
-    sweep_space = raw["sweep"]["search_space"]
-    raw.update(SMOKE_SECTIONS)
-    raw["sweep"] = {**SMOKE_SECTIONS["sweep"], "search_space": sweep_space}
+    raw = _shrunk(yaml.safe_load((REPO / "configs" / "crm_leads.yaml").read_text()))
     raw["data"].update(path=str(data), expectations=str(REPO / "configs" / "crm_leads.expectations.json"))
     raw["registry"] = {"model_name": model_name}
     path.write_text(yaml.safe_dump(raw))
@@ -38,10 +35,15 @@ def shrink_profiled(config: Path, path: Path) -> Path:
     """A config that ``mlops data profile`` wrote, with ``SMOKE_SECTIONS`` laid over it but cross-validated on 2
     folds (what the pipeline does with a table this small, at its cheapest); written to ``path``, which must sit
     beside ``config`` so that its relative paths resolve the same way."""
-    raw = yaml.safe_load(config.read_text())
-    sweep_space = raw["sweep"]["search_space"]
-    raw.update(SMOKE_SECTIONS)
-    raw["sweep"] = {**SMOKE_SECTIONS["sweep"], "search_space": sweep_space}
+    raw = _shrunk(yaml.safe_load(config.read_text()))
     raw["split"] = {"cv_folds": 2}
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
+
+
+def _shrunk(raw: dict) -> dict:
+    """``raw`` (a pipeline config's YAML) with ``SMOKE_SECTIONS`` laid over it, its sweep's search space kept."""
+    sweep_space = raw["sweep"]["search_space"]
+    raw.update(SMOKE_SECTIONS)
+    raw["sweep"] = {**SMOKE_SECTIONS["sweep"], "search_space": sweep_space}
+    return raw
